@@ -1,0 +1,46 @@
+# scratchnn: every target sets itself up (virtual environment + install) on a fresh clone.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+# The course data, if it sits beside the project (../shared/data); override with SCRATCHNN_DATA=...
+SCRATCHNN_DATA ?= $(wildcard ../shared/data)
+export SCRATCHNN_DATA
+export MPLBACKEND := Agg
+
+.PHONY: help install demo test lint format bench reproduce-all clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)  ## create .venv and install scratchnn with its test tools
+
+demo: $(STAMP)  ## train configs/circles_shallow.yaml on the built-in data, then evaluate it
+	$(BIN)/scratchnn train configs/circles_shallow.yaml --runs-dir runs | tee $(VENV)/demo.out
+	$(BIN)/scratchnn evaluate "$$(tail -n 1 $(VENV)/demo.out)"
+
+lint: $(STAMP)  ## ruff check + ruff format --check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: lint  ## lint, then the test suite
+	$(BIN)/python -m pytest -q
+
+format: $(STAMP)  ## apply ruff's formatting and safe fixes
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: $(STAMP)  ## speed benchmarks (prints tables; not part of make test)
+	$(BIN)/python benchmarks/bench.py
+
+reproduce-all: $(STAMP)  ## rerun every experiment of the course assignment, print ours beside theirs
+	$(BIN)/scratchnn reproduce --runs-dir runs
+
+clean:  ## remove the virtual environment and caches (keeps runs/)
+	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info

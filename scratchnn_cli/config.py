@@ -1,0 +1,208 @@
+"""The experiment spec: its schema, YAML loading and ``--set key.path=value`` overrides.
+
+The YAML layout is a contract (other tools write these files); see README.md, section "The config".
+Every problem is reported as one :class:`ConfigError` line that names the key path.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from scratchnn_cli.errors import ConfigError
+
+BUILTIN_DATASETS = ("blobs400", "circles500", "digits", "fashion-mnist")
+
+PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+NonNegativeFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+Fraction = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
+
+
+class _Section(BaseModel):
+    """A config section: unknown keys are refused, numbers given as strings ("1e-8") accepted."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(_Section):
+    """Which data, which label column, how to split it."""
+
+    dataset: str
+    target: str | None = None
+    split: tuple[Fraction, Fraction, Fraction] = (0.5, 0.25, 0.25)
+    classes: list[str | int] | None = None
+    train_size: Annotated[int, Field(gt=0)] | None = None
+    train_on: Literal["train", "train+val"] = "train"
+
+    @field_validator("dataset")
+    @classmethod
+    def _known_dataset(cls, value: str) -> str:
+        if value in BUILTIN_DATASETS:
+            return value
+        path = Path(os.path.expandvars(value)).expanduser()
+        if path.suffix.lower() != ".csv" and not path.exists():
+            suggestion = difflib.get_close_matches(value, BUILTIN_DATASETS, n=1)
+            hint = f" (did you mean '{suggestion[0]}'?)" if suggestion else ""
+            raise ValueError(
+                f"unknown dataset '{value}'{hint}: use one of {', '.join(BUILTIN_DATASETS)} "
+                "or a path to a CSV file"
+            )
+        if not path.is_file():
+            raise ValueError(f"CSV file not found: {path}")
+        return str(path.resolve())
+
+    @field_validator("split")
+    @classmethod
+    def _split_sums_to_one(cls, value: tuple[float, float, float]) -> tuple[float, float, float]:
+        if not math.isclose(sum(value), 1.0, abs_tol=1e-6):
+            raise ValueError(f"train/val/test fractions must sum to 1 (they sum to {sum(value):g})")
+        if value[0] <= 0:
+            raise ValueError("the train fraction must be greater than 0")
+        return value
+
+    @field_validator("classes")
+    @classmethod
+    def _distinct_classes(cls, value: list[str | int] | None) -> list[str | int] | None:
+        if value is not None:
+            if len(value) < 2:
+                raise ValueError("list at least two classes")
+            if len({str(v) for v in value}) != len(value):
+                raise ValueError("classes must be distinct")
+        return value
+
+
+class ModelConfig(_Section):
+    """The network: hidden layer sizes (``struct``), activations, weight initialisation."""
+
+    struct: list[Annotated[int, Field(gt=0)]] = Field(default_factory=list)
+    activation: Literal["sigmoid", "tanh", "relu", "leaky_relu"] = "sigmoid"
+    output: Literal["auto", "sigmoid", "softmax"] = "auto"
+    mu: Annotated[float, Field(allow_inf_nan=False)] = 0.0
+    sigma: PositiveFloat = 0.1
+
+
+class TrainConfig(_Section):
+    """Single-sample SGD with the assignment's stopping rule."""
+
+    lr: PositiveFloat = 0.001
+    eps: NonNegativeFloat = 1e-8
+    max_iterations: Annotated[int, Field(gt=0)] = 1_000_000
+
+
+class ExperimentConfig(_Section):
+    """The whole experiment spec, as written in ``configs/*.yaml``."""
+
+    name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9._-]+$")] | None = None
+    seed: Annotated[int, Field(ge=0)] = 0
+    data: DataConfig
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The resolved config as plain YAML-ready data (tuples become lists)."""
+        return self.model_dump(mode="json")
+
+
+def _format_validation_error(error: ValidationError, source: str) -> str:
+    """One line per pydantic error, joined: ``source: key.path: reason``."""
+    parts = []
+    for err in error.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        if err["type"] == "extra_forbidden":
+            parts.append(_unknown_key_message(err["loc"]))
+            continue
+        if err["type"] == "missing":
+            parts.append(f"{loc}: required key is missing")
+            continue
+        msg = err["msg"].removeprefix("Value error, ")
+        shown = err.get("input")
+        got = "" if isinstance(shown, dict | list) or shown is None else f" (got {shown!r})"
+        parts.append(f"{loc}: {msg}{got}")
+    head = "; ".join(parts[:3]) + (f"; and {len(parts) - 3} more" if len(parts) > 3 else "")
+    return f"{source}: {head}"
+
+
+def _unknown_key_message(loc: tuple[Any, ...]) -> str:
+    """'unknown key train.lrr (did you mean 'lr'?)' using the fields of the enclosing section."""
+    model: type[BaseModel] = ExperimentConfig
+    for part in loc[:-1]:
+        field = model.model_fields.get(str(part))
+        annotation = field.annotation if field else None
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            model = annotation
+        else:
+            break
+    key = str(loc[-1])
+    close = difflib.get_close_matches(key, list(model.model_fields), n=1)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    return f"{'.'.join(str(p) for p in loc)}: unknown key{hint}"
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``key.path=value`` overrides; the value is parsed as YAML (so 0.01 is a number)."""
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {item!r}: expected key.path=value, e.g. train.lr=0.01")
+        try:
+            value = yaml.safe_load(text) if text.strip() else text
+        except yaml.YAMLError:
+            value = text
+        node = raw
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise ConfigError(f"--set {item!r}: {part} is not a section")
+            node = child
+        node[parts[-1]] = value
+    return raw
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """Read a YAML mapping; syntax errors name the file, line and column."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read config {path}: {exc}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{where}: YAML syntax error: {problem}") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the config must be a mapping of keys (data:, model:, train:)")
+    return raw
+
+
+def build_config(raw: dict[str, Any], source: str, default_name: str | None = None) -> ExperimentConfig:
+    """Validate a raw mapping into an :class:`ExperimentConfig` (``ConfigError`` on any problem)."""
+    try:
+        config = ExperimentConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation_error(exc, source)) from None
+    if config.name is None and default_name:
+        safe = "".join(c if c.isalnum() or c in "._-" else "-" for c in default_name)
+        config.name = safe or "experiment"
+    return config
+
+
+def load_config(path: Path, overrides: list[str] | None = None) -> ExperimentConfig:
+    """Load, override and validate the spec in ``path``; the name defaults to the file stem."""
+    raw = read_yaml(path)
+    raw = apply_overrides(raw, overrides or [])
+    return build_config(raw, str(path), default_name=path.stem)

@@ -1,0 +1,33 @@
+"""Exceptions the CLI turns into one-line messages and documented exit codes."""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_INTERNAL = 1
+EXIT_BAD_INPUT = 2
+EXIT_DIVERGED = 3
+EXIT_INTERRUPTED = 130
+
+
+class ScratchnnError(Exception):
+    """Base class: an error with a one-line message and an exit code."""
+
+    exit_code = EXIT_INTERNAL
+
+
+class UserInputError(ScratchnnError):
+    """Bad input from the user: a config, a data file, a run folder (exit code 2)."""
+
+    exit_code = EXIT_BAD_INPUT
+
+
+class ConfigError(UserInputError):
+    """The experiment spec is invalid; the message names the key path."""
+
+
+class DataError(UserInputError):
+    """A dataset is missing, corrupt or unusable; the message says what and where."""
+
+
+class RunFolderError(UserInputError):
+    """A folder that is not a (finished) run."""

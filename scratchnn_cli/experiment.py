@@ -1,0 +1,266 @@
+"""One experiment from spec to run folder: data -> network -> training -> metrics -> files.
+
+This is the glue between the maths (``nn``, ``train``) and the files (``runs``, ``report``); the
+CLI only parses arguments and calls ``run_experiment`` or ``evaluate_run``.
+"""
+
+from __future__ import annotations
+
+import platform
+import traceback
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import sklearn
+from rich.console import Console
+from sklearn.metrics import confusion_matrix
+
+from scratchnn_cli import __version__
+from scratchnn_cli.config import ExperimentConfig, build_config
+from scratchnn_cli.data import Dataset, load_dataset
+from scratchnn_cli.errors import ConfigError, RunFolderError
+from scratchnn_cli.nn.network import Network
+from scratchnn_cli.progress import TrainingProgress
+from scratchnn_cli.report import plot_confusion_matrix, plot_learning_curve
+from scratchnn_cli.runs import (
+    create_run_dir,
+    load_finished_run,
+    load_model_arrays,
+    write_json,
+    write_npz,
+    write_text,
+    write_yaml,
+)
+from scratchnn_cli.train import TrainResult, train
+
+SPLITS = ("train", "val", "test")
+
+
+def rng_streams(seed: int) -> dict[str, np.random.Generator]:
+    """One seed, independent streams: data split [seed, 1], init [seed, 2], sampling [seed, 3]."""
+    return {
+        "init": np.random.default_rng([seed, 2]),
+        "sampling": np.random.default_rng([seed, 3]),
+    }
+
+
+def output_kind(config: ExperimentConfig, n_classes: int) -> str:
+    """'sigmoid' (one output unit) for two classes, 'softmax' for more, unless the spec says."""
+    chosen = config.model.output
+    if chosen == "auto":
+        return "sigmoid" if n_classes == 2 else "softmax"
+    if chosen == "sigmoid" and n_classes != 2:
+        raise ConfigError(
+            f"model.output: a sigmoid output needs exactly 2 classes, the data has {n_classes}"
+        )
+    return chosen
+
+
+def build_network(
+    config: ExperimentConfig, dataset: Dataset, rng: np.random.Generator | None = None
+) -> Network:
+    """The network the spec describes, sized for the dataset (weights from ``rng``)."""
+    output = output_kind(config, dataset.n_classes)
+    n_outputs = 1 if output == "sigmoid" else dataset.n_classes
+    return Network.build(
+        dataset.n_features,
+        config.model.struct,
+        n_outputs,
+        activation=config.model.activation,
+        output=output,
+        rng=rng if rng is not None else rng_streams(config.seed)["init"],
+        mu=config.model.mu,
+        sigma=config.model.sigma,
+    )
+
+
+def score(net: Network, X: np.ndarray, y: np.ndarray, n_classes: int) -> dict[str, Any]:
+    """Accuracy and confusion matrix (rows true, columns predicted) of ``net`` on (X, y)."""
+    predicted = net.predict(np.asarray(X, dtype=net.dtype))
+    matrix = confusion_matrix(y, predicted, labels=np.arange(n_classes))
+    return {
+        "n": int(len(y)),
+        "accuracy": float(np.mean(predicted == y)),
+        "confusion_matrix": matrix.tolist(),
+    }
+
+
+def training_set(config: ExperimentConfig, dataset: Dataset) -> tuple[np.ndarray, np.ndarray]:
+    """The samples training uses: train, or train + val when ``data.train_on: train+val``."""
+    if config.data.train_on == "train+val":
+        return (
+            np.concatenate([dataset.X_train, dataset.X_val]),
+            np.concatenate([dataset.y_train, dataset.y_val]),
+        )
+    return dataset.X_train, dataset.y_train
+
+
+def _versions() -> dict[str, str]:
+    return {
+        "scratchnn": __version__,
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "scikit-learn": sklearn.__version__,
+    }
+
+
+def _data_record(dataset: Dataset) -> dict[str, Any]:
+    return {
+        "name": dataset.name,
+        "source": dataset.source,
+        "fingerprint": dataset.fingerprint,
+        "classes": list(dataset.class_names),
+        "n_features": dataset.n_features,
+        "n_train": int(len(dataset.y_train)),
+        "n_val": int(len(dataset.y_val)),
+        "n_test": int(len(dataset.y_test)),
+    }
+
+
+@dataclass
+class RunOutcome:
+    """What ``run_experiment`` produced."""
+
+    run_dir: Path
+    status: str
+    result: TrainResult
+    metrics: dict[str, Any]
+
+
+def _history_csv(result: TrainResult) -> str:
+    frame = pd.DataFrame(
+        [(r.epoch, r.iteration, r.cost, r.seconds) for r in result.history],
+        columns=["epoch", "iteration", "cost", "seconds"],
+    )
+    return frame.to_csv(index=False, float_format="%.10g")
+
+
+def run_experiment(
+    config: ExperimentConfig,
+    runs_dir: Path,
+    console: Console | None = None,
+    config_path: Path | None = None,
+) -> RunOutcome:
+    """Train the spec and write its run folder; returns the folder, status and metrics.
+
+    All validation (config, data) happens before the folder is created, so bad input leaves
+    nothing behind. Once it exists, run.json always ends in a final status: completed, diverged,
+    interrupted (Ctrl-C: the exception is re-raised after saving) or failed.
+    """
+    console = console or Console(stderr=True)
+    dataset = load_dataset(config.data, config.seed)
+    streams = rng_streams(config.seed)
+    net = build_network(config, dataset, streams["init"])
+    X_fit, y_fit = training_set(config, dataset)
+
+    run_dir = create_run_dir(runs_dir, config.name or "experiment")
+    started = datetime.now().astimezone()
+    info: dict[str, Any] = {
+        "status": "running",
+        "name": config.name,
+        "config_file": str(config_path) if config_path else None,
+        "started": started.isoformat(timespec="seconds"),
+        "ended": None,
+        "seconds": None,
+        "stop": None,
+        "network": {"sizes": net.sizes, "activation": net.activation.name, "output": net.loss.name},
+        "data": _data_record(dataset),
+        "versions": _versions(),
+    }
+    write_yaml(run_dir / "config.yaml", config.to_dict())
+    write_json(run_dir / "run.json", info)
+
+    result = TrainResult()
+    metrics: dict[str, Any] = {}
+
+    def finish(status: str, error: str | None = None) -> None:
+        ended = datetime.now().astimezone()
+        info.update(
+            status=status,
+            ended=ended.isoformat(timespec="seconds"),
+            seconds=round((ended - started).total_seconds(), 3),
+            stop={
+                "stopped_by": result.stopped_by or status,
+                "reason": result.stop_reason or error or status,
+                "epochs": result.epochs,
+                "iterations": result.iterations,
+                "train_seconds": round(result.seconds, 3),
+            },
+        )
+        if error:
+            info["error"] = error
+        write_json(run_dir / "run.json", info)
+
+    try:
+        with TrainingProgress(console, config.train.max_iterations, config.name or "") as progress:
+            result = train(
+                net, X_fit, y_fit, dataset.n_classes, config.train, streams["sampling"], progress
+            )
+        write_text(run_dir / "history.csv", _history_csv(result))
+        write_npz(run_dir / "model.npz", net.state())
+        for split in SPLITS:
+            X, y = dataset.split(split)
+            if len(y):
+                metrics[split] = score(net, X, y, dataset.n_classes)
+        write_json(run_dir / "metrics.json", metrics)
+        plot_learning_curve(
+            [r.epoch for r in result.history],
+            [r.cost for r in result.history],
+            run_dir / "learning_curve.png",
+            title=f"{config.name}: {result.stop_reason}",
+        )
+        shown = "test" if "test" in metrics else next(iter(metrics))
+        plot_confusion_matrix(
+            np.array(metrics[shown]["confusion_matrix"]),
+            dataset.class_names,
+            run_dir / "confusion_matrix.png",
+            title=f"{config.name}: {shown} accuracy {metrics[shown]['accuracy']:.3f}",
+        )
+    except KeyboardInterrupt:
+        write_text(run_dir / "history.csv", _history_csv(result))
+        finish("interrupted", "interrupted by the user (Ctrl-C)")
+        raise
+    except Exception as exc:
+        (run_dir / "error.log").write_text(traceback.format_exc(), encoding="utf-8")
+        finish("failed", f"{type(exc).__name__}: {exc}")
+        raise
+    finish("diverged" if result.stopped_by == "diverged" else "completed")
+    return RunOutcome(run_dir, info["status"], result, metrics)
+
+
+def load_run_model(run_dir: Path) -> tuple[ExperimentConfig, Dataset, Network, dict[str, Any]]:
+    """Rebuild a finished run: its config, the same data (same seed), its trained network."""
+    raw, info = load_finished_run(run_dir)
+    config = build_config(raw, f"{run_dir}/config.yaml")
+    dataset = load_dataset(config.data, config.seed)
+    net = build_network(config, dataset, np.random.default_rng(0))
+    try:
+        net.load_state(load_model_arrays(run_dir))
+    except (KeyError, ValueError) as exc:
+        raise RunFolderError(f"{run_dir}/model.npz does not fit the run's config: {exc}") from None
+    return config, dataset, net, info
+
+
+def evaluate_run(run_dir: Path, split: str = "test") -> dict[str, Any]:
+    """Score a finished run on one split of its data; writes and returns ``evaluation.json``."""
+    config, dataset, net, info = load_run_model(run_dir)
+    X, y = dataset.split(split)
+    if len(y) == 0:
+        raise RunFolderError(f"{run_dir}: the {split} split of this run's data is empty")
+    recorded = info.get("data", {}).get("fingerprint")
+    evaluation = {
+        "run": str(run_dir),
+        "split": split,
+        **score(net, X, y, dataset.n_classes),
+        "class_names": list(dataset.class_names),
+        "data_fingerprint": dataset.fingerprint,
+        "data_matches_training": recorded == dataset.fingerprint,
+        "evaluated": datetime.now().astimezone().isoformat(timespec="seconds"),
+    }
+    write_json(Path(run_dir) / "evaluation.json", evaluation)
+    return evaluation
+

@@ -1,0 +1,23 @@
+"""The maths of scratchnn, in NumPy and free of I/O: activations, losses, layers, networks, optimizers.
+
+Conventions (one line each, as in the formulas): samples are rows, so a layer computes
+``Z = A_prev @ W + b`` with ``W`` of shape (n_in, n_out); ``A = g(Z)`` is its activation;
+``dZ``, ``dW``, ``db``, ``dA`` are the gradients of the cost J with respect to those arrays.
+"""
+
+from scratchnn_cli.nn.activations import ACTIVATIONS, Activation, sigmoid, softmax
+from scratchnn_cli.nn.layers import Dense
+from scratchnn_cli.nn.losses import BinaryCrossEntropy, Loss, SoftmaxCrossEntropy
+from scratchnn_cli.nn.network import Network
+
+__all__ = [
+    "ACTIVATIONS",
+    "Activation",
+    "BinaryCrossEntropy",
+    "Dense",
+    "Loss",
+    "Network",
+    "SoftmaxCrossEntropy",
+    "sigmoid",
+    "softmax",
+]

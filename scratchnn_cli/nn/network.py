@@ -1,0 +1,135 @@
+"""A feed-forward network: Dense layers with a hidden activation, and an output + cost (Loss).
+
+``forward`` returns the logits Z of the last layer; ``backward`` takes dZ of the last layer and
+fills every layer's dW and db. The output activation (sigmoid or softmax) lives in the Loss.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from scratchnn_cli.nn.activations import ACTIVATIONS, Activation
+from scratchnn_cli.nn.layers import Dense
+from scratchnn_cli.nn.losses import LOSSES, Loss
+
+
+def init_weights(
+    sizes: Sequence[int],
+    rng: np.random.Generator,
+    mu: float = 0.0,
+    sigma: float = 0.1,
+    dtype: np.dtype | type = np.float64,
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """W and b of every layer drawn from Normal(mu, sigma), as in the course assignment."""
+    params = []
+    for n_in, n_out in zip(sizes[:-1], sizes[1:], strict=True):
+        W = rng.normal(mu, sigma, size=(n_in, n_out)).astype(dtype)
+        b = rng.normal(mu, sigma, size=n_out).astype(dtype)
+        params.append((W, b))
+    return params
+
+
+class Network:
+    """Layers n_0 -> struct... -> n_out: hidden activation g, output activation and cost in ``loss``."""
+
+    def __init__(
+        self,
+        layers: list[Dense],
+        activation: Activation,
+        loss: Loss,
+    ) -> None:
+        self.layers = layers
+        self.activation = activation
+        self.loss = loss
+        self._Z: list[np.ndarray] = []
+        self._A: list[np.ndarray] = []
+
+    @classmethod
+    def build(
+        cls,
+        n_features: int,
+        struct: Sequence[int],
+        n_outputs: int,
+        activation: str = "sigmoid",
+        output: str = "sigmoid",
+        rng: np.random.Generator | None = None,
+        mu: float = 0.0,
+        sigma: float = 0.1,
+        dtype: np.dtype | type = np.float64,
+    ) -> Network:
+        """A network with freshly initialised weights (``rng`` is required: no global state)."""
+        if rng is None:
+            raise ValueError("pass rng=np.random.default_rng(seed): scratchnn never uses global state")
+        sizes = [n_features, *struct, n_outputs]
+        layers = [Dense(W, b) for W, b in init_weights(sizes, rng, mu, sigma, dtype)]
+        return cls(layers, ACTIVATIONS[activation](), LOSSES[output]())
+
+    @property
+    def sizes(self) -> list[int]:
+        """Layer widths, input first: [n_0, n_1, ..., n_L]."""
+        return [self.layers[0].W.shape[0], *(layer.W.shape[1] for layer in self.layers)]
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.layers[0].W.dtype
+
+    def params(self) -> list[np.ndarray]:
+        """[W1, b1, W2, b2, ...]: the arrays an optimizer updates in place."""
+        return [p for layer in self.layers for p in (layer.W, layer.b)]
+
+    def grads(self) -> list[np.ndarray]:
+        """[dW1, db1, dW2, db2, ...], in the order of ``params()``; valid after ``backward``."""
+        return [g for layer in self.layers for g in (layer.dW, layer.db)]
+
+    def forward(self, X: np.ndarray) -> np.ndarray:
+        """Z_L, the logits of the last layer; caches each hidden Z and A = g(Z) for backward."""
+        g = self.activation
+        self._Z.clear()
+        self._A.clear()
+        A = X
+        for layer in self.layers[:-1]:
+            Z = layer.forward(A)
+            A = g.forward(Z)
+            self._Z.append(Z)
+            self._A.append(A)
+        return self.layers[-1].forward(A)
+
+    def backward(self, dZ: np.ndarray) -> None:
+        """Backpropagate dZ of the last layer: fills dW, db of every layer."""
+        g = self.activation
+        for i in range(len(self.layers) - 1, 0, -1):
+            dA = self.layers[i].backward(dZ)
+            dZ = g.backward(self._Z[i - 1], self._A[i - 1], dA)
+        self.layers[0].backward(dZ, need_dA=False)
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        """Class probabilities: (m, 1) P(y=1) for a sigmoid output, (m, k) for softmax."""
+        return self.loss.output(self.forward(X))
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """Predicted class labels (m,)."""
+        return self.loss.predict(self.forward(X))
+
+    def cost(self, X: np.ndarray, Y: np.ndarray) -> float:
+        """J(X, Y): mean cross-entropy of the network's output against targets Y."""
+        return self.loss.cost(self.forward(X), Y)
+
+    def state(self) -> dict[str, np.ndarray]:
+        """The weights as a flat mapping W0, b0, W1, b1, ... (what ``model.npz`` holds)."""
+        out = {}
+        for i, layer in enumerate(self.layers):
+            out[f"W{i}"] = layer.W
+            out[f"b{i}"] = layer.b
+        return out
+
+    def load_state(self, state: dict[str, np.ndarray]) -> None:
+        """Copy weights from ``state()``-shaped arrays, checking every shape."""
+        for i, layer in enumerate(self.layers):
+            for name in ("W", "b"):
+                new = np.asarray(state[f"{name}{i}"])
+                old = getattr(layer, name)
+                if new.shape != old.shape:
+                    raise ValueError(f"{name}{i}: shape {new.shape} does not match {old.shape}")
+                old[...] = new
