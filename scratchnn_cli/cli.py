@@ -142,3 +142,21 @@ def evaluate(
     if not result["data_matches_training"]:
         err.print("warning: the rebuilt data differs from what the run recorded (fingerprint)")
     out.print(str(Path(run_dir) / "evaluation.json"), highlight=False)
+
+
+@app.command(epilog=EXIT_CODES_HELP)
+@handle_errors
+def reproduce(
+    configs_dir: Annotated[
+        Path, typer.Option(help="Folder with reproduce.yaml and the configs.")
+    ] = Path("configs"),
+    runs_dir: Annotated[
+        Path, typer.Option(help="Where the reproduce-<timestamp> folder goes.")
+    ] = Path("runs"),
+    jobs: Annotated[int, typer.Option(min=1, help="Experiments trained at the same time.")] = 2,
+) -> None:
+    """Rerun every experiment of the course assignment; print ours beside the reported numbers."""
+    from scratchnn_cli.reproduce import reproduce_all
+
+    out_dir, _ = reproduce_all(configs_dir, runs_dir, jobs=jobs, console=out)
+    out.print(str(out_dir), highlight=False)

@@ -189,7 +189,9 @@ def read_yaml(path: Path) -> dict[str, Any]:
     return raw
 
 
-def build_config(raw: dict[str, Any], source: str, default_name: str | None = None) -> ExperimentConfig:
+def build_config(
+    raw: dict[str, Any], source: str, default_name: str | None = None
+) -> ExperimentConfig:
     """Validate a raw mapping into an :class:`ExperimentConfig` (``ConfigError`` on any problem)."""
     try:
         config = ExperimentConfig.model_validate(raw)

@@ -22,13 +22,15 @@ import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
-from sklearn.model_selection import train_test_split
 
 from scratchnn_cli.config import DataConfig
 from scratchnn_cli.errors import DataError
+
+if TYPE_CHECKING:  # pandas and scikit-learn are imported where used: they are slow to import
+    import pandas as pd
 
 FASHION_MNIST_CLASSES = [
     "T-shirt/top",
@@ -250,6 +252,8 @@ def _pixel_names(rows: int, cols: int) -> list[str]:
 
 def _read_csv(path: Path, target: str | None) -> _Raw:
     """Read a CSV: numeric feature columns plus one label column (``target``, default last)."""
+    import pandas as pd
+
     try:
         df = pd.read_csv(path)
     except pd.errors.EmptyDataError:
@@ -315,13 +319,15 @@ def _read_csv(path: Path, target: str | None) -> _Raw:
 
 def _encode_labels(column: pd.Series, path: Path) -> tuple[np.ndarray, list[str]]:
     """Labels 0..k-1 and their names: integers in numeric order, text in sorted order."""
+    import pandas as pd
+
     values = column
     if pd.api.types.is_float_dtype(values):
         as_float = values.to_numpy(dtype=np.float64)
-        fractional = as_float[as_float != np.round(as_float)]
+        fractional = as_float[~np.isfinite(as_float) | (as_float != np.round(as_float))]
         if len(fractional):
             raise DataError(
-                f"{path}: label column '{column.name}' holds non-integer numbers "
+                f"{path}: label column '{column.name}' holds non-integer values "
                 f"(e.g. {fractional[0]:g}); labels must be integers or text "
                 "(set data.target to choose another column)"
             )
@@ -333,6 +339,8 @@ def _encode_labels(column: pd.Series, path: Path) -> tuple[np.ndarray, list[str]
 
 
 def _first_non_number(column: pd.Series) -> str:
+    import pandas as pd
+
     bad = pd.to_numeric(column, errors="coerce").isna().to_numpy()
     row = int(np.flatnonzero(bad)[0]) if bad.any() else 0
     return f"{str(column.iloc[row])!r} on line {row + 2}"
@@ -399,16 +407,16 @@ def _split_indices(
     n = len(raw.y)
     if raw.y_test is not None:  # official test set: carve val out of the official train
         n_test, n_val = 0, _count(f_val / (f_train + f_val), n)
-        empty = "val" if f_val > 0 and n_val == 0 else None
+        wanted = {"train": f_train, "val": f_val}
     else:
         n_test, n_val = _count(f_test, n), _count(f_val, n)
-        empty = "test" if f_test > 0 and n_test == 0 else None
-        empty = "val" if f_val > 0 and n_val == 0 else empty
-    empty = "train" if n - n_test - n_val < 1 else empty
+        wanted = {"train": f_train, "val": f_val, "test": f_test}
+    sizes = {"train": n - n_test - n_val, "val": n_val, "test": n_test}
+    empty = [name for name, fraction in wanted.items() if fraction > 0 and sizes[name] < 1]
     if empty:
         raise DataError(
             f"{dataset}: {n} samples are too few for the split {_fmt_split(split)}: "
-            f"the {empty} split would be empty"
+            f"the {' and '.join(empty)} split{'s' if len(empty) > 1 else ''} would be empty"
         )
 
     rest, test = _take(np.arange(n), raw.y, n_test, states[0])
@@ -422,6 +430,8 @@ def _take(
     indices: np.ndarray, y: np.ndarray, n_take: int, state: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Split ``indices`` into (rest, n_take of them), stratified by ``y`` where possible."""
+    from sklearn.model_selection import train_test_split
+
     if n_take == 0:
         return indices, indices[:0]
     labels = y[indices]

@@ -263,4 +263,3 @@ def evaluate_run(run_dir: Path, split: str = "test") -> dict[str, Any]:
     }
     write_json(Path(run_dir) / "evaluation.json", evaluation)
     return evaluation
-

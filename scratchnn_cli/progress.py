@@ -64,7 +64,10 @@ class TrainingProgress:
         self._last = record
         if self._progress is not None:
             self._progress.update(
-                self._task, completed=record.iteration, epoch=record.epoch, cost=f"{record.cost:.6f}"
+                self._task,
+                completed=record.iteration,
+                epoch=record.epoch,
+                cost=f"{record.cost:.6f}",
             )
             return
         now = time.monotonic()

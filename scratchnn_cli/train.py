@@ -79,9 +79,7 @@ def train(
             result.iterations += n_steps
             result.epochs += 1
             J = net.loss.cost(Z_epoch[:n_steps], Y[samples])
-            record = EpochRecord(
-                result.epochs, result.iterations, J, time.perf_counter() - start
-            )
+            record = EpochRecord(result.epochs, result.iterations, J, time.perf_counter() - start)
             if not np.isfinite(J) or not all(np.isfinite(p).all() for p in net.params()):
                 for p, good in zip(net.params(), last_good, strict=True):
                     p[...] = good

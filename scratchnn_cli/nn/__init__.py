@@ -1,4 +1,4 @@
-"""The maths of scratchnn, in NumPy and free of I/O: activations, losses, layers, networks, optimizers.
+"""The maths of scratchnn, in NumPy, free of I/O: activations, losses, layers, network, optimizers.
 
 Conventions (one line each, as in the formulas): samples are rows, so a layer computes
 ``Z = A_prev @ W + b`` with ``W`` of shape (n_in, n_out); ``A = g(Z)`` is its activation;

@@ -32,7 +32,7 @@ def init_weights(
 
 
 class Network:
-    """Layers n_0 -> struct... -> n_out: hidden activation g, output activation and cost in ``loss``."""
+    """Layers n_0 -> struct -> n_out; hidden activation g; output + cost in ``loss``."""
 
     def __init__(
         self,
@@ -61,7 +61,9 @@ class Network:
     ) -> Network:
         """A network with freshly initialised weights (``rng`` is required: no global state)."""
         if rng is None:
-            raise ValueError("pass rng=np.random.default_rng(seed): scratchnn never uses global state")
+            raise ValueError(
+                "pass rng=np.random.default_rng(seed): scratchnn never uses global state"
+            )
         sizes = [n_features, *struct, n_outputs]
         layers = [Dense(W, b) for W, b in init_weights(sizes, rng, mu, sigma, dtype)]
         return cls(layers, ACTIVATIONS[activation](), LOSSES[output]())
