@@ -10,10 +10,17 @@ import difflib
 import math
 import os
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from scratchnn_cli.errors import ConfigError
 
@@ -83,16 +90,115 @@ class ModelConfig(_Section):
     struct: list[Annotated[int, Field(gt=0)]] = Field(default_factory=list)
     activation: Literal["sigmoid", "tanh", "relu", "leaky_relu"] = "sigmoid"
     output: Literal["auto", "sigmoid", "softmax"] = "auto"
+    init: Literal["normal", "xavier", "he"] = "normal"
     mu: Annotated[float, Field(allow_inf_nan=False)] = 0.0
     sigma: PositiveFloat = 0.1
+    dropout: Annotated[float, Field(ge=0, lt=1)] = 0.0
+    dtype: Literal["float64", "float32"] = "float64"
+
+
+def _name_only(value: Any) -> Any:
+    """Let ``optimizer: adam`` stand for ``optimizer: {name: adam}`` (same for lr_schedule)."""
+    return {"name": value} if isinstance(value, str) else value
+
+
+# The hyper-parameters each update rule takes (the rest are refused, not silently ignored).
+OPTIMIZER_PARAMS: dict[str, tuple[str, ...]] = {
+    "sgd": (),
+    "momentum": ("beta",),
+    "nesterov": ("beta",),
+    "rmsprop": ("beta", "epsilon"),
+    "adam": ("beta1", "beta2", "epsilon"),
+    "adamw": ("beta1", "beta2", "epsilon", "weight_decay"),
+}
+
+
+class OptimizerConfig(_Section):
+    """The update rule and its hyper-parameters; unset ones take the rule's defaults."""
+
+    name: Literal["sgd", "momentum", "nesterov", "rmsprop", "adam", "adamw"] = "sgd"
+    beta: Annotated[float, Field(ge=0, lt=1)] | None = None
+    beta1: Annotated[float, Field(ge=0, lt=1)] | None = None
+    beta2: Annotated[float, Field(ge=0, lt=1)] | None = None
+    epsilon: PositiveFloat | None = None
+    weight_decay: NonNegativeFloat | None = None
+
+    @model_validator(mode="after")
+    def _params_fit_rule(self) -> OptimizerConfig:
+        allowed = OPTIMIZER_PARAMS[self.name]
+        given = [
+            k
+            for k in ("beta", "beta1", "beta2", "epsilon", "weight_decay")
+            if getattr(self, k) is not None
+        ]
+        extra = [k for k in given if k not in allowed]
+        if extra:
+            takes = ", ".join(allowed) or "no hyper-parameters"
+            raise ValueError(f"{self.name} does not take {', '.join(extra)} (it takes {takes})")
+        return self
+
+    def hyper(self) -> dict[str, float]:
+        """The hyper-parameters that were set, for ``make_optimizer``."""
+        return {
+            k: getattr(self, k) for k in OPTIMIZER_PARAMS[self.name] if getattr(self, k) is not None
+        }
+
+
+class ScheduleConfig(_Section):
+    """Learning rate per epoch: constant, step (x drop every ``every`` epochs), exponential
+    (x gamma each epoch) or cosine (from lr down to lr_min over ``epochs`` epochs)."""
+
+    name: Literal["constant", "step", "exponential", "cosine"] = "constant"
+    drop: Annotated[float, Field(gt=0, le=1)] = 0.5
+    every: Annotated[int, Field(gt=0)] = 10
+    gamma: Annotated[float, Field(gt=0, le=1)] = 0.95
+    lr_min: NonNegativeFloat = 0.0
+    epochs: Annotated[int, Field(gt=0)] | None = None
+
+
+class EarlyStoppingConfig(_Section):
+    """Stop when the monitored validation score has not improved for ``patience`` evaluations."""
+
+    monitor: Literal["val_cost", "val_accuracy"] = "val_cost"
+    patience: Annotated[int, Field(gt=0)] = 5
+    min_delta: NonNegativeFloat = 0.0
+    restore_best: bool = True
 
 
 class TrainConfig(_Section):
-    """Single-sample SGD with the assignment's stopping rule."""
+    """How the weights are fitted: batches, update rule, penalties, schedules and stopping rules."""
 
     lr: PositiveFloat = 0.001
     eps: NonNegativeFloat = 1e-8
     max_iterations: Annotated[int, Field(gt=0)] = 1_000_000
+    max_epochs: Annotated[int, Field(gt=0)] | None = None
+    batch_size: Annotated[int, Field(gt=0)] | Literal["full"] = 1
+    sampling: Literal["random", "shuffle"] = "random"
+    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
+    lr_schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    l1: NonNegativeFloat = 0.0
+    l2: NonNegativeFloat = 0.0
+    early_stopping: EarlyStoppingConfig | None = None
+    eval_every: Annotated[int, Field(gt=0)] = 1
+
+    _wrap_names = field_validator("optimizer", "lr_schedule", mode="before")(
+        lambda cls, v: _name_only(v)
+    )
+
+    @field_validator("batch_size", mode="before")
+    @classmethod
+    def _batch_size(cls, value: Any) -> Any:
+        if value == "full" or (
+            isinstance(value, int) and not isinstance(value, bool) and value > 0
+        ):
+            return value
+        raise ValueError("must be a positive whole number or 'full'")
+
+    @model_validator(mode="after")
+    def _cosine_needs_length(self) -> TrainConfig:
+        if self.lr_schedule.name == "cosine" and not (self.lr_schedule.epochs or self.max_epochs):
+            raise ValueError("lr_schedule: cosine needs lr_schedule.epochs or train.max_epochs")
+        return self
 
 
 class ExperimentConfig(_Section):
@@ -133,11 +239,11 @@ def _unknown_key_message(loc: tuple[Any, ...]) -> str:
     model: type[BaseModel] = ExperimentConfig
     for part in loc[:-1]:
         field = model.model_fields.get(str(part))
-        annotation = field.annotation if field else None
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            model = annotation
-        else:
+        candidates = (field.annotation, *get_args(field.annotation)) if field else ()
+        sections = [a for a in candidates if isinstance(a, type) and issubclass(a, BaseModel)]
+        if not sections:
             break
+        model = sections[0]
     key = str(loc[-1])
     close = difflib.get_close_matches(key, list(model.model_fields), n=1)
     hint = f" (did you mean '{close[0]}'?)" if close else ""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import platform
 import traceback
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,7 @@ from scratchnn_cli.data import Dataset, load_dataset
 from scratchnn_cli.errors import ConfigError, RunFolderError
 from scratchnn_cli.nn.network import Network
 from scratchnn_cli.progress import TrainingProgress
-from scratchnn_cli.report import plot_confusion_matrix, plot_learning_curve
+from scratchnn_cli.report import LiveLearningCurve, plot_confusion_matrix
 from scratchnn_cli.runs import (
     create_run_dir,
     load_finished_run,
@@ -35,16 +35,18 @@ from scratchnn_cli.runs import (
     write_text,
     write_yaml,
 )
-from scratchnn_cli.train import TrainResult, train
+from scratchnn_cli.train import EpochRecord, TrainResult, train
 
 SPLITS = ("train", "val", "test")
 
 
 def rng_streams(seed: int) -> dict[str, np.random.Generator]:
-    """One seed, independent streams: data split [seed, 1], init [seed, 2], sampling [seed, 3]."""
+    """One seed, independent streams: data split [seed, 1] (in data.py), initial weights
+    [seed, 2], sampling [seed, 3], dropout masks [seed, 4]."""
     return {
         "init": np.random.default_rng([seed, 2]),
         "sampling": np.random.default_rng([seed, 3]),
+        "dropout": np.random.default_rng([seed, 4]),
     }
 
 
@@ -75,6 +77,9 @@ def build_network(
         rng=rng if rng is not None else rng_streams(config.seed)["init"],
         mu=config.model.mu,
         sigma=config.model.sigma,
+        dtype=np.dtype(config.model.dtype),
+        init=config.model.init,
+        dropout=config.model.dropout,
     )
 
 
@@ -131,12 +136,33 @@ class RunOutcome:
     metrics: dict[str, Any]
 
 
+HISTORY_COLUMNS = [
+    "epoch",
+    "iteration",
+    "cost",
+    "train_accuracy",
+    "val_cost",
+    "val_accuracy",
+    "lr",
+    "seconds",
+]
+
+
 def _history_csv(result: TrainResult) -> str:
-    frame = pd.DataFrame(
-        [(r.epoch, r.iteration, r.cost, r.seconds) for r in result.history],
-        columns=["epoch", "iteration", "cost", "seconds"],
-    )
+    frame = pd.DataFrame([asdict(r) for r in result.history], columns=HISTORY_COLUMNS)
     return frame.to_csv(index=False, float_format="%.10g")
+
+
+def check_compatible(config: ExperimentConfig, dataset: Dataset) -> None:
+    """Refuse combinations that only the data can reveal (before any folder is created)."""
+    if config.train.early_stopping is not None:
+        if len(dataset.y_val) == 0:
+            raise ConfigError("train.early_stopping: needs a validation split (data.split[1] > 0)")
+        if config.data.train_on == "train+val":
+            raise ConfigError(
+                "train.early_stopping: monitors the validation split, but data.train_on: "
+                "train+val trains on it; use train_on: train"
+            )
 
 
 def run_experiment(
@@ -153,9 +179,11 @@ def run_experiment(
     """
     console = console or Console(stderr=True)
     dataset = load_dataset(config.data, config.seed)
+    check_compatible(config, dataset)
     streams = rng_streams(config.seed)
     net = build_network(config, dataset, streams["init"])
     X_fit, y_fit = training_set(config, dataset)
+    X_val, y_val = (None, None) if config.data.train_on == "train+val" else dataset.split("val")
 
     run_dir = create_run_dir(runs_dir, config.name or "experiment")
     started = datetime.now().astimezone()
@@ -196,9 +224,25 @@ def run_experiment(
         write_json(run_dir / "run.json", info)
 
     try:
-        with TrainingProgress(console, config.train.max_iterations, config.name or "") as progress:
-            result = train(
-                net, X_fit, y_fit, dataset.n_classes, config.train, streams["sampling"], progress
+        curve = LiveLearningCurve(run_dir / "learning_curve.png", config.name or "")
+        with TrainingProgress(console, config.train, len(y_fit), config.name or "") as progress:
+
+            def on_epoch(record: EpochRecord) -> None:
+                progress(record)
+                curve.update(record)
+
+            train(
+                net,
+                X_fit,
+                y_fit,
+                dataset.n_classes,
+                config.train,
+                streams["sampling"],
+                on_epoch,
+                X_val=X_val,
+                y_val=y_val,
+                dropout_rng=streams["dropout"],
+                result=result,
             )
         write_text(run_dir / "history.csv", _history_csv(result))
         write_npz(run_dir / "model.npz", net.state())
@@ -207,12 +251,7 @@ def run_experiment(
             if len(y):
                 metrics[split] = score(net, X, y, dataset.n_classes)
         write_json(run_dir / "metrics.json", metrics)
-        plot_learning_curve(
-            [r.epoch for r in result.history],
-            [r.cost for r in result.history],
-            run_dir / "learning_curve.png",
-            title=f"{config.name}: {result.stop_reason}",
-        )
+        curve.finish(result.history, f"{config.name}: stopped by {result.stopped_by}")
         shown = "test" if "test" in metrics else next(iter(metrics))
         plot_confusion_matrix(
             np.array(metrics[shown]["confusion_matrix"]),
@@ -222,6 +261,7 @@ def run_experiment(
         )
     except KeyboardInterrupt:
         write_text(run_dir / "history.csv", _history_csv(result))
+        write_npz(run_dir / "model.npz", net.state())
         finish("interrupted", "interrupted by the user (Ctrl-C)")
         raise
     except Exception as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 
 from rich.console import Console
@@ -14,21 +15,43 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from scratchnn_cli.config import TrainConfig
 from scratchnn_cli.train import EpochRecord
+
+SPARK = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: list[float], width: int = 24) -> str:
+    """The last ``width`` values as a row of block characters (low = ▁, high = █)."""
+    values = [v for v in values[-width:] if math.isfinite(v)]
+    if not values:
+        return ""
+    lo, hi = min(values), max(values)
+    span = hi - lo or 1.0
+    return "".join(SPARK[min(7, int((v - lo) / span * 8))] for v in values)
+
+
+def planned_updates(cfg: TrainConfig, n_train: int) -> int:
+    """The most updates training can make: max_iterations, or max_epochs if that comes first."""
+    batch = n_train if cfg.batch_size == "full" else min(cfg.batch_size, n_train)
+    if cfg.max_epochs is None:
+        return cfg.max_iterations
+    return min(cfg.max_iterations, cfg.max_epochs * math.ceil(n_train / batch))
 
 
 class TrainingProgress:
-    """Context manager and epoch callback: epoch, iteration / max, cost J, elapsed, ETA.
+    """Context manager and epoch callback showing epoch, updates / max, cost J (with a
+    sparkline), validation cost and accuracy with the best so far, elapsed time and ETA.
 
     On a terminal it draws a Rich progress bar; elsewhere (CI logs, pipes) it prints a plain
-    line at most every ``plain_every`` seconds, plus the first and last epoch.
+    line at most every ``plain_every`` seconds, plus the first and the last epoch.
     """
 
     def __init__(
-        self, console: Console, max_iterations: int, title: str, plain_every: float = 5.0
+        self, console: Console, cfg: TrainConfig, n_train: int, title: str, plain_every: float = 5.0
     ) -> None:
         self.console = console
-        self.max_iterations = max_iterations
+        self.total = planned_updates(cfg, n_train)
         self.title = title
         self.plain_every = plain_every
         self.live = console.is_terminal
@@ -37,37 +60,41 @@ class TrainingProgress:
         self._last_plain = 0.0
         self._last: EpochRecord | None = None
         self._printed: EpochRecord | None = None
+        self._costs: list[float] = []
+        self._best_val: float | None = None
 
     def __enter__(self) -> TrainingProgress:
         if self.live:
             self._progress = Progress(
                 TextColumn("[bold]{task.description}"),
-                BarColumn(),
+                BarColumn(bar_width=24),
                 TaskProgressColumn(),
-                TextColumn("iter {task.completed:,.0f}/{task.total:,.0f}"),
-                TextColumn("epoch {task.fields[epoch]}"),
-                TextColumn("J = {task.fields[cost]}"),
+                TextColumn("{task.fields[status]}"),
                 TimeElapsedColumn(),
                 TextColumn("ETA"),
                 TimeRemainingColumn(),
                 console=self.console,
             )
             self._progress.__enter__()
-            self._task = self._progress.add_task(
-                self.title, total=self.max_iterations, epoch=0, cost="-"
-            )
+            self._task = self._progress.add_task(self.title, total=self.total, status="")
         else:
-            self.console.print(f"training {self.title}: up to {self.max_iterations:,} iterations")
+            self.console.print(f"training {self.title}: up to {self.total:,} updates")
         return self
+
+    def _status(self, r: EpochRecord) -> str:
+        text = f"epoch {r.epoch}  upd {r.iteration:,}  J {r.cost:.5f} {sparkline(self._costs)}"
+        if r.val_accuracy is not None:
+            text += f"  val J {r.val_cost:.4f} acc {r.val_accuracy:.4f} (best {self._best_val:.4f})"
+        return text
 
     def __call__(self, record: EpochRecord) -> None:
         self._last = record
+        self._costs.append(record.cost)
+        if record.val_accuracy is not None:
+            self._best_val = max(self._best_val or 0.0, record.val_accuracy)
         if self._progress is not None:
             self._progress.update(
-                self._task,
-                completed=record.iteration,
-                epoch=record.epoch,
-                cost=f"{record.cost:.6f}",
+                self._task, completed=record.iteration, status=self._status(record)
             )
             return
         now = time.monotonic()
@@ -77,11 +104,13 @@ class TrainingProgress:
 
     def _plain(self, record: EpochRecord) -> None:
         self._printed = record
-        self.console.print(
-            f"epoch {record.epoch:>6}  iter {record.iteration:>10,}/{self.max_iterations:,}"
-            f"  J = {record.cost:.6f}  {record.seconds:7.1f}s",
-            highlight=False,
+        line = (
+            f"epoch {record.epoch:>6}  upd {record.iteration:>10,}/{self.total:,}"
+            f"  J {record.cost:.6f}"
         )
+        if record.val_accuracy is not None:
+            line += f"  val J {record.val_cost:.5f}  val acc {record.val_accuracy:.4f}"
+        self.console.print(f"{line}  {record.seconds:7.1f}s", highlight=False, soft_wrap=True)
 
     def __exit__(self, *exc: object) -> None:
         if self._progress is not None:

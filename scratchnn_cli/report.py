@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import io
+import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -25,20 +27,53 @@ def _save(fig: plt.Figure, path: Path) -> None:
     atomic_write(path, lambda f: f.write(buffer.getvalue()))
 
 
-def plot_learning_curve(
-    epochs: Sequence[int], costs: Sequence[float], path: Path, title: str = ""
-) -> None:
-    """Epoch cost J against epoch, written atomically to ``path``."""
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot(epochs, costs, label="train cost J (epoch mean)")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("cross-entropy cost J")
-    if len(costs) and min(costs) > 0 and max(costs) / min(costs) > 50:
-        ax.set_yscale("log")
-    ax.set_title(title or "learning curve")
-    ax.grid(alpha=0.3)
-    ax.legend()
+def plot_learning_curve(history: Sequence[Any], path: Path, title: str = "") -> None:
+    """Cost (train, val) and accuracy (train, val) against epoch, written atomically to ``path``.
+
+    ``history`` holds records with epoch, cost, train_accuracy, val_cost, val_accuracy.
+    """
+    epochs = [r.epoch for r in history]
+    val = [r for r in history if r.val_cost is not None]
+    fig, (ax_cost, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    ax_cost.plot(epochs, [r.cost for r in history], label="train J (epoch mean)")
+    if val:
+        ax_cost.plot([r.epoch for r in val], [r.val_cost for r in val], label="val J")
+    costs = [r.cost for r in history] + [r.val_cost for r in val]
+    if costs and min(costs) > 0 and max(costs) / min(costs) > 50:
+        ax_cost.set_yscale("log")
+    ax_cost.set_xlabel("epoch")
+    ax_cost.set_ylabel("cross-entropy cost J")
+    ax_acc.plot(epochs, [r.train_accuracy for r in history], label="train (during epoch)")
+    if val:
+        ax_acc.plot([r.epoch for r in val], [r.val_accuracy for r in val], label="val")
+    ax_acc.set_xlabel("epoch")
+    ax_acc.set_ylabel("accuracy")
+    for ax in (ax_cost, ax_acc):
+        ax.grid(alpha=0.3)
+        if history:
+            ax.legend()
+    fig.suptitle(title or "learning curve")
     _save(fig, path)
+
+
+class LiveLearningCurve:
+    """Redraws ``learning_curve.png`` while training, at most every ``every`` seconds, so a
+    user can keep the image open and watch it grow."""
+
+    def __init__(self, path: Path, title: str, every: float = 5.0) -> None:
+        self.path, self.title, self.every = path, title, every
+        self.history: list[Any] = []
+        self._last = time.monotonic()
+
+    def update(self, record: Any) -> None:
+        self.history.append(record)
+        now = time.monotonic()
+        if now - self._last >= self.every:
+            plot_learning_curve(self.history, self.path, f"{self.title} (training...)")
+            self._last = time.monotonic()
+
+    def finish(self, history: Sequence[Any], title: str) -> None:
+        plot_learning_curve(history, self.path, title)
 
 
 def plot_confusion_matrix(

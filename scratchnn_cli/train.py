@@ -1,14 +1,20 @@
-"""The training loop, whole, in one place: single-sample SGD with the assignment's stopping rule.
+"""The training loop, whole, in one place.
 
-Each iteration draws one random training sample (with replacement), runs forward, takes the
-cross-entropy gradient, backpropagates and updates the weights. An epoch is N iterations
-(N = number of training samples); its cost J_epoch is the mean of the N per-sample costs seen
-during the epoch. Training stops when |J_epoch - J_previous_epoch| < eps (converged), after
-``max_iterations`` updates, or at once when the cost stops being a finite number (diverged).
+Defaults reproduce the course assignment: single-sample SGD (``batch_size: 1``), each iteration
+drawing one random training sample with replacement, then forward, cross-entropy gradient,
+backprop and update. An epoch is one pass of N samples (N = training samples): N updates of one
+sample, or ceil(N / batch_size) updates of a mini-batch. Its cost J_epoch is the mean of the
+per-sample costs seen during the epoch (plus the L1/L2 penalty). Training stops at the first of:
+
+- converged:      |J_epoch - J_previous_epoch| < eps;
+- max_iterations: that many updates (or ``max_epochs`` epochs);
+- early stopping: the validation score stopped improving for ``patience`` evaluations;
+- diverged:       the cost or a weight is no longer a finite number (last good weights kept).
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,22 +23,31 @@ import numpy as np
 
 from scratchnn_cli.config import TrainConfig
 from scratchnn_cli.nn.network import Network
-from scratchnn_cli.nn.optimizers import SGD
+from scratchnn_cli.nn.optimizers import make_optimizer
+from scratchnn_cli.nn.regularizers import add_penalty_gradient, penalty
+from scratchnn_cli.nn.schedules import make_schedule
 
 
 @dataclass(frozen=True)
 class EpochRecord:
-    """One row of ``history.csv``."""
+    """One row of ``history.csv``; validation columns are None when not evaluated."""
 
     epoch: int
     iteration: int
     cost: float
+    train_accuracy: float
+    lr: float
     seconds: float
+    val_cost: float | None = None
+    val_accuracy: float | None = None
 
 
 @dataclass
 class TrainResult:
-    """What training did and why it stopped (``stopped_by``: eps, max_iterations or diverged)."""
+    """What training did and why it stopped.
+
+    ``stopped_by`` is one of: eps, max_iterations, max_epochs, early_stopping, diverged.
+    """
 
     history: list[EpochRecord] = field(default_factory=list)
     stopped_by: str = ""
@@ -40,9 +55,45 @@ class TrainResult:
     iterations: int = 0
     epochs: int = 0
     seconds: float = 0.0
+    best_epoch: int | None = None
 
 
 EpochCallback = Callable[[EpochRecord], None]
+
+
+def schedule_for(cfg: TrainConfig) -> Callable[[int], float]:
+    """The learning rate of each epoch (0-based), from ``train.lr`` and ``train.lr_schedule``."""
+    s = cfg.lr_schedule
+    params = {
+        "constant": {},
+        "step": {"drop": s.drop, "every": s.every},
+        "exponential": {"gamma": s.gamma},
+        "cosine": {"lr_min": s.lr_min, "total_epochs": s.epochs or cfg.max_epochs},
+    }[s.name]
+    return make_schedule(s.name, cfg.lr, **params)
+
+
+class _EarlyStopping:
+    """Tracks the best validation score; says when ``patience`` evaluations brought nothing."""
+
+    def __init__(self, monitor: str, patience: int, min_delta: float) -> None:
+        self.monitor, self.patience, self.min_delta = monitor, patience, min_delta
+        self.sign = 1.0 if monitor == "val_cost" else -1.0  # minimise cost, maximise accuracy
+        self.best = math.inf
+        self.best_epoch = 0
+        self.waited = 0
+
+    def improved(self, record: EpochRecord) -> bool:
+        value = self.sign * getattr(record, self.monitor)
+        if value < self.best - self.min_delta:
+            self.best, self.best_epoch, self.waited = value, record.epoch, 0
+            return True
+        self.waited += 1
+        return False
+
+    @property
+    def exhausted(self) -> bool:
+        return self.waited >= self.patience
 
 
 def train(
@@ -53,59 +104,146 @@ def train(
     cfg: TrainConfig,
     rng: np.random.Generator,
     on_epoch: EpochCallback | None = None,
+    X_val: np.ndarray | None = None,
+    y_val: np.ndarray | None = None,
+    dropout_rng: np.random.Generator | None = None,
+    result: TrainResult | None = None,
 ) -> TrainResult:
-    """Train ``net`` in place on (X, y) by single-sample SGD; ``rng`` drives the sampling."""
+    """Train ``net`` in place on (X, y); ``rng`` drives the sampling, ``dropout_rng`` the masks.
+
+    (X_val, y_val) is scored every ``cfg.eval_every`` epochs (needed by early stopping).
+    Pass ``result`` to keep the history even when training is interrupted (Ctrl-C).
+    """
+    result = result if result is not None else TrainResult()
     N = X.shape[0]
+    B = N if cfg.batch_size == "full" else min(cfg.batch_size, N)
+    updates_per_epoch = math.ceil(N / B)
     X = np.ascontiguousarray(X, dtype=net.dtype)
     Y = net.loss.targets(y, n_classes, net.dtype)
-    optimizer = SGD(net.params(), cfg.lr)
-    grads = net.grads()  # Dense writes its gradients into these arrays in place
+    has_val = X_val is not None and y_val is not None and len(y_val) > 0
+    if has_val:
+        X_val = np.ascontiguousarray(X_val, dtype=net.dtype)
+        Y_val = net.loss.targets(y_val, n_classes, net.dtype)
+
+    params, grads = net.params(), net.grads()  # layers write gradients into these in place
+    weights, weight_grads = params[0::2], grads[0::2]  # penalties act on W, not on b
+    optimizer = make_optimizer(cfg.optimizer.name, params, cfg.lr, **cfg.optimizer.hyper())
+    lr_at = schedule_for(cfg)
+    l1, l2 = cfg.l1, cfg.l2
+    regularized = l1 > 0 or l2 > 0
+    drop_rng = dropout_rng if net.dropout > 0 else None
     forward, backward, gradient, step = net.forward, net.backward, net.loss.dZ, optimizer.step
     Z_epoch = np.empty((N, Y.shape[1]), dtype=net.dtype)  # logits seen this epoch, for J_epoch
-    last_good = [p.copy() for p in net.params()]
+    last_good = [p.copy() for p in params]
+    stopper = None
+    if cfg.early_stopping is not None and has_val:
+        es = cfg.early_stopping
+        stopper = _EarlyStopping(es.monitor, es.patience, es.min_delta)
+    best_params: list[np.ndarray] | None = None
 
-    result = TrainResult()
+    def update(Xb: np.ndarray, Yb: np.ndarray, start: int) -> None:
+        """One update on a batch: forward, record Z, dZ = (A - Y) / m, backprop, step."""
+        Z = forward(Xb, drop_rng)
+        Z_epoch[start : start + Z.shape[0]] = Z
+        backward(gradient(Z, Yb))
+        if regularized:
+            add_penalty_gradient(weights, weight_grads, l1, l2)
+        step(grads)
+
+    def stop(by: str, reason: str) -> None:
+        result.stopped_by, result.stop_reason = by, reason
+
     J_prev: float | None = None
-    start = time.perf_counter()
+    start_time = time.perf_counter()
     with np.errstate(over="ignore", invalid="ignore"):  # divergence is detected below, not warned
-        while result.iterations < cfg.max_iterations:
-            n_steps = min(N, cfg.max_iterations - result.iterations)
-            samples = rng.integers(0, N, size=n_steps)
-            for t, i in enumerate(samples.tolist()):
-                Z = forward(X[i : i + 1])
-                Z_epoch[t] = Z[0]
-                backward(gradient(Z, Y[i : i + 1]))
-                step(grads)
-            result.iterations += n_steps
+        while True:
+            if result.iterations >= cfg.max_iterations:
+                stop("max_iterations", f"reached max_iterations = {cfg.max_iterations:,}")
+                break
+            if cfg.max_epochs is not None and result.epochs >= cfg.max_epochs:
+                stop("max_epochs", f"reached max_epochs = {cfg.max_epochs}")
+                break
+            optimizer.lr = lr = lr_at(result.epochs)
+            if cfg.batch_size == "full":
+                order = np.arange(N)
+            elif cfg.sampling == "random":
+                order = rng.integers(0, N, size=N)
+            else:
+                order = rng.permutation(N)
+            n_updates = min(updates_per_epoch, cfg.max_iterations - result.iterations)
+            n_seen = min(N, n_updates * B)
+            order = order[:n_seen]
+            if B == 1:  # the assignment's single-sample SGD: slices, no copies
+                for t, i in enumerate(order.tolist()):
+                    update(X[i : i + 1], Y[i : i + 1], t)
+            elif n_seen == N and cfg.batch_size == "full":
+                update(X, Y, 0)
+            else:
+                for s in range(0, n_seen, B):
+                    batch = order[s : s + B]
+                    update(X[batch], Y[batch], s)
+            result.iterations += n_updates
             result.epochs += 1
-            J = net.loss.cost(Z_epoch[:n_steps], Y[samples])
-            record = EpochRecord(result.epochs, result.iterations, J, time.perf_counter() - start)
-            if not np.isfinite(J) or not all(np.isfinite(p).all() for p in net.params()):
-                for p, good in zip(net.params(), last_good, strict=True):
+
+            Y_seen = Y[order]
+            J = net.loss.cost(Z_epoch[:n_seen], Y_seen)
+            if regularized:
+                J += penalty(weights, l1, l2)
+            train_acc = float(np.mean(net.loss.predict(Z_epoch[:n_seen]) == y[order]))
+            val_cost = val_acc = None
+            if has_val and result.epochs % cfg.eval_every == 0:
+                Z_val = net.forward(X_val)
+                val_cost = net.loss.cost(Z_val, Y_val)
+                val_acc = float(np.mean(net.loss.predict(Z_val) == y_val))
+            record = EpochRecord(
+                epoch=result.epochs,
+                iteration=result.iterations,
+                cost=J,
+                train_accuracy=train_acc,
+                lr=lr,
+                seconds=time.perf_counter() - start_time,
+                val_cost=val_cost,
+                val_accuracy=val_acc,
+            )
+            if not math.isfinite(J) or not all(np.isfinite(p).all() for p in params):
+                for p, good in zip(params, last_good, strict=True):
                     p[...] = good
-                result.stopped_by = "diverged"
-                result.stop_reason = (
+                stop(
+                    "diverged",
                     f"diverged in epoch {result.epochs}: the cost is {J}; weights restored to the "
-                    "end of the previous epoch (try a lower train.lr or model.sigma)"
+                    "end of the previous epoch (try a lower train.lr or model.sigma)",
                 )
                 break
             result.history.append(record)
             if on_epoch is not None:
                 on_epoch(record)
+            if stopper is not None and val_cost is not None:
+                if stopper.improved(record):
+                    result.best_epoch = record.epoch
+                    if cfg.early_stopping.restore_best:
+                        best_params = [p.copy() for p in params]
+                elif stopper.exhausted:
+                    restored = ""
+                    if best_params is not None:
+                        for p, best in zip(params, best_params, strict=True):
+                            p[...] = best
+                        restored = f"; restored the weights of epoch {stopper.best_epoch}"
+                    stop(
+                        "early_stopping",
+                        f"early stopping: {stopper.monitor} did not improve by more than "
+                        f"{stopper.min_delta:g} for {stopper.patience} evaluations "
+                        f"(best at epoch {stopper.best_epoch}){restored}",
+                    )
+                    break
             if J_prev is not None and abs(J - J_prev) < cfg.eps:
-                result.stopped_by = "eps"
-                result.stop_reason = (
-                    f"converged after {result.epochs} epochs: |J - J_prev| = {abs(J - J_prev):.3g}"
-                    f" < eps = {cfg.eps:g}"
+                stop(
+                    "eps",
+                    f"converged: |J - J_prev| = {abs(J - J_prev):.3g} < eps = {cfg.eps:g}",
                 )
                 break
             J_prev = J
-            for p, good in zip(net.params(), last_good, strict=True):
+            for p, good in zip(params, last_good, strict=True):
                 good[...] = p
-        else:
-            result.stopped_by = "max_iterations"
-            result.stop_reason = (
-                f"reached max_iterations = {cfg.max_iterations:,} after {result.epochs} epochs"
-            )
-    result.seconds = time.perf_counter() - start
+    result.stop_reason += f" (after {result.epochs} epochs, {result.iterations:,} updates)"
+    result.seconds = time.perf_counter() - start_time
     return result

@@ -21,13 +21,26 @@ def init_weights(
     mu: float = 0.0,
     sigma: float = 0.1,
     dtype: np.dtype | type = np.float64,
+    init: str = "normal",
 ) -> list[tuple[np.ndarray, np.ndarray]]:
-    """W and b of every layer drawn from Normal(mu, sigma), as in the course assignment."""
+    """Initial W and b of every layer.
+
+    normal: W, b ~ Normal(mu, sigma), as in the course assignment (the bias too);
+    xavier: W ~ Normal(0, sqrt(2 / (n_in + n_out))), b = 0 (Glorot; for sigmoid/tanh);
+    he:     W ~ Normal(0, sqrt(2 / n_in)), b = 0 (for ReLU).
+    """
     params = []
     for n_in, n_out in zip(sizes[:-1], sizes[1:], strict=True):
-        W = rng.normal(mu, sigma, size=(n_in, n_out)).astype(dtype)
-        b = rng.normal(mu, sigma, size=n_out).astype(dtype)
-        params.append((W, b))
+        if init == "normal":
+            W = rng.normal(mu, sigma, size=(n_in, n_out))
+            b = rng.normal(mu, sigma, size=n_out)
+        elif init in ("xavier", "he"):
+            scale = np.sqrt(2.0 / (n_in + n_out)) if init == "xavier" else np.sqrt(2.0 / n_in)
+            W = rng.normal(0.0, scale, size=(n_in, n_out))
+            b = np.zeros(n_out)
+        else:
+            raise ValueError(f"unknown init {init!r}: use normal, xavier or he")
+        params.append((W.astype(dtype), b.astype(dtype)))
     return params
 
 
@@ -39,12 +52,15 @@ class Network:
         layers: list[Dense],
         activation: Activation,
         loss: Loss,
+        dropout: float = 0.0,
     ) -> None:
         self.layers = layers
         self.activation = activation
         self.loss = loss
+        self.dropout = dropout
         self._Z: list[np.ndarray] = []
         self._A: list[np.ndarray] = []
+        self._masks: list[np.ndarray] = []
 
     @classmethod
     def build(
@@ -58,6 +74,8 @@ class Network:
         mu: float = 0.0,
         sigma: float = 0.1,
         dtype: np.dtype | type = np.float64,
+        init: str = "normal",
+        dropout: float = 0.0,
     ) -> Network:
         """A network with freshly initialised weights (``rng`` is required: no global state)."""
         if rng is None:
@@ -65,8 +83,8 @@ class Network:
                 "pass rng=np.random.default_rng(seed): scratchnn never uses global state"
             )
         sizes = [n_features, *struct, n_outputs]
-        layers = [Dense(W, b) for W, b in init_weights(sizes, rng, mu, sigma, dtype)]
-        return cls(layers, ACTIVATIONS[activation](), LOSSES[output]())
+        layers = [Dense(W, b) for W, b in init_weights(sizes, rng, mu, sigma, dtype, init)]
+        return cls(layers, ACTIVATIONS[activation](), LOSSES[output](), dropout)
 
     @property
     def sizes(self) -> list[int]:
@@ -85,17 +103,27 @@ class Network:
         """[dW1, db1, dW2, db2, ...], in the order of ``params()``; valid after ``backward``."""
         return [g for layer in self.layers for g in (layer.dW, layer.db)]
 
-    def forward(self, X: np.ndarray) -> np.ndarray:
-        """Z_L, the logits of the last layer; caches each hidden Z and A = g(Z) for backward."""
+    def forward(self, X: np.ndarray, dropout_rng: np.random.Generator | None = None) -> np.ndarray:
+        """Z_L, the logits of the last layer; caches each hidden Z and A = g(Z) for backward.
+
+        With ``dropout_rng`` (training only) and ``dropout`` = p > 0, each hidden A is multiplied
+        by a mask M / (1 - p), M_ij ~ Bernoulli(1 - p) (inverted dropout: no rescaling at test).
+        """
         g = self.activation
+        drop = self.dropout if dropout_rng is not None else 0.0
         self._Z.clear()
         self._A.clear()
+        self._masks.clear()
         A = X
         for layer in self.layers[:-1]:
             Z = layer.forward(A)
             A = g.forward(Z)
             self._Z.append(Z)
             self._A.append(A)
+            if drop > 0.0:
+                mask = (dropout_rng.random(A.shape, dtype=A.dtype) >= drop) / A.dtype.type(1 - drop)
+                self._masks.append(mask)
+                A = A * mask
         return self.layers[-1].forward(A)
 
     def backward(self, dZ: np.ndarray) -> None:
@@ -103,6 +131,8 @@ class Network:
         g = self.activation
         for i in range(len(self.layers) - 1, 0, -1):
             dA = self.layers[i].backward(dZ)
+            if self._masks:
+                dA *= self._masks[i - 1]
             dZ = g.backward(self._Z[i - 1], self._A[i - 1], dA)
         self.layers[0].backward(dZ, need_dA=False)
 
