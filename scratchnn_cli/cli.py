@@ -15,6 +15,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from scratchnn_cli import __version__
 from scratchnn_cli.errors import (
@@ -40,11 +41,17 @@ app = typer.Typer(
 out = Console()
 err = Console(stderr=True)
 
+
+def say(text: str) -> None:
+    """Print a plain line to stdout: no markup or highlighting, never wrapped (paths stay whole)."""
+    out.print(text, markup=False, highlight=False, soft_wrap=True)
+
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _fail(message: str, code: int) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -108,10 +115,10 @@ def train(
 
     spec = load_config(config, set_ or [])
     outcome = run_experiment(spec, runs_dir, console=err, config_path=config)
-    out.print(f"stopped: {outcome.result.stop_reason}", highlight=False)
+    say(f"stopped: {outcome.result.stop_reason}")
     for split, m in outcome.metrics.items():
-        out.print(f"{split:>5} accuracy: {m['accuracy']:.4f}  (n = {m['n']})", highlight=False)
-    out.print(str(outcome.run_dir), highlight=False)
+        say(f"{split:>5} accuracy: {m['accuracy']:.4f}  (n = {m['n']})")
+    say(str(outcome.run_dir))
     if outcome.status == "diverged":
         raise typer.Exit(EXIT_DIVERGED)
 
@@ -138,10 +145,10 @@ def evaluate(
             result["confusion_matrix"], result["class_names"], title=f"{split} confusion matrix"
         )
     )
-    out.print(f"{split} accuracy: {result['accuracy']:.4f}  (n = {result['n']})", highlight=False)
+    say(f"{split} accuracy: {result['accuracy']:.4f}  (n = {result['n']})")
     if not result["data_matches_training"]:
         err.print("warning: the rebuilt data differs from what the run recorded (fingerprint)")
-    out.print(str(Path(run_dir) / "evaluation.json"), highlight=False)
+    say(str(Path(run_dir) / "evaluation.json"))
 
 
 @app.command(epilog=EXIT_CODES_HELP)
@@ -159,4 +166,4 @@ def reproduce(
     from scratchnn_cli.reproduce import reproduce_all
 
     out_dir, _ = reproduce_all(configs_dir, runs_dir, jobs=jobs, console=out)
-    out.print(str(out_dir), highlight=False)
+    say(str(out_dir))

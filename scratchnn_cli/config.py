@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal, get_args
 import yaml
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -26,6 +27,20 @@ from scratchnn_cli.errors import ConfigError
 
 BUILTIN_DATASETS = ("blobs400", "circles500", "digits", "fashion-mnist")
 
+
+def _whole_number(value: Any) -> Any:
+    """Accept 1e6 or "1e6" (YAML reads 1e6 as text) where a whole number is expected."""
+    if isinstance(value, str | float) and not isinstance(value, bool):
+        try:
+            number = float(value)
+        except ValueError:
+            return value
+        if number.is_integer():
+            return int(number)
+    return value
+
+
+Count = Annotated[int, BeforeValidator(_whole_number), Field(gt=0)]
 PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 NonNegativeFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 Fraction = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
@@ -44,7 +59,7 @@ class DataConfig(_Section):
     target: str | None = None
     split: tuple[Fraction, Fraction, Fraction] = (0.5, 0.25, 0.25)
     classes: list[str | int] | None = None
-    train_size: Annotated[int, Field(gt=0)] | None = None
+    train_size: Count | None = None
     train_on: Literal["train", "train+val"] = "train"
 
     @field_validator("dataset")
@@ -170,8 +185,8 @@ class TrainConfig(_Section):
 
     lr: PositiveFloat = 0.001
     eps: NonNegativeFloat = 1e-8
-    max_iterations: Annotated[int, Field(gt=0)] = 1_000_000
-    max_epochs: Annotated[int, Field(gt=0)] | None = None
+    max_iterations: Count = 1_000_000
+    max_epochs: Count | None = None
     batch_size: Annotated[int, Field(gt=0)] | Literal["full"] = 1
     sampling: Literal["random", "shuffle"] = "random"
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)

@@ -149,19 +149,22 @@ class Network:
         return self.loss.cost(self.forward(X), Y)
 
     def state(self) -> dict[str, np.ndarray]:
-        """The weights as a flat mapping W0, b0, W1, b1, ... (what ``model.npz`` holds)."""
+        """A copy of the weights as a mapping W0, b0, W1, b1, ... (what ``model.npz`` holds)."""
         out = {}
         for i, layer in enumerate(self.layers):
-            out[f"W{i}"] = layer.W
-            out[f"b{i}"] = layer.b
+            out[f"W{i}"] = layer.W.copy()
+            out[f"b{i}"] = layer.b.copy()
         return out
 
     def load_state(self, state: dict[str, np.ndarray]) -> None:
-        """Copy weights from ``state()``-shaped arrays, checking every shape."""
+        """Copy weights from ``state()``-shaped arrays; every shape is checked before any copy."""
+        pairs = []
         for i, layer in enumerate(self.layers):
             for name in ("W", "b"):
                 new = np.asarray(state[f"{name}{i}"])
                 old = getattr(layer, name)
                 if new.shape != old.shape:
                     raise ValueError(f"{name}{i}: shape {new.shape} does not match {old.shape}")
-                old[...] = new
+                pairs.append((old, new))
+        for old, new in pairs:
+            old[...] = new

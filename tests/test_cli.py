@@ -1,0 +1,505 @@
+"""Tests for the ``scratchnn`` command line: refused configs, run folders, evaluate, --version."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from datetime import datetime, tzinfo
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from typer.testing import CliRunner, Result
+
+from scratchnn_cli import __version__, runs
+from scratchnn_cli.cli import app
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+# small and fast: blobs400 (200 / 100 / 100 samples), a hidden layer of 3, 1000 iterations
+BASE_CONFIG = """\
+name: {name}
+seed: 0
+data:
+  dataset: blobs400
+  split: [0.5, 0.25, 0.25]
+model:
+  struct: [3]
+  sigma: 0.5
+train:
+  lr: 0.05
+  eps: 0
+  max_iterations: {max_iterations}
+"""
+
+
+def invoke(*args: str) -> Result:
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def write_config(
+    folder: Path, text: str | None = None, filename: str = "exp.yaml", **fields: object
+) -> Path:
+    values = {"name": "exp", "max_iterations": 1000, **fields}
+    path = folder / filename
+    path.write_text(text if text is not None else BASE_CONFIG.format(**values), encoding="utf-8")
+    return path
+
+
+def run_folders(runs_dir: Path) -> list[Path]:
+    return sorted(p for p in runs_dir.iterdir() if p.is_dir()) if runs_dir.exists() else []
+
+
+def only_run(runs_dir: Path) -> Path:
+    folders = run_folders(runs_dir)
+    assert len(folders) == 1, folders
+    return folders[0]
+
+
+def assert_one_line_error(result: Result, code: int = 2) -> str:
+    """Exit ``code``, exactly one non-empty output line, which is the error; no traceback."""
+    assert result.exit_code == code, result.output
+    assert "Traceback" not in result.output
+    assert not isinstance(result.exception, Exception) or isinstance(
+        result.exception, SystemExit
+    ), repr(result.exception)
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1, result.output
+    assert lines[0].startswith("error:"), lines[0]
+    return lines[0]
+
+
+def read_json(path: Path) -> dict:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+# --------------------------------------------------------------------------- refused configs
+
+
+def _bad_yaml(tmp_path: Path, body: str) -> Path:
+    return write_config(tmp_path, "name: bad\nseed: 0\n" + body)
+
+
+REFUSED = {
+    # id: (config text after name/seed, extra args, substrings the message must hold)
+    "unknown-key": (
+        "data:\n  dataset: blobs400\ntrain:\n  lrr: 0.1\n",
+        [],
+        ["train.lrr", "unknown key", "did you mean 'lr'"],
+    ),
+    "unknown-section": (
+        "data:\n  dataset: blobs400\nmodle:\n  struct: [3]\n",
+        [],
+        ["modle", "did you mean 'model'"],
+    ),
+    "wrong-type": ("data:\n  dataset: blobs400\ntrain:\n  lr: abc\n", [], ["train.lr", "abc"]),
+    "negative-lr": (
+        "data:\n  dataset: blobs400\ntrain:\n  lr: -0.1\n",
+        [],
+        ["train.lr", "greater than 0"],
+    ),
+    "split-sum": (
+        "data:\n  dataset: blobs400\n  split: [0.5, 0.3, 0.3]\n",
+        [],
+        ["data.split", "sum to 1"],
+    ),
+    "struct-zero": (
+        "data:\n  dataset: blobs400\nmodel:\n  struct: [4, 0]\n",
+        [],
+        ["model.struct"],
+    ),
+    "missing-csv": ("data:\n  dataset: {tmp}/nowhere.csv\n", [], ["data.dataset", "nowhere.csv"]),
+    "unknown-dataset": (
+        "data:\n  dataset: blobs40\n",
+        [],
+        ["data.dataset", "blobs40", "did you mean 'blobs400'"],
+    ),
+    "missing-data": ("model:\n  struct: [3]\n", [], ["data", "missing"]),
+    "set-without-equals": (
+        "data:\n  dataset: blobs400\n",
+        ["--set", "train.lr"],
+        ["--set", "train.lr", "key.path=value"],
+    ),
+    "set-bad-value": ("data:\n  dataset: blobs400\n", ["--set", "train.lr=-1"], ["train.lr"]),
+    "sigmoid-output-for-10-classes": (
+        "data:\n  dataset: digits\nmodel:\n  output: sigmoid\n",
+        [],
+        ["model.output", "2 classes"],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(REFUSED))
+def test_refused_config_exits_2_with_one_line(case: str, tmp_path: Path) -> None:
+    body, extra, expected = REFUSED[case]
+    config = _bad_yaml(tmp_path, body.format(tmp=tmp_path))
+    runs_dir = tmp_path / "runs"
+    result = invoke("train", config, "--runs-dir", runs_dir, *extra)
+    line = assert_one_line_error(result)
+    for text in expected:
+        assert text in line, line
+    assert run_folders(runs_dir) == []
+
+
+def test_yaml_syntax_error_names_file_line_and_column(tmp_path: Path) -> None:
+    config = write_config(tmp_path, "seed: 0\ndata:\n  dataset: blobs400: x\n")
+    runs_dir = tmp_path / "runs"
+    line = assert_one_line_error(invoke("train", config, "--runs-dir", runs_dir))
+    match = re.search(re.escape(str(config)) + r":(\d+):(\d+):", line)
+    assert match, line
+    assert int(match.group(1)) == 3  # the offending line
+    assert int(match.group(2)) > 1
+    assert "YAML" in line
+    assert run_folders(runs_dir) == []
+
+
+def test_unclosed_bracket_is_a_yaml_error(tmp_path: Path) -> None:
+    config = write_config(tmp_path, "data:\n  dataset: blobs400\n  split: [0.5, 0.25\n")
+    line = assert_one_line_error(invoke("train", config, "--runs-dir", tmp_path / "runs"))
+    assert re.search(re.escape(str(config)) + r":\d+:\d+: YAML syntax error", line), line
+    assert run_folders(tmp_path / "runs") == []
+
+
+def test_missing_config_file(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.yaml"
+    line = assert_one_line_error(invoke("train", missing, "--runs-dir", tmp_path / "runs"))
+    assert "not found" in line and "nope.yaml" in line
+    assert run_folders(tmp_path / "runs") == []
+
+
+def test_config_that_is_not_a_mapping(tmp_path: Path) -> None:
+    config = write_config(tmp_path, "- just\n- a list\n")
+    line = assert_one_line_error(invoke("train", config, "--runs-dir", tmp_path / "runs"))
+    assert "exp.yaml" in line
+    assert run_folders(tmp_path / "runs") == []
+
+
+def test_bad_csv_is_refused_before_the_run_folder(tmp_path: Path) -> None:
+    csv = tmp_path / "data.csv"
+    csv.write_text("a,b,label\n1,x,0\n2,3,1\n4,5,0\n6,7,1\n", encoding="utf-8")
+    config = _bad_yaml(tmp_path, f"data:\n  dataset: {csv}\n")
+    line = assert_one_line_error(invoke("train", config, "--runs-dir", tmp_path / "runs"))
+    assert "data.csv" in line and "'b'" in line
+    assert run_folders(tmp_path / "runs") == []
+
+
+# --------------------------------------------------------------------------- config resolution
+
+
+def test_eps_written_as_1e_8_is_the_number(tmp_path: Path) -> None:
+    text = BASE_CONFIG.format(name="eps", max_iterations=300).replace("eps: 0", "eps: 1e-8")
+    assert yaml.safe_load(text)["train"]["eps"] == "1e-8"  # what PyYAML makes of it
+    config = write_config(tmp_path, text)
+    result = invoke("train", config, "--runs-dir", tmp_path / "runs")
+    assert result.exit_code == 0, result.output
+    saved_text = (only_run(tmp_path / "runs") / "config.yaml").read_text(encoding="utf-8")
+    saved = yaml.safe_load(saved_text)
+    assert isinstance(saved["train"]["eps"], float)
+    assert saved["train"]["eps"] == 1e-8
+    assert re.search(r"^\s+eps: 1\.0e-08$", saved_text, flags=re.MULTILINE), saved_text
+
+
+def test_set_overrides_show_up_in_the_resolved_config(tmp_path: Path) -> None:
+    config = write_config(tmp_path, max_iterations=300)
+    result = invoke(
+        "train",
+        config,
+        "--runs-dir",
+        tmp_path / "runs",
+        "--set",
+        "train.lr=0.01",
+        "--set",
+        "model.struct=[3]",
+        "--set",
+        "model.activation=tanh",
+    )
+    assert result.exit_code == 0, result.output
+    run_dir = only_run(tmp_path / "runs")
+    saved = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
+    assert saved["train"]["lr"] == 0.01
+    assert saved["model"]["struct"] == [3]
+    assert saved["model"]["activation"] == "tanh"
+    assert saved["train"]["max_iterations"] == 300  # untouched keys keep the file's value
+    info = read_json(run_dir / "run.json")
+    assert info["network"]["sizes"] == [3, 3, 1]
+    assert info["network"]["activation"] == "tanh"
+
+
+def test_name_defaults_to_the_file_stem(tmp_path: Path) -> None:
+    text = BASE_CONFIG.format(name="x", max_iterations=200).replace("name: x\n", "")
+    config = write_config(tmp_path, text, filename="my-spec.yaml")
+    assert invoke("train", config, "--runs-dir", tmp_path / "runs").exit_code == 0
+    run_dir = only_run(tmp_path / "runs")
+    assert run_dir.name.endswith("-my-spec")
+    assert yaml.safe_load((run_dir / "config.yaml").read_text())["name"] == "my-spec"
+
+
+# --------------------------------------------------------------------------- the run folder
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Result, Path]:
+    """One completed training run shared by the read-only tests below."""
+    tmp_path = tmp_path_factory.mktemp("cli")
+    config = write_config(tmp_path, name="shared", max_iterations=1000)
+    result = invoke("train", config, "--runs-dir", tmp_path / "runs")
+    assert result.exit_code == 0, result.output
+    return result, only_run(tmp_path / "runs")
+
+
+def test_run_folder_holds_every_file(finished_run: tuple[Result, Path]) -> None:
+    _, run_dir = finished_run
+    names = {p.name for p in run_dir.iterdir()}
+    expected = {
+        "config.yaml",
+        "run.json",
+        "history.csv",
+        "metrics.json",
+        "learning_curve.png",
+        "confusion_matrix.png",
+        "model.npz",
+    }
+    assert expected <= names
+    assert not [n for n in names if n.endswith(".tmp")]  # no temp files left behind
+    assert re.fullmatch(r"\d{8}-\d{6}-shared", run_dir.name)
+
+
+def test_run_json_records_status_stop_data_and_versions(
+    finished_run: tuple[Result, Path],
+) -> None:
+    _, run_dir = finished_run
+    info = read_json(run_dir / "run.json")
+    assert info["status"] == "completed"
+    assert info["name"] == "shared"
+    stop = info["stop"]
+    assert stop["stopped_by"] == "max_iterations"
+    assert stop["iterations"] == 1000
+    assert stop["epochs"] == 5
+    assert stop["reason"]
+    assert re.fullmatch(r"sha256:[0-9a-f]{64}", info["data"]["fingerprint"])
+    assert (info["data"]["n_train"], info["data"]["n_val"], info["data"]["n_test"]) == (
+        200,
+        100,
+        100,
+    )
+    versions = info["versions"]
+    assert versions["scratchnn"] == __version__
+    assert versions["numpy"] == np.__version__
+    assert {"python", "scikit-learn"} <= set(versions)
+    assert info["network"]["sizes"] == [3, 3, 1]
+    assert info["started"] and info["ended"]
+
+
+def test_history_csv_has_one_row_per_epoch(finished_run: tuple[Result, Path]) -> None:
+    _, run_dir = finished_run
+    history = pd.read_csv(run_dir / "history.csv")
+    assert {"epoch", "iteration", "cost"} <= set(history.columns)
+    assert len(history) == read_json(run_dir / "run.json")["stop"]["epochs"] == 5
+    assert history["epoch"].tolist() == [1, 2, 3, 4, 5]
+    assert history["iteration"].tolist() == [200, 400, 600, 800, 1000]
+    assert np.isfinite(history["cost"]).all() and (history["cost"] > 0).all()
+
+
+def test_metrics_json_has_accuracy_and_confusion_matrices(
+    finished_run: tuple[Result, Path],
+) -> None:
+    result, run_dir = finished_run
+    metrics = read_json(run_dir / "metrics.json")
+    data = read_json(run_dir / "run.json")["data"]
+    assert set(metrics) == {"train", "val", "test"}
+    for split in ("train", "val", "test"):
+        m = metrics[split]
+        assert 0.0 <= m["accuracy"] <= 1.0
+        matrix = np.array(m["confusion_matrix"])
+        assert matrix.shape == (2, 2)
+        assert matrix.sum() == m["n"] == data[f"n_{split}"]
+        assert np.trace(matrix) / matrix.sum() == pytest.approx(m["accuracy"])
+        assert f"{split:>5} accuracy: {m['accuracy']:.4f}" in result.stdout
+
+
+def test_pngs_are_real_images(finished_run: tuple[Result, Path]) -> None:
+    _, run_dir = finished_run
+    for name in ("learning_curve.png", "confusion_matrix.png"):
+        data = (run_dir / name).read_bytes()
+        assert data.startswith(PNG_SIGNATURE), name
+        assert len(data) > 5_000, name
+
+
+def test_model_npz_holds_finite_weights_of_the_right_shapes(
+    finished_run: tuple[Result, Path],
+) -> None:
+    _, run_dir = finished_run
+    with np.load(run_dir / "model.npz", allow_pickle=False) as model:
+        shapes = {key: model[key].shape for key in model.files}
+        assert all(np.isfinite(model[key]).all() for key in model.files)
+    assert shapes == {"W0": (3, 3), "b0": (3,), "W1": (3, 1), "b1": (1,)}
+
+
+def test_run_path_is_the_last_line_of_stdout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a relative --runs-dir (still tmp_path / "runs") keeps the printed path short; long paths
+    # are covered by the test below
+    monkeypatch.chdir(tmp_path)
+    config = write_config(tmp_path, name="last", max_iterations=200)
+    result = invoke("train", config, "--runs-dir", "runs")
+    assert result.exit_code == 0, result.output
+    run_dir = only_run(tmp_path / "runs")
+    last = result.stdout.strip().splitlines()[-1]
+    assert Path(last) == Path("runs") / run_dir.name
+    assert (tmp_path / last / "run.json").is_file()
+
+
+def test_long_run_path_is_still_the_last_line_of_stdout(tmp_path: Path) -> None:
+    runs_dir = tmp_path / ("long-folder-name-" * 5) / "runs"
+    config = write_config(tmp_path, name="long", max_iterations=200)
+    result = invoke("train", config, "--runs-dir", runs_dir)
+    assert result.exit_code == 0, result.output
+    run_dir = only_run(runs_dir)
+    assert len(str(run_dir)) > 80
+    assert result.stdout.strip().splitlines()[-1] == str(run_dir)
+
+
+def test_run_path_with_square_brackets_is_printed_verbatim(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    config = write_config(tmp_path, name="br", max_iterations=200)
+    result = invoke("train", config, "--runs-dir", "runs[ab]")
+    assert result.exit_code == 0, result.output
+    run_dir = only_run(tmp_path / "runs[ab]")
+    assert result.stdout.strip().splitlines()[-1] == f"runs[ab]/{run_dir.name}"
+
+
+def test_error_message_keeps_square_brackets(tmp_path: Path) -> None:
+    missing = tmp_path / "spec[v2].yaml"
+    line = assert_one_line_error(invoke("train", missing, "--runs-dir", tmp_path / "runs"))
+    assert "spec[v2].yaml" in line
+
+
+def test_two_runs_in_the_same_second_get_distinct_folders(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class FrozenClock(datetime):
+        @classmethod
+        def now(cls, tz: tzinfo | None = None) -> datetime:
+            return datetime(2030, 1, 2, 3, 4, 5, tzinfo=tz)
+
+    monkeypatch.setattr(runs, "datetime", FrozenClock)
+    config = write_config(tmp_path, name="twice", max_iterations=200)
+    runs_dir = tmp_path / "runs"
+    first = invoke("train", config, "--runs-dir", runs_dir)
+    second = invoke("train", config, "--runs-dir", runs_dir)
+    assert first.exit_code == 0 and second.exit_code == 0, first.output + second.output
+    folders = run_folders(runs_dir)
+    assert [f.name for f in folders] == ["20300102-030405-twice", "20300102-030405-twice-2"]
+    for folder in folders:
+        assert read_json(folder / "run.json")["status"] == "completed"
+    # same config and seed: the same model, written to two places
+    with np.load(folders[0] / "model.npz") as a, np.load(folders[1] / "model.npz") as b:
+        for key in a.files:
+            np.testing.assert_array_equal(a[key], b[key])
+
+
+def test_two_quick_runs_get_distinct_folders(tmp_path: Path) -> None:
+    config = write_config(tmp_path, name="quick", max_iterations=100)
+    runs_dir = tmp_path / "runs"
+    for _ in range(2):
+        assert invoke("train", config, "--runs-dir", runs_dir).exit_code == 0
+    assert len(run_folders(runs_dir)) == 2
+
+
+def test_diverged_run_exits_3_and_keeps_finite_weights(tmp_path: Path) -> None:
+    text = (
+        "name: boom\nseed: 0\ndata:\n  dataset: blobs400\n"
+        "model:\n  struct: [5]\n  activation: leaky_relu\n  sigma: 10\n"
+        "train:\n  lr: 1.0e+6\n  max_iterations: 2000\n"
+    )
+    config = write_config(tmp_path, text)
+    result = invoke("train", config, "--runs-dir", tmp_path / "runs")
+    assert result.exit_code == 3, result.output
+    assert "Traceback" not in result.output
+    run_dir = only_run(tmp_path / "runs")
+    info = read_json(run_dir / "run.json")
+    assert info["status"] == "diverged"
+    assert info["stop"]["stopped_by"] == "diverged"
+    with np.load(run_dir / "model.npz") as model:
+        assert all(np.isfinite(model[key]).all() for key in model.files)
+    assert (run_dir / "metrics.json").is_file()
+
+
+# --------------------------------------------------------------------------- evaluate
+
+
+@pytest.mark.parametrize("split", ["test", "val"])
+def test_evaluate_reproduces_the_recorded_accuracy(
+    finished_run: tuple[Result, Path], split: str
+) -> None:
+    _, run_dir = finished_run
+    metrics = read_json(run_dir / "metrics.json")[split]
+    args = ["evaluate", run_dir] + (["--split", split] if split != "test" else [])
+    result = invoke(*args)
+    assert result.exit_code == 0, result.output
+    evaluation = read_json(run_dir / "evaluation.json")
+    assert evaluation["split"] == split
+    assert evaluation["accuracy"] == metrics["accuracy"]
+    assert evaluation["confusion_matrix"] == metrics["confusion_matrix"]
+    assert evaluation["n"] == metrics["n"]
+    assert evaluation["data_matches_training"] is True
+    assert evaluation["data_fingerprint"] == read_json(run_dir / "run.json")["data"]["fingerprint"]
+    assert f"{split} accuracy: {metrics['accuracy']:.4f}" in result.stdout
+
+
+def test_evaluate_refuses_an_unknown_split(finished_run: tuple[Result, Path]) -> None:
+    _, run_dir = finished_run
+    line = assert_one_line_error(invoke("evaluate", run_dir, "--split", "holdout"))
+    assert "holdout" in line
+
+
+def test_evaluate_a_folder_that_is_not_a_run(tmp_path: Path) -> None:
+    folder = tmp_path / "not-a-run"
+    folder.mkdir()
+    line = assert_one_line_error(invoke("evaluate", folder))
+    assert "run.json" in line
+
+
+def test_evaluate_a_missing_folder(tmp_path: Path) -> None:
+    line = assert_one_line_error(invoke("evaluate", tmp_path / "gone"))
+    assert "gone" in line
+
+
+def test_evaluate_a_run_that_is_still_running(
+    finished_run: tuple[Result, Path], tmp_path: Path
+) -> None:
+    _, run_dir = finished_run
+    copy = tmp_path / "runs" / run_dir.name
+    shutil.copytree(run_dir, copy)
+    info = read_json(copy / "run.json")
+    info["status"] = "running"
+    (copy / "run.json").write_text(json.dumps(info), encoding="utf-8")
+    line = assert_one_line_error(invoke("evaluate", copy))
+    assert "running" in line
+
+
+def test_evaluate_a_run_whose_model_does_not_fit(
+    finished_run: tuple[Result, Path], tmp_path: Path
+) -> None:
+    _, run_dir = finished_run
+    copy = tmp_path / "runs" / run_dir.name
+    shutil.copytree(run_dir, copy)
+    np.savez(copy / "model.npz", W0=np.zeros((2, 2)), b0=np.zeros(2))
+    line = assert_one_line_error(invoke("evaluate", copy))
+    assert "model.npz" in line
+
+
+# --------------------------------------------------------------------------- version
+
+
+def test_version() -> None:
+    result = invoke("--version")
+    assert result.exit_code == 0
+    assert result.stdout.strip() == f"scratchnn {__version__}"
+    assert re.fullmatch(r"\d+\.\d+\.\d+.*", __version__)
