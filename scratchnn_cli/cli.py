@@ -1,12 +1,13 @@
 """The ``scratchnn`` command line: parse, call, print. All the work happens in other modules.
 
-Exit codes: 0 ok, 1 unexpected internal error (traceback in a log file), 2 bad input,
-3 training diverged, 130 interrupted (Ctrl-C).
+Exit codes: 0 ok, 1 internal error or a run folder that could not be written (traceback in a
+log file), 2 bad input, 3 training diverged, 4 gradient check failed, 130 interrupted.
 """
 
 from __future__ import annotations
 
 import functools
+import signal
 import tempfile
 import traceback
 from collections.abc import Callable
@@ -20,14 +21,16 @@ from rich.markup import escape
 from scratchnn_cli import __version__
 from scratchnn_cli.errors import (
     EXIT_DIVERGED,
+    EXIT_GRADCHECK,
     EXIT_INTERNAL,
     EXIT_INTERRUPTED,
     ScratchnnError,
 )
 
 EXIT_CODES_HELP = (
-    "Exit codes: 0 ok, 1 unexpected internal error (traceback saved to a log), 2 bad input "
-    "(config, data, run folder), 3 training diverged, 130 interrupted."
+    "Exit codes: 0 ok; 1 internal error or a failed write (disk full...); 2 bad input "
+    "(config, data, run folder, option); 3 training diverged; 4 gradient check failed; "
+    "130 interrupted (Ctrl-C, SIGTERM)."
 )
 
 app = typer.Typer(
@@ -97,24 +100,47 @@ def main(
     """Neural networks from scratch in NumPy."""
 
 
+def _sigterm_as_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 @app.command(epilog=EXIT_CODES_HELP)
 @handle_errors
 def train(
     config: Annotated[
-        Path, typer.Argument(help="The experiment spec, e.g. configs/circles_shallow.yaml.")
-    ],
+        Path | None,
+        typer.Argument(help="The experiment spec, e.g. configs/circles_shallow.yaml."),
+    ] = None,
     set_: Annotated[
         list[str] | None,
         typer.Option("--set", help="Override a key of the spec: --set train.lr=0.01 (repeatable)."),
     ] = None,
     runs_dir: Annotated[Path, typer.Option(help="Where run folders are created.")] = Path("runs"),
+    resume: Annotated[
+        Path | None,
+        typer.Option(
+            help="Continue this interrupted, diverged or failed run from its last checkpoint "
+            "(instead of CONFIG); --set may change train.* keys from there on."
+        ),
+    ] = None,
 ) -> None:
-    """Train the network a YAML spec describes and write a run folder under RUNS_DIR."""
-    from scratchnn_cli.config import load_config
-    from scratchnn_cli.experiment import run_experiment
+    """Train the network a YAML spec describes and write a run folder under RUNS_DIR.
 
-    spec = load_config(config, set_ or [])
-    outcome = run_experiment(spec, runs_dir, console=err, config_path=config)
+    Ctrl-C (or SIGTERM) stops cleanly: the folder is marked interrupted with its history, the
+    latest weights and a checkpoint, ready for --resume.
+    """
+    from scratchnn_cli.config import load_config
+    from scratchnn_cli.errors import UserInputError
+    from scratchnn_cli.experiment import resume_experiment, run_experiment
+
+    if (config is None) == (resume is None):
+        raise UserInputError("give either CONFIG or --resume RUN_DIR (not both)")
+    signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+    if resume is not None:
+        outcome = resume_experiment(resume, set_ or [], console=err)
+    else:
+        spec = load_config(config, set_ or [])
+        outcome = run_experiment(spec, runs_dir, console=err, config_path=config)
     say(f"stopped: {outcome.result.stop_reason}")
     for split, m in outcome.metrics.items():
         say(f"{split:>5} accuracy: {m['accuracy']:.4f}  (n = {m['n']})")
@@ -167,3 +193,106 @@ def reproduce(
 
     out_dir, _ = reproduce_all(configs_dir, runs_dir, jobs=jobs, console=out)
     say(str(out_dir))
+
+
+@app.command(epilog=EXIT_CODES_HELP)
+@handle_errors
+def gradcheck(
+    config: Annotated[Path, typer.Argument(help="The experiment spec whose model is checked.")],
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="Override a key of the spec (repeatable).")
+    ] = None,
+    samples: Annotated[int, typer.Option(min=1, help="Training samples the cost uses.")] = 8,
+    max_entries: Annotated[
+        int, typer.Option(min=1, help="Entries checked per parameter array (random sample).")
+    ] = 200,
+    tolerance: Annotated[float, typer.Option(help="Largest relative error that passes.")] = 1e-6,
+) -> None:
+    """Check backprop against finite differences for the model a spec describes (float64).
+
+    Builds the configured network on a few samples of its data (dropout off, L1/L2 included)
+    and prints the relative error per layer and parameter; exits with 4 above the tolerance.
+    """
+    import numpy as np
+    from rich.table import Table
+
+    from scratchnn_cli.config import load_config
+    from scratchnn_cli.data import load_dataset
+    from scratchnn_cli.experiment import build_network
+    from scratchnn_cli.gradcheck import check_gradients
+
+    spec = load_config(config, [*(set_ or []), "model.dtype=float64", "model.dropout=0"])
+    dataset = load_dataset(spec.data, spec.seed)
+    rng = np.random.default_rng([spec.seed, 5])
+    net = build_network(spec, dataset)
+    pick = rng.choice(len(dataset.y_train), min(samples, len(dataset.y_train)), replace=False)
+    X = np.asarray(dataset.X_train[pick], dtype=np.float64)
+    Y = net.loss.targets(dataset.y_train[pick], dataset.n_classes, np.float64)
+    rows = check_gradients(
+        net, X, Y, spec.train.l1, spec.train.l2, max_entries=max_entries, rng=rng
+    )
+    table = Table(title=f"gradient check: {spec.name} ({len(pick)} samples, float64)")
+    for column in ("layer", "param", "shape", "checked", "max |diff|", "relative error", ""):
+        table.add_column(column, justify="right" if column not in ("param", "") else "left")
+    worst = 0.0
+    for r in rows:
+        ok = r.relative_error <= tolerance
+        worst = max(worst, r.relative_error)
+        table.add_row(
+            str(r.layer + 1),
+            r.param,
+            "x".join(map(str, r.shape)),
+            str(r.checked),
+            f"{r.max_abs_diff:.2e}",
+            f"{r.relative_error:.2e}",
+            "[green]ok[/]" if ok else "[bold red]FAIL[/]",
+        )
+    out.print(table)
+    if worst > tolerance:
+        say(f"FAILED: the largest relative error {worst:.2e} is above {tolerance:g}")
+        raise typer.Exit(EXIT_GRADCHECK)
+    say(f"passed: every relative error is at most {tolerance:g} (largest {worst:.2e})")
+
+
+@app.command(name="runs", epilog=EXIT_CODES_HELP)
+@handle_errors
+def list_runs(
+    runs_dir: Annotated[Path, typer.Argument(help="The folder holding run folders.")] = Path(
+        "runs"
+    ),
+) -> None:
+    """List the runs in RUNS_DIR: status, test accuracy, stop reason and age, newest last."""
+    from rich.table import Table
+
+    from scratchnn_cli.runs import list_runs as find_runs
+
+    rows = find_runs(runs_dir)
+    if not rows:
+        say(f"no runs in {runs_dir}")
+        return
+    table = Table(title=f"runs in {runs_dir}")
+    for column in ("run", "status", "test acc", "val acc", "stopped by", "age"):
+        justify = "right" if "acc" in column or column == "age" else "left"
+        table.add_column(column, justify=justify, no_wrap=column == "run")
+    for r in rows:
+        table.add_row(
+            r["run"],
+            r["status"],
+            "-" if r["test"] is None else f"{r['test']:.4f}",
+            "-" if r["val"] is None else f"{r['val']:.4f}",
+            r["stopped_by"],
+            r["age"],
+        )
+    out.print(table)
+
+
+@app.command(epilog=EXIT_CODES_HELP)
+@handle_errors
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="A finished run folder.")],
+) -> None:
+    """Write RUN_DIR/report.html: one self-contained page with the config, the curves, the
+    confusion matrix, per-class accuracy, and decision boundary or misclassified images."""
+    from scratchnn_cli.html_report import write_html_report
+
+    say(str(write_html_report(run_dir)))

@@ -195,6 +195,7 @@ class TrainConfig(_Section):
     l2: NonNegativeFloat = 0.0
     early_stopping: EarlyStoppingConfig | None = None
     eval_every: Annotated[int, Field(gt=0)] = 1
+    checkpoint_every: Count | None = None
 
     _wrap_names = field_validator("optimizer", "lr_schedule", mode="before")(
         lambda cls, v: _name_only(v)

@@ -6,6 +6,7 @@ EXIT_OK = 0
 EXIT_INTERNAL = 1
 EXIT_BAD_INPUT = 2
 EXIT_DIVERGED = 3
+EXIT_GRADCHECK = 4
 EXIT_INTERRUPTED = 130
 
 
@@ -31,3 +32,9 @@ class DataError(UserInputError):
 
 class RunFolderError(UserInputError):
     """A folder that is not a (finished) run."""
+
+
+class RunWriteError(ScratchnnError):
+    """A run folder could not be written (disk full, permission denied): exit code 1."""
+
+    exit_code = EXIT_INTERNAL

@@ -6,8 +6,13 @@ CLI only parses arguments and calls ``run_experiment`` or ``evaluate_run``.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import platform
+import signal
+import threading
 import traceback
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
@@ -20,9 +25,9 @@ from rich.console import Console
 from sklearn.metrics import confusion_matrix
 
 from scratchnn_cli import __version__
-from scratchnn_cli.config import ExperimentConfig, build_config
+from scratchnn_cli.config import ExperimentConfig, apply_overrides, build_config
 from scratchnn_cli.data import Dataset, load_dataset
-from scratchnn_cli.errors import ConfigError, RunFolderError
+from scratchnn_cli.errors import ConfigError, RunFolderError, RunWriteError
 from scratchnn_cli.nn.network import Network
 from scratchnn_cli.progress import TrainingProgress
 from scratchnn_cli.report import LiveLearningCurve, plot_confusion_matrix
@@ -30,12 +35,15 @@ from scratchnn_cli.runs import (
     create_run_dir,
     load_finished_run,
     load_model_arrays,
+    load_run_info,
+    read_checkpoint,
+    write_checkpoint,
     write_json,
     write_npz,
     write_text,
     write_yaml,
 )
-from scratchnn_cli.train import EpochRecord, TrainResult, train
+from scratchnn_cli.train import EpochRecord, Snapshot, TrainResult, train
 
 SPLITS = ("train", "val", "test")
 
@@ -148,8 +156,8 @@ HISTORY_COLUMNS = [
 ]
 
 
-def _history_csv(result: TrainResult) -> str:
-    frame = pd.DataFrame([asdict(r) for r in result.history], columns=HISTORY_COLUMNS)
+def _history_csv(history: list[EpochRecord]) -> str:
+    frame = pd.DataFrame([asdict(r) for r in history], columns=HISTORY_COLUMNS)
     return frame.to_csv(index=False, float_format="%.10g")
 
 
@@ -175,23 +183,18 @@ def run_experiment(
 
     All validation (config, data) happens before the folder is created, so bad input leaves
     nothing behind. Once it exists, run.json always ends in a final status: completed, diverged,
-    interrupted (Ctrl-C: the exception is re-raised after saving) or failed.
+    interrupted (Ctrl-C or SIGTERM: the KeyboardInterrupt goes on after saving) or failed.
     """
-    console = console or Console(stderr=True)
     dataset = load_dataset(config.data, config.seed)
     check_compatible(config, dataset)
     streams = rng_streams(config.seed)
     net = build_network(config, dataset, streams["init"])
-    X_fit, y_fit = training_set(config, dataset)
-    X_val, y_val = (None, None) if config.data.train_on == "train+val" else dataset.split("val")
-
     run_dir = create_run_dir(runs_dir, config.name or "experiment")
-    started = datetime.now().astimezone()
     info: dict[str, Any] = {
         "status": "running",
         "name": config.name,
         "config_file": str(config_path) if config_path else None,
-        "started": started.isoformat(timespec="seconds"),
+        "started": datetime.now().astimezone().isoformat(timespec="seconds"),
         "ended": None,
         "seconds": None,
         "stop": None,
@@ -201,7 +204,67 @@ def run_experiment(
     }
     write_yaml(run_dir / "config.yaml", config.to_dict())
     write_json(run_dir / "run.json", info)
+    return _train_in(run_dir, config, dataset, net, streams, info, None, console)
 
+
+RESUMABLE = ("interrupted", "diverged", "failed")
+
+
+def resume_experiment(
+    run_dir: Path, overrides: list[str] | None = None, console: Console | None = None
+) -> RunOutcome:
+    """Continue an interrupted, diverged or failed run from its last checkpoint, in place.
+
+    Without ``overrides`` the final weights equal those of a run that was never stopped (the
+    checkpoint holds the weights, the optimizer state and both random generators' states).
+    ``overrides`` (``train.lr=0.001``...) change the spec from there on, e.g. after divergence.
+    """
+    run_dir = Path(run_dir)
+    raw, info = load_run_info(run_dir)
+    if info.get("status") not in RESUMABLE:
+        raise RunFolderError(
+            f"{run_dir}: only an interrupted, diverged or failed run can be resumed "
+            f"(this one is {info.get('status')})"
+        )
+    config = build_config(apply_overrides(raw, overrides or []), f"{run_dir}/config.yaml")
+    dataset = load_dataset(config.data, config.seed)
+    if dataset.fingerprint != info.get("data", {}).get("fingerprint"):
+        raise RunFolderError(f"{run_dir}: the data differs from what the run was trained on")
+    check_compatible(config, dataset)
+    streams = rng_streams(config.seed)
+    net = build_network(config, dataset, streams["init"])
+    checkpoint = run_dir / "checkpoint.npz"
+    snapshot = read_checkpoint(checkpoint) if checkpoint.is_file() else None
+    info.setdefault("resumed", []).append(
+        {
+            "at": datetime.now().astimezone().isoformat(timespec="seconds"),
+            "from_epoch": snapshot.epochs if snapshot else 0,
+            "overrides": list(overrides or []),
+        }
+    )
+    info.update(status="running", ended=None, stop=None, error=None)
+    if overrides:
+        write_yaml(run_dir / "config.yaml", config.to_dict())
+    write_json(run_dir / "run.json", info)
+    return _train_in(run_dir, config, dataset, net, streams, info, snapshot, console)
+
+
+def _train_in(
+    run_dir: Path,
+    config: ExperimentConfig,
+    dataset: Dataset,
+    net: Network,
+    streams: dict[str, np.random.Generator],
+    info: dict[str, Any],
+    snapshot: Snapshot | None,
+    console: Console | None,
+) -> RunOutcome:
+    """Train (from ``snapshot`` if given) and finish the run folder, whatever happens."""
+    console = console or Console(stderr=True)
+    X_fit, y_fit = training_set(config, dataset)
+    X_val, y_val = (None, None) if config.data.train_on == "train+val" else dataset.split("val")
+    started = datetime.now().astimezone()
+    seconds_before = float(info.get("seconds") or 0.0)
     result = TrainResult()
     metrics: dict[str, Any] = {}
 
@@ -210,7 +273,7 @@ def run_experiment(
         info.update(
             status=status,
             ended=ended.isoformat(timespec="seconds"),
-            seconds=round((ended - started).total_seconds(), 3),
+            seconds=round(seconds_before + (ended - started).total_seconds(), 3),
             stop={
                 "stopped_by": result.stopped_by or status,
                 "reason": result.stop_reason or error or status,
@@ -222,6 +285,10 @@ def run_experiment(
         if error:
             info["error"] = error
         write_json(run_dir / "run.json", info)
+
+    def save_checkpoint(snap: Snapshot) -> None:
+        write_checkpoint(run_dir / "checkpoint.npz", snap)
+        write_text(run_dir / "history.csv", _history_csv(snap.history))
 
     try:
         curve = LiveLearningCurve(run_dir / "learning_curve.png", config.name or "")
@@ -243,8 +310,11 @@ def run_experiment(
                 y_val=y_val,
                 dropout_rng=streams["dropout"],
                 result=result,
+                resume_from=snapshot,
+                on_checkpoint=save_checkpoint,
+                checkpoint_every=config.train.checkpoint_every,
             )
-        write_text(run_dir / "history.csv", _history_csv(result))
+        write_text(run_dir / "history.csv", _history_csv(result.history))
         write_npz(run_dir / "model.npz", net.state())
         for split in SPLITS:
             X, y = dataset.split(split)
@@ -260,16 +330,42 @@ def run_experiment(
             title=f"{config.name}: {shown} accuracy {metrics[shown]['accuracy']:.3f}",
         )
     except KeyboardInterrupt:
-        write_text(run_dir / "history.csv", _history_csv(result))
-        write_npz(run_dir / "model.npz", net.state())
-        finish("interrupted", "interrupted by the user (Ctrl-C)")
+        with interrupt_guard() as marked:  # a second Ctrl-C exits at once; files stay whole
+            finish("interrupted", "interrupted (Ctrl-C or SIGTERM)")
+            marked()
+            write_text(run_dir / "history.csv", _history_csv(result.history))
+            write_npz(run_dir / "model.npz", net.state())
         raise
     except Exception as exc:
-        (run_dir / "error.log").write_text(traceback.format_exc(), encoding="utf-8")
-        finish("failed", f"{type(exc).__name__}: {exc}")
+        with contextlib.suppress(OSError):
+            (run_dir / "error.log").write_text(traceback.format_exc(), encoding="utf-8")
+        with contextlib.suppress(OSError):
+            finish("failed", f"{type(exc).__name__}: {exc}")
+        if isinstance(exc, OSError):
+            raise RunWriteError(f"{run_dir}: could not write the run folder: {exc}") from None
         raise
     finish("diverged" if result.stopped_by == "diverged" else "completed")
     return RunOutcome(run_dir, info["status"], result, metrics)
+
+
+def _exit_now(signum: int, frame: object) -> None:
+    os._exit(130)
+
+
+@contextlib.contextmanager
+def interrupt_guard() -> Iterator[Callable[[], None]]:
+    """While saving after a first Ctrl-C: SIGINT is ignored until run.json says 'interrupted'
+    (the caller then calls the yielded ``marked()``); from there a second Ctrl-C ends the process
+    at once with exit code 130. Atomic writes keep every file whole either way."""
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: None
+        return
+    previous = signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield lambda: signal.signal(signal.SIGINT, _exit_now)
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def load_run_model(run_dir: Path) -> tuple[ExperimentConfig, Dataset, Network, dict[str, Any]]:

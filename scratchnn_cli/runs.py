@@ -96,8 +96,8 @@ def read_json(path: Path) -> dict[str, Any]:
         return json.load(f)
 
 
-def load_finished_run(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(raw config, run.json) of a completed run; RunFolderError for anything else."""
+def load_run_info(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(raw config, run.json) of any run folder, whatever its status."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise RunFolderError(f"{run_dir}: no such run folder")
@@ -106,20 +106,24 @@ def load_finished_run(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
         raise RunFolderError(f"{run_dir}: not a run folder (no run.json)")
     try:
         info = read_json(info_path)
-    except (OSError, ValueError) as exc:
-        raise RunFolderError(f"{info_path}: unreadable ({exc})") from None
+        config = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
+    except (OSError, ValueError, yaml.YAMLError) as exc:
+        raise RunFolderError(f"{run_dir}: unreadable run files ({exc})") from None
+    if not isinstance(info, dict) or not isinstance(config, dict):
+        raise RunFolderError(f"{run_dir}: run.json or config.yaml is not a mapping")
+    return config, info
+
+
+def load_finished_run(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(raw config, run.json) of a completed run; RunFolderError for anything else."""
+    config, info = load_run_info(run_dir)
     status = info.get("status")
     if status != "completed":
         raise RunFolderError(
             f"{run_dir}: the run is not finished (status: {status}); only completed runs load"
         )
-    for needed in ("config.yaml", "model.npz"):
-        if not (run_dir / needed).is_file():
-            raise RunFolderError(f"{run_dir}: {needed} is missing")
-    try:
-        config = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise RunFolderError(f"{run_dir / 'config.yaml'}: unreadable ({exc})") from None
+    if not (Path(run_dir) / "model.npz").is_file():
+        raise RunFolderError(f"{run_dir}: model.npz is missing")
     return config, info
 
 
@@ -131,3 +135,97 @@ def load_model_arrays(run_dir: Path) -> dict[str, np.ndarray]:
             return {key: data[key] for key in data.files}
     except (OSError, ValueError) as exc:
         raise RunFolderError(f"{path}: unreadable model file ({exc})") from None
+
+
+def write_checkpoint(path: Path, snapshot: Any) -> None:
+    """Atomically save a training Snapshot (``train.Snapshot``) as one .npz file.
+
+    Arrays are stored as arrays; everything else (counters, random generator states, stopping
+    rules, history) as one JSON string, so no pickle is ever needed to load it.
+    """
+    arrays: dict[str, np.ndarray] = {}
+    for i, p in enumerate(snapshot.params):
+        arrays[f"param{i}"] = p
+    for i, p in enumerate(snapshot.best_params or []):
+        arrays[f"best{i}"] = p
+    scalars = {}
+    for key, value in snapshot.optimizer.items():
+        if isinstance(value, np.ndarray):
+            arrays[f"optimizer.{key}"] = value
+        else:
+            scalars[key] = value
+    meta = {
+        "epochs": snapshot.epochs,
+        "iterations": snapshot.iterations,
+        "seconds": snapshot.seconds,
+        "J_prev": snapshot.J_prev,
+        "optimizer": scalars,
+        "sampling_rng": snapshot.sampling_rng,
+        "dropout_rng": snapshot.dropout_rng,
+        "stopper": snapshot.stopper,
+        "n_params": len(snapshot.params),
+        "n_best": len(snapshot.best_params or []),
+        "history": [vars(r) for r in snapshot.history],
+    }
+    arrays["meta"] = np.array(json.dumps(meta))
+    write_npz(path, arrays)
+
+
+def read_checkpoint(path: Path) -> Any:
+    """Load a Snapshot written by ``write_checkpoint``; RunFolderError if it is unreadable."""
+    from scratchnn_cli.train import EpochRecord, Snapshot
+
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {key: data[key] for key in data.files}
+        meta = json.loads(str(arrays.pop("meta")))
+        optimizer: dict[str, Any] = dict(meta["optimizer"])
+        for key in list(arrays):
+            if key.startswith("optimizer."):
+                optimizer[key.removeprefix("optimizer.")] = arrays.pop(key)
+        return Snapshot(
+            epochs=meta["epochs"],
+            iterations=meta["iterations"],
+            seconds=meta["seconds"],
+            J_prev=meta["J_prev"],
+            params=[arrays[f"param{i}"] for i in range(meta["n_params"])],
+            optimizer=optimizer,
+            sampling_rng=meta["sampling_rng"],
+            dropout_rng=meta["dropout_rng"],
+            history=[EpochRecord(**r) for r in meta["history"]],
+            stopper=meta["stopper"],
+            best_params=[arrays[f"best{i}"] for i in range(meta["n_best"])] or None,
+        )
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise RunFolderError(f"{path}: unreadable checkpoint ({exc})") from None
+
+
+def _age(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.0f} {unit}"
+    return f"{seconds:.0f} s"
+
+
+def list_runs(runs_dir: Path) -> list[dict[str, Any]]:
+    """One summary per run folder in ``runs_dir`` (oldest first); unreadable ones say so."""
+    runs_dir = Path(runs_dir)
+    if not runs_dir.is_dir():
+        raise RunFolderError(f"{runs_dir}: no such folder")
+    rows = []
+    now = datetime.now().timestamp()
+    for folder in sorted(p for p in runs_dir.iterdir() if (p / "run.json").is_file()):
+        row: dict[str, Any] = {"run": folder.name, "status": "unreadable", "test": None}
+        row.update(val=None, stopped_by="", age=_age(now - (folder / "run.json").stat().st_mtime))
+        try:
+            info = read_json(folder / "run.json")
+            row["status"] = info.get("status", "?")
+            row["stopped_by"] = (info.get("stop") or {}).get("stopped_by", "")
+            if (folder / "metrics.json").is_file():
+                metrics = read_json(folder / "metrics.json")
+                row["test"] = metrics.get("test", {}).get("accuracy")
+                row["val"] = metrics.get("val", {}).get("accuracy")
+        except (OSError, ValueError, AttributeError):
+            pass
+        rows.append(row)
+    return rows
