@@ -159,6 +159,14 @@ class OptimizerConfig(_Section):
         }
 
 
+SCHEDULE_PARAMS: dict[str, tuple[str, ...]] = {
+    "constant": (),
+    "step": ("drop", "every"),
+    "exponential": ("gamma",),
+    "cosine": ("lr_min", "epochs"),
+}
+
+
 class ScheduleConfig(_Section):
     """Learning rate per epoch: constant, step (x drop every ``every`` epochs), exponential
     (x gamma each epoch) or cosine (from lr down to lr_min over ``epochs`` epochs)."""
@@ -169,6 +177,17 @@ class ScheduleConfig(_Section):
     gamma: Annotated[float, Field(gt=0, le=1)] = 0.95
     lr_min: NonNegativeFloat = 0.0
     epochs: Annotated[int, Field(gt=0)] | None = None
+
+    @model_validator(mode="after")
+    def _params_fit_schedule(self) -> ScheduleConfig:
+        takes = SCHEDULE_PARAMS[self.name]
+        extra = sorted(k for k in self.model_fields_set - {"name"} if k not in takes)
+        if extra:
+            raise ValueError(
+                f"a {self.name} schedule does not take {', '.join(extra)} "
+                f"(it takes {', '.join(takes) or 'no parameters'})"
+            )
+        return self
 
 
 class EarlyStoppingConfig(_Section):
@@ -212,8 +231,13 @@ class TrainConfig(_Section):
 
     @model_validator(mode="after")
     def _cosine_needs_length(self) -> TrainConfig:
-        if self.lr_schedule.name == "cosine" and not (self.lr_schedule.epochs or self.max_epochs):
+        schedule = self.lr_schedule
+        if schedule.name == "cosine" and not (schedule.epochs or self.max_epochs):
             raise ValueError("lr_schedule: cosine needs lr_schedule.epochs or train.max_epochs")
+        if schedule.name == "cosine" and schedule.lr_min > self.lr:
+            raise ValueError(
+                f"lr_schedule.lr_min ({schedule.lr_min:g}) is above train.lr ({self.lr:g})"
+            )
         return self
 
 
@@ -227,8 +251,15 @@ class ExperimentConfig(_Section):
     train: TrainConfig = Field(default_factory=TrainConfig)
 
     def to_dict(self) -> dict[str, Any]:
-        """The resolved config as plain YAML-ready data (tuples become lists)."""
-        return self.model_dump(mode="json")
+        """The resolved config as plain YAML-ready data (tuples become lists); the schedule and
+        optimizer sections keep only the keys their rule takes, so the result validates again."""
+        data = self.model_dump(mode="json")
+        schedule = data["train"]["lr_schedule"]
+        takes = ("name", *SCHEDULE_PARAMS[schedule["name"]])
+        data["train"]["lr_schedule"] = {k: v for k, v in schedule.items() if k in takes}
+        optimizer = data["train"]["optimizer"]
+        data["train"]["optimizer"] = {k: v for k, v in optimizer.items() if v is not None}
+        return data
 
 
 def _format_validation_error(error: ValidationError, source: str) -> str:

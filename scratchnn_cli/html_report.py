@@ -454,8 +454,6 @@ def _run_section(run: _Run) -> str:
     stop = info.get("stop") or {}
     versions = info.get("versions") or {}
     pairs = [
-        ("folder", f"<code>{_esc(run.run_dir)}</code>"),
-        ("config file", f"<code>{_esc(info.get('config_file') or '-')}</code>"),
         ("status", _esc(info.get("status"))),
         ("started", _esc(_when(info.get("started")))),
         ("ended", _esc(_when(info.get("ended")))),
@@ -465,12 +463,18 @@ def _run_section(run: _Run) -> str:
         ("stop reason", _esc(stop.get("reason") or "-")),
         ("epochs / updates", f"{_count(stop.get('epochs'))} / {_count(stop.get('iterations'))}"),
         ("seed", _esc(run.config.seed)),
+        ("folder", f"<code class='wrap'>{_esc(run.run_dir)}</code>"),
+        ("config file", f"<code class='wrap'>{_esc(info.get('config_file') or '-')}</code>"),
     ]
     if info.get("error"):
         pairs.append(("error", _esc(info["error"])))
     if versions:
         pairs.append(("versions", _esc(", ".join(f"{k} {v}" for k, v in versions.items()))))
-    return f"<section><h2>Run</h2>{_rows(pairs)}</section>"
+    half = (len(pairs) + 1) // 2
+    return (
+        "<section id='run'><h2>Run</h2><div class='halves'>"
+        f"{_rows(pairs[:half])}{_rows(pairs[half:])}</div></section>"
+    )
 
 
 def _data_network_section(run: _Run) -> str:
@@ -663,12 +667,14 @@ h3 { margin: 18px 0 8px; font-size: 16px; }
 .stat .big { color: var(--ink); font-size: 22px; font-weight: 600; }
 .cols { display: grid; grid-template-columns: minmax(0, 3fr) minmax(0, 2fr); gap: 16px; }
 .cols section { margin: 0 0 16px; }
-@media (max-width: 800px) { .cols { grid-template-columns: 1fr; } }
+.halves { display: grid; grid-template-columns: minmax(0, 1fr) minmax(0, 1fr); gap: 0 24px;
+  align-items: start; }
+@media (max-width: 800px) { .cols, .halves { grid-template-columns: 1fr; } }
 table { border-collapse: collapse; }
 table.kv { width: 100%; }
 table.kv th { text-align: left; font-weight: 600; color: var(--muted); white-space: nowrap;
   padding: 3px 16px 3px 0; vertical-align: top; width: 1%; }
-table.kv td { padding: 3px 0; overflow-wrap: anywhere; }
+table.kv td { padding: 3px 0; overflow-wrap: anywhere; vertical-align: top; }
 table.grid th, table.grid td { border: 1px solid var(--line); padding: 4px 10px; }
 table.grid thead th { background: var(--soft); }
 table.grid tbody th { text-align: left; background: var(--soft); }

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -197,7 +197,7 @@ def train(
             optimizer=optimizer.state_dict(),
             sampling_rng=rng.bit_generator.state,
             dropout_rng=dropout_rng.bit_generator.state if dropout_rng is not None else None,
-            history=list(result.history),
+            history=result.history,  # shared, not copied: see on_checkpoint below
             stopper=dict(stopper.__dict__) if stopper is not None else None,
             best_params=[b.copy() for b in best_params] if best_params is not None else None,
         )
@@ -312,21 +312,30 @@ def train(
                         and time.monotonic() - last_saved >= checkpoint_seconds
                     )
                 ):
-                    on_checkpoint(last_good)
+                    on_checkpoint(replace(last_good, history=list(result.history)))
                     last_saved = time.monotonic()
     except KeyboardInterrupt:
         result.stopped_by = "interrupted"
         result.stop_reason = f"interrupted during epoch {last_good.epochs + 1}"
         for p, good in zip(params, last_good.params, strict=True):
             p[...] = good  # the weights at the end of the last finished epoch, as checkpointed
-        result.history[:] = last_good.history
         result.epochs, result.iterations = last_good.epochs, last_good.iterations
-        if on_checkpoint is not None:
-            on_checkpoint(last_good)
+        if on_checkpoint is not None:  # the interrupted epoch was never added to the history
+            on_checkpoint(replace(last_good, history=list(result.history)))
         raise
     finally:
         result.seconds = seconds_before + time.perf_counter() - start_time
+    if (
+        best_params is not None
+        and result.stopped_by in ("eps", "max_iterations", "max_epochs")
+        and stopper is not None
+        and stopper.best_epoch != result.epochs
+    ):
+        for p, best in zip(params, best_params, strict=True):
+            p[...] = best
+        result.stop_reason += f"; restored the best weights, of epoch {stopper.best_epoch}"
     result.stop_reason += f" (after {result.epochs} epochs, {result.iterations:,} updates)"
     if on_checkpoint is not None:
-        on_checkpoint(snapshot() if result.stopped_by != "diverged" else last_good)
+        final = snapshot() if result.stopped_by != "diverged" else last_good
+        on_checkpoint(replace(final, history=list(result.history)))
     return result

@@ -66,7 +66,7 @@ def _decay_rate(name: str, value: float) -> float:
 
 
 _CHECKS: dict[str, Callable[[str, float], float]] = {
-    "lr": _positive,
+    "lr": _non_negative,  # a schedule may have brought it to 0 by the time of a checkpoint
     "beta": _decay_rate,
     "beta1": _decay_rate,
     "beta2": _decay_rate,

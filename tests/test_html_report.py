@@ -1,0 +1,390 @@
+"""Tests for ``write_html_report``: one self-contained HTML page per finished run."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import re
+import shutil
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from scratchnn_cli.cli import app
+from scratchnn_cli.errors import RunFolderError
+from scratchnn_cli.html_report import MAX_MISCLASSIFIED, write_html_report
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+DATA_URI = "data:image/png;base64,"
+
+# a 2-D, 3-class CSV whose class names need escaping (and exercise the softmax boundary)
+ODD_NAMES = ["<b>bird</b>", "cat & dog", 'say "hi"']
+THREE_CLASS_CONFIG = """\
+name: three
+seed: 0
+data:
+  dataset: {csv}
+  split: [0.6, 0.2, 0.2]
+model:
+  struct: [6]
+  sigma: 0.5
+train:
+  lr: 0.05
+  eps: 0
+  max_iterations: 1500
+"""
+
+
+class Page(HTMLParser):
+    """What the tests look at in a report: tags, images, URLs, section ids, sample figures and
+    the row headers of the per-class table."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(convert_charrefs=True)
+        self.tags: list[str] = []
+        self.img_src: list[str] = []
+        self.urls: list[str] = []
+        self.section_ids: list[str] = []
+        self.samples = 0
+        self.per_class_rows: list[str] = []
+        self._in_per_class = self._in_body = False
+        self._row_header: list[str] | None = None
+        self.feed(text)
+        self.close()
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        values = dict(attrs)
+        self.tags.append(tag)
+        classes = (values.get("class") or "").split()
+        for name in ("src", "href", "srcset", "poster", "data"):
+            if values.get(name):
+                self.urls.append(values[name] or "")
+        if tag == "img":
+            self.img_src.append(values.get("src") or "")
+        if tag == "section" and values.get("id"):
+            self.section_ids.append(values["id"] or "")
+        if tag == "figure" and "sample" in classes:
+            self.samples += 1
+        if tag == "table" and "per-class" in classes:
+            self._in_per_class = True
+        if tag == "tbody" and self._in_per_class:
+            self._in_body = True
+        if tag == "th" and self._in_body and self._row_header is None:
+            self._row_header = []
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "table":
+            self._in_per_class = self._in_body = False
+        if tag == "th" and self._row_header is not None:
+            self.per_class_rows.append("".join(self._row_header).strip())
+            self._row_header = None
+
+    def handle_data(self, data: str) -> None:
+        if self._row_header is not None:
+            self._row_header.append(data)
+
+
+def train_run(runs_dir: Path, config: Path, *sets: str) -> Path:
+    """Train through the CLI, return the run folder (the last line of its output)."""
+    args = ["train", str(config), "--runs-dir", str(runs_dir)]
+    for item in sets:
+        args += ["--set", item]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    run_dir = Path(result.output.strip().splitlines()[-1])
+    assert (run_dir / "run.json").is_file(), result.output
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Small finished runs: 2-D circles, 3-D blobs, 8x8 digit images, a 3-class 2-D CSV."""
+    root = tmp_path_factory.mktemp("runs")
+    csv = root / "three.csv"
+    rng = np.random.default_rng(7)
+    centres = np.array([[0.0, 0.0], [3.0, 0.0], [1.5, 2.5]])
+    labels = np.repeat(np.arange(3), 40)
+    points = centres[labels] + rng.normal(scale=0.7, size=(len(labels), 2))
+    pd.DataFrame(
+        {"a": points[:, 0], "b": points[:, 1], "label": [ODD_NAMES[k] for k in labels]}
+    ).to_csv(csv, index=False)
+    config = root / "three.yaml"
+    config.write_text(THREE_CLASS_CONFIG.format(csv=csv), encoding="utf-8")
+    return {
+        "circles": train_run(
+            root / "circles", CONFIGS / "circles_shallow.yaml", "train.max_iterations=2000"
+        ),
+        "blobs": train_run(
+            root / "blobs", CONFIGS / "blobs_shallow.yaml", "train.max_iterations=2000"
+        ),
+        "digits": train_run(
+            root / "digits", CONFIGS / "digits_softmax.yaml", "train.max_iterations=1500"
+        ),
+        "three": train_run(root / "three", config),
+    }
+
+
+@pytest.fixture(scope="module")
+def reports(runs: dict[str, Path]) -> dict[str, tuple[Path, str, Page, set[str]]]:
+    """name -> (report path, its text, parsed page, the run folder's files before the report)."""
+    out = {}
+    for name, run_dir in runs.items():
+        before = {p.name for p in run_dir.iterdir()}
+        path = write_html_report(run_dir)
+        text = path.read_text(encoding="utf-8")
+        out[name] = (path, text, Page(text), before)
+    return out
+
+
+ALL = ["circles", "blobs", "digits", "three"]
+
+
+# --------------------------------------------------------------------------- self-contained
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_report_is_one_self_contained_file(name: str, runs: dict, reports: dict) -> None:
+    path, text, page, before = reports[name]
+    run_dir = runs[name]
+    assert path == run_dir / "report.html"
+    # only report.html was added to the run folder (no temp files, no extra PNGs)
+    assert {p.name for p in run_dir.iterdir()} == before | {"report.html"}
+    assert text.startswith("<!DOCTYPE html>")
+    assert 'src="http' not in text
+    assert "<link" not in text.lower()
+    assert "<script" not in text.lower()
+    assert "@import" not in text and "url(" not in text
+    assert "link" not in page.tags and "script" not in page.tags and "iframe" not in page.tags
+    assert page.img_src, "the report has no images"
+    assert all(src.startswith(DATA_URI) for src in page.img_src)
+    assert all(u.startswith(DATA_URI) for u in page.urls), page.urls
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_embedded_images_are_valid_pngs(name: str, reports: dict) -> None:
+    _, _, page, _ = reports[name]
+    for src in page.img_src:
+        data = base64.b64decode(src[len(DATA_URI) :], validate=True)
+        assert data.startswith(PNG_SIGNATURE)
+        with Image.open(io.BytesIO(data)) as image:
+            image.load()
+            assert image.format == "PNG"
+            assert image.width > 0 and image.height > 0
+
+
+# --------------------------------------------------------------------------- content
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_header_data_network_and_config(name: str, runs: dict, reports: dict) -> None:
+    _, text, page, _ = reports[name]
+    info = json.loads((runs[name] / "run.json").read_text(encoding="utf-8"))
+    assert info["name"] in text
+    assert "completed" in text
+    assert info["stop"]["reason"] in text
+    assert info["data"]["fingerprint"] in text
+    assert " → ".join(str(s) for s in info["network"]["sizes"]) in text
+    assert info["network"]["activation"] in text and info["network"]["output"] in text
+    for split in ("train", "val", "test"):
+        assert f"{info['data'][f'n_{split}']:,}" in text
+    assert {"accuracy", "learning-curve", "confusion-matrix", "config"} <= set(page.section_ids)
+    # the resolved config, escaped, in a <pre>
+    config_text = (runs[name] / "config.yaml").read_text(encoding="utf-8")
+    pre = re.search(r"<pre>(.*?)</pre>", text, re.S)
+    assert pre is not None
+    assert "max_iterations:" in pre.group(1)
+    assert pre.group(1) == html.escape(config_text)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_per_class_table_names_every_class(name: str, runs: dict, reports: dict) -> None:
+    _, text, page, _ = reports[name]
+    metrics = json.loads((runs[name] / "metrics.json").read_text(encoding="utf-8"))
+    classes = json.loads((runs[name] / "run.json").read_text(encoding="utf-8"))["data"]["classes"]
+    # one row per class, headed by its name (unescaped by the parser)
+    assert page.per_class_rows == classes
+    for split, m in metrics.items():
+        matrix = np.asarray(m["confusion_matrix"])
+        for c in range(len(classes)):
+            assert f"{int(matrix[c, c]):,} / {int(matrix[c].sum()):,}" in text, (split, c)
+        assert f"{m['accuracy']:.4f}" in text
+
+
+def test_class_names_are_escaped(reports: dict) -> None:
+    _, text, page, _ = reports["three"]
+    assert "<b>bird</b>" not in text
+    assert "&lt;b&gt;bird&lt;/b&gt;" in text
+    assert "cat &amp; dog" in text
+    assert set(ODD_NAMES) <= set(page.per_class_rows)
+
+
+@pytest.mark.parametrize(
+    ("name", "two_d"), [("circles", True), ("three", True), ("blobs", False), ("digits", False)]
+)
+def test_decision_boundary_only_for_2d_data(name: str, two_d: bool, reports: dict) -> None:
+    _, text, page, _ = reports[name]
+    assert ("decision-boundary" in page.section_ids) is two_d
+    assert ("Decision boundary" in text) is two_d
+    if two_d:
+        # learning curve + confusion matrix + decision boundary
+        assert len(page.img_src) == 3
+        assert "test points" in text
+
+
+@pytest.mark.parametrize(
+    ("name", "images"), [("digits", True), ("circles", False), ("blobs", False), ("three", False)]
+)
+def test_misclassified_grid_only_for_image_data(name: str, images: bool, reports: dict) -> None:
+    _, _, page, _ = reports[name]
+    assert ("misclassified" in page.section_ids) is images
+    if not images:
+        assert page.samples == 0
+        return
+    metrics = json.loads((reports[name][0].parent / "metrics.json").read_text(encoding="utf-8"))
+    matrix = np.asarray(metrics["test"]["confusion_matrix"])
+    wrong = int(matrix.sum() - np.trace(matrix))
+    assert wrong > 0, "the digits run should misclassify a few test images"
+    assert page.samples == min(wrong, MAX_MISCLASSIFIED)
+    assert len(page.img_src) == 2 + page.samples
+
+
+def test_no_misclassified_images_says_so(runs: dict, tmp_path: Path, monkeypatch) -> None:
+    run_dir = Path(shutil.copytree(runs["digits"], tmp_path / "run"))
+    from scratchnn_cli.nn.network import Network
+
+    real_predict = Network.predict
+    monkeypatch.setattr(Network, "predict", lambda self, X: real_predict(self, X) * 0)
+    monkeypatch.setattr(
+        "scratchnn_cli.html_report.Dataset.split",
+        lambda self, split: (self.X_test[self.y_test == 0], self.y_test[self.y_test == 0]),
+    )
+    text = write_html_report(run_dir).read_text(encoding="utf-8")
+    page = Page(text)
+    assert "misclassified" in page.section_ids
+    assert page.samples == 0
+    assert "classified correctly" in text
+
+
+# --------------------------------------------------------------------------- refused folders
+
+
+def test_not_a_run_folder_raises(tmp_path: Path) -> None:
+    with pytest.raises(RunFolderError, match="no such run folder"):
+        write_html_report(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(RunFolderError, match="not a run folder") as info:
+        write_html_report(tmp_path / "empty")
+    assert "\n" not in str(info.value)
+    assert not (tmp_path / "empty" / "report.html").exists()
+
+
+@pytest.mark.parametrize("status", ["running", "interrupted", "failed"])
+def test_unfinished_run_raises(status: str, runs: dict, tmp_path: Path) -> None:
+    run_dir = Path(shutil.copytree(runs["blobs"], tmp_path / "run"))
+    (run_dir / "report.html").unlink(missing_ok=True)
+    info = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+    info["status"] = status
+    (run_dir / "run.json").write_text(json.dumps(info), encoding="utf-8")
+    with pytest.raises(RunFolderError, match=f"not finished \\(status: {status}\\)") as raised:
+        write_html_report(run_dir)
+    assert "\n" not in str(raised.value)
+    assert not (run_dir / "report.html").exists()
+
+
+def test_missing_model_raises(runs: dict, tmp_path: Path) -> None:
+    run_dir = Path(shutil.copytree(runs["blobs"], tmp_path / "run"))
+    (run_dir / "model.npz").unlink()
+    with pytest.raises(RunFolderError, match="model.npz is missing"):
+        write_html_report(run_dir)
+
+
+def test_diverged_run_is_reported(runs: dict, tmp_path: Path) -> None:
+    run_dir = Path(shutil.copytree(runs["circles"], tmp_path / "run"))
+    info = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+    info["status"] = "diverged"
+    info["stop"].update(stopped_by="diverged", reason="diverged in epoch 3: the cost is nan")
+    (run_dir / "run.json").write_text(json.dumps(info), encoding="utf-8")
+    (run_dir / "history.csv").unlink()  # and no history: the page says so instead of a plot
+    text = write_html_report(run_dir).read_text(encoding="utf-8")
+    page = Page(text)
+    assert "status-diverged" in text
+    assert "diverged in epoch 3: the cost is nan" in text
+    assert "No training history was recorded" in text
+    assert "decision-boundary" in page.section_ids
+    assert len(page.img_src) == 2  # confusion matrix + decision boundary
+
+
+# --------------------------------------------------------------------------- in a browser
+
+
+def _chromium() -> str:
+    found = shutil.which("chromium") or (
+        "/usr/bin/chromium" if Path("/usr/bin/chromium").is_file() else None
+    )
+    if found is None:
+        pytest.skip("Chromium is not installed (apt-get install chromium); .ci/run installs it")
+    return found
+
+
+COUNT_IMAGES = """<script>
+window.addEventListener("load", function () {
+  var all = Array.from(document.images);
+  var ok = all.filter(function (i) { return i.complete && i.naturalWidth > 0; }).length;
+  var out = document.createElement("div");
+  out.id = "result";
+  out.textContent = "images " + ok + " of " + all.length;
+  document.body.appendChild(out);
+});
+</script>"""
+
+
+@pytest.mark.parametrize("name", ["digits", "circles"])
+def test_report_renders_in_headless_chromium(name: str, reports: dict, tmp_path: Path) -> None:
+    chromium = _chromium()
+    path, text, page, _ = reports[name]
+    # the report itself has no script: a test-only copy gets one that counts decoded images
+    probe = tmp_path / "probe.html"
+    assert text.count("</body>") == 1
+    probe.write_text(text.replace("</body>", COUNT_IMAGES + "</body>"), encoding="utf-8")
+    base = [
+        chromium,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}",
+    ]
+    dom = subprocess.run(
+        [*base, "--dump-dom", probe.as_uri()], capture_output=True, text=True, timeout=60
+    )
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    found = re.search(r'<div id="result">images (\d+) of (\d+)</div>', dom.stdout)
+    assert found, dom.stdout[-2000:]
+    n_img = len(page.img_src)
+    assert (int(found.group(1)), int(found.group(2))) == (n_img, n_img)
+
+    shot = tmp_path / "shot.png"
+    result = subprocess.run(
+        [*base, "--hide-scrollbars", f"--screenshot={shot}", "--window-size=1200,2000"]
+        + [path.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert shot.read_bytes().startswith(PNG_SIGNATURE)
+    with Image.open(shot) as image:
+        assert image.size == (1200, 2000)
