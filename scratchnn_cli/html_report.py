@@ -3,8 +3,10 @@
 The report gathers what a run folder holds (run.json, config.yaml, history.csv, metrics.json,
 model.npz) into a single page a person can open in any browser or attach to an e-mail: every
 image is embedded as a base64 ``data:image/png`` URI, the CSS is inline, there is no JavaScript
-and nothing is fetched from anywhere. Figures are drawn with matplotlib (Agg) in memory; the only
-file written into the run folder is ``report.html`` itself (atomically).
+and nothing is fetched from anywhere. Figures are drawn with matplotlib (Agg): the decision boundary
+and the image tiles straight into memory, the learning curve and confusion matrix by report.py's
+own functions (which write to a path) in a private temporary folder. The only file written into
+the run folder is ``report.html`` itself (atomically).
 
 The network is only ever asked for ``predict`` / ``predict_proba``; no maths happens here.
 """
@@ -55,7 +57,9 @@ def write_html_report(run_dir: Path) -> Path:
     """Write ``run_dir/report.html`` for a finished (completed or diverged) run; return its path.
 
     Raises :class:`RunFolderError` (one line) for a folder that is not a run, a run that has not
-    finished (running, interrupted, failed) or one whose files are missing or unreadable.
+    finished (running, interrupted, failed) or one whose files are missing or unreadable. The
+    run's data is rebuilt from its config, so a config that no longer validates (ConfigError) or
+    data that cannot be loaded (DataError) raise those one-line errors as ``evaluate`` does.
     """
     run_dir = Path(run_dir)
     run = _load_run(run_dir)
@@ -228,7 +232,7 @@ def _decision_boundary_png(run: _Run) -> tuple[bytes | None, str]:
     fig, ax = plt.subplots(figsize=(7.5, 6.2))
     if k == 2:
         p1 = proba[:, 1].reshape(gx.shape)
-        filled = ax.contourf(gx, gy, p1, levels=np.linspace(0, 1, 21), cmap="RdBu_r", alpha=0.75)
+        filled = ax.contourf(gx, gy, p1, levels=np.linspace(0, 1, 21), cmap="RdBu_r", alpha=0.45)
         bar = fig.colorbar(filled, ax=ax, ticks=np.linspace(0, 1, 6))
         bar.set_label(f"predicted P(class = {dataset.class_names[1]})")
     else:
@@ -281,6 +285,19 @@ def _decision_boundary_png(run: _Run) -> tuple[bytes | None, str]:
             linewidths=0.8,
             label=f"test: {name}",
         )
+    if len(y_test):
+        wrong = _predict(net, X_test)[0] != y_test
+        if wrong.any():
+            ax.scatter(
+                X_test[wrong, 0],
+                X_test[wrong, 1],
+                s=160,
+                marker="o",
+                facecolors="none",
+                edgecolors="black",
+                linewidths=1.4,
+                label=f"test: misclassified ({int(wrong.sum())})",
+            )
     names = list(dataset.feature_names) + ["", ""]
     ax.set_xlabel(names[0] or "feature 0")
     ax.set_ylabel(names[1] or "feature 1")
@@ -588,7 +605,7 @@ def _decision_boundary_section(run: _Run) -> str:
         )
         body = (
             f"<p class='note'>{what} Dots: the {fit} points the network was trained on; "
-            "triangles: test points; colour: true class.</p>"
+            "triangles: test points (circled: misclassified); colour: true class.</p>"
             f"<figure>{_img(png, 'decision boundary over the data', 'boundary')}</figure>"
         )
     return f"<section id='decision-boundary'><h2>Decision boundary</h2>{body}</section>"
