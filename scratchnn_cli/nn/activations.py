@@ -29,7 +29,9 @@ class Activation:
         raise NotImplementedError
 
     def backward(self, Z: np.ndarray, A: np.ndarray, dA: np.ndarray) -> np.ndarray:
-        """dZ = dA * g'(Z); both Z and A = g(Z) are passed so each rule uses the cheaper one."""
+        """dZ = dA * g'(Z); both Z and A = g(Z) are passed so each rule uses the cheaper one.
+
+        ``dA`` is a fresh array owned by the caller: rules may overwrite it and return it."""
         raise NotImplementedError
 
 
@@ -66,7 +68,7 @@ class ReLU(Activation):
         return np.maximum(Z, 0.0)
 
     def backward(self, Z: np.ndarray, A: np.ndarray, dA: np.ndarray) -> np.ndarray:
-        return dA * (Z > 0)
+        return np.multiply(dA, Z > 0, out=dA)
 
 
 class LeakyReLU(Activation):

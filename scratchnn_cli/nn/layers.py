@@ -18,7 +18,9 @@ class Dense:
     def forward(self, A_prev: np.ndarray) -> np.ndarray:
         """Z = A_prev W + b."""
         self.A_prev = A_prev
-        return A_prev @ self.W + self.b
+        Z = A_prev @ self.W
+        Z += self.b
+        return Z
 
     def backward(self, dZ: np.ndarray, need_dA: bool = True) -> np.ndarray | None:
         """dW = A_prev^T dZ, db = sum_i dZ_i, and (unless not needed) dA_prev = dZ W^T."""
