@@ -53,7 +53,7 @@ class LoopNet:
     """A sigmoid network stored as NumPy arrays and trained with per-element Python loops."""
 
     def __init__(self, params: Sequence[np.ndarray]) -> None:
-        """Copy ``params`` = [W0, b0, W1, b1, ...] (W of shape (n_in, n_out), b of shape (n_out,))."""
+        """Copy ``params`` = [W0, b0, W1, b1, ...]: W of shape (n_in, n_out), b of shape (n_out)."""
         if len(params) % 2 or not params:
             raise ValueError("params must be [W0, b0, W1, b1, ...]")
         self.W = [np.array(p, dtype=np.float64) for p in params[0::2]]
@@ -128,7 +128,7 @@ class LoopNet:
         """``n_steps`` SGD steps on random samples; returns (mean cost of each epoch, seconds).
 
         An epoch is N = len(X) steps; its sample indices come from ``rng.integers(0, N, size=N)``,
-        the same draws as ``scratchnn_cli.train.train`` makes, so the same seed gives the same order.
+        the same draws as ``scratchnn_cli.train.train`` makes: the same seed, the same order.
         """
         N = X.shape[0]
         epoch_costs: list[float] = []

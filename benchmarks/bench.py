@@ -1,0 +1,590 @@
+"""Speed benchmarks of scratchnn: ``make bench``, i.e. ``python benchmarks/bench.py``.
+
+Not part of ``make test``. Run it as a script (``benchmarks/`` is then on ``sys.path``, which is
+how ``notebook_port`` is found)::
+
+    python benchmarks/bench.py                  # every section
+    python benchmarks/bench.py --quick          # a smoke run of a few seconds
+    python benchmarks/bench.py --only single-sample -v
+
+Each benchmark is a *section*: one function ``(opts, console) -> None`` plus one entry in
+``SECTIONS``; ``--only NAME[,NAME...]`` picks sections by name. To add one, write the function and
+register it there.
+
+Section ``single-sample``
+    Single-sample SGD steps per second of ``scratchnn_cli.train.train`` (the trainer users run)
+    against ``notebook_port.LoopNet``, a faithful port of the course notebook's per-element loops,
+    for a 2-5-1 and a 784-10-5-1 sigmoid net, both measured in this run (interleaved, best of
+    ``--repeats``). Before timing, it checks that both compute the same weights from the same start
+    and the same sample order. Then it counts the NumPy calls one step of our trainer makes, inside
+    ``train()`` itself, with a counting ndarray subclass that logs every ufunc call (operators and
+    ``@`` included) and every indexing operation, and replays each logged call alone to show what
+    bounds a step on a tiny net: number of calls x per-call overhead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import linecache
+import operator
+import sys
+import timeit
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+import numpy as np
+from notebook_port import LoopNet
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+import scratchnn_cli
+import scratchnn_cli.train as train_module
+from scratchnn_cli.config import TrainConfig
+from scratchnn_cli.nn.network import Network
+from scratchnn_cli.train import train
+
+# --------------------------------------------------------------------------------------------------
+# Section "single-sample": our trainer against the notebook's loops
+# --------------------------------------------------------------------------------------------------
+
+N_SAMPLES = 1000  # training-set size: an epoch (one rng.integers draw, one cost) is this many steps
+LR = 0.01  # learning rate of the timed runs (small enough never to saturate the sigmoids)
+CHECK_LR = 0.1  # learning rate of the same-weights check (large, so the weights move a lot)
+WEIGHT_SEED, SAMPLE_SEED, DATA_SEED = 1, 2, 3
+
+
+@dataclass(frozen=True)
+class NetCase:
+    """One network of the comparison and how many steps each side is timed on."""
+
+    name: str
+    sizes: tuple[int, ...]
+    goal: float  # the speed-up over the loops we aim for
+    ours_steps: int
+    loop_steps: int
+    check_steps: int
+
+
+CASES = (  # steps per timing; each side is timed --repeats times (default 20), the best one kept
+    NetCase("2-5-1", (2, 5, 1), goal=2.0, ours_steps=20_000, loop_steps=5_000, check_steps=300),
+    NetCase(
+        "784-10-5-1", (784, 10, 5, 1), goal=50.0, ours_steps=5_000, loop_steps=50, check_steps=300
+    ),
+)
+QUICK_CASES = (  # --quick: default 3 repeats
+    NetCase("2-5-1", (2, 5, 1), goal=2.0, ours_steps=5_000, loop_steps=1_000, check_steps=200),
+    NetCase(
+        "784-10-5-1", (784, 10, 5, 1), goal=50.0, ours_steps=1_000, loop_steps=10, check_steps=40
+    ),
+)
+
+
+def make_data(n_features: int, n_samples: int, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+    """Random binary-labelled data: 2-D Gaussian points labelled by a circle of radius 1.18 (half
+    of the points inside), or uniform [0, 1] "pixels" labelled by which half of them is brighter."""
+    if n_features == 2:
+        X = rng.normal(size=(n_samples, 2))
+        y = (np.hypot(X[:, 0], X[:, 1]) > 1.18).astype(np.int64)
+    else:
+        X = rng.uniform(0.0, 1.0, size=(n_samples, n_features))
+        half = n_features // 2
+        y = (X[:, :half].mean(axis=1) > X[:, half:].mean(axis=1)).astype(np.int64)
+    return X, y
+
+
+def build_net(sizes: Sequence[int]) -> Network:
+    """Our sigmoid network with sigmoid output, weights ~ Normal(0, 0.1) from WEIGHT_SEED."""
+    return Network.build(
+        sizes[0],
+        list(sizes[1:-1]),
+        sizes[-1],
+        activation="sigmoid",
+        output="sigmoid",
+        rng=np.random.default_rng(WEIGHT_SEED),
+        mu=0.0,
+        sigma=0.1,
+    )
+
+
+def run_ours(
+    sizes: Sequence[int], X: np.ndarray, y: np.ndarray, steps: int, lr: float
+) -> tuple[Network, float]:
+    """Train a fresh net with ``train()``; returns (net, steps per second as train() timed it)."""
+    net = build_net(sizes)
+    cfg = TrainConfig(lr=lr, eps=0.0, max_iterations=steps)  # eps = 0: never stops early
+    result = train(net, X, y, 2, cfg, np.random.default_rng(SAMPLE_SEED))
+    if result.iterations != steps:
+        raise RuntimeError(f"train() stopped early: {result.stop_reason}")
+    return net, result.iterations / result.seconds
+
+
+def run_loops(
+    sizes: Sequence[int], X: np.ndarray, y: np.ndarray, steps: int, lr: float
+) -> tuple[LoopNet, float]:
+    """Train the notebook port from the same start; returns (LoopNet, steps per second)."""
+    loops = LoopNet(build_net(sizes).params())
+    _, seconds = loops.train(X, y, lr, steps, np.random.default_rng(SAMPLE_SEED))
+    return loops, steps / seconds
+
+
+def check_same_weights(case: NetCase, X: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Both sides, same initial weights and sample order: the weights must agree after
+    ``check_steps`` steps. Returns (largest difference, largest distance moved from the start)."""
+    start = build_net(case.sizes).params()
+    ours, _ = run_ours(case.sizes, X, y, case.check_steps, CHECK_LR)
+    loops, _ = run_loops(case.sizes, X, y, case.check_steps, CHECK_LR)
+    diff = moved = 0.0
+    for k, (p0, a, b) in enumerate(zip(start, ours.params(), loops.params(), strict=True)):
+        name = f"{'Wb'[k % 2]}{k // 2}"
+        if not np.allclose(a, b, rtol=1e-9, atol=1e-12):
+            raise AssertionError(
+                f"{case.name}: {name} differs after {case.check_steps} steps: our trainer and "
+                "the notebook port do not compute the same thing "
+                f"(max |diff| {np.abs(a - b).max():.3g})"
+            )
+        diff = max(diff, float(np.abs(a - b).max()))
+        moved = max(moved, float(np.abs(a - p0).max()))
+    if moved < 1e-3:
+        raise AssertionError(f"{case.name}: the weights barely moved; the check proves nothing")
+    return diff, moved
+
+
+# --- Counting the NumPy calls of one step ---------------------------------------------------------
+
+PACKAGE_DIR = str(Path(scratchnn_cli.__file__).resolve().parent)
+
+
+@dataclass
+class LoggedCall:
+    """One distinct NumPy call site: where it is, what it calls, how often, and how to replay it."""
+
+    stage: str  # the trainer-level part it belongs to: Network.forward, Loss.dZ, SGD.step, ...
+    where: str  # file:line, the path relative to the scratchnn_cli package
+    op: str  # np.<ufunc>[.method], or an indexing operation
+    kind: str  # "ufunc" or "index"
+    replay: Callable[[], Any]
+    count: int = 0
+
+
+class _Recorder:
+    """Collects LoggedCalls, keyed by call site, operation and argument shapes."""
+
+    def __init__(self) -> None:
+        self.calls: dict[tuple, LoggedCall] = {}
+
+    def log(self, op: str, kind: str, func: Callable, args: tuple, kwargs: dict) -> None:
+        stage, where = _call_site()
+        key = (where, op, _describe(args), _describe(kwargs))
+        call = self.calls.get(key)
+        if call is None:
+            memo: dict = {}
+            args, kwargs = _snapshot(args, memo), _snapshot(kwargs, memo)
+            replay = functools.partial(func, *args, **kwargs)
+            call = self.calls[key] = LoggedCall(stage, where, op, kind, replay)
+        call.count += 1
+
+
+_RECORDER: _Recorder | None = None
+
+
+def _call_site() -> tuple[str, str]:
+    """(stage, file:line) of the innermost scratchnn_cli frame that made the call.
+
+    The stage is the scratchnn_cli function that train() (or a helper nested in it) called, e.g.
+    Network.forward, Loss.dZ, Network.backward, SGD.step; "train" for train()'s own operations.
+    """
+    frame = sys._getframe(3)  # _call_site <- _Recorder.log <- CountedArray method <- the caller
+    chain = []  # scratchnn_cli frames, innermost first, up to train()
+    while frame is not None:
+        code = frame.f_code
+        if code.co_filename.startswith(PACKAGE_DIR):
+            chain.append(frame)
+            if code.co_qualname == "train" and code.co_filename.endswith("train.py"):
+                break
+        frame = frame.f_back
+    if not chain:
+        return "?", "?"
+    path = Path(chain[0].f_code.co_filename).relative_to(PACKAGE_DIR)
+    where = f"{path.as_posix()}:{chain[0].f_lineno}"
+    stage = "train"
+    for outer in reversed(chain[:-1]):  # outermost first, skipping helpers nested in train()
+        if not outer.f_code.co_qualname.startswith("train.<locals>."):
+            stage = outer.f_code.co_qualname
+            break
+    return stage, where
+
+
+def _describe(value: Any) -> Any:
+    """A hashable summary of an argument: arrays by shape/dtype/strides, indices by type."""
+    if isinstance(value, np.ndarray):
+        return ("array", value.shape, value.dtype.str, value.strides)
+    if isinstance(value, tuple | list):
+        return tuple(_describe(v) for v in value)
+    if isinstance(value, dict):
+        return tuple(sorted((k, _describe(v)) for k, v in value.items()))
+    if value is Ellipsis or value is None:
+        return repr(value)
+    return type(value).__name__
+
+
+def _snapshot(value: Any, memo: dict) -> Any:
+    """Plain-ndarray copies of the arguments (same layout; arrays that aliased still alias)."""
+    if isinstance(value, np.ndarray):
+        plain = value.view(np.ndarray)
+        key = (plain.__array_interface__["data"][0], plain.shape, plain.strides)
+        if key not in memo:
+            memo[key] = np.array(plain, copy=True, order="K")
+        return memo[key]
+    if isinstance(value, tuple):
+        return tuple(_snapshot(v, memo) for v in value)
+    if isinstance(value, list):
+        return [_snapshot(v, memo) for v in value]
+    if isinstance(value, dict):
+        return {k: _snapshot(v, memo) for k, v in value.items()}
+    return value
+
+
+def _plain(value: Any) -> Any:
+    return value.view(np.ndarray) if isinstance(value, CountedArray) else value
+
+
+class CountedArray(np.ndarray):
+    """An ndarray that, while a recorder is active, logs every ufunc call made on it (``+``, ``@``,
+    ``-=``, ``np.exp``, reductions, ...) and every indexing operation (``a[...]``, ``a[...] = v``,
+    ``a.T``). Results of ufuncs and views stay CountedArrays, so whole computations are followed."""
+
+    def __array_ufunc__(self, ufunc: np.ufunc, method: str, *inputs: Any, **kwargs: Any) -> Any:
+        inputs = tuple(_plain(x) for x in inputs)
+        out = kwargs.get("out")
+        if out is not None:
+            kwargs["out"] = tuple(_plain(o) for o in out)
+        func = getattr(ufunc, method)
+        if _RECORDER is not None:
+            op = f"np.{ufunc.__name__}" + ("" if method == "__call__" else f".{method}")
+            _RECORDER.log(op, "ufunc", func, inputs, kwargs)
+        result = func(*inputs, **kwargs)
+        if out is not None:
+            return out[0] if len(out) == 1 else out
+        if isinstance(result, np.ndarray):
+            return result.view(CountedArray)
+        return result
+
+    def __getitem__(self, key: Any) -> Any:
+        if _RECORDER is not None:
+            _RECORDER.log("a[key]", "index", operator.getitem, (self, key), {})
+        return super().__getitem__(key)
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        global _RECORDER
+        recorder = _RECORDER
+        if recorder is not None:
+            recorder.log("a[key] = v", "index", operator.setitem, (self, key, value), {})
+            _RECORDER = None  # a subclass's slice assignment calls __getitem__: not a call of ours
+        try:
+            super().__setitem__(key, value)
+        finally:
+            _RECORDER = recorder
+
+    @property
+    def T(self) -> np.ndarray:
+        if _RECORDER is not None:
+            _RECORDER.log("a.T", "index", operator.attrgetter("T"), (self,), {})
+        return super().T
+
+
+class _CountingNumpy:
+    """Stands in for ``np`` inside scratchnn_cli.train while counting, so that the trainer's own
+    arrays (X, Z_epoch) are CountedArrays too; everything else is plain NumPy."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(np, name)
+
+    @staticmethod
+    def ascontiguousarray(a: Any, dtype: Any = None) -> np.ndarray:
+        return np.ascontiguousarray(a, dtype=dtype).view(CountedArray)
+
+    @staticmethod
+    def empty(*args: Any, **kwargs: Any) -> np.ndarray:
+        return np.empty(*args, **kwargs).view(CountedArray)
+
+
+@contextmanager
+def _recording() -> Iterator[_Recorder]:
+    global _RECORDER
+    _RECORDER = recorder = _Recorder()
+    try:
+        with mock.patch.object(train_module, "np", _CountingNumpy()):
+            yield recorder
+    finally:
+        _RECORDER = None
+
+
+def count_numpy_calls(sizes: Sequence[int], n_steps: int = 200) -> list[LoggedCall]:
+    """Run ``train()`` for one epoch of ``n_steps`` steps on a network whose arrays count calls.
+
+    Returns every call site; ``count`` is per epoch, so ``count / n_steps`` is per step for the
+    sites run at every step (count >= n_steps) and the rest run once per epoch.
+    """
+    X, y = make_data(sizes[0], n_steps, np.random.default_rng(DATA_SEED))
+    net = build_net(sizes)
+    for layer in net.layers:
+        for name in ("W", "b", "dW", "db"):
+            setattr(layer, name, getattr(layer, name).view(CountedArray))
+    cfg = TrainConfig(lr=LR, eps=0.0, max_iterations=n_steps)
+    with _recording() as recorder:
+        train(net, X, y.view(CountedArray), 2, cfg, np.random.default_rng(SAMPLE_SEED))
+    return list(recorder.calls.values())
+
+
+def time_calls(
+    fns: Sequence[Callable[[], Any]], rounds: int, budget_s: float = 0.001
+) -> list[float]:
+    """Best time of one call of each ``fn``, in seconds.
+
+    Each round times every function for about ``budget_s``; the best of ``rounds`` rounds is kept.
+    Going round-robin spreads each function's samples over the whole run, so a burst of work from
+    another process on a shared machine spoils a few rounds, not all of one function's samples.
+    """
+    timers = [timeit.Timer(fn) for fn in fns]
+    numbers = []
+    for timer in timers:
+        one = min(timer.repeat(repeat=3, number=10)) / 10
+        numbers.append(max(10, int(budget_s / max(one, 1e-9))))
+    best = [float("inf")] * len(timers)
+    for _ in range(rounds):
+        for k, (timer, number) in enumerate(zip(timers, numbers, strict=True)):
+            best[k] = min(best[k], timer.timeit(number) / number)
+    return best
+
+
+def add_two_tiny_arrays() -> Callable[[], Any]:
+    """``a + b`` on two 5-element float64 arrays: NumPy's fixed cost of one call, when timed."""
+    return functools.partial(operator.add, np.ones(5), np.ones(5))
+
+
+@dataclass
+class StepProfile:
+    """The NumPy calls of one training step of our trainer, and what they cost replayed alone."""
+
+    per_step: list[tuple[LoggedCall, float]]  # (call site, seconds of one replayed call)
+    n_steps: int
+
+    def calls(self, kind: str | None = None, stage: str | None = None) -> int:
+        return sum(
+            c.count // self.n_steps
+            for c, _ in self.per_step
+            if (kind is None or c.kind == kind) and (stage is None or c.stage == stage)
+        )
+
+    def seconds(self, stage: str | None = None, where: str | None = None) -> float:
+        return sum(
+            c.count / self.n_steps * t
+            for c, t in self.per_step
+            if (stage is None or c.stage == stage) and (where is None or c.where == where)
+        )
+
+    def by_line(self) -> dict[tuple[str, str], dict[str, int]]:
+        """{(stage, file:line): {op: calls per step}}, in the order the calls were made."""
+        lines: dict[tuple[str, str], dict[str, int]] = {}
+        for c, _ in self.per_step:
+            ops = lines.setdefault((c.stage, c.where), {})
+            ops[c.op] = ops.get(c.op, 0) + c.count // self.n_steps
+        return lines
+
+    def stages(self) -> list[str]:
+        return list(dict.fromkeys(c.stage for c, _ in self.per_step))
+
+
+def profile_steps(
+    cases: Sequence[NetCase], rounds: int, n_steps: int = 200
+) -> tuple[dict[str, StepProfile], float]:
+    """Count the calls of one step inside ``train()`` for each case, and time each distinct call
+    replayed alone, together with ``a + b`` on tiny arrays. Returns (profiles, a + b seconds)."""
+    sites = {}
+    for case in cases:
+        calls = count_numpy_calls(case.sizes, n_steps)
+        sites[case.name] = [c for c in calls if c.count >= n_steps]
+    fns = [c.replay for calls in sites.values() for c in calls]
+    with np.errstate(all="ignore"):
+        *seconds, overhead = time_calls([*fns, add_two_tiny_arrays()], rounds)
+    profiles = {}
+    for name, calls in sites.items():
+        profiles[name] = StepProfile(list(zip(calls, seconds[: len(calls)], strict=True)), n_steps)
+        seconds = seconds[len(calls) :]
+    return profiles, overhead
+
+
+def single_sample(opts: argparse.Namespace, console: Console) -> None:
+    """Single-sample SGD steps/s: train() against the notebook's per-element loops."""
+    cases = QUICK_CASES if opts.quick else CASES
+    repeats = opts.repeats or (3 if opts.quick else 20)
+    console.print(
+        f"[bold]single-sample[/]: single-sample SGD steps per second, our trainer (train()) "
+        f"against a port of the notebook's per-element loops; best of {repeats} timings each, "
+        "interleaved (many short timings, so that some catch a quiet machine); "
+        f"{N_SAMPLES} random samples, lr {LR}"
+    )
+    rows = []
+    speeds: dict[str, tuple[float, float]] = {}
+    for case in cases:
+        X, y = make_data(case.sizes[0], N_SAMPLES, np.random.default_rng(DATA_SEED))
+        diff, moved = check_same_weights(case, X, y)
+        console.print(
+            f"  {case.name}: same weights after {case.check_steps} steps (lr {CHECK_LR}): "
+            f"max |ours - loops| = {diff:.1e}, while the weights moved by up to {moved:.2f}"
+        )
+        ours = loops = 0.0
+        for _ in range(repeats):  # interleaved, so a busy neighbour slows both sides alike
+            ours = max(ours, run_ours(case.sizes, X, y, case.ours_steps, LR)[1])
+            loops = max(loops, run_loops(case.sizes, X, y, case.loop_steps, LR)[1])
+        speeds[case.name] = ours, loops
+        speedup = ours / loops
+        met = "[green]yes[/]" if speedup >= case.goal else "[red]no[/]"
+        rows.append(
+            (
+                case.name,
+                f"{ours:,.0f}",
+                f"{loops:,.0f}",
+                f"{speedup:,.1f}x",
+                f">= {case.goal:g}x",
+                met,
+                f"{repeats} x {case.ours_steps:,} / {repeats} x {case.loop_steps:,}",
+            )
+        )
+
+    table = Table(title="Single-sample SGD, steps per second (higher is better)")
+    for col in ("net", "ours steps/s", "loops steps/s", "speed-up", "goal", "met?", "steps timed"):
+        table.add_column(col, justify="left" if col in ("net", "met?") else "right")
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+
+    profiles, overhead = profile_steps(cases, rounds=5 if opts.quick else 25)
+    calls_table = Table(
+        title="NumPy calls in one step of our trainer (counted inside train())",
+        caption=f"one NumPy call on 5-element arrays (a + b): {overhead * 1e6:.2f} µs",
+    )
+    for col in ("net", "stage", "ufunc calls", "indexing ops", "replayed alone, µs"):
+        calls_table.add_column(col, justify="left" if col in ("net", "stage") else "right")
+    for name, prof in profiles.items():
+        for stage in prof.stages():
+            calls_table.add_row(
+                name,
+                stage,
+                str(prof.calls("ufunc", stage)),
+                str(prof.calls("index", stage)),
+                f"{prof.seconds(stage) * 1e6:.1f}",
+            )
+        step_us = 1e6 / speeds[name][0]
+        calls_table.add_row(
+            f"[bold]{name}[/]",
+            f"[bold]total (measured step: {step_us:.1f} µs)[/]",
+            f"[bold]{prof.calls('ufunc')}[/]",
+            f"[bold]{prof.calls('index')}[/]",
+            f"[bold]{prof.seconds() * 1e6:.1f}[/]",
+            end_section=True,
+        )
+    console.print(calls_table)
+
+    if opts.verbose:
+        for name, prof in profiles.items():
+            detail = Table(title=f"{name}: every NumPy call site of one step (replayed alone)")
+            for col in ("stage", "where", "NumPy calls per step", "µs", "source"):
+                detail.add_column(col, justify="right" if col == "µs" else "left")
+            for (stage, where), sites in prof.by_line().items():
+                file, line = where.rsplit(":", 1)
+                source = linecache.getline(str(Path(PACKAGE_DIR) / file), int(line)).strip()
+                ops = ", ".join(f"{op} x{n}" if n > 1 else op for op, n in sites.items())
+                detail.add_row(
+                    stage,
+                    where,
+                    escape(ops),
+                    f"{prof.seconds(stage, where) * 1e6:.2f}",
+                    escape(source),
+                )
+            console.print(detail)
+
+    for name, prof in profiles.items():
+        ours, loops = speeds[name]
+        step_us, loop_us, numpy_us = 1e6 / ours, 1e6 / loops, prof.seconds() * 1e6
+        n_calls = prof.calls()
+        console.print(
+            f"  {name}: {n_calls} NumPy calls per step ({prof.calls('ufunc')} ufunc calls + "
+            f"{prof.calls('index')} indexing ops). Replayed alone they take {numpy_us:.1f} µs "
+            f"({numpy_us / n_calls:.2f} µs per call on average; {n_calls} x {overhead * 1e6:.2f} "
+            f"µs for a + b = {n_calls * overhead * 1e6:.1f} µs) of the {step_us:.1f} µs a step "
+            f"takes; the other {step_us - numpy_us:.1f} µs are Python around the calls (method "
+            f"calls, attribute lookups, loops). A loop-port step takes {loop_us:,.1f} µs."
+        )
+    small = next((c for c in cases if c.name == "2-5-1"), None)
+    if small is not None:
+        prof = profiles[small.name]
+        ours, loops = speeds[small.name]
+        n_calls, numpy_us, step_us = prof.calls(), prof.seconds() * 1e6, 1e6 / ours
+        shrink = small.goal / (ours / loops)  # how much shorter a step must get for the goal
+        console.print(
+            f"  What bounds 2-5-1: no array has more than 10 elements, so every call costs its "
+            f"fixed overhead whatever it computes, and a step costs (number of calls) x (NumPy's "
+            f"overhead + the Python around each call) = {n_calls} x {step_us / n_calls:.2f} µs. "
+            f"{small.goal:g}x the loops needs a step {shrink:.1f}x shorter than today's "
+            f"({step_us / shrink:.1f} µs): at the same cost per call, at most "
+            f"~{n_calls / shrink:.0f} calls instead of {n_calls}. The {n_calls} calls alone, "
+            f"replayed, take {numpy_us:.1f} µs = {numpy_us / (step_us / shrink):.1f}x that budget."
+        )
+
+
+# --------------------------------------------------------------------------------------------------
+# The command line
+# --------------------------------------------------------------------------------------------------
+
+SectionFn = Callable[[argparse.Namespace, Console], None]
+SECTIONS: dict[str, SectionFn] = {
+    "single-sample": single_sample,
+}
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="scratchnn speed benchmarks. Sections: " + ", ".join(SECTIONS)
+    )
+    parser.add_argument("--quick", action="store_true", help="a fast smoke run (a few seconds)")
+    parser.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="NAME[,NAME...]",
+        help=f"run only these sections (of: {', '.join(SECTIONS)}); may be repeated",
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=0, help="best of N timings (default 20; 3 with --quick)"
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="list every NumPy call site")
+    opts = parser.parse_args(argv)
+    names = [n.strip() for item in opts.only for n in item.split(",") if n.strip()]
+    unknown = [n for n in names if n not in SECTIONS]
+    if unknown:
+        parser.error(f"unknown section(s) {', '.join(unknown)}; choose from {', '.join(SECTIONS)}")
+    opts.sections = names or list(SECTIONS)
+    return opts
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    opts = parse_args(argv)
+    console = Console(width=None if sys.stdout.isatty() else 120)
+    console.print(
+        f"[dim]numpy {np.__version__}, Python {sys.version.split()[0]}, "
+        f"{'quick run' if opts.quick else 'full run'}[/]"
+    )
+    for name in opts.sections:
+        SECTIONS[name](opts, console)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
