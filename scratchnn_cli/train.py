@@ -154,9 +154,13 @@ def train(
         X_val = np.ascontiguousarray(X_val, dtype=net.dtype)
         Y_val = net.loss.targets(y_val, n_classes, net.dtype)
 
-    params, grads = net.params(), net.grads()  # layers write gradients into these in place
-    weights, weight_grads = params[0::2], grads[0::2]  # penalties act on W, not on b
-    optimizer = make_optimizer(cfg.optimizer.name, params, cfg.lr, **cfg.optimizer.hyper())
+    # The optimizer sees all weights as one flat vector theta (W, b of every layer are views
+    # into it) and the gradients as dtheta, which backward fills in place.
+    flat_params, grads = [net.theta], [net.dtheta]
+    params = net.params()  # [W0, b0, W1, ...]: views into theta, as snapshots store them
+    weights = [layer.W for layer in net.layers]  # penalties act on W, not on b
+    weight_grads = [layer.dW for layer in net.layers]
+    optimizer = make_optimizer(cfg.optimizer.name, flat_params, cfg.lr, **cfg.optimizer.hyper())
     lr_at = schedule_for(cfg)
     l1, l2 = cfg.l1, cfg.l2
     regularized = l1 > 0 or l2 > 0

@@ -9,8 +9,8 @@ import numpy as np
 
 
 def sigmoid(Z: np.ndarray) -> np.ndarray:
-    """sigma(Z) = 1 / (1 + exp(-Z)), computed as exp(-log(1 + exp(-Z))) so it never overflows."""
-    return np.exp(-np.logaddexp(0.0, -Z))
+    """sigma(Z) = 1 / (1 + exp(-Z)), computed as exp(Z - log(1 + exp(Z))): never overflows."""
+    return np.exp(Z - np.logaddexp(0.0, Z))
 
 
 def softmax(Z: np.ndarray) -> np.ndarray:

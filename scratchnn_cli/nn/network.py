@@ -58,6 +58,22 @@ class Network:
         self.activation = activation
         self.loss = loss
         self.dropout = dropout
+        # All W and b live in one flat vector theta (each layer's W, b are views into it), and
+        # all dW, db in dtheta: an optimizer then updates every weight with a few NumPy calls.
+        dtype = layers[0].W.dtype
+        total = sum(layer.W.size + layer.b.size for layer in layers)
+        self.theta = np.empty(total, dtype=dtype)
+        self.dtheta = np.zeros(total, dtype=dtype)
+        offset = 0
+        for layer in layers:
+            for name in ("W", "b"):
+                value = getattr(layer, name)
+                end = offset + value.size
+                view = self.theta[offset:end].reshape(value.shape)
+                view[...] = value
+                setattr(layer, name, view)
+                setattr(layer, "d" + name, self.dtheta[offset:end].reshape(value.shape))
+                offset = end
         self._Z: list[np.ndarray] = []
         self._A: list[np.ndarray] = []
         self._masks: list[np.ndarray] = []
