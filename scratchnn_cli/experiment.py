@@ -93,7 +93,8 @@ def build_network(
 
 def score(net: Network, X: np.ndarray, y: np.ndarray, n_classes: int) -> dict[str, Any]:
     """Accuracy and confusion matrix (rows true, columns predicted) of ``net`` on (X, y)."""
-    predicted = net.predict(np.asarray(X, dtype=net.dtype))
+    with np.errstate(over="ignore", invalid="ignore"):  # huge weights still give a prediction
+        predicted = net.predict(np.asarray(X, dtype=net.dtype))
     matrix = confusion_matrix(y, predicted, labels=np.arange(n_classes))
     return {
         "n": int(len(y)),
@@ -261,8 +262,6 @@ def _train_in(
 ) -> RunOutcome:
     """Train (from ``snapshot`` if given) and finish the run folder, whatever happens."""
     console = console or Console(stderr=True)
-    X_fit, y_fit = training_set(config, dataset)
-    X_val, y_val = (None, None) if config.data.train_on == "train+val" else dataset.split("val")
     started = datetime.now().astimezone()
     seconds_before = float(info.get("seconds") or 0.0)
     result = TrainResult()
@@ -291,6 +290,8 @@ def _train_in(
         write_text(run_dir / "history.csv", _history_csv(snap.history))
 
     try:
+        X_fit, y_fit = training_set(config, dataset)
+        X_val, y_val = (None, None) if config.data.train_on == "train+val" else dataset.split("val")
         curve = LiveLearningCurve(run_dir / "learning_curve.png", config.name or "")
         with TrainingProgress(console, config.train, len(y_fit), config.name or "") as progress:
 
@@ -329,8 +330,9 @@ def _train_in(
             run_dir / "confusion_matrix.png",
             title=f"{config.name}: {shown} accuracy {metrics[shown]['accuracy']:.3f}",
         )
+        finish("diverged" if result.stopped_by == "diverged" else "completed")
     except KeyboardInterrupt:
-        with interrupt_guard() as marked:  # a second Ctrl-C exits at once; files stay whole
+        with interrupt_guard(run_dir) as marked:  # a 2nd Ctrl-C exits at once; files stay whole
             finish("interrupted", "interrupted (Ctrl-C or SIGTERM)")
             marked()
             write_text(run_dir / "history.csv", _history_csv(result.history))
@@ -344,26 +346,29 @@ def _train_in(
         if isinstance(exc, OSError):
             raise RunWriteError(f"{run_dir}: could not write the run folder: {exc}") from None
         raise
-    finish("diverged" if result.stopped_by == "diverged" else "completed")
     return RunOutcome(run_dir, info["status"], result, metrics)
 
 
-def _exit_now(signum: int, frame: object) -> None:
-    os._exit(130)
-
-
 @contextlib.contextmanager
-def interrupt_guard() -> Iterator[Callable[[], None]]:
+def interrupt_guard(run_dir: Path) -> Iterator[Callable[[], None]]:
     """While saving after a first Ctrl-C: SIGINT is ignored until run.json says 'interrupted'
     (the caller then calls the yielded ``marked()``); from there a second Ctrl-C ends the process
-    at once with exit code 130. Atomic writes keep every file whole either way."""
+    at once with exit code 130, after removing any half-written temporary file. Atomic writes
+    keep every file whole either way."""
     if threading.current_thread() is not threading.main_thread():
         yield lambda: None
         return
+
+    def exit_now(signum: int, frame: object) -> None:
+        for tmp in run_dir.glob(".*.tmp"):
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+        os._exit(130)
+
     previous = signal.getsignal(signal.SIGINT)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
-        yield lambda: signal.signal(signal.SIGINT, _exit_now)
+        yield lambda: signal.signal(signal.SIGINT, exit_now)
     finally:
         signal.signal(signal.SIGINT, previous)
 

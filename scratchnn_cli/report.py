@@ -39,7 +39,7 @@ def plot_learning_curve(history: Sequence[Any], path: Path, title: str = "") -> 
     if val:
         ax_cost.plot([r.epoch for r in val], [r.val_cost for r in val], label="val J")
     costs = [r.cost for r in history] + [r.val_cost for r in val]
-    if costs and min(costs) > 0 and max(costs) / min(costs) > 50:
+    if costs and 0 < min(costs) and max(costs) < 1e100 and max(costs) / min(costs) > 50:
         ax_cost.set_yscale("log")
     ax_cost.set_xlabel("epoch")
     ax_cost.set_ylabel("cross-entropy cost J")
@@ -83,7 +83,8 @@ def plot_confusion_matrix(
     k = len(class_names)
     size = max(4.0, 0.6 * k + 2)
     fig, ax = plt.subplots(figsize=(size, size))
-    display = ConfusionMatrixDisplay(np.asarray(matrix), display_labels=list(class_names))
+    labels = [str(name).replace("$", r"\$") for name in class_names]  # no mathtext
+    display = ConfusionMatrixDisplay(np.asarray(matrix), display_labels=labels)
     display.plot(ax=ax, cmap="Blues", colorbar=False, xticks_rotation=45 if k > 3 else "horizontal")
     ax.set_title(title or "confusion matrix")
     _save(fig, path)

@@ -271,7 +271,8 @@ def train(
                     val_cost=val_cost,
                     val_accuracy=val_acc,
                 )
-                if not math.isfinite(J) or not all(np.isfinite(p).all() for p in params):
+                finite = math.isfinite(J) and (val_cost is None or math.isfinite(val_cost))
+                if not finite or not all(np.isfinite(p).all() for p in params):
                     for p, good in zip(params, last_good.params, strict=True):
                         p[...] = good
                     stop(
@@ -319,6 +320,7 @@ def train(
                     on_checkpoint(replace(last_good, history=list(result.history)))
                     last_saved = time.monotonic()
     except KeyboardInterrupt:
+        del result.history[last_good.epochs :]  # Ctrl-C may come after an epoch was recorded
         result.stopped_by = "interrupted"
         result.stop_reason = f"interrupted during epoch {last_good.epochs + 1}"
         for p, good in zip(params, last_good.params, strict=True):
