@@ -373,9 +373,11 @@ def interrupt_guard(run_dir: Path) -> Iterator[Callable[[], None]]:
         signal.signal(signal.SIGINT, previous)
 
 
-def load_run_model(run_dir: Path) -> tuple[ExperimentConfig, Dataset, Network, dict[str, Any]]:
+def load_run_model(
+    run_dir: Path, statuses: tuple[str, ...] = ("completed",)
+) -> tuple[ExperimentConfig, Dataset, Network, dict[str, Any]]:
     """Rebuild a finished run: its config, the same data (same seed), its trained network."""
-    raw, info = load_finished_run(run_dir)
+    raw, info = load_finished_run(run_dir, statuses)
     config = build_config(raw, f"{run_dir}/config.yaml")
     dataset = load_dataset(config.data, config.seed)
     net = build_network(config, dataset, np.random.default_rng(0))

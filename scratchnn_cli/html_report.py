@@ -27,16 +27,15 @@ from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
-import yaml
 
 from scratchnn_cli import __version__
-from scratchnn_cli.config import ExperimentConfig, build_config
-from scratchnn_cli.data import Dataset, load_dataset
+from scratchnn_cli.config import ExperimentConfig
+from scratchnn_cli.data import Dataset
 from scratchnn_cli.errors import RunFolderError
-from scratchnn_cli.experiment import SPLITS, build_network, training_set
+from scratchnn_cli.experiment import SPLITS, load_run_model, training_set
 from scratchnn_cli.nn.network import Network
 from scratchnn_cli.report import plot_confusion_matrix, plot_learning_curve, plt
-from scratchnn_cli.runs import load_model_arrays, read_json, write_text
+from scratchnn_cli.runs import read_json, write_text
 
 REPORT_NAME = "report.html"
 #: Statuses a report can be made of: the run ended and left a model and metrics behind.
@@ -87,48 +86,13 @@ class _Run:
 
 
 def _load_run(run_dir: Path) -> _Run:
-    if not run_dir.is_dir():
-        raise RunFolderError(f"{run_dir}: no such run folder")
-    info_path = run_dir / "run.json"
-    if not info_path.is_file():
-        raise RunFolderError(f"{run_dir}: not a run folder (no run.json)")
-    try:
-        info = read_json(info_path)
-    except (OSError, ValueError) as exc:
-        raise RunFolderError(f"{info_path}: unreadable ({exc})") from None
-    if not isinstance(info, dict):
-        raise RunFolderError(f"{info_path}: not a run record (expected a JSON object)")
-    status = info.get("status")
-    if status not in REPORTABLE_STATUSES:
-        raise RunFolderError(
-            f"{run_dir}: the run is not finished (status: {status}); a report needs a "
-            f"{' or '.join(REPORTABLE_STATUSES)} run"
-        )
-    for needed in ("config.yaml", "model.npz", "metrics.json"):
-        if not (run_dir / needed).is_file():
-            raise RunFolderError(f"{run_dir}: {needed} is missing")
-
+    config, dataset, net, info = load_run_model(run_dir, REPORTABLE_STATUSES)
     config_path = run_dir / "config.yaml"
     try:
         config_text = config_path.read_text(encoding="utf-8")
-        raw = yaml.safe_load(config_text)
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise RunFolderError(f"{config_path}: unreadable ({_one_line(exc)})") from None
-    if not isinstance(raw, dict):
-        raise RunFolderError(f"{config_path}: not an experiment spec (expected a mapping)")
-    try:
         metrics = read_json(run_dir / "metrics.json")
-    except (OSError, ValueError) as exc:
-        raise RunFolderError(f"{run_dir / 'metrics.json'}: unreadable ({exc})") from None
-
-    # The same steps as experiment.load_run_model, which only accepts completed runs.
-    config = build_config(raw, str(config_path))
-    dataset = load_dataset(config.data, config.seed)
-    net = build_network(config, dataset, np.random.default_rng(0))
-    try:
-        net.load_state(load_model_arrays(run_dir))
-    except (KeyError, ValueError) as exc:
-        raise RunFolderError(f"{run_dir}/model.npz does not fit the run's config: {exc}") from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise RunFolderError(f"{run_dir}: unreadable run files ({_one_line(exc)})") from None
 
     return _Run(
         run_dir=run_dir,

@@ -114,13 +114,16 @@ def load_run_info(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     return config, info
 
 
-def load_finished_run(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(raw config, run.json) of a completed run; RunFolderError for anything else."""
+def load_finished_run(
+    run_dir: Path, statuses: tuple[str, ...] = ("completed",)
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(raw config, run.json) of a run whose status is one of ``statuses``; else RunFolderError."""
     config, info = load_run_info(run_dir)
     status = info.get("status")
-    if status != "completed":
+    if status not in statuses:
         raise RunFolderError(
-            f"{run_dir}: the run is not finished (status: {status}); only completed runs load"
+            f"{run_dir}: the run is not finished (status: {status}); this needs a "
+            f"{' or '.join(statuses)} run"
         )
     if not (Path(run_dir) / "model.npz").is_file():
         raise RunFolderError(f"{run_dir}: model.npz is missing")
