@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
+import shutil
 import signal
 import threading
 import traceback
@@ -203,8 +204,12 @@ def run_experiment(
         "data": _data_record(dataset),
         "versions": _versions(),
     }
-    write_yaml(run_dir / "config.yaml", config.to_dict())
-    write_json(run_dir / "run.json", info)
+    try:
+        write_yaml(run_dir / "config.yaml", config.to_dict())
+        write_json(run_dir / "run.json", info)
+    except OSError as exc:  # nothing was trained yet: leave no half-made folder behind
+        shutil.rmtree(run_dir, ignore_errors=True)
+        raise RunWriteError(f"{run_dir}: could not write the run folder: {exc}") from None
     return _train_in(run_dir, config, dataset, net, streams, info, None, console)
 
 
@@ -244,9 +249,12 @@ def resume_experiment(
         }
     )
     info.update(status="running", ended=None, stop=None, error=None)
-    if overrides:
-        write_yaml(run_dir / "config.yaml", config.to_dict())
-    write_json(run_dir / "run.json", info)
+    try:
+        if overrides:
+            write_yaml(run_dir / "config.yaml", config.to_dict())
+        write_json(run_dir / "run.json", info)
+    except OSError as exc:
+        raise RunWriteError(f"{run_dir}: could not write the run folder: {exc}") from None
     return _train_in(run_dir, config, dataset, net, streams, info, snapshot, console)
 
 
