@@ -172,6 +172,6 @@ def reproduce_all(
     write_text(
         out_dir / "summary.md", summary_markdown(rows, f"Course assignment reproduced ({stamp})")
     )
-    console.print(summary_table(rows))
+    console.print(summary_table(rows), width=max(console.width, 150))  # logs: no squeezing
     console.print(f"total {time.perf_counter() - start:.0f}s; summary in {out_dir}/summary.md")
     return out_dir, rows
