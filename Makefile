@@ -1,4 +1,6 @@
 # scratchnn: every target sets itself up (virtual environment + install) on a fresh clone.
+SHELL := bash
+.SHELLFLAGS := -eo pipefail -c
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin

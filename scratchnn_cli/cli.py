@@ -116,12 +116,15 @@ def train(
         list[str] | None,
         typer.Option("--set", help="Override a key of the spec: --set train.lr=0.01 (repeatable)."),
     ] = None,
-    runs_dir: Annotated[Path, typer.Option(help="Where run folders are created.")] = Path("runs"),
+    runs_dir: Annotated[
+        Path, typer.Option(help="Where run folders are created (not used with --resume).")
+    ] = Path("runs"),
     resume: Annotated[
         Path | None,
         typer.Option(
-            help="Continue this interrupted, diverged or failed run from its last checkpoint "
-            "(instead of CONFIG); --set may change train.* keys from there on."
+            help="Continue this interrupted, diverged or failed run (or one whose process was "
+            "killed) from its last checkpoint, in place, instead of CONFIG; --set may change "
+            "train.* keys (not the optimizer) from there on."
         ),
     ] = None,
 ) -> None:
@@ -192,8 +195,10 @@ def reproduce(
     """Rerun every experiment of the course assignment; print ours beside the reported numbers."""
     from scratchnn_cli.reproduce import reproduce_all
 
-    out_dir, _ = reproduce_all(configs_dir, runs_dir, jobs=jobs, console=out)
+    out_dir, rows = reproduce_all(configs_dir, runs_dir, jobs=jobs, console=out)
     say(str(out_dir))
+    if any(r.status.startswith("failed") for r in rows):
+        raise typer.Exit(EXIT_INTERNAL)
 
 
 @app.command(epilog=EXIT_CODES_HELP)
@@ -240,7 +245,7 @@ def gradcheck(
         ok = r.relative_error <= tolerance
         worst = max(worst, r.relative_error)
         table.add_row(
-            str(r.layer + 1),
+            str(r.layer),
             r.param,
             "x".join(map(str, r.shape)),
             str(r.checked),

@@ -173,10 +173,10 @@ class ScheduleConfig(_Section):
 
     name: Literal["constant", "step", "exponential", "cosine"] = "constant"
     drop: Annotated[float, Field(gt=0, le=1)] = 0.5
-    every: Annotated[int, Field(gt=0)] = 10
+    every: Count = 10
     gamma: Annotated[float, Field(gt=0, le=1)] = 0.95
     lr_min: NonNegativeFloat = 0.0
-    epochs: Annotated[int, Field(gt=0)] | None = None
+    epochs: Count | None = None
 
     @model_validator(mode="after")
     def _params_fit_schedule(self) -> ScheduleConfig:
@@ -194,7 +194,7 @@ class EarlyStoppingConfig(_Section):
     """Stop when the monitored validation score has not improved for ``patience`` evaluations."""
 
     monitor: Literal["val_cost", "val_accuracy"] = "val_cost"
-    patience: Annotated[int, Field(gt=0)] = 5
+    patience: Count = 5
     min_delta: NonNegativeFloat = 0.0
     restore_best: bool = True
 
@@ -213,7 +213,7 @@ class TrainConfig(_Section):
     l1: NonNegativeFloat = 0.0
     l2: NonNegativeFloat = 0.0
     early_stopping: EarlyStoppingConfig | None = None
-    eval_every: Annotated[int, Field(gt=0)] = 1
+    eval_every: Count = 1
     checkpoint_every: Count | None = None
 
     _wrap_names = field_validator("optimizer", "lr_schedule", mode="before")(
@@ -223,6 +223,7 @@ class TrainConfig(_Section):
     @field_validator("batch_size", mode="before")
     @classmethod
     def _batch_size(cls, value: Any) -> Any:
+        value = _whole_number(value)
         if value == "full" or (
             isinstance(value, int) and not isinstance(value, bool) and value > 0
         ):

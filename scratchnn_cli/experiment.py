@@ -11,6 +11,7 @@ import os
 import platform
 import shutil
 import signal
+import socket
 import threading
 import traceback
 from collections.abc import Callable, Iterator
@@ -197,6 +198,8 @@ def run_experiment(
         "name": config.name,
         "config_file": str(config_path) if config_path else None,
         "started": datetime.now().astimezone().isoformat(timespec="seconds"),
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
         "ended": None,
         "seconds": None,
         "stop": None,
@@ -216,6 +219,20 @@ def run_experiment(
 RESUMABLE = ("interrupted", "diverged", "failed")
 
 
+def _process_alive(info: dict[str, Any]) -> bool:
+    """Whether the process that wrote a 'running' run.json still runs (on this host)."""
+    pid = info.get("pid")
+    if not isinstance(pid, int) or info.get("host") != socket.gethostname():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return pid != os.getpid()
+
+
 def resume_experiment(
     run_dir: Path, overrides: list[str] | None = None, console: Console | None = None
 ) -> RunOutcome:
@@ -227,11 +244,21 @@ def resume_experiment(
     """
     run_dir = Path(run_dir)
     raw, info = load_run_info(run_dir)
-    if info.get("status") not in RESUMABLE:
+    status = info.get("status")
+    if status == "running" and _process_alive(info):
+        raise RunFolderError(f"{run_dir}: this run is still training (process {info['pid']})")
+    if status not in (*RESUMABLE, "running"):  # running with a dead process: killed hard
         raise RunFolderError(
             f"{run_dir}: only an interrupted, diverged or failed run can be resumed "
-            f"(this one is {info.get('status')})"
+            f"(this one is {status})"
         )
+    for item in overrides or []:
+        key = item.partition("=")[0].strip()
+        if not key.startswith("train.") or key.startswith("train.optimizer"):
+            raise ConfigError(
+                f"--set {item!r}: on --resume only train.* keys other than the optimizer can "
+                "change (the checkpoint holds the network and the optimizer state)"
+            )
     config = build_config(apply_overrides(raw, overrides or []), f"{run_dir}/config.yaml")
     dataset = load_dataset(config.data, config.seed)
     if dataset.fingerprint != info.get("data", {}).get("fingerprint"):
@@ -241,6 +268,10 @@ def resume_experiment(
     net = build_network(config, dataset, streams["init"])
     checkpoint = run_dir / "checkpoint.npz"
     snapshot = read_checkpoint(checkpoint) if checkpoint.is_file() else None
+    if snapshot is not None and [p.shape for p in snapshot.params] != [
+        p.shape for p in net.params()
+    ]:
+        raise RunFolderError(f"{checkpoint}: does not fit the network of {run_dir}/config.yaml")
     info.setdefault("resumed", []).append(
         {
             "at": datetime.now().astimezone().isoformat(timespec="seconds"),
@@ -248,7 +279,14 @@ def resume_experiment(
             "overrides": list(overrides or []),
         }
     )
-    info.update(status="running", ended=None, stop=None, error=None)
+    info.update(
+        status="running",
+        ended=None,
+        stop=None,
+        error=None,
+        pid=os.getpid(),
+        host=socket.gethostname(),
+    )
     try:
         if overrides:
             write_yaml(run_dir / "config.yaml", config.to_dict())
@@ -301,6 +339,7 @@ def _train_in(
         X_fit, y_fit = training_set(config, dataset)
         X_val, y_val = (None, None) if config.data.train_on == "train+val" else dataset.split("val")
         curve = LiveLearningCurve(run_dir / "learning_curve.png", config.name or "")
+        curve.history.extend(snapshot.history if snapshot else [])
         with TrainingProgress(console, config.train, len(y_fit), config.name or "") as progress:
 
             def on_epoch(record: EpochRecord) -> None:
@@ -348,7 +387,7 @@ def _train_in(
         raise
     except Exception as exc:
         with contextlib.suppress(OSError):
-            (run_dir / "error.log").write_text(traceback.format_exc(), encoding="utf-8")
+            write_text(run_dir / "error.log", traceback.format_exc())
         with contextlib.suppress(OSError):
             finish("failed", f"{type(exc).__name__}: {exc}")
         if isinstance(exc, OSError):
@@ -373,16 +412,18 @@ def interrupt_guard(run_dir: Path) -> Iterator[Callable[[], None]]:
                 tmp.unlink()
         os._exit(130)
 
-    previous = signal.getsignal(signal.SIGINT)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    for sig in previous:
+        signal.signal(sig, signal.SIG_IGN)
     try:
-        yield lambda: signal.signal(signal.SIGINT, exit_now)
+        yield lambda: [signal.signal(sig, exit_now) for sig in previous]
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def load_run_model(
-    run_dir: Path, statuses: tuple[str, ...] = ("completed",)
+    run_dir: Path, statuses: tuple[str, ...] = ("completed", "diverged")
 ) -> tuple[ExperimentConfig, Dataset, Network, dict[str, Any]]:
     """Rebuild a finished run: its config, the same data (same seed), its trained network."""
     raw, info = load_finished_run(run_dir, statuses)

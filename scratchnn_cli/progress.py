@@ -82,9 +82,9 @@ class TrainingProgress:
         return self
 
     def _status(self, r: EpochRecord) -> str:
-        text = f"epoch {r.epoch}  upd {r.iteration:,}  J {r.cost:.5f} {sparkline(self._costs)}"
+        text = f"epoch {r.epoch}  upd {r.iteration:,}  J {r.cost:.5g} {sparkline(self._costs)}"
         if r.val_accuracy is not None:
-            text += f"  val J {r.val_cost:.4f} acc {r.val_accuracy:.4f} (best {self._best_val:.4f})"
+            text += f"  val J {r.val_cost:.4g} acc {r.val_accuracy:.4f} (best {self._best_val:.4f})"
         return text
 
     def __call__(self, record: EpochRecord) -> None:
@@ -106,10 +106,10 @@ class TrainingProgress:
         self._printed = record
         line = (
             f"epoch {record.epoch:>6}  upd {record.iteration:>10,}/{self.total:,}"
-            f"  J {record.cost:.6f}"
+            f"  J {record.cost:.6g}"
         )
         if record.val_accuracy is not None:
-            line += f"  val J {record.val_cost:.5f}  val acc {record.val_accuracy:.4f}"
+            line += f"  val J {record.val_cost:.5g}  val acc {record.val_accuracy:.4f}"
         self.console.print(f"{line}  {record.seconds:7.1f}s", highlight=False, soft_wrap=True)
 
     def __exit__(self, *exc: object) -> None:

@@ -151,8 +151,7 @@ def reproduce_all(
     """Run every experiment of the manifest on ``jobs`` processes; write the summary files."""
     console = console or Console()
     entries = read_manifest(configs_dir / "reproduce.yaml")
-    out_dir = create_run_dir(runs_dir, "reproduce")
-    out_dir = out_dir.rename(runs_dir / f"reproduce-{out_dir.name.removesuffix('-reproduce')}")
+    out_dir = create_run_dir(runs_dir, "reproduce", name_first=True)
     console.print(f"reproducing {len(entries)} experiments with {jobs} processes into {out_dir}")
     rows: list[Row] = []
     start = time.perf_counter()

@@ -22,16 +22,6 @@ import yaml
 
 from scratchnn_cli.errors import RunFolderError
 
-RUN_FILES = (
-    "config.yaml",
-    "run.json",
-    "history.csv",
-    "metrics.json",
-    "learning_curve.png",
-    "confusion_matrix.png",
-    "model.npz",
-)
-
 
 def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
     """Call ``write(f)`` on a temp file beside ``path``, fsync it, then rename it over ``path``."""
@@ -74,12 +64,15 @@ def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
     atomic_write(path, _write)
 
 
-def create_run_dir(runs_dir: Path, name: str, now: datetime | None = None) -> Path:
-    """Make ``runs_dir/<YYYYmmdd-HHMMSS>-<name>``, adding -2, -3, ... if that folder exists."""
+def create_run_dir(
+    runs_dir: Path, name: str, now: datetime | None = None, name_first: bool = False
+) -> Path:
+    """Make ``runs_dir/<YYYYmmdd-HHMMSS>-<name>`` (or ``<name>-<stamp>`` with ``name_first``),
+    adding -2, -3, ... if that folder exists."""
     runs_dir = Path(runs_dir)
     runs_dir.mkdir(parents=True, exist_ok=True)
     stamp = (now or datetime.now()).strftime("%Y%m%d-%H%M%S")
-    base = f"{stamp}-{name}"
+    base = f"{name}-{stamp}" if name_first else f"{stamp}-{name}"
     for k in range(1, 10_000):
         candidate = runs_dir / (base if k == 1 else f"{base}-{k}")
         try:

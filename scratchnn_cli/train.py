@@ -182,8 +182,9 @@ def train(
         rng.bit_generator.state = snap.sampling_rng
         if dropout_rng is not None and snap.dropout_rng is not None:
             dropout_rng.bit_generator.state = snap.dropout_rng
-        if stopper is not None and snap.stopper is not None:
-            stopper.__dict__.update(snap.stopper)
+        if stopper is not None and snap.stopper and snap.stopper["monitor"] == stopper.monitor:
+            for key in ("best", "best_epoch", "waited"):  # patience, min_delta: from cfg
+                setattr(stopper, key, snap.stopper[key])
         best_params = [b.copy() for b in snap.best_params] if snap.best_params else None
         result.history[:] = list(snap.history)
         result.epochs, result.iterations = snap.epochs, snap.iterations

@@ -112,11 +112,11 @@ class Network:
         return self.layers[0].W.dtype
 
     def params(self) -> list[np.ndarray]:
-        """[W1, b1, W2, b2, ...]: the arrays an optimizer updates in place."""
+        """[W0, b0, W1, b1, ...] (layer 0 first): views into ``theta``, updated in place."""
         return [p for layer in self.layers for p in (layer.W, layer.b)]
 
     def grads(self) -> list[np.ndarray]:
-        """[dW1, db1, dW2, db2, ...], in the order of ``params()``; valid after ``backward``."""
+        """[dW0, db0, dW1, db1, ...], in the order of ``params()``; valid after ``backward``."""
         return [g for layer in self.layers for g in (layer.dW, layer.db)]
 
     def forward(self, X: np.ndarray, dropout_rng: np.random.Generator | None = None) -> np.ndarray:
