@@ -1,0 +1,126 @@
+"""What --resume accepts and refuses, and runs killed without a chance to clean up."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from scratchnn_cli.cli import app
+
+CONFIG = """\
+name: resumable
+seed: 0
+data:
+  dataset: digits
+  split: [0.6, 0.2, 0.2]
+model:
+  struct: [16]
+  activation: relu
+  init: he
+train:
+  lr: 0.01
+  eps: 0
+  max_iterations: 1000000
+  max_epochs: 6
+  batch_size: 32
+  sampling: shuffle
+  optimizer: adam
+  checkpoint_every: 2
+"""
+
+
+def invoke(*args: object):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture
+def interrupted_run(tmp_path: Path) -> Path:
+    """A finished run turned back into an interrupted one at its epoch-6 checkpoint."""
+    config = tmp_path / "resumable.yaml"
+    config.write_text(CONFIG)
+    result = invoke("train", config, "--runs-dir", tmp_path / "runs")
+    assert result.exit_code == 0, result.output
+    run_dir = Path(result.output.strip().splitlines()[-1])
+    info = json.loads((run_dir / "run.json").read_text())
+    info["status"] = "interrupted"
+    (run_dir / "run.json").write_text(json.dumps(info))
+    return run_dir
+
+
+@pytest.mark.parametrize(
+    "override",
+    ["model.struct=[8]", "model.activation=tanh", "train.optimizer=sgd", "seed=3"],
+)
+def test_resume_refuses_overrides_the_checkpoint_cannot_honour(
+    interrupted_run: Path, override: str
+) -> None:
+    before = (interrupted_run / "config.yaml").read_text()
+    result = invoke("train", "--resume", interrupted_run, "--set", override)
+    assert result.exit_code == 2, result.output
+    assert "only train.* keys" in result.output
+    assert "Traceback" not in result.output
+    assert (interrupted_run / "config.yaml").read_text() == before  # nothing rewritten
+    assert json.loads((interrupted_run / "run.json").read_text())["status"] == "interrupted"
+
+
+def test_resume_with_a_train_override_goes_on_from_the_checkpoint(interrupted_run: Path) -> None:
+    result = invoke(
+        "train",
+        "--resume",
+        interrupted_run,
+        "--set",
+        "train.max_epochs=8",
+        "--set",
+        "train.lr=0.005",
+    )
+    assert result.exit_code == 0, result.output
+    info = json.loads((interrupted_run / "run.json").read_text())
+    assert info["status"] == "completed"
+    assert info["resumed"][-1]["from_epoch"] == 6
+    assert info["stop"]["epochs"] == 8
+    history = (interrupted_run / "history.csv").read_text().splitlines()
+    assert len(history) == 1 + 8  # header + epochs 1..8, none twice
+
+
+def test_a_hard_killed_run_can_be_resumed_but_a_live_one_cannot(interrupted_run: Path) -> None:
+    info = json.loads((interrupted_run / "run.json").read_text())
+    info.update(status="running", pid=2**22 + 12345)  # no such process: killed (kill -9)
+    (interrupted_run / "run.json").write_text(json.dumps(info))
+    result = invoke("train", "--resume", interrupted_run)
+    assert result.exit_code == 0, result.output
+
+    info = json.loads((interrupted_run / "run.json").read_text())
+    info.update(status="running", pid=1)  # a live process on this host
+    (interrupted_run / "run.json").write_text(json.dumps(info))
+    result = invoke("train", "--resume", interrupted_run)
+    assert result.exit_code == 2
+    assert "still training" in result.output
+
+
+def test_a_checkpoint_that_does_not_fit_the_config_is_refused(interrupted_run: Path) -> None:
+    with np.load(interrupted_run / "checkpoint.npz") as data:
+        arrays = {k: data[k] for k in data.files}
+    arrays["param0"] = np.zeros((3, 3))
+    np.savez(interrupted_run / "checkpoint.npz", **arrays)
+    result = invoke("train", "--resume", interrupted_run)
+    assert result.exit_code == 2, result.output
+    assert "does not fit" in result.output
+
+
+def test_a_diverged_run_can_be_evaluated(tmp_path: Path) -> None:
+    config = tmp_path / "wild.yaml"
+    config.write_text(
+        "name: wild\ndata: {dataset: blobs400}\n"
+        "model: {struct: [5], activation: leaky_relu, sigma: 10}\n"
+        "train: {lr: 1.0e+6, max_iterations: 2000}\n"
+    )
+    result = invoke("train", config, "--runs-dir", tmp_path / "runs")
+    assert result.exit_code == 3, result.output
+    run_dir = Path(result.output.strip().splitlines()[-1])
+    evaluated = invoke("evaluate", run_dir)
+    assert evaluated.exit_code == 0, evaluated.output
+    assert 0.0 <= json.loads((run_dir / "evaluation.json").read_text())["accuracy"] <= 1.0
