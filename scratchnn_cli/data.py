@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from scratchnn_cli.config import DataConfig
-from scratchnn_cli.errors import DataError
+from scratchnn_cli.errors import DataError, one_line
 
 if TYPE_CHECKING:  # pandas and scikit-learn are imported where used: they are slow to import
     import pandas as pd
@@ -259,9 +259,9 @@ def _read_csv(path: Path, target: str | None) -> _Raw:
     except pd.errors.EmptyDataError:
         raise DataError(f"{path}: the CSV file is empty") from None
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
-        raise DataError(f"{path}: cannot parse the CSV file: {_one_line(exc)}") from None
+        raise DataError(f"{path}: cannot parse the CSV file: {one_line(exc)}") from None
     except OSError as exc:
-        raise DataError(f"{path}: cannot read the CSV file: {_one_line(exc)}") from None
+        raise DataError(f"{path}: cannot read the CSV file: {one_line(exc)}") from None
 
     columns = [str(c) for c in df.columns]
     df.columns = columns
@@ -469,11 +469,6 @@ def _fingerprint(arrays: Sequence[np.ndarray]) -> str:
     return f"sha256:{digest.hexdigest()}"
 
 
-def _one_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0].strip() if lines else type(exc).__name__
-
-
 # --------------------------------------------------------------------------- locations
 
 
@@ -502,13 +497,13 @@ def read_idx(path: Path) -> np.ndarray:
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise DataError(f"{path}: cannot read the IDX file: {_one_line(exc)}") from None
+        raise DataError(f"{path}: cannot read the IDX file: {one_line(exc)}") from None
     if data[:2] == b"\x1f\x8b":
         try:
             data = gzip.decompress(data)
         except (OSError, EOFError, zlib.error) as exc:
             raise DataError(
-                f"{path}: corrupt or truncated gzip file ({_one_line(exc)}); replace it"
+                f"{path}: corrupt or truncated gzip file ({one_line(exc)}); replace it"
             ) from None
     if len(data) < 4 or data[:2] != b"\x00\x00":
         raise DataError(f"{path}: not an IDX file (bad magic number 0x{data[:4].hex()})")
@@ -622,10 +617,10 @@ def _download(url: str, dest: Path, sha256: str) -> None:
             )
         os.replace(tmp, dest)
     except urllib.error.URLError as exc:
-        reason = _one_line(exc) if isinstance(exc, urllib.error.HTTPError) else str(exc.reason)
+        reason = one_line(exc) if isinstance(exc, urllib.error.HTTPError) else str(exc.reason)
         raise failed(reason) from None
     except (OSError, ValueError, http.client.HTTPException) as exc:
-        raise failed(_one_line(exc)) from None
+        raise failed(one_line(exc)) from None
     finally:
         if tmp is not None:
             tmp.unlink(missing_ok=True)

@@ -38,3 +38,9 @@ class RunWriteError(ScratchnnError):
     """A run folder could not be written (disk full, permission denied): exit code 1."""
 
     exit_code = EXIT_INTERNAL
+
+
+def one_line(exc: BaseException) -> str:
+    """The first line of an exception's message (or its type name): for one-line errors."""
+    lines = str(exc).strip().splitlines()
+    return lines[0].strip() if lines else type(exc).__name__

@@ -31,7 +31,7 @@ import numpy as np
 from scratchnn_cli import __version__
 from scratchnn_cli.config import ExperimentConfig
 from scratchnn_cli.data import Dataset
-from scratchnn_cli.errors import RunFolderError
+from scratchnn_cli.errors import RunFolderError, one_line
 from scratchnn_cli.experiment import SPLITS, load_run_model, training_set
 from scratchnn_cli.nn.network import Network
 from scratchnn_cli.report import plot_confusion_matrix, plot_learning_curve, plt
@@ -92,7 +92,7 @@ def _load_run(run_dir: Path) -> _Run:
         config_text = config_path.read_text(encoding="utf-8")
         metrics = read_json(run_dir / "metrics.json")
     except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise RunFolderError(f"{run_dir}: unreadable run files ({_one_line(exc)})") from None
+        raise RunFolderError(f"{run_dir}: unreadable run files ({one_line(exc)})") from None
 
     return _Run(
         run_dir=run_dir,
@@ -719,8 +719,3 @@ def _render(run: _Run) -> str:
         f" · generated {_esc(generated)}</footer>\n"
         "</main>\n</body>\n</html>\n"
     )
-
-
-def _one_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0].strip() if lines else type(exc).__name__
