@@ -139,6 +139,9 @@ def train(
 
     if (config is None) == (resume is None):
         raise UserInputError("give either CONFIG or --resume RUN_DIR (not both)")
+    # Ctrl-C and SIGTERM stop training cleanly, even where the shell started us with SIGINT
+    # ignored (a background job of a non-interactive shell: Python then installs no handler).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
     if resume is not None:
         outcome = resume_experiment(resume, set_ or [], console=err)
