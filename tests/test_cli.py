@@ -12,10 +12,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from typer.testing import CliRunner, Result
+from helpers import invoke
+from typer.testing import Result
 
 from scratchnn_cli import __version__, runs
-from scratchnn_cli.cli import app
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -34,10 +34,6 @@ train:
   eps: 0
   max_iterations: {max_iterations}
 """
-
-
-def invoke(*args: str) -> Result:
-    return CliRunner().invoke(app, [str(a) for a in args])
 
 
 def write_config(

@@ -24,10 +24,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from typer.testing import CliRunner, Result
+from helpers import invoke
+from typer.testing import Result
 
 from scratchnn_cli import runs
-from scratchnn_cli.cli import app
 from scratchnn_cli.config import ExperimentConfig
 from scratchnn_cli.data import load_dataset
 from scratchnn_cli.experiment import build_network, rng_streams, training_set
@@ -90,15 +90,6 @@ train:
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def invoke(*args: object) -> Result:
-    """Run the CLI in-process; ``train`` turns SIGTERM into Ctrl-C, pytest gets its own back."""
-    previous = signal.getsignal(signal.SIGTERM)
-    try:
-        return CliRunner().invoke(app, [str(a) for a in args])
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def write_config(folder: Path, text: str, filename: str = "exp.yaml") -> Path:

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import get_args
 
 import numpy as np
 import pytest
+from helpers import numeric_grad
 from sklearn.metrics import log_loss
 
 from scratchnn_cli.config import ModelConfig
@@ -32,20 +33,6 @@ OUTPUTS = ["sigmoid", "softmax"]
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def numeric_grad(f: Callable[[], float], P: np.ndarray, h: float = H) -> np.ndarray:
-    """dJ/dP by central differences, perturbing the array ``P`` in place (restored after)."""
-    grad = np.zeros_like(P, dtype=np.float64)
-    for idx in np.ndindex(P.shape):
-        saved = P[idx]
-        P[idx] = saved + h
-        f_plus = f()
-        P[idx] = saved - h
-        f_minus = f()
-        P[idx] = saved
-        grad[idx] = (f_plus - f_minus) / (2 * h)
-    return grad
 
 
 def assert_grad_close(analytic: np.ndarray, numeric: np.ndarray, what: str) -> None:

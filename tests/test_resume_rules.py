@@ -7,9 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
-
-from scratchnn_cli.cli import app
+from helpers import invoke
 
 CONFIG = """\
 name: resumable
@@ -31,10 +29,6 @@ train:
   optimizer: adam
   checkpoint_every: 2
 """
-
-
-def invoke(*args: object):
-    return CliRunner().invoke(app, [str(a) for a in args])
 
 
 @pytest.fixture

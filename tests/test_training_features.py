@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from helpers import numeric_grad
 
 import scratchnn_cli.train as train_module
 from scratchnn_cli.config import ExperimentConfig, TrainConfig, build_config, load_config
@@ -155,20 +155,6 @@ def capture_optimizer(monkeypatch: pytest.MonkeyPatch) -> list[Optimizer]:
 
     monkeypatch.setattr(train_module, "make_optimizer", spy)
     return made
-
-
-def numeric_grad(f: Callable[[], float], P: np.ndarray, h: float = 1e-6) -> np.ndarray:
-    """dJ/dP by central differences, perturbing ``P`` in place (restored after)."""
-    grad = np.zeros_like(P, dtype=np.float64)
-    for idx in np.ndindex(P.shape):
-        saved = P[idx]
-        P[idx] = saved + h
-        f_plus = f()
-        P[idx] = saved - h
-        f_minus = f()
-        P[idx] = saved
-        grad[idx] = (f_plus - f_minus) / (2 * h)
-    return grad
 
 
 def assert_grad_close(analytic: np.ndarray, numeric: np.ndarray, what: str) -> None:

@@ -1,0 +1,33 @@
+"""Small helpers shared by the test files (pytest puts tests/ on sys.path)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+from typer.testing import CliRunner, Result
+
+from scratchnn_cli.cli import app
+
+
+def invoke(*args: object) -> Result:
+    """Run the ``scratchnn`` CLI in-process with these arguments (paths become strings)."""
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def numeric_grad(f: Callable[[], float], P: np.ndarray, h: float = 1e-6) -> np.ndarray:
+    """dJ/dP by central differences, perturbing the array ``P`` in place (restored after).
+
+    Written independently of ``scratchnn_cli.gradcheck`` so the tests do not trust the code
+    they check.
+    """
+    grad = np.zeros_like(P, dtype=np.float64)
+    for idx in np.ndindex(P.shape):
+        saved = P[idx]
+        P[idx] = saved + h
+        f_plus = f()
+        P[idx] = saved - h
+        f_minus = f()
+        P[idx] = saved
+        grad[idx] = (f_plus - f_minus) / (2 * h)
+    return grad
