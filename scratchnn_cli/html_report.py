@@ -18,8 +18,7 @@ import csv
 import html
 import io
 import math
-import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -34,7 +33,7 @@ from scratchnn_cli.data import Dataset
 from scratchnn_cli.errors import RunFolderError, one_line
 from scratchnn_cli.experiment import SPLITS, load_run_model, training_set
 from scratchnn_cli.nn.network import Network
-from scratchnn_cli.report import plot_confusion_matrix, plot_learning_curve, plt
+from scratchnn_cli.report import confusion_matrix_png, figure_png, learning_curve_png, plt
 from scratchnn_cli.runs import read_json, write_text
 
 REPORT_NAME = "report.html"
@@ -136,25 +135,6 @@ def _read_history(path: Path) -> list[SimpleNamespace] | None:
 
 
 # --------------------------------------------------------------------------- figures
-
-
-def _figure_png(fig: Any) -> bytes:
-    """PNG bytes of a matplotlib figure, which is closed."""
-    try:
-        buffer = io.BytesIO()
-        fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-        return buffer.getvalue()
-    finally:
-        plt.close(fig)
-
-
-def _png_via_file(draw: Callable[[Path], None]) -> bytes:
-    """PNG bytes of a report.py plot, which writes to a path: draw it in a private temporary
-    folder (never the run folder) and read it back."""
-    with tempfile.TemporaryDirectory(prefix="scratchnn-report-") as tmp:
-        path = Path(tmp) / "figure.png"
-        draw(path)
-        return path.read_bytes()
 
 
 def _class_colours(k: int) -> list[Any]:
@@ -275,7 +255,7 @@ def _decision_boundary_png(run: _Run) -> tuple[bytes | None, str]:
         frameon=False,
     )
     ax.set_title(f"{_run_name(run)}: decision boundary")
-    return _figure_png(fig), ""
+    return figure_png(fig), ""
 
 
 def _image_png(image: np.ndarray, vmin: float, vmax: float) -> bytes:
@@ -521,7 +501,7 @@ def _figures_section(run: _Run) -> str:
         stop = run.info.get("stop") or {}
         title = f"{name}: stopped by {stop.get('stopped_by', run.info.get('status'))}"
         history = run.history
-        png = _png_via_file(lambda path: plot_learning_curve(history, path, title))
+        png = learning_curve_png(history, title)
         parts.append(
             "<section id='learning-curve'><h2>Learning curves</h2>"
             f"<figure>{_img(png, 'learning curves: cost and accuracy per epoch')}</figure>"
@@ -542,7 +522,7 @@ def _figures_section(run: _Run) -> str:
         )
         matrix = np.asarray(m["confusion_matrix"])
         class_names = list(run.dataset.class_names)
-        png = _png_via_file(lambda path: plot_confusion_matrix(matrix, class_names, path, title))
+        png = confusion_matrix_png(matrix, class_names, title)
         parts.append(
             f"<section id='confusion-matrix'><h2>Confusion matrix ({_esc(shown)})</h2>"
             "<p class='note'>Rows: true class; columns: predicted class.</p>"

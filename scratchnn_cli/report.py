@@ -21,17 +21,29 @@ from sklearn.metrics import ConfusionMatrixDisplay  # noqa: E402
 from scratchnn_cli.runs import atomic_write  # noqa: E402
 
 
-def _save(fig: plt.Figure, path: Path) -> None:
+def figure_png(fig: plt.Figure) -> bytes:
+    """The PNG bytes of a matplotlib figure, which is then closed."""
     buffer = io.BytesIO()
-    with warnings.catch_warnings():  # a class name with a character the font lacks: a box
-        warnings.filterwarnings("ignore", message="Glyph .* missing from", category=UserWarning)
-        fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    atomic_write(path, lambda f: f.write(buffer.getvalue()))
+    try:
+        with warnings.catch_warnings():  # a class name with a character the font lacks: a box
+            warnings.filterwarnings("ignore", message="Glyph .* missing from", category=UserWarning)
+            fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    finally:
+        plt.close(fig)
+    return buffer.getvalue()
+
+
+def _write_png(png: bytes, path: Path) -> None:
+    atomic_write(path, lambda f: f.write(png))
 
 
 def plot_learning_curve(history: Sequence[Any], path: Path, title: str = "") -> None:
-    """Cost (train, val) and accuracy (train, val) against epoch, written atomically to ``path``.
+    """Write ``learning_curve_png`` atomically to ``path``."""
+    _write_png(learning_curve_png(history, title), path)
+
+
+def learning_curve_png(history: Sequence[Any], title: str = "") -> bytes:
+    """Cost (train, val) and accuracy (train, val) against epoch, as PNG bytes.
 
     ``history`` holds records with epoch, cost, train_accuracy, val_cost, val_accuracy.
     """
@@ -56,7 +68,7 @@ def plot_learning_curve(history: Sequence[Any], path: Path, title: str = "") -> 
         if history:
             ax.legend()
     fig.suptitle(title or "learning curve")
-    _save(fig, path)
+    return figure_png(fig)
 
 
 class LiveLearningCurve:
@@ -82,7 +94,12 @@ class LiveLearningCurve:
 def plot_confusion_matrix(
     matrix: np.ndarray, class_names: Sequence[str], path: Path, title: str = ""
 ) -> None:
-    """Confusion matrix (rows: true class, columns: predicted) with class names on the axes."""
+    """Write ``confusion_matrix_png`` atomically to ``path``."""
+    _write_png(confusion_matrix_png(matrix, class_names, title), path)
+
+
+def confusion_matrix_png(matrix: np.ndarray, class_names: Sequence[str], title: str = "") -> bytes:
+    """Confusion matrix (rows: true class, columns: predicted) with class names, as PNG bytes."""
     k = len(class_names)
     size = max(4.0, 0.6 * k + 2)
     fig, ax = plt.subplots(figsize=(size, size))
@@ -90,7 +107,7 @@ def plot_confusion_matrix(
     display = ConfusionMatrixDisplay(np.asarray(matrix), display_labels=labels)
     display.plot(ax=ax, cmap="Blues", colorbar=False, xticks_rotation=45 if k > 3 else "horizontal")
     ax.set_title(title or "confusion matrix")
-    _save(fig, path)
+    return figure_png(fig)
 
 
 def confusion_table(matrix: np.ndarray, class_names: Sequence[str], title: str = "") -> Table:
