@@ -222,25 +222,14 @@ def gradcheck(
     Builds the configured network on a few samples of its data (dropout off, L1/L2 included)
     and prints the relative error per layer and parameter; exits with 4 above the tolerance.
     """
-    import numpy as np
     from rich.table import Table
 
     from scratchnn_cli.config import load_config
-    from scratchnn_cli.data import load_dataset
-    from scratchnn_cli.experiment import build_network
-    from scratchnn_cli.gradcheck import check_gradients
+    from scratchnn_cli.experiment import gradcheck_experiment
 
-    spec = load_config(config, [*(set_ or []), "model.dtype=float64", "model.dropout=0"])
-    dataset = load_dataset(spec.data, spec.seed)
-    rng = np.random.default_rng([spec.seed, 5])
-    net = build_network(spec, dataset)
-    pick = rng.choice(len(dataset.y_train), min(samples, len(dataset.y_train)), replace=False)
-    X = np.asarray(dataset.X_train[pick], dtype=np.float64)
-    Y = net.loss.targets(dataset.y_train[pick], dataset.n_classes, np.float64)
-    rows = check_gradients(
-        net, X, Y, spec.train.l1, spec.train.l2, max_entries=max_entries, rng=rng
-    )
-    table = Table(title=f"gradient check: {spec.name} ({len(pick)} samples, float64)")
+    spec = load_config(config, set_ or [])
+    rows, n_used = gradcheck_experiment(spec, samples, max_entries)
+    table = Table(title=f"gradient check: {spec.name} ({n_used} samples, float64)")
     for column in ("layer", "param", "shape", "checked", "max |diff|", "relative error", ""):
         table.add_column(column, justify="right" if column not in ("param", "") else "left")
     worst = 0.0

@@ -30,6 +30,7 @@ from scratchnn_cli import __version__
 from scratchnn_cli.config import ExperimentConfig, apply_overrides, build_config
 from scratchnn_cli.data import Dataset, load_dataset
 from scratchnn_cli.errors import ConfigError, RunFolderError, RunWriteError
+from scratchnn_cli.gradcheck import GradCheckRow, check_gradients
 from scratchnn_cli.nn.network import Network
 from scratchnn_cli.progress import TrainingProgress
 from scratchnn_cli.report import LiveLearningCurve, plot_confusion_matrix
@@ -455,3 +456,23 @@ def evaluate_run(run_dir: Path, split: str = "test") -> dict[str, Any]:
     }
     write_json(Path(run_dir) / "evaluation.json", evaluation)
     return evaluation
+
+
+def gradcheck_experiment(
+    config: ExperimentConfig, samples: int = 8, max_entries: int = 200
+) -> tuple[list[GradCheckRow], int]:
+    """Backprop vs finite differences for the network ``config`` describes, in float64 with
+    dropout off (L1/L2 included), on ``samples`` random training samples of its data."""
+    model = config.model.model_copy(update={"dtype": "float64", "dropout": 0.0})
+    config = config.model_copy(update={"model": model})
+    dataset = load_dataset(config.data, config.seed)
+    rng = np.random.default_rng([config.seed, 5])
+    net = build_network(config, dataset)
+    n = len(dataset.y_train)
+    pick = rng.choice(n, min(samples, n), replace=False)
+    X = np.asarray(dataset.X_train[pick], dtype=np.float64)
+    Y = net.loss.targets(dataset.y_train[pick], dataset.n_classes, np.float64)
+    rows = check_gradients(
+        net, X, Y, config.train.l1, config.train.l2, max_entries=max_entries, rng=rng
+    )
+    return rows, len(pick)
