@@ -9,6 +9,22 @@ from typer.testing import CliRunner, Result
 
 from scratchnn_cli.cli import app
 
+# small and fast: blobs400 (200 / 100 / 100 samples), a hidden layer of 3, 1000 iterations
+SMALL_CONFIG = """\
+name: {name}
+seed: 0
+data:
+  dataset: blobs400
+  split: [0.5, 0.25, 0.25]
+model:
+  struct: [3]
+  sigma: 0.5
+train:
+  lr: 0.05
+  eps: 0
+  max_iterations: {max_iterations}
+"""
+
 
 def invoke(*args: object) -> Result:
     """Run the ``scratchnn`` CLI in-process with these arguments (paths become strings)."""

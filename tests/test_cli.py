@@ -12,28 +12,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from helpers import invoke
+from helpers import SMALL_CONFIG, invoke
 from typer.testing import Result
 
 from scratchnn_cli import __version__, runs
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-# small and fast: blobs400 (200 / 100 / 100 samples), a hidden layer of 3, 1000 iterations
-BASE_CONFIG = """\
-name: {name}
-seed: 0
-data:
-  dataset: blobs400
-  split: [0.5, 0.25, 0.25]
-model:
-  struct: [3]
-  sigma: 0.5
-train:
-  lr: 0.05
-  eps: 0
-  max_iterations: {max_iterations}
-"""
 
 
 def write_config(
@@ -41,7 +25,7 @@ def write_config(
 ) -> Path:
     values = {"name": "exp", "max_iterations": 1000, **fields}
     path = folder / filename
-    path.write_text(text if text is not None else BASE_CONFIG.format(**values), encoding="utf-8")
+    path.write_text(text if text is not None else SMALL_CONFIG.format(**values), encoding="utf-8")
     return path
 
 
@@ -186,7 +170,7 @@ def test_bad_csv_is_refused_before_the_run_folder(tmp_path: Path) -> None:
 
 
 def test_eps_written_as_1e_8_is_the_number(tmp_path: Path) -> None:
-    text = BASE_CONFIG.format(name="eps", max_iterations=300).replace("eps: 0", "eps: 1e-8")
+    text = SMALL_CONFIG.format(name="eps", max_iterations=300).replace("eps: 0", "eps: 1e-8")
     assert yaml.safe_load(text)["train"]["eps"] == "1e-8"  # what PyYAML makes of it
     config = write_config(tmp_path, text)
     result = invoke("train", config, "--runs-dir", tmp_path / "runs")
@@ -225,7 +209,7 @@ def test_set_overrides_show_up_in_the_resolved_config(tmp_path: Path) -> None:
 
 
 def test_name_defaults_to_the_file_stem(tmp_path: Path) -> None:
-    text = BASE_CONFIG.format(name="x", max_iterations=200).replace("name: x\n", "")
+    text = SMALL_CONFIG.format(name="x", max_iterations=200).replace("name: x\n", "")
     config = write_config(tmp_path, text, filename="my-spec.yaml")
     assert invoke("train", config, "--runs-dir", tmp_path / "runs").exit_code == 0
     run_dir = only_run(tmp_path / "runs")

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from helpers import invoke
+from helpers import SMALL_CONFIG, invoke
 from typer.testing import Result
 
 from scratchnn_cli import runs
@@ -39,21 +39,6 @@ CONFIGS = ROOT / "configs"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 ENOSPC = 28
 
-# blobs400 (200 / 100 / 100 samples), one small hidden layer, a few hundred updates
-SMALL_CONFIG = """\
-name: {name}
-seed: 0
-data:
-  dataset: blobs400
-  split: [0.5, 0.25, 0.25]
-model:
-  struct: [3]
-  sigma: 0.5
-train:
-  lr: 0.05
-  eps: 0
-  max_iterations: {max_iterations}
-"""
 
 # digits, mini-batches of 16 (68 updates an epoch, a few ms), a checkpoint every 2 epochs
 DIGITS_CONFIG = """\
