@@ -12,7 +12,7 @@ Each benchmark is a *section*: one function ``(opts, console) -> None`` plus one
 register it there.
 
 Section ``single-sample``
-    Single-sample SGD steps per second of ``scratchnn_cli.train.train`` (the trainer users run)
+    Single-sample SGD steps per second of ``training.loop.train`` (the trainer users run)
     against ``notebook_port.LoopNet``, a faithful port of the course notebook's per-element loops,
     for a 2-5-1 and a 784-10-5-1 sigmoid net, both measured in this run (interleaved, best of
     ``--repeats``). Before timing, it checks that both compute the same weights from the same start
@@ -53,10 +53,10 @@ from rich.markup import escape
 from rich.table import Table
 
 import scratchnn_cli
-import scratchnn_cli.train as train_module
+import scratchnn_cli.training.loop as train_module
 from scratchnn_cli.config import TrainConfig
 from scratchnn_cli.nn.network import Network
-from scratchnn_cli.train import train
+from scratchnn_cli.training.loop import train
 
 # --------------------------------------------------------------------------------------------------
 # Section "single-sample": our trainer against the notebook's loops
@@ -308,7 +308,7 @@ class CountedArray(np.ndarray):
 
 
 class _CountingNumpy:
-    """Stands in for ``np`` inside scratchnn_cli.train while counting, so that the trainer's own
+    """Stands in for ``np`` inside training.loop while counting, so that the trainer's own
     arrays (X, Z_epoch) are CountedArrays too; everything else is plain NumPy."""
 
     def __getattr__(self, name: str) -> Any:

@@ -4,7 +4,7 @@ MLP, batch 128, against scikit-learn, PyTorch and the matrix-multiply floor.
 What is timed, for 1 and then 2 BLAS threads (``threadpool_limits`` for NumPy and scikit-learn,
 ``torch.set_num_threads`` for PyTorch), every number measured in this run:
 
-- ours: ``scratchnn_cli.train.train`` (the trainer users run) with ``batch_size=128``,
+- ours: ``scratchnn_cli.training.loop.train`` (the trainer users run) with ``batch_size=128``,
   ``sampling="shuffle"``, ``max_epochs=1``, plain SGD (lr 0.01) or Adam (lr 0.001), in float32 and
   float64; the epoch time is ``result.seconds``, as train() measures it;
 - ``sklearn.neural_network.MLPClassifier``, same architecture, solver sgd (no momentum) or adam,
@@ -54,13 +54,13 @@ from rich.console import Console
 from rich.table import Table
 from threadpoolctl import threadpool_info, threadpool_limits
 
-import scratchnn_cli.train as train_module
+import scratchnn_cli.training.loop as train_module
 from scratchnn_cli.config import TrainConfig
 from scratchnn_cli.data import load_fashion_mnist
 from scratchnn_cli.errors import DataError
 from scratchnn_cli.nn.network import Network
-from scratchnn_cli.nn.optimizers import Optimizer
-from scratchnn_cli.train import train
+from scratchnn_cli.nn.optim.optimizers import Optimizer
+from scratchnn_cli.training.loop import train
 
 SIZES = (784, 256, 128, 10)
 BATCH = 128

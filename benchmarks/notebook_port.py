@@ -128,7 +128,7 @@ class LoopNet:
         """``n_steps`` SGD steps on random samples; returns (mean cost of each epoch, seconds).
 
         An epoch is N = len(X) steps; its sample indices come from ``rng.integers(0, N, size=N)``,
-        the same draws as ``scratchnn_cli.train.train`` makes: the same seed, the same order.
+        the same draws as ````training.loop.train`` makes: the same seed, the same order.
         """
         N = X.shape[0]
         epoch_costs: list[float] = []

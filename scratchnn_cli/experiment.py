@@ -30,10 +30,10 @@ from scratchnn_cli import __version__
 from scratchnn_cli.config import ExperimentConfig, apply_overrides, build_config
 from scratchnn_cli.data import Dataset, load_dataset
 from scratchnn_cli.errors import ConfigError, RunFolderError, RunWriteError
-from scratchnn_cli.gradcheck import GradCheckRow, check_gradients
+from scratchnn_cli.nn.gradcheck import GradCheckRow, check_gradients
 from scratchnn_cli.nn.network import Network
-from scratchnn_cli.progress import TrainingProgress
-from scratchnn_cli.report import LiveLearningCurve, plot_confusion_matrix
+from scratchnn_cli.report.plots import LiveLearningCurve, plot_confusion_matrix
+from scratchnn_cli.report.progress import TrainingProgress
 from scratchnn_cli.runs import (
     create_run_dir,
     load_finished_run,
@@ -46,7 +46,7 @@ from scratchnn_cli.runs import (
     write_text,
     write_yaml,
 )
-from scratchnn_cli.train import EpochRecord, Snapshot, TrainResult, train
+from scratchnn_cli.training.loop import EpochRecord, Snapshot, TrainResult, train
 
 SPLITS = ("train", "val", "test")
 

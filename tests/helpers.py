@@ -34,7 +34,7 @@ def invoke(*args: object) -> Result:
 def numeric_grad(f: Callable[[], float], P: np.ndarray, h: float = 1e-6) -> np.ndarray:
     """dJ/dP by central differences, perturbing the array ``P`` in place (restored after).
 
-    Written independently of ``scratchnn_cli.gradcheck`` so the tests do not trust the code
+    Written independently of ``scratchnn_cli.nn.gradcheck`` so the tests do not trust the code
     they check.
     """
     grad = np.zeros_like(P, dtype=np.float64)

@@ -31,8 +31,8 @@ from scratchnn_cli import runs
 from scratchnn_cli.config import ExperimentConfig
 from scratchnn_cli.data import load_dataset
 from scratchnn_cli.experiment import build_network, rng_streams, training_set
-from scratchnn_cli.nn.activations import Sigmoid
-from scratchnn_cli.train import Snapshot, TrainResult, train
+from scratchnn_cli.nn.layers.activations import Sigmoid
+from scratchnn_cli.training.loop import Snapshot, TrainResult, train
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = ROOT / "configs"

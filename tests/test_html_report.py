@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 
 from scratchnn_cli.cli import app
 from scratchnn_cli.errors import RunFolderError
-from scratchnn_cli.html_report import MAX_MISCLASSIFIED, write_html_report
+from scratchnn_cli.report.html import MAX_MISCLASSIFIED, write_html_report
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -264,7 +264,7 @@ def test_no_misclassified_images_says_so(runs: dict, tmp_path: Path, monkeypatch
     real_predict = Network.predict
     monkeypatch.setattr(Network, "predict", lambda self, X: real_predict(self, X) * 0)
     monkeypatch.setattr(
-        "scratchnn_cli.html_report.Dataset.split",
+        "scratchnn_cli.report.html.Dataset.split",
         lambda self, split: (self.X_test[self.y_test == 0], self.y_test[self.y_test == 0]),
     )
     text = write_html_report(run_dir).read_text(encoding="utf-8")

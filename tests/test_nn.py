@@ -23,7 +23,7 @@ from scratchnn_cli.nn import (
     sigmoid,
     softmax,
 )
-from scratchnn_cli.nn.optimizers import SGD
+from scratchnn_cli.nn.optim.optimizers import SGD
 
 H = 1e-6  # central-difference step
 RTOL = 1e-6  # relative error allowed per entry

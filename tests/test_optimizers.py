@@ -1,4 +1,4 @@
-"""Tests for scratchnn_cli.nn.optimizers: hand-computed updates, agreement with scikit-learn's
+"""Tests for scratchnn_cli.nn.optim.optimizers: hand-computed updates, agreement with scikit-learn's
 optimizers, dtype, checkpoint round trips, subnormal flushing and convergence on a quadratic."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from sklearn.neural_network._stochastic_optimizers import AdamOptimizer, SGDOptimizer
 
-from scratchnn_cli.nn.optimizers import (
+from scratchnn_cli.nn.optim.optimizers import (
     OPTIMIZERS,
     SGD,
     Adam,

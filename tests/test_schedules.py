@@ -1,10 +1,10 @@
-"""Tests for scratchnn_cli.nn.schedules: the learning rate of each epoch, and the errors."""
+"""Tests for scratchnn_cli.nn.optim.schedules: the learning rate of each epoch, and the errors."""
 
 from __future__ import annotations
 
 import pytest
 
-from scratchnn_cli.nn.schedules import SCHEDULES, make_schedule
+from scratchnn_cli.nn.optim.schedules import SCHEDULES, make_schedule
 
 
 def lrs(schedule, n: int) -> list[float]:

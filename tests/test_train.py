@@ -1,4 +1,4 @@
-"""Tests for scratchnn_cli.train: learning on the built-ins, determinism, the stopping rules and
+"""Tests for training.loop: learning on the built-ins, determinism, the stopping rules and
 the epoch cost, through the same wiring run_experiment uses (load_dataset, build_network)."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from scratchnn_cli.config import ExperimentConfig, TrainConfig
 from scratchnn_cli.data import Dataset, load_dataset
 from scratchnn_cli.experiment import build_network, rng_streams, score, training_set
 from scratchnn_cli.nn.network import Network
-from scratchnn_cli.train import TrainResult, train
+from scratchnn_cli.training.loop import TrainResult, train
 
 
 @dataclass

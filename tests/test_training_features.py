@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from helpers import numeric_grad
 
-import scratchnn_cli.train as train_module
+import scratchnn_cli.training.loop as train_module
 from scratchnn_cli.config import ExperimentConfig, TrainConfig, build_config, load_config
 from scratchnn_cli.data import Dataset, load_dataset
 from scratchnn_cli.errors import ConfigError
@@ -32,9 +32,9 @@ from scratchnn_cli.experiment import (
     training_set,
 )
 from scratchnn_cli.nn.network import Network, init_weights
-from scratchnn_cli.nn.optimizers import Optimizer
+from scratchnn_cli.nn.optim.optimizers import Optimizer
 from scratchnn_cli.nn.regularizers import add_penalty_gradient, penalty
-from scratchnn_cli.train import EpochRecord, TrainResult, train
+from scratchnn_cli.training.loop import EpochRecord, TrainResult, train
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 OPTIMIZER_NAMES = ["sgd", "momentum", "nesterov", "rmsprop", "adam", "adamw"]

@@ -5,8 +5,8 @@ Conventions (one line each, as in the formulas): samples are rows, so a layer co
 ``dZ``, ``dW``, ``db``, ``dA`` are the gradients of the cost J with respect to those arrays.
 """
 
-from scratchnn_cli.nn.activations import ACTIVATIONS, Activation, sigmoid, softmax
-from scratchnn_cli.nn.layers import Dense
+from scratchnn_cli.nn.layers.activations import ACTIVATIONS, Activation, sigmoid, softmax
+from scratchnn_cli.nn.layers.dense import Dense
 from scratchnn_cli.nn.losses import BinaryCrossEntropy, Loss, SoftmaxCrossEntropy
 from scratchnn_cli.nn.network import Network
 

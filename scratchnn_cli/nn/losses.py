@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from scratchnn_cli.nn.activations import sigmoid, softmax
+from scratchnn_cli.nn.layers.activations import sigmoid, softmax
 
 
 class Loss:

@@ -10,8 +10,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from scratchnn_cli.nn.activations import ACTIVATIONS, Activation
-from scratchnn_cli.nn.layers import Dense
+from scratchnn_cli.nn.layers.activations import ACTIVATIONS, Activation
+from scratchnn_cli.nn.layers.dense import Dense
 from scratchnn_cli.nn.losses import LOSSES, Loss
 
 

@@ -33,7 +33,7 @@ from scratchnn_cli.data import Dataset
 from scratchnn_cli.errors import RunFolderError, one_line
 from scratchnn_cli.experiment import SPLITS, load_run_model, training_set
 from scratchnn_cli.nn.network import Network
-from scratchnn_cli.report import confusion_matrix_png, figure_png, learning_curve_png, plt
+from scratchnn_cli.report.plots import confusion_matrix_png, figure_png, learning_curve_png, plt
 from scratchnn_cli.runs import read_json, write_text
 
 REPORT_NAME = "report.html"

@@ -12,7 +12,6 @@ import os
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
-import yaml
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -22,8 +21,6 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-
-from scratchnn_cli.errors import ConfigError
 
 BUILTIN_DATASETS = ("blobs400", "circles500", "digits", "fashion-mnist")
 
@@ -263,7 +260,7 @@ class ExperimentConfig(_Section):
         return data
 
 
-def _format_validation_error(error: ValidationError, source: str) -> str:
+def format_validation_error(error: ValidationError, source: str) -> str:
     """One line per pydantic error, joined: ``source: key.path: reason``."""
     parts = []
     for err in error.errors():
@@ -296,69 +293,3 @@ def _unknown_key_message(loc: tuple[Any, ...]) -> str:
     close = difflib.get_close_matches(key, list(model.model_fields), n=1)
     hint = f" (did you mean '{close[0]}'?)" if close else ""
     return f"{'.'.join(str(p) for p in loc)}: unknown key{hint}"
-
-
-def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Apply ``key.path=value`` overrides; the value is parsed as YAML (so 0.01 is a number)."""
-    for item in overrides:
-        key, sep, text = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"--set {item!r}: expected key.path=value, e.g. train.lr=0.01")
-        try:
-            value = yaml.safe_load(text) if text.strip() else text
-        except yaml.YAMLError:
-            value = text
-        node = raw
-        parts = key.strip().split(".")
-        for part in parts[:-1]:
-            child = node.get(part)
-            if child is None:
-                child = node[part] = {}
-            if not isinstance(child, dict):
-                raise ConfigError(f"--set {item!r}: {part} is not a section")
-            node = child
-        node[parts[-1]] = value
-    return raw
-
-
-def read_yaml(path: Path) -> dict[str, Any]:
-    """Read a YAML mapping; syntax errors name the file, line and column."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"config file not found: {path}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read config {path}: {exc}") from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(f"{where}: YAML syntax error: {problem}") from None
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: the config must be a mapping of keys (data:, model:, train:)")
-    return raw
-
-
-def build_config(
-    raw: dict[str, Any], source: str, default_name: str | None = None
-) -> ExperimentConfig:
-    """Validate a raw mapping into an :class:`ExperimentConfig` (``ConfigError`` on any problem)."""
-    try:
-        config = ExperimentConfig.model_validate(raw)
-    except ValidationError as exc:
-        raise ConfigError(_format_validation_error(exc, source)) from None
-    if config.name is None and default_name:
-        safe = "".join(c if c.isalnum() or c in "._-" else "-" for c in default_name)
-        config.name = safe or "experiment"
-    return config
-
-
-def load_config(path: Path, overrides: list[str] | None = None) -> ExperimentConfig:
-    """Load, override and validate the spec in ``path``; the name defaults to the file stem."""
-    raw = read_yaml(path)
-    raw = apply_overrides(raw, overrides or [])
-    return build_config(raw, str(path), default_name=path.stem)

@@ -168,7 +168,7 @@ def evaluate(
     """Reload a finished run, rebuild its data and score it on held-out data."""
     from scratchnn_cli.errors import UserInputError
     from scratchnn_cli.experiment import evaluate_run
-    from scratchnn_cli.report import confusion_table
+    from scratchnn_cli.report.plots import confusion_table
 
     if split not in ("train", "val", "test"):
         raise UserInputError(f"--split must be test, val or train (got {split!r})")
@@ -291,6 +291,6 @@ def report(
 ) -> None:
     """Write RUN_DIR/report.html: one self-contained page with the config, the curves, the
     confusion matrix, per-class accuracy, and decision boundary or misclassified images."""
-    from scratchnn_cli.html_report import write_html_report
+    from scratchnn_cli.report.html import write_html_report
 
     say(str(write_html_report(run_dir)))

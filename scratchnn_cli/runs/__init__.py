@@ -169,7 +169,7 @@ def write_checkpoint(path: Path, snapshot: Any) -> None:
 
 def read_checkpoint(path: Path) -> Any:
     """Load a Snapshot written by ``write_checkpoint``; RunFolderError if it is unreadable."""
-    from scratchnn_cli.train import EpochRecord, Snapshot
+    from scratchnn_cli.training.loop import EpochRecord, Snapshot
 
     try:
         with np.load(path, allow_pickle=False) as data:

@@ -24,9 +24,9 @@ import numpy as np
 
 from scratchnn_cli.config import TrainConfig
 from scratchnn_cli.nn.network import Network
-from scratchnn_cli.nn.optimizers import make_optimizer
+from scratchnn_cli.nn.optim.optimizers import make_optimizer
+from scratchnn_cli.nn.optim.schedules import make_schedule
 from scratchnn_cli.nn.regularizers import add_penalty_gradient, penalty
-from scratchnn_cli.nn.schedules import make_schedule
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,56 @@
+"""Read a YAML spec, apply ``--set`` overrides, validate it into an ExperimentConfig."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from scratchnn_cli.config.overrides import apply_overrides
+from scratchnn_cli.config.schema import ExperimentConfig, format_validation_error
+from scratchnn_cli.errors import ConfigError
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """Read a YAML mapping; syntax errors name the file, line and column."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read config {path}: {exc}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{where}: YAML syntax error: {problem}") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the config must be a mapping of keys (data:, model:, train:)")
+    return raw
+
+
+def build_config(
+    raw: dict[str, Any], source: str, default_name: str | None = None
+) -> ExperimentConfig:
+    """Validate a raw mapping into an :class:`ExperimentConfig` (``ConfigError`` on any problem)."""
+    try:
+        config = ExperimentConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, source)) from None
+    if config.name is None and default_name:
+        safe = "".join(c if c.isalnum() or c in "._-" else "-" for c in default_name)
+        config.name = safe or "experiment"
+    return config
+
+
+def load_config(path: Path, overrides: list[str] | None = None) -> ExperimentConfig:
+    """Load, override and validate the spec in ``path``; the name defaults to the file stem."""
+    raw = read_yaml(path)
+    raw = apply_overrides(raw, overrides or [])
+    return build_config(raw, str(path), default_name=path.stem)

@@ -1,0 +1,1 @@
+"""Layers: each has ``forward(A_prev, training) -> A`` and ``backward(dA) -> dA_prev``."""

@@ -1,0 +1,1 @@
+"""Update rules (``optimizers``) and learning-rate schedules (``schedules``)."""

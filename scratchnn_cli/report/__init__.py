@@ -1,0 +1,1 @@
+"""What a user looks at: plots (PNG), the HTML report, the live progress display."""

@@ -1,0 +1,1 @@
+"""The training loop (``loop.train``), its stopping rules and its snapshots."""
