@@ -7,6 +7,7 @@ CLI only parses arguments and calls ``run_experiment`` or ``evaluate_run``.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import platform
 import shutil
@@ -31,7 +32,7 @@ from scratchnn_cli.config import ExperimentConfig, apply_overrides, build_config
 from scratchnn_cli.data import Dataset, load_dataset
 from scratchnn_cli.errors import ConfigError, RunFolderError, RunWriteError
 from scratchnn_cli.nn.gradcheck import GradCheckRow, check_gradients
-from scratchnn_cli.nn.network import Network
+from scratchnn_cli.nn.network import Network, plan
 from scratchnn_cli.report.plots import LiveLearningCurve, plot_confusion_matrix
 from scratchnn_cli.report.progress import TrainingProgress
 from scratchnn_cli.runs import (
@@ -46,7 +47,8 @@ from scratchnn_cli.runs import (
     write_text,
     write_yaml,
 )
-from scratchnn_cli.training.loop import EpochRecord, Snapshot, TrainResult, train
+from scratchnn_cli.training.loop import train
+from scratchnn_cli.training.snapshot import EpochRecord, Hooks, Snapshot, TrainResult
 
 SPLITS = ("train", "val", "test")
 
@@ -74,24 +76,86 @@ def output_kind(config: ExperimentConfig, n_classes: int) -> str:
 
 
 def build_network(
-    config: ExperimentConfig, dataset: Dataset, rng: np.random.Generator | None = None
+    config: ExperimentConfig,
+    dataset: Dataset,
+    rng: np.random.Generator | None = None,
+    dropout_rng: np.random.Generator | None = None,
 ) -> Network:
-    """The network the spec describes, sized for the dataset (weights from ``rng``)."""
+    """The network the spec describes, sized for the dataset: its hidden layers (``model.layers``
+    or the short form), then the output layer; weights from ``rng`` (default: the spec's
+    initial-weight stream), dropout masks from ``dropout_rng`` (default: its dropout stream)."""
     output = output_kind(config, dataset.n_classes)
     n_outputs = 1 if output == "sigmoid" else dataset.n_classes
-    return Network.build(
-        dataset.n_features,
-        config.model.struct,
-        n_outputs,
-        activation=config.model.activation,
-        output=output,
-        rng=rng if rng is not None else rng_streams(config.seed)["init"],
-        mu=config.model.mu,
-        sigma=config.model.sigma,
-        dtype=np.dtype(config.model.dtype),
-        init=config.model.init,
-        dropout=config.model.dropout,
-    )
+    streams = rng_streams(config.seed)
+    try:
+        return Network.from_layers(
+            [spec.make() for spec in config.model.layer_specs()],
+            dataset.n_features,
+            n_outputs,
+            output=output,
+            rng=rng if rng is not None else streams["init"],
+            mu=config.model.mu,
+            sigma=config.model.sigma,
+            dtype=np.dtype(config.model.dtype),
+            init=config.model.init,
+            dropout_rng=dropout_rng if dropout_rng is not None else streams["dropout"],
+        )
+    except ValueError as exc:  # a layer that does not fit its input (dense on images...)
+        raise ConfigError(f"model.layers: {exc}") from None
+
+
+def check_memory(config: ExperimentConfig, dataset: Dataset) -> None:
+    """Refuse (ConfigError) a network whose training would not fit in this machine's memory."""
+    needed = training_bytes(config, dataset)
+    total = physical_memory()
+    if total is not None and needed > total:
+        raise ConfigError(
+            f"model: this network and its data need ~{needed / 2**30:.3g} GiB to train, this "
+            f"machine has {total / 2**30:.3g} GiB; use fewer or smaller layers"
+        )
+
+
+def training_bytes(config: ExperimentConfig, dataset: Dataset) -> int:
+    """An estimate of the memory training needs, from the layer shapes (nothing allocated):
+
+    parameters x (theta, dtheta, the optimizer's moments and scratch, the copies a snapshot,
+    a checkpoint and the best weights keep), the activations of one batch forward and back,
+    and the data."""
+    specs = config.model.layer_specs()
+    layers = [spec.make() for spec in specs]
+    n_out = 1 if output_kind(config, dataset.n_classes) == "sigmoid" else dataset.n_classes
+    try:
+        shapes = plan(layers, (dataset.n_features,))
+    except ValueError as exc:
+        raise ConfigError(f"model.layers: {exc}") from None
+    width = shapes[-1][0] if shapes else dataset.n_features
+    n_params = sum(math.prod(s) for layer in layers for s in layer.param_shapes().values())
+    n_params += (width + 1) * n_out
+    moments = len(OPTIMIZER_MOMENTS.get(config.train.optimizer.name, ()))
+    itemsize = np.dtype(config.model.dtype).itemsize
+    n_train = len(dataset.y_train) + len(dataset.y_val)
+    batch = n_train if config.train.batch_size == "full" else min(config.train.batch_size, n_train)
+    activations = 3 * batch * (sum(math.prod(s) for s in shapes) + n_out)
+    data = sum(a.nbytes for a in (dataset.X_train, dataset.X_val, dataset.X_test))
+    return itemsize * (n_params * (6 + moments) + activations) + data
+
+
+#: The state arrays each update rule keeps per parameter (for the memory estimate).
+OPTIMIZER_MOMENTS = {
+    "momentum": ("v",),
+    "nesterov": ("v",),
+    "rmsprop": ("s",),
+    "adam": ("m", "v"),
+    "adamw": ("m", "v"),
+}
+
+
+def physical_memory() -> int | None:
+    """This machine's memory in bytes (None where the OS does not say)."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
 
 
 def score(net: Network, X: np.ndarray, y: np.ndarray, n_classes: int) -> dict[str, Any]:
@@ -114,6 +178,20 @@ def training_set(config: ExperimentConfig, dataset: Dataset) -> tuple[np.ndarray
             np.concatenate([dataset.y_train, dataset.y_val]),
         )
     return dataset.X_train, dataset.y_train
+
+
+def network_record(config: ExperimentConfig, net: Network) -> dict[str, Any]:
+    """What run.json says of the network: sizes, activation, output, and a row per layer."""
+    return {
+        "sizes": net.sizes,
+        "activation": config.model.activation if config.model.layers is None else "per layer",
+        "output": net.loss.name,
+        "parameters": int(net.theta.size),
+        "layers": [
+            {"layer": r.layer, "output_shape": list(r.output_shape), "params": r.params}
+            for r in net.summary()
+        ],
+    }
 
 
 def _versions() -> dict[str, str]:
@@ -191,8 +269,9 @@ def run_experiment(
     """
     dataset = load_dataset(config.data, config.seed)
     check_compatible(config, dataset)
+    check_memory(config, dataset)
     streams = rng_streams(config.seed)
-    net = build_network(config, dataset, streams["init"])
+    net = build_network(config, dataset, streams["init"], streams["dropout"])
     run_dir = create_run_dir(runs_dir, config.name or "experiment")
     info: dict[str, Any] = {
         "status": "running",
@@ -204,7 +283,7 @@ def run_experiment(
         "ended": None,
         "seconds": None,
         "stop": None,
-        "network": {"sizes": net.sizes, "activation": net.activation.name, "output": net.loss.name},
+        "network": network_record(config, net),
         "data": _data_record(dataset),
         "versions": _versions(),
     }
@@ -266,7 +345,7 @@ def resume_experiment(
         raise RunFolderError(f"{run_dir}: the data differs from what the run was trained on")
     check_compatible(config, dataset)
     streams = rng_streams(config.seed)
-    net = build_network(config, dataset, streams["init"])
+    net = build_network(config, dataset, streams["init"], streams["dropout"])
     checkpoint = run_dir / "checkpoint.npz"
     snapshot = read_checkpoint(checkpoint) if checkpoint.is_file() else None
     if snapshot is not None and [p.shape for p in snapshot.params] != [
@@ -354,14 +433,10 @@ def _train_in(
                 dataset.n_classes,
                 config.train,
                 streams["sampling"],
-                on_epoch,
-                X_val=X_val,
-                y_val=y_val,
-                dropout_rng=streams["dropout"],
-                result=result,
+                validation=None if X_val is None else (X_val, y_val),
+                hooks=Hooks(on_epoch, save_checkpoint, config.train.checkpoint_every),
                 resume_from=snapshot,
-                on_checkpoint=save_checkpoint,
-                checkpoint_every=config.train.checkpoint_every,
+                result=result,
             )
         write_text(run_dir / "history.csv", _history_csv(result.history))
         write_npz(run_dir / "model.npz", net.state())
@@ -461,9 +536,9 @@ def evaluate_run(run_dir: Path, split: str = "test") -> dict[str, Any]:
 def gradcheck_experiment(
     config: ExperimentConfig, samples: int = 8, max_entries: int = 200
 ) -> tuple[list[GradCheckRow], int]:
-    """Backprop vs finite differences for the network ``config`` describes, in float64 with
-    dropout off (L1/L2 included), on ``samples`` random training samples of its data."""
-    model = config.model.model_copy(update={"dtype": "float64", "dropout": 0.0})
+    """Backprop vs finite differences for the network ``config`` describes, in float64, in
+    evaluation mode (dropout off; L1/L2 included), on ``samples`` random training samples."""
+    model = config.model.model_copy(update={"dtype": "float64"})
     config = config.model_copy(update={"model": model})
     dataset = load_dataset(config.data, config.seed)
     rng = np.random.default_rng([config.seed, 5])

@@ -32,7 +32,7 @@ from scratchnn_cli.config import ExperimentConfig
 from scratchnn_cli.data import load_dataset
 from scratchnn_cli.experiment import build_network, rng_streams, training_set
 from scratchnn_cli.nn.layers.activations import Sigmoid
-from scratchnn_cli.training.loop import Snapshot, TrainResult, train
+from scratchnn_cli.training import Hooks, Snapshot, TrainResult, train
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = ROOT / "configs"
@@ -489,15 +489,16 @@ from scratchnn_cli.cli import app
 real_train = experiment.train
 
 
-def train(*args, **kwargs):
-    on_epoch = args[6]
+def train(*args, hooks, **kwargs):
+    on_epoch = hooks.on_epoch
 
     def stop_at_3(record):
         on_epoch(record)
         if record.epoch == 3:
             raise KeyboardInterrupt  # the first Ctrl-C
 
-    return real_train(*args[:6], stop_at_3, *args[7:], **kwargs)
+    hooks.on_epoch = stop_at_3
+    return real_train(*args, hooks=hooks, **kwargs)
 
 
 experiment.train = train
@@ -619,18 +620,18 @@ def fit(
     """
     dataset = load_dataset(config.data, config.seed)
     streams = rng_streams(config.seed)
-    net = build_network(config, dataset, streams["init"])
+    net = build_network(config, dataset, streams["init"], streams["dropout"])
     X, y = training_set(config, dataset)
     checkpoints: list[Snapshot] = []
     forwards = 0
     real_forward = net.forward
 
-    def forward(X: np.ndarray, dropout_rng: np.random.Generator | None = None) -> np.ndarray:
+    def forward(X: np.ndarray, training: bool = False) -> np.ndarray:
         nonlocal forwards
         forwards += 1
         if forwards == stop_at_forward:
             raise KeyboardInterrupt
-        return real_forward(X, dropout_rng)
+        return real_forward(X, training)
 
     net.forward = forward  # type: ignore[method-assign]
 
@@ -647,14 +648,10 @@ def fit(
             dataset.n_classes,
             config.train,
             streams["sampling"],
-            on_epoch,
-            X_val=dataset.X_val,
-            y_val=dataset.y_val,
-            dropout_rng=streams["dropout"],
+            validation=dataset.split("val"),
+            hooks=Hooks(on_epoch, checkpoints.append, checkpoint_every=2),
             result=result,
             resume_from=resume_from,
-            on_checkpoint=checkpoints.append,
-            checkpoint_every=2,
         )
     except KeyboardInterrupt:
         assert result.stopped_by == "interrupted"
@@ -850,8 +847,8 @@ def test_a_failed_write_while_saving_an_interrupted_run(
 
     real_train = experiment.train
 
-    def train_then_ctrl_c(*args: Any, **kwargs: Any) -> Any:
-        on_epoch = args[6]
+    def train_then_ctrl_c(*args: Any, hooks: Any, **kwargs: Any) -> Any:
+        on_epoch = hooks.on_epoch
 
         def stop(record: Any) -> None:
             on_epoch(record)
@@ -859,7 +856,8 @@ def test_a_failed_write_while_saving_an_interrupted_run(
                 monkeypatch.setattr(runs, "os", _FailingOs(1, once=False))
                 raise KeyboardInterrupt
 
-        return real_train(*args[:6], stop, *args[7:], **kwargs)
+        hooks.on_epoch = stop
+        return real_train(*args, hooks=hooks, **kwargs)
 
     monkeypatch.setattr(experiment, "train", train_then_ctrl_c)
     config = write_config(tmp_path, SMALL_CONFIG.format(name="full", max_iterations=10**6))
@@ -965,7 +963,7 @@ def test_gradcheck_fails_with_4_on_a_broken_backprop(monkeypatch: pytest.MonkeyP
     def wrong_derivative(self: Sigmoid, Z: np.ndarray, A: np.ndarray, dA: np.ndarray) -> Any:
         return dA * A  # forgets the (1 - A) factor
 
-    monkeypatch.setattr(Sigmoid, "backward", wrong_derivative)
+    monkeypatch.setattr(Sigmoid, "dZ", wrong_derivative)
     result = invoke("gradcheck", CONFIGS / "circles_shallow.yaml")
     assert result.exit_code == 4, result.output
     assert_no_traceback(result)

@@ -37,14 +37,14 @@ def test_exponential() -> None:
 def test_cosine() -> None:
     # lr_min + (lr0 - lr_min) (1 + cos(pi min(epoch, T) / T)) / 2 with T = 4:
     # cos(pi/4) = 0.70710678..., so (1 + 0.70710678) / 2 = 0.85355339 and (1 - 0.70710678) / 2
-    schedule = make_schedule("cosine", 1.0, total_epochs=4)
+    schedule = make_schedule("cosine", 1.0, epochs=4)
     expected = [1.0, 0.8535533905932737, 0.5, 0.14644660940672624, 0.0, 0.0, 0.0]
     assert lrs(schedule, 7) == pytest.approx(expected, abs=1e-15)
 
 
 def test_cosine_with_lr_min() -> None:
     # T = 2, lr0 = 0.5, lr_min = 0.1: 0.1 + 0.4 * [1, 0.5, 0, 0, 0]
-    schedule = make_schedule("cosine", 0.5, total_epochs=2, lr_min=0.1)
+    schedule = make_schedule("cosine", 0.5, epochs=2, lr_min=0.1)
     assert lrs(schedule, 5) == pytest.approx([0.5, 0.3, 0.1, 0.1, 0.1], abs=1e-15)
 
 
@@ -54,7 +54,7 @@ def test_cosine_with_lr_min() -> None:
         ("constant", {}),
         ("step", {"drop": 0.5, "every": 3}),
         ("exponential", {"gamma": 0.9}),
-        ("cosine", {"total_epochs": 5}),
+        ("cosine", {"epochs": 5}),
     ],
 )
 def test_epoch_0_is_lr0_and_values_are_python_floats(name: str, params: dict) -> None:
@@ -73,20 +73,20 @@ def test_every_schedule_is_registered() -> None:
         ("linear", 0.1, {}, "unknown schedule 'linear'"),
         ("constant", 0.1, {"gamma": 0.5}, "'constant' does not take gamma"),
         ("step", 0.1, {"gamma": 0.5}, "'step' does not take gamma \\(it takes: drop, every\\)"),
-        ("cosine", 0.1, {}, "'cosine' needs total_epochs"),
+        ("cosine", 0.1, {}, "'cosine' needs epochs"),
         ("constant", 0.0, {}, "lr0 must be a positive"),
         ("constant", -0.1, {}, "lr0 must be a positive"),
-        ("constant", float("inf"), {}, "lr0 must be a positive"),
+        ("constant", float("inf"), {}, "lr0 must be a finite number"),
         ("step", 0.1, {"drop": 0.0}, "drop must be a positive"),
         ("step", 0.1, {"drop": 1.5}, "drop must be in \\(0, 1\\]"),
         ("step", 0.1, {"every": 0}, "every must be >= 1"),
         ("step", 0.1, {"every": 2.5}, "every must be an integer"),
         ("exponential", 0.1, {"gamma": 0.0}, "gamma must be a positive"),
         ("exponential", 0.1, {"gamma": 1.1}, "gamma must be in"),
-        ("cosine", 0.1, {"total_epochs": 0}, "total_epochs must be >= 1"),
-        ("cosine", 0.1, {"total_epochs": True}, "total_epochs must be an integer"),
-        ("cosine", 0.1, {"total_epochs": 5, "lr_min": 0.2}, "lr_min must be in"),
-        ("cosine", 0.1, {"total_epochs": 5, "lr_min": -0.01}, "lr_min must be in"),
+        ("cosine", 0.1, {"epochs": 0}, "epochs must be >= 1"),
+        ("cosine", 0.1, {"epochs": True}, "epochs must be an integer"),
+        ("cosine", 0.1, {"epochs": 5, "lr_min": 0.2}, "lr_min must be in"),
+        ("cosine", 0.1, {"epochs": 5, "lr_min": -0.01}, "lr_min must be in"),
     ],
 )
 def test_errors(name: str, lr0: float, params: dict, match: str) -> None:

@@ -31,10 +31,12 @@ from scratchnn_cli.experiment import (
     score,
     training_set,
 )
-from scratchnn_cli.nn.network import Network, init_weights
+from scratchnn_cli.nn.init import init_dense
+from scratchnn_cli.nn.layers import Dropout
+from scratchnn_cli.nn.network import Network
 from scratchnn_cli.nn.optim.optimizers import Optimizer
 from scratchnn_cli.nn.regularizers import add_penalty_gradient, penalty
-from scratchnn_cli.training.loop import EpochRecord, TrainResult, train
+from scratchnn_cli.training import EpochRecord, Hooks, TrainResult, train
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 OPTIMIZER_NAMES = ["sgd", "momentum", "nesterov", "rmsprop", "adam", "adamw"]
@@ -83,9 +85,9 @@ def fit(config: ExperimentConfig) -> Fit:
     the weights are copied at the end of every epoch."""
     dataset = load_dataset(config.data, config.seed)
     streams = rng_streams(config.seed)
-    net = build_network(config, dataset, streams["init"])
+    net = build_network(config, dataset, streams["init"], streams["dropout"])
     X, y = training_set(config, dataset)
-    X_val, y_val = (None, None) if config.data.train_on == "train+val" else dataset.split("val")
+    val = None if config.data.train_on == "train+val" else dataset.split("val")
     snapshots: list[list[np.ndarray]] = []
 
     def on_epoch(record: EpochRecord) -> None:
@@ -98,10 +100,8 @@ def fit(config: ExperimentConfig) -> Fit:
         dataset.n_classes,
         config.train,
         streams["sampling"],
-        on_epoch,
-        X_val=X_val,
-        y_val=y_val,
-        dropout_rng=streams["dropout"],
+        validation=val,
+        hooks=Hooks(on_epoch=on_epoch),
     )
     return Fit(config, dataset, net, result, snapshots)
 
@@ -125,9 +125,21 @@ def tiny_problem(N: int = 10, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return X, y
 
 
-def tiny_net(seed: int = 1, dtype: type = np.float64, dropout: float = 0.0) -> Network:
+def tiny_net(
+    seed: int = 1,
+    dtype: type = np.float64,
+    dropout: float = 0.0,
+    dropout_rng: np.random.Generator | None = None,
+) -> Network:
     return Network.build(
-        3, [4], 1, activation="tanh", rng=np.random.default_rng(seed), dtype=dtype, dropout=dropout
+        3,
+        [4],
+        1,
+        activation="tanh",
+        rng=np.random.default_rng(seed),
+        dtype=dtype,
+        dropout=dropout,
+        dropout_rng=dropout_rng,
     )
 
 
@@ -136,9 +148,9 @@ def record_batches(net: Network) -> list[list[int]]:
     seen: list[list[int]] = []
     original = net.forward
 
-    def forward(X: np.ndarray, dropout_rng: np.random.Generator | None = None) -> np.ndarray:
+    def forward(X: np.ndarray, training: bool = False) -> np.ndarray:
         seen.append([int(v) for v in X[:, 0]])
-        return original(X, dropout_rng)
+        return original(X, training)
 
     net.forward = forward  # type: ignore[method-assign]
     return seen
@@ -224,19 +236,9 @@ def test_defaults_reproduce_the_assignment_single_sample_sgd_bit_for_bit(
 
     # the trainer, wired as run_experiment wires it
     streams = rng_streams(config.seed)
-    net = build_network(config, dataset, streams["init"])
-    X_val, y_val = (None, None) if config.data.train_on == "train+val" else dataset.split("val")
-    result = train(
-        net,
-        X,
-        y,
-        dataset.n_classes,
-        default,
-        streams["sampling"],
-        X_val=X_val,
-        y_val=y_val,
-        dropout_rng=streams["dropout"],
-    )
+    net = build_network(config, dataset, streams["init"], streams["dropout"])
+    val = None if config.data.train_on == "train+val" else dataset.split("val")
+    result = train(net, X, y, dataset.n_classes, default, streams["sampling"], validation=val)
 
     # the reference loop, from the same seeds
     ref_streams = rng_streams(config.seed)
@@ -594,49 +596,86 @@ def test_network_gradient_with_penalty_matches_finite_differences(output: str) -
 # --------------------------------------------------------------------------- 5. dropout
 
 
+def dropout_layers(net: Network) -> list[Dropout]:
+    return [layer for layer in net.layers if isinstance(layer, Dropout)]
+
+
 def test_dropout_is_off_at_evaluation() -> None:
-    rng = np.random.default_rng(0)
-    with_dropout = Network.build(5, [30, 20], 3, "relu", "softmax", rng=rng, dropout=0.5)
-    plain = Network(with_dropout.layers, with_dropout.activation, with_dropout.loss, dropout=0.0)
-    X = rng.normal(size=(8, 5))
+    def build(dropout: float) -> Network:
+        return Network.build(
+            5,
+            [30, 20],
+            3,
+            "relu",
+            "softmax",
+            rng=np.random.default_rng(0),
+            dropout=dropout,
+            dropout_rng=np.random.default_rng(1),
+        )
+
+    with_dropout, plain = build(0.5), build(0.0)
+    assert len(dropout_layers(with_dropout)) == 2 and dropout_layers(plain) == []
+    X = np.random.default_rng(2).normal(size=(8, 5))
     Z1 = with_dropout.forward(X)
-    assert with_dropout._masks == []
+    assert all(layer.mask is None for layer in dropout_layers(with_dropout))
     Z2 = with_dropout.forward(X)
     np.testing.assert_array_equal(Z1, Z2)
     np.testing.assert_array_equal(Z1, plain.forward(X))
     np.testing.assert_array_equal(with_dropout.predict_proba(X), plain.predict_proba(X))
-    # a dropout rng on a network without dropout changes nothing
-    np.testing.assert_array_equal(plain.forward(X, np.random.default_rng(1)), Z1)
-    assert plain._masks == []
+    # training mode on a network without dropout changes nothing; with dropout it does
+    np.testing.assert_array_equal(plain.forward(X, training=True), Z1)
+    assert not np.allclose(with_dropout.forward(X, training=True), Z1)
 
 
 @pytest.mark.parametrize("p", [0.2, 0.5])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_dropout_masks_drop_at_rate_p_and_rescale(p: float, dtype: type) -> None:
     rng = np.random.default_rng(1)
-    net = Network.build(20, [400, 300], 2, "sigmoid", "softmax", rng=rng, dtype=dtype, dropout=p)
+    net = Network.build(
+        20,
+        [400, 300],
+        2,
+        "sigmoid",
+        "softmax",
+        rng=rng,
+        dtype=dtype,
+        dropout=p,
+        dropout_rng=np.random.default_rng(2),
+    )
     X = rng.normal(size=(200, 20)).astype(dtype)
-    net.forward(X, np.random.default_rng(2))
-    assert len(net._masks) == 2
-    for i, (mask, A) in enumerate(zip(net._masks, net._A, strict=True)):
+    net.forward(X, training=True)
+    layers = net.layers
+    drops = [i for i, layer in enumerate(layers) if isinstance(layer, Dropout)]
+    assert len(drops) == 2
+    for i in drops:
+        mask, A = layers[i].mask, layers[i - 1].A  # the activation the mask multiplies
         assert mask.shape == A.shape and mask.dtype == dtype
         values = np.unique(mask)
         np.testing.assert_allclose(values, [0.0, 1.0 / (1.0 - p)], rtol=1e-6)
         assert np.mean(mask == 0) == pytest.approx(p, abs=0.01)
         # the next layer sees A * mask; its mean is A's mean (inverted dropout)
-        seen = net.layers[i + 1].A_prev
+        seen = layers[i + 1].A_prev
         np.testing.assert_allclose(seen, A * mask, rtol=1e-6)
         assert float(np.mean(seen)) == pytest.approx(float(np.mean(A)), rel=0.02)
 
 
 def test_dropout_preserves_the_expected_output() -> None:
     rng = np.random.default_rng(4)
-    net = Network.build(3, [50], 2, "tanh", "softmax", rng=rng, sigma=0.5, dropout=0.3)
+    net = Network.build(
+        3,
+        [50],
+        2,
+        "tanh",
+        "softmax",
+        rng=rng,
+        sigma=0.5,
+        dropout=0.3,
+        dropout_rng=np.random.default_rng(5),
+    )
     X = rng.normal(size=(4, 3))
     Z_eval = net.forward(X)
-    drop_rng = np.random.default_rng(5)
-    Z_mean = np.mean([net.forward(X, drop_rng) for _ in range(3000)], axis=0)
-    spread = np.std([net.forward(X, drop_rng) for _ in range(50)], axis=0)
+    Z_mean = np.mean([net.forward(X, training=True) for _ in range(3000)], axis=0)
+    spread = np.std([net.forward(X, training=True) for _ in range(50)], axis=0)
     assert spread.min() > 0  # masks really vary between calls
     np.testing.assert_allclose(Z_mean, Z_eval, atol=0.1 * spread.max())
 
@@ -648,11 +687,15 @@ def test_gradient_with_a_fixed_dropout_mask_matches_finite_differences(activatio
     X = rng.normal(size=(5, 4))
     Y = net.loss.targets(np.array([0, 1, 2, 0, 1]), 3, np.float64)
 
-    def J() -> float:  # the same seed draws the same mask every time
-        return net.loss.cost(net.forward(X, np.random.default_rng(99)), Y)
+    def forward_with_the_same_masks() -> np.ndarray:
+        net.rng = np.random.default_rng(99)  # the same seed draws the same masks every time
+        return net.forward(X, training=True)
 
-    net.backward(net.loss.dZ(net.forward(X, np.random.default_rng(99)), Y))
-    masks = [m.copy() for m in net._masks]
+    def J() -> float:
+        return net.loss.cost(forward_with_the_same_masks(), Y)
+
+    net.backward(net.loss.dZ(forward_with_the_same_masks(), Y))
+    masks = [layer.mask.copy() for layer in dropout_layers(net)]
     assert any((m == 0).any() for m in masks)  # something is actually dropped
     analytic = [g.copy() for g in net.grads()]
     for i, (P, G) in enumerate(zip(net.params(), analytic, strict=True)):
@@ -857,8 +900,7 @@ def test_resume_after_a_schedule_reached_lr_zero() -> None:
         2,
         cfg,
         np.random.default_rng(0),
-        on_checkpoint=snapshots.append,
-        checkpoint_every=1,
+        hooks=Hooks(on_checkpoint=snapshots.append, checkpoint_every=1),
     )
     at_3 = next(s for s in snapshots if s.epochs == 3)
     assert at_3.optimizer["lr"] == 0.0  # epoch 3 ran with the schedule's lr_min
@@ -936,8 +978,8 @@ def test_float32_stays_float32_with_every_optimizer(
     ],
 )
 def test_xavier_and_he_scales(init: str, n_in: int, n_out: int, std: float) -> None:
-    ((W, b),) = init_weights([n_in, n_out], np.random.default_rng(0), init=init)
-    assert W.shape == (n_in, n_out)
+    W, b = np.empty((n_in, n_out)), np.full(n_out, 7.0)
+    init_dense(W, b, np.random.default_rng(0), init, mu=0.0, sigma=0.1)
     np.testing.assert_array_equal(b, np.zeros(n_out))
     assert float(W.mean()) == pytest.approx(0.0, abs=0.01 * std)
     assert float(W.std()) == pytest.approx(std, rel=0.01)
@@ -955,9 +997,13 @@ def test_init_from_the_config_reaches_the_network() -> None:
 
 
 def test_normal_init_uses_mu_and_sigma_for_weights_and_biases() -> None:
-    (W, b), (W2, b2) = init_weights(
-        [300, 600, 400], np.random.default_rng(0), mu=0.3, sigma=0.05, init="normal"
+    rng = np.random.default_rng(0)
+    (W, b), (W2, b2) = (
+        (np.empty((300, 600)), np.empty(600)),
+        (np.empty((600, 400)), np.empty(400)),
     )
+    init_dense(W, b, rng, "normal", mu=0.3, sigma=0.05)
+    init_dense(W2, b2, rng, "normal", mu=0.3, sigma=0.05)
     for array in (W, W2):
         assert float(array.mean()) == pytest.approx(0.3, abs=0.001)
         assert float(array.std()) == pytest.approx(0.05, rel=0.01)

@@ -1,4 +1,4 @@
-"""The experiment spec: its schema, YAML loading and ``--set key.path=value`` overrides.
+"""The schema of the experiment spec (pydantic): every section, key, type and bound.
 
 The YAML layout is a contract (other tools write these files); see README.md, section "The config".
 Every problem is reported as one :class:`ConfigError` line that names the key path.
@@ -7,27 +7,35 @@ Every problem is reported as one :class:`ConfigError` line that names the key pa
 from __future__ import annotations
 
 import difflib
+import inspect
 import math
 import os
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal, Union, get_args, get_type_hints
 
+import numpy as np
 from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
+    create_model,
     field_validator,
     model_validator,
 )
+
+from scratchnn_cli.nn.layers import LAYERS, Layer
+from scratchnn_cli.nn.optim.optimizers import OPTIMIZERS, make_optimizer
+from scratchnn_cli.nn.optim.schedules import SCHEDULES, make_schedule
 
 BUILTIN_DATASETS = ("blobs400", "circles500", "digits", "fashion-mnist")
 
 
 def _whole_number(value: Any) -> Any:
     """Accept 1e6 or "1e6" (YAML reads 1e6 as text) where a whole number is expected."""
-    if isinstance(value, str | float) and not isinstance(value, bool):
+    _not_bool(value)
+    if isinstance(value, str | float):
         try:
             number = float(value)
         except ValueError:
@@ -37,10 +45,18 @@ def _whole_number(value: Any) -> Any:
     return value
 
 
+def _not_bool(value: Any) -> Any:
+    """A bool is not a number anywhere in the spec (``lr: true`` is refused, not read as 1)."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected a number, got the boolean {str(value).lower()}")
+    return value
+
+
+Number = Annotated[float, BeforeValidator(_not_bool), Field(allow_inf_nan=False)]
 Count = Annotated[int, BeforeValidator(_whole_number), Field(gt=0)]
-PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
-NonNegativeFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
-Fraction = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
+PositiveFloat = Annotated[Number, Field(gt=0)]
+NonNegativeFloat = Annotated[Number, Field(ge=0)]
+Fraction = Annotated[Number, Field(ge=0, le=1)]
 
 
 class _Section(BaseModel):
@@ -96,95 +112,176 @@ class DataConfig(_Section):
         return value
 
 
-class ModelConfig(_Section):
-    """The network: hidden layer sizes (``struct``), activations, weight initialisation."""
+# --------------------------------------------------------------------------- model.layers
 
-    struct: list[Annotated[int, Field(gt=0)]] = Field(default_factory=list)
+HIDDEN_ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu")
+
+
+class _LayerSpec(_Section):
+    """One entry of ``model.layers``; ``type`` names the layer (nn/layers/)."""
+
+    def make(self) -> Layer:
+        """The layer this entry describes (a new object each call)."""
+        params = self.model_dump(exclude={"type"})
+        return LAYERS[self.type](**params)
+
+
+class DenseSpec(_LayerSpec):
+    """``{type: dense, units: 64}``: Z = A_prev W + b."""
+
+    type: Literal["dense"]
+    units: Count
+
+
+class ActivationSpec(_LayerSpec):
+    """``{type: relu}`` (or sigmoid, tanh): A = g(Z)."""
+
+    type: Literal["sigmoid", "tanh", "relu"]
+
+
+class LeakyReLUSpec(_LayerSpec):
+    """``{type: leaky_relu, alpha: 0.01}``: A = Z where Z > 0 else alpha Z."""
+
+    type: Literal["leaky_relu"]
+    alpha: Annotated[Number, Field(ge=0, lt=1)] = 0.01
+
+
+class DropoutSpec(_LayerSpec):
+    """``{type: dropout, rate: 0.2}``: zero each activation with probability rate (training)."""
+
+    type: Literal["dropout"]
+    rate: Annotated[Number, Field(ge=0, lt=1)]
+
+
+class FlattenSpec(_LayerSpec):
+    """``{type: flatten}``: one row per sample."""
+
+    type: Literal["flatten"]
+
+
+def _type_only(value: Any) -> Any:
+    """Let ``relu`` stand for ``{type: relu}`` in ``model.layers``."""
+    return {"type": value} if isinstance(value, str) else value
+
+
+LayerSpec = Annotated[
+    DenseSpec | ActivationSpec | LeakyReLUSpec | DropoutSpec | FlattenSpec,
+    BeforeValidator(_type_only),
+    Field(discriminator="type"),
+]
+LAYER_TYPES = ("dense", *HIDDEN_ACTIVATIONS, "dropout", "flatten")
+
+
+class ModelConfig(_Section):
+    """The network: its hidden layers, output, weight initialisation and dtype.
+
+    The layers are written either as ``layers`` (a list, any order of layer types) or in the
+    short form ``struct`` + ``activation`` (+ ``dropout``): a dense layer per entry of
+    ``struct``, each followed by the activation (and dropout). Never both. The output layer
+    (sigmoid for two classes, softmax for more) is added after them."""
+
+    layers: list[LayerSpec] | None = None
+    struct: list[Annotated[int, BeforeValidator(_whole_number), Field(gt=0)]] = Field(
+        default_factory=list
+    )
     activation: Literal["sigmoid", "tanh", "relu", "leaky_relu"] = "sigmoid"
     output: Literal["auto", "sigmoid", "softmax"] = "auto"
     init: Literal["normal", "xavier", "he"] = "normal"
-    mu: Annotated[float, Field(allow_inf_nan=False)] = 0.0
+    mu: Number = 0.0
     sigma: PositiveFloat = 0.1
-    dropout: Annotated[float, Field(ge=0, lt=1)] = 0.0
+    dropout: Annotated[Number, Field(ge=0, lt=1)] = 0.0
     dtype: Literal["float64", "float32"] = "float64"
 
-
-def _name_only(value: Any) -> Any:
-    """Let ``optimizer: adam`` stand for ``optimizer: {name: adam}`` (same for lr_schedule)."""
-    return {"name": value} if isinstance(value, str) else value
-
-
-# The hyper-parameters each update rule takes (the rest are refused, not silently ignored).
-OPTIMIZER_PARAMS: dict[str, tuple[str, ...]] = {
-    "sgd": (),
-    "momentum": ("beta",),
-    "nesterov": ("beta",),
-    "rmsprop": ("beta", "epsilon"),
-    "adam": ("beta1", "beta2", "epsilon"),
-    "adamw": ("beta1", "beta2", "epsilon", "weight_decay"),
-}
-
-
-class OptimizerConfig(_Section):
-    """The update rule and its hyper-parameters; unset ones take the rule's defaults."""
-
-    name: Literal["sgd", "momentum", "nesterov", "rmsprop", "adam", "adamw"] = "sgd"
-    beta: Annotated[float, Field(ge=0, lt=1)] | None = None
-    beta1: Annotated[float, Field(ge=0, lt=1)] | None = None
-    beta2: Annotated[float, Field(ge=0, lt=1)] | None = None
-    epsilon: PositiveFloat | None = None
-    weight_decay: NonNegativeFloat | None = None
-
     @model_validator(mode="after")
-    def _params_fit_rule(self) -> OptimizerConfig:
-        allowed = OPTIMIZER_PARAMS[self.name]
-        given = [
-            k
-            for k in ("beta", "beta1", "beta2", "epsilon", "weight_decay")
-            if getattr(self, k) is not None
-        ]
-        extra = [k for k in given if k not in allowed]
-        if extra:
-            takes = ", ".join(allowed) or "no hyper-parameters"
-            raise ValueError(f"{self.name} does not take {', '.join(extra)} (it takes {takes})")
-        return self
-
-    def hyper(self) -> dict[str, float]:
-        """The hyper-parameters that were set, for ``make_optimizer``."""
-        return {
-            k: getattr(self, k) for k in OPTIMIZER_PARAMS[self.name] if getattr(self, k) is not None
-        }
-
-
-SCHEDULE_PARAMS: dict[str, tuple[str, ...]] = {
-    "constant": (),
-    "step": ("drop", "every"),
-    "exponential": ("gamma",),
-    "cosine": ("lr_min", "epochs"),
-}
-
-
-class ScheduleConfig(_Section):
-    """Learning rate per epoch: constant, step (x drop every ``every`` epochs), exponential
-    (x gamma each epoch) or cosine (from lr down to lr_min over ``epochs`` epochs)."""
-
-    name: Literal["constant", "step", "exponential", "cosine"] = "constant"
-    drop: Annotated[float, Field(gt=0, le=1)] = 0.5
-    every: Count = 10
-    gamma: Annotated[float, Field(gt=0, le=1)] = 0.95
-    lr_min: NonNegativeFloat = 0.0
-    epochs: Count | None = None
-
-    @model_validator(mode="after")
-    def _params_fit_schedule(self) -> ScheduleConfig:
-        takes = SCHEDULE_PARAMS[self.name]
-        extra = sorted(k for k in self.model_fields_set - {"name"} if k not in takes)
-        if extra:
+    def _one_way_to_write_layers(self) -> ModelConfig:
+        short = sorted({"struct", "activation", "dropout"} & self.model_fields_set)
+        if self.layers is not None and short:
             raise ValueError(
-                f"a {self.name} schedule does not take {', '.join(extra)} "
-                f"(it takes {', '.join(takes) or 'no parameters'})"
+                f"model.layers and model.{'/'.join(short)} both describe the hidden layers: "
+                "give one of them (layers is the long form, struct + activation the short one)"
             )
         return self
+
+    def layer_specs(self) -> list[_LayerSpec]:
+        """The hidden layers as a list, whichever form the spec used."""
+        if self.layers is not None:
+            return list(self.layers)
+        specs: list[_LayerSpec] = []
+        for units in self.struct:
+            specs.append(DenseSpec(type="dense", units=units))
+            specs.append(
+                LeakyReLUSpec(type="leaky_relu")
+                if self.activation == "leaky_relu"
+                else ActivationSpec(type=self.activation)
+            )
+            if self.dropout > 0:
+                specs.append(DropoutSpec(type="dropout", rate=self.dropout))
+        return specs
+
+
+# --------------------------------------------------------------------------- optimizer, schedule
+
+
+def _name_only(value: Any, default: str) -> Any:
+    """Let ``optimizer: adam`` stand for ``optimizer: {name: adam}``; no name: the default."""
+    if isinstance(value, str):
+        return {"name": value}
+    if isinstance(value, dict) and "name" not in value:
+        return {"name": default, **value}
+    return value
+
+
+class _RuleSection(_Section):
+    """The section of one rule (an update rule or a schedule): ``name`` + its parameters,
+    generated from the rule class's signature, so each parameter is declared once, there."""
+
+    def params(self) -> dict[str, Any]:
+        """The rule's keyword arguments (unset ones, None, are left to the rule's defaults)."""
+        return {k: v for k, v in self.model_dump(exclude={"name"}).items() if v is not None}
+
+
+def _rule_section(name: str, rule: type, skip: tuple[str, ...], base: type) -> type[BaseModel]:
+    """A pydantic section for ``rule``: its ``__init__`` parameters beyond ``skip``, typed from
+    the annotations (int: a whole number, float: a number), defaulting to the rule's defaults."""
+    hints = get_type_hints(rule.__init__)
+    fields: dict[str, Any] = {"name": (Literal[name], name)}
+    for pname, p in inspect.signature(rule.__init__).parameters.items():
+        if pname in skip:
+            continue
+        kind = Count if hints[pname] is int else Number
+        default = None if p.default is inspect.Parameter.empty else p.default
+        fields[pname] = (kind | None, default)
+    doc = (rule.__doc__ or name).strip().splitlines()[0]
+    return create_model(f"{rule.__name__}Section", __base__=base, __doc__=doc, **fields)
+
+
+class _OptimizerSection(_RuleSection):
+    @model_validator(mode="after")
+    def _rule_accepts(self) -> _OptimizerSection:
+        make_optimizer(self.name, [np.zeros(1)], 1.0, **self.params())  # the rule's own checks
+        return self
+
+    def hyper(self) -> dict[str, Any]:
+        """The hyper-parameters, for ``make_optimizer``."""
+        return self.params()
+
+
+class _ScheduleSection(_RuleSection):
+    pass
+
+
+def _union(rules: dict[str, type], skip: tuple[str, ...], base: type, default: str) -> Any:
+    members = tuple(_rule_section(name, rule, skip, base) for name, rule in rules.items())
+    return Annotated[
+        Union[members],  # noqa: UP007 (a tuple of generated classes)
+        BeforeValidator(lambda v: _name_only(v, default)),
+        Field(discriminator="name"),
+    ]
+
+
+OptimizerConfig = _union(OPTIMIZERS, ("self", "params", "lr"), _OptimizerSection, "sgd")
+ScheduleConfig = _union(SCHEDULES, ("self", "lr0"), _ScheduleSection, "constant")
+RULE_SECTIONS = {"optimizer": OPTIMIZERS, "lr_schedule": SCHEDULES}
 
 
 class EarlyStoppingConfig(_Section):
@@ -205,17 +302,17 @@ class TrainConfig(_Section):
     max_epochs: Count | None = None
     batch_size: Annotated[int, Field(gt=0)] | Literal["full"] = 1
     sampling: Literal["random", "shuffle"] = "random"
-    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
-    lr_schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    optimizer: OptimizerConfig = Field(
+        default_factory=lambda: {"name": "sgd"}, validate_default=True
+    )
+    lr_schedule: ScheduleConfig = Field(
+        default_factory=lambda: {"name": "constant"}, validate_default=True
+    )
     l1: NonNegativeFloat = 0.0
     l2: NonNegativeFloat = 0.0
     early_stopping: EarlyStoppingConfig | None = None
     eval_every: Count = 1
     checkpoint_every: Count | None = None
-
-    _wrap_names = field_validator("optimizer", "lr_schedule", mode="before")(
-        lambda cls, v: _name_only(v)
-    )
 
     @field_validator("batch_size", mode="before")
     @classmethod
@@ -236,6 +333,10 @@ class TrainConfig(_Section):
             raise ValueError(
                 f"lr_schedule.lr_min ({schedule.lr_min:g}) is above train.lr ({self.lr:g})"
             )
+        params = schedule.params()
+        if schedule.name == "cosine":
+            params["epochs"] = schedule.epochs or self.max_epochs
+        make_schedule(schedule.name, self.lr, **params)  # the schedule's own checks
         return self
 
 
@@ -252,35 +353,69 @@ class ExperimentConfig(_Section):
         """The resolved config as plain YAML-ready data (tuples become lists); the schedule and
         optimizer sections keep only the keys their rule takes, so the result validates again."""
         data = self.model_dump(mode="json")
-        schedule = data["train"]["lr_schedule"]
-        takes = ("name", *SCHEDULE_PARAMS[schedule["name"]])
-        data["train"]["lr_schedule"] = {k: v for k, v in schedule.items() if k in takes}
-        optimizer = data["train"]["optimizer"]
-        data["train"]["optimizer"] = {k: v for k, v in optimizer.items() if v is not None}
+        for section in ("optimizer", "lr_schedule"):
+            rule = data["train"][section]
+            data["train"][section] = {k: v for k, v in rule.items() if v is not None}
+        model = data["model"]
+        drop = ("struct", "activation", "dropout") if self.model.layers is not None else ("layers",)
+        data["model"] = {k: v for k, v in model.items() if k not in drop}
         return data
 
 
 def format_validation_error(error: ValidationError, source: str) -> str:
     """One line per pydantic error, joined: ``source: key.path: reason``."""
-    parts = []
-    for err in error.errors():
-        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        if err["type"] == "extra_forbidden":
-            parts.append(_unknown_key_message(err["loc"]))
-            continue
-        if err["type"] == "missing":
-            parts.append(f"{loc}: required key is missing")
-            continue
-        msg = err["msg"].removeprefix("Value error, ")
-        shown = err.get("input")
-        got = "" if isinstance(shown, dict | list) or shown is None else f" (got {shown!r})"
-        parts.append(f"{loc}: {msg}{got}")
+    parts = [_one_error(err) for err in error.errors()]
     head = "; ".join(parts[:3]) + (f"; and {len(parts) - 3} more" if len(parts) > 3 else "")
     return f"{source}: {head}"
 
 
-def _unknown_key_message(loc: tuple[Any, ...]) -> str:
-    """'unknown key train.lrr (did you mean 'lr'?)' using the fields of the enclosing section."""
+def _one_error(err: Any) -> str:
+    loc, tag = _user_loc(err["loc"])
+    path = ".".join(str(p) for p in loc) or "(top level)"
+    if err["type"] == "extra_forbidden":
+        return _unknown_key_message(loc, tag)
+    if err["type"] == "missing":
+        return f"{path}: required key is missing"
+    if err["type"] == "union_tag_invalid":
+        key = err["ctx"]["discriminator"].strip("'")
+        given = str(err["ctx"]["tag"])
+        choices = [t.strip().strip("'") for t in err["ctx"]["expected_tags"].split(",")]
+        close = difflib.get_close_matches(given, choices, n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        return f"{path}.{key}: unknown {key} '{given}'{hint}: use one of {', '.join(choices)}"
+    msg = err["msg"].removeprefix("Value error, ")
+    shown = err.get("input")
+    got = "" if isinstance(shown, dict | list) or shown is None else f" (got {shown!r})"
+    return f"{path}: {msg}{got}"
+
+
+def _user_loc(loc: tuple[Any, ...]) -> tuple[tuple[Any, ...], str | None]:
+    """The key path as the user wrote it: pydantic adds the tag of a tagged union (the rule's
+    name, the layer's type) as a path part; drop it, and return it beside the path."""
+    parts, tag = [], None
+    for i, part in enumerate(loc):
+        prev = loc[i - 1] if i else None
+        in_union = prev in RULE_SECTIONS or (isinstance(prev, int) and "layers" in loc[:i])
+        if in_union and isinstance(part, str) and tag is None:
+            tag = part
+            continue
+        parts.append(part)
+    return tuple(parts), tag
+
+
+def _unknown_key_message(loc: tuple[Any, ...], tag: str | None) -> str:
+    """'train.lrr: unknown key (did you mean 'lr'?)' using the fields of the enclosing section;
+    in a rule's or a layer's section: 'adam does not take beta (it takes beta1, ...)'."""
+    section = ".".join(str(p) for p in loc[:-1])
+    key = str(loc[-1])
+    if tag is not None:
+        takes = _tagged_fields(loc, tag)
+        close = difflib.get_close_matches(key, takes, n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        return (
+            f"{section}.{key}: {tag} does not take {key} "
+            f"(it takes {', '.join(takes) or 'nothing'}{hint})"
+        )
     model: type[BaseModel] = ExperimentConfig
     for part in loc[:-1]:
         field = model.model_fields.get(str(part))
@@ -289,7 +424,20 @@ def _unknown_key_message(loc: tuple[Any, ...]) -> str:
         if not sections:
             break
         model = sections[0]
-    key = str(loc[-1])
     close = difflib.get_close_matches(key, list(model.model_fields), n=1)
     hint = f" (did you mean '{close[0]}'?)" if close else ""
     return f"{'.'.join(str(p) for p in loc)}: unknown key{hint}"
+
+
+def _tagged_fields(loc: tuple[Any, ...], tag: str) -> list[str]:
+    """The keys the section of ``tag`` accepts (a rule's parameters, a layer's settings)."""
+    if "layers" in loc:
+        spec = next(s for s in get_args(get_args(LayerSpec)[0]) if tag in _literal(s, "type"))
+        return [k for k in spec.model_fields if k != "type"]
+    rules = RULE_SECTIONS[str(loc[-2])]
+    skip = {"self", "params", "lr", "lr0"}
+    return [p for p in inspect.signature(rules[tag].__init__).parameters if p not in skip]
+
+
+def _literal(model: type[BaseModel], key: str) -> tuple[Any, ...]:
+    return get_args(model.model_fields[key].annotation)

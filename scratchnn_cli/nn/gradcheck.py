@@ -17,7 +17,7 @@ from scratchnn_cli.nn.regularizers import add_penalty_gradient, penalty
 
 @dataclass(frozen=True)
 class GradCheckRow:
-    """The check of one parameter array (W or b of one layer)."""
+    """The check of one parameter array (e.g. W or b of one layer; ``layer`` indexes net.layers)."""
 
     layer: int
     param: str
@@ -28,10 +28,10 @@ class GradCheckRow:
 
 
 def total_cost(net: Network, X: np.ndarray, Y: np.ndarray, l1: float, l2: float) -> float:
-    """J = mean cross-entropy + l1 sum|W| + (l2 / 2) sum W^2 (no dropout)."""
+    """J = mean cross-entropy + l1 sum|W| + (l2 / 2) sum W^2 (evaluation mode: no dropout)."""
     J = net.loss.cost(net.forward(X), Y)
     if l1 or l2:
-        J += penalty([layer.W for layer in net.layers], l1, l2)
+        J += penalty(net.weights()[0], l1, l2)
     return J
 
 
@@ -45,7 +45,7 @@ def check_gradients(
     max_entries: int = 200,
     rng: np.random.Generator | None = None,
 ) -> list[GradCheckRow]:
-    """Compare backprop with central differences for every W and b of ``net`` (float64).
+    """Compare backprop with central differences for every parameter of every layer (float64).
 
     Arrays with more than ``max_entries`` entries are checked on a random sample of entries
     drawn from ``rng`` (the others are left alone), so large networks stay quick.
@@ -55,18 +55,15 @@ def check_gradients(
     rng = rng if rng is not None else np.random.default_rng(0)
     net.backward(net.loss.dZ(net.forward(X), Y))
     if l1 or l2:
-        add_penalty_gradient(
-            [layer.W for layer in net.layers], [layer.dW for layer in net.layers], l1, l2
-        )
+        add_penalty_gradient(*net.weights(), l1, l2)
     analytic = {
-        (i, name): getattr(layer, "d" + name).copy()
+        (i, name): grad.copy()
         for i, layer in enumerate(net.layers)
-        for name in ("W", "b")
+        for name, grad in layer.grads.items()
     }
     rows = []
     for i, layer in enumerate(net.layers):
-        for name in ("W", "b"):
-            theta = getattr(layer, name)
+        for name, theta in layer.params.items():
             flat = theta.reshape(-1)
             n = flat.size
             picked = np.arange(n) if n <= max_entries else rng.choice(n, max_entries, replace=False)

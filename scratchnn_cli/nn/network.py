@@ -1,82 +1,105 @@
-"""A feed-forward network: Dense layers with a hidden activation, and an output + cost (Loss).
+"""A network: an ordered list of layers, then the output layer and its cost (``loss``).
 
 ``forward`` returns the logits Z of the last layer; ``backward`` takes dZ of the last layer and
-fills every layer's dW and db. The output activation (sigmoid or softmax) lives in the Loss.
+fills every layer's gradients. The output activation (sigmoid or softmax) lives in the Loss,
+fused with the cross-entropy. Every parameter and gradient is a view into one flat vector,
+``theta`` and ``dtheta``, owned by the network: an optimizer updates all weights at once.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
-from scratchnn_cli.nn.layers.activations import ACTIVATIONS, Activation
-from scratchnn_cli.nn.layers.dense import Dense
+from scratchnn_cli.nn.layers import ACTIVATIONS, Dense, Dropout, Layer, Shape
 from scratchnn_cli.nn.losses import LOSSES, Loss
 
 
-def init_weights(
-    sizes: Sequence[int],
-    rng: np.random.Generator,
-    mu: float = 0.0,
-    sigma: float = 0.1,
-    dtype: np.dtype | type = np.float64,
-    init: str = "normal",
-) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Initial W and b of every layer.
+@dataclass(frozen=True)
+class LayerSummary:
+    """One row of ``Network.summary()``."""
 
-    normal: W, b ~ Normal(mu, sigma), as in the course assignment (the bias too);
-    xavier: W ~ Normal(0, sqrt(2 / (n_in + n_out))), b = 0 (Glorot; for sigmoid/tanh);
-    he:     W ~ Normal(0, sqrt(2 / n_in)), b = 0 (for ReLU).
-    """
-    params = []
-    for n_in, n_out in zip(sizes[:-1], sizes[1:], strict=True):
-        if init == "normal":
-            W = rng.normal(mu, sigma, size=(n_in, n_out))
-            b = rng.normal(mu, sigma, size=n_out)
-        elif init in ("xavier", "he"):
-            scale = np.sqrt(2.0 / (n_in + n_out)) if init == "xavier" else np.sqrt(2.0 / n_in)
-            W = rng.normal(0.0, scale, size=(n_in, n_out))
-            b = np.zeros(n_out)
-        else:
-            raise ValueError(f"unknown init {init!r}: use normal, xavier or he")
-        params.append((W.astype(dtype), b.astype(dtype)))
-    return params
+    index: int
+    layer: str
+    output_shape: Shape
+    params: int
+
+
+def plan(layers: Sequence[Layer], input_shape: Shape) -> list[Shape]:
+    """The output shape of each layer for samples of ``input_shape`` (builds the layers)."""
+    shapes, shape = [], tuple(input_shape)
+    for layer in layers:
+        shape = layer.build(shape)
+        shapes.append(shape)
+    return shapes
+
+
+def count_params(layers: Sequence[Layer], input_shape: Shape) -> int:
+    """How many trained numbers the layers hold for samples of ``input_shape`` (allocates none)."""
+    plan(layers, input_shape)
+    return sum(math.prod(s) for layer in layers for s in layer.param_shapes().values())
 
 
 class Network:
-    """Layers n_0 -> struct -> n_out; hidden activation g; output + cost in ``loss``."""
+    """``layers`` applied in order to samples of ``input_shape``; the last one gives the logits."""
 
     def __init__(
         self,
-        layers: list[Dense],
-        activation: Activation,
+        layers: Sequence[Layer],
         loss: Loss,
-        dropout: float = 0.0,
+        input_shape: Shape | int,
+        dtype: np.dtype | type = np.float64,
+        rng: np.random.Generator | None = None,
     ) -> None:
-        self.layers = layers
-        self.activation = activation
+        """Allocate ``theta`` / ``dtheta`` (zeros) and bind every layer's arrays to views of them.
+
+        ``rng`` drives the training-time randomness of the layers (dropout masks)."""
+        self.layers = list(layers)
         self.loss = loss
-        self.dropout = dropout
-        # All W and b live in one flat vector theta (each layer's W, b are views into it), and
-        # all dW, db in dtheta: an optimizer then updates every weight with a few NumPy calls.
-        dtype = layers[0].W.dtype
-        total = sum(layer.W.size + layer.b.size for layer in layers)
-        self.theta = np.empty(total, dtype=dtype)
+        self.input_shape: Shape = (input_shape,) if isinstance(input_shape, int) else input_shape
+        plan(self.layers, self.input_shape)
+        shapes = [layer.param_shapes() for layer in self.layers]
+        total = sum(math.prod(s) for layer_shapes in shapes for s in layer_shapes.values())
+        self.theta = np.zeros(total, dtype=dtype)
         self.dtheta = np.zeros(total, dtype=dtype)
         offset = 0
-        for layer in layers:
-            for name in ("W", "b"):
-                value = getattr(layer, name)
-                end = offset + value.size
-                view = self.theta[offset:end].reshape(value.shape)
-                view[...] = value
-                setattr(layer, name, view)
-                setattr(layer, "d" + name, self.dtheta[offset:end].reshape(value.shape))
+        for layer, layer_shapes in zip(self.layers, shapes, strict=True):
+            params, grads = {}, {}
+            for name, shape in layer_shapes.items():
+                end = offset + math.prod(shape)
+                params[name] = self.theta[offset:end].reshape(shape)
+                grads[name] = self.dtheta[offset:end].reshape(shape)
                 offset = end
-        self._Z: list[np.ndarray] = []
-        self._A: list[np.ndarray] = []
-        self._masks: list[np.ndarray] = []
+            layer.bind(params, grads)
+        self.rng = rng
+
+    @classmethod
+    def from_layers(
+        cls,
+        layers: Sequence[Layer],
+        input_shape: Shape | int,
+        n_outputs: int,
+        output: str = "sigmoid",
+        rng: np.random.Generator | None = None,
+        mu: float = 0.0,
+        sigma: float = 0.1,
+        dtype: np.dtype | type = np.float64,
+        init: str = "normal",
+        dropout_rng: np.random.Generator | None = None,
+    ) -> Network:
+        """``layers``, then a dense output layer of ``n_outputs`` units, weights drawn from
+        ``rng`` (required: no global random state), layer by layer in order."""
+        if rng is None:
+            raise ValueError(
+                "pass rng=np.random.default_rng(seed): scratchnn never uses global state"
+            )
+        net = cls([*layers, Dense(n_outputs)], LOSSES[output](), input_shape, dtype, dropout_rng)
+        for layer in net.layers:
+            layer.initialize(rng, init, mu, sigma)
+        return net
 
     @classmethod
     def build(
@@ -92,65 +115,87 @@ class Network:
         dtype: np.dtype | type = np.float64,
         init: str = "normal",
         dropout: float = 0.0,
+        dropout_rng: np.random.Generator | None = None,
     ) -> Network:
-        """A network with freshly initialised weights (``rng`` is required: no global state)."""
-        if rng is None:
-            raise ValueError(
-                "pass rng=np.random.default_rng(seed): scratchnn never uses global state"
-            )
-        sizes = [n_features, *struct, n_outputs]
-        layers = [Dense(W, b) for W, b in init_weights(sizes, rng, mu, sigma, dtype, init)]
-        return cls(layers, ACTIVATIONS[activation](), LOSSES[output](), dropout)
+        """The short form: a dense layer per entry of ``struct``, each followed by
+        ``activation`` (and dropout when ``dropout`` > 0), then the output layer."""
+        return cls.from_layers(
+            short_form_layers(struct, activation, dropout),
+            n_features,
+            n_outputs,
+            output,
+            rng,
+            mu,
+            sigma,
+            dtype,
+            init,
+            dropout_rng,
+        )
 
     @property
-    def sizes(self) -> list[int]:
-        """Layer widths, input first: [n_0, n_1, ..., n_L]."""
-        return [self.layers[0].W.shape[0], *(layer.W.shape[1] for layer in self.layers)]
+    def rng(self) -> np.random.Generator | None:
+        """The generator of the training-time randomness (dropout masks), shared by the layers."""
+        return self._rng
+
+    @rng.setter
+    def rng(self, rng: np.random.Generator | None) -> None:
+        self._rng = rng
+        for layer in self.layers:
+            if isinstance(layer, Dropout):
+                layer.rng = rng
+
+    # --- what the network holds ------------------------------------------------------------
 
     @property
     def dtype(self) -> np.dtype:
-        return self.layers[0].W.dtype
+        return self.theta.dtype
+
+    @property
+    def sizes(self) -> list[int]:
+        """Input width and the width of each dense layer: [n_0, n_1, ..., n_L]."""
+        return [
+            math.prod(self.input_shape),
+            *(x.units for x in self.layers if isinstance(x, Dense)),
+        ]
 
     def params(self) -> list[np.ndarray]:
-        """[W0, b0, W1, b1, ...] (layer 0 first): views into ``theta``, updated in place."""
-        return [p for layer in self.layers for p in (layer.W, layer.b)]
+        """Every trained array, layer by layer ([W0, b0, W1, b1, ...]): views into ``theta``."""
+        return [p for layer in self.layers for p in layer.params.values()]
 
     def grads(self) -> list[np.ndarray]:
-        """[dW0, db0, dW1, db1, ...], in the order of ``params()``; valid after ``backward``."""
-        return [g for layer in self.layers for g in (layer.dW, layer.db)]
+        """The gradients, in the order of ``params()``: views into ``dtheta``."""
+        return [g for layer in self.layers for g in layer.grads.values()]
 
-    def forward(self, X: np.ndarray, dropout_rng: np.random.Generator | None = None) -> np.ndarray:
-        """Z_L, the logits of the last layer; caches each hidden Z and A = g(Z) for backward.
+    def weights(self) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """(W, dW) of every dense layer: the arrays L1 / L2 penalise (never the biases)."""
+        dense = [layer for layer in self.layers if isinstance(layer, Dense)]
+        return [layer.W for layer in dense], [layer.dW for layer in dense]
 
-        With ``dropout_rng`` (training only) and ``dropout`` = p > 0, each hidden A is multiplied
-        by a mask M / (1 - p), M_ij ~ Bernoulli(1 - p) (inverted dropout: no rescaling at test).
-        """
-        g = self.activation
-        drop = self.dropout if dropout_rng is not None else 0.0
-        self._Z.clear()
-        self._A.clear()
-        self._masks.clear()
-        A = X
-        for layer in self.layers[:-1]:
-            Z = layer.forward(A)
-            A = g.forward(Z)
-            self._Z.append(Z)
-            self._A.append(A)
-            if drop > 0.0:
-                mask = (dropout_rng.random(A.shape, dtype=A.dtype) >= drop) / A.dtype.type(1 - drop)
-                self._masks.append(mask)
-                A = A * mask
-        return self.layers[-1].forward(A)
+    def summary(self) -> list[LayerSummary]:
+        """Per layer, as Keras' ``model.summary()``: output shape and number of parameters."""
+        return [
+            LayerSummary(
+                i, layer.describe(), layer.output_shape, sum(p.size for p in layer.params.values())
+            )
+            for i, layer in enumerate(self.layers)
+        ]
+
+    # --- the maths -------------------------------------------------------------------------
+
+    def forward(self, X: np.ndarray, training: bool = False) -> np.ndarray:
+        """Z_L, the logits of the last layer (X is cast to the network's dtype first).
+
+        ``training`` turns on what only training does (dropout masks)."""
+        A = np.asarray(X, dtype=self.theta.dtype)
+        for layer in self.layers:
+            A = layer.forward(A, training)
+        return A
 
     def backward(self, dZ: np.ndarray) -> None:
-        """Backpropagate dZ of the last layer: fills dW, db of every layer."""
-        g = self.activation
-        for i in range(len(self.layers) - 1, 0, -1):
-            dA = self.layers[i].backward(dZ)
-            if self._masks:
-                dA *= self._masks[i - 1]
-            dZ = g.backward(self._Z[i - 1], self._A[i - 1], dA)
-        self.layers[0].backward(dZ, need_dA=False)
+        """Backpropagate dZ of the last layer: fills the gradients of every layer."""
+        dA = dZ
+        for i in range(len(self.layers) - 1, -1, -1):
+            dA = self.layers[i].backward(dA, i > 0)
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         """Class probabilities: (m, 1) P(y=1) for a sigmoid output, (m, k) for softmax."""
@@ -164,23 +209,52 @@ class Network:
         """J(X, Y): mean cross-entropy of the network's output against targets Y."""
         return self.loss.cost(self.forward(X), Y)
 
+    # --- saving and loading ----------------------------------------------------------------
+
+    def _named_arrays(self, params: bool = True, state: bool = True) -> dict[str, np.ndarray]:
+        """Arrays of the model by their ``model.npz`` names: the parameter or state name + the
+        index of the layer among those that hold arrays (W0, b0, W1, b1, ... for dense nets)."""
+        named, k = {}, 0
+        for layer in self.layers:
+            if not (layer.params or layer.state):
+                continue
+            arrays = {**(layer.params if params else {}), **(layer.state if state else {})}
+            named.update({f"{name}{k}": array for name, array in arrays.items()})
+            k += 1
+        return named
+
+    def buffers(self) -> dict[str, np.ndarray]:
+        """A copy of the layers' untrained state (running statistics), by ``model.npz`` name."""
+        return {name: a.copy() for name, a in self._named_arrays(params=False).items()}
+
+    def load_buffers(self, buffers: dict[str, np.ndarray]) -> None:
+        """Restore ``buffers()`` (an empty mapping for networks without state)."""
+        for name, array in self._named_arrays(params=False).items():
+            array[...] = buffers[name]
+
     def state(self) -> dict[str, np.ndarray]:
-        """A copy of the weights as a mapping W0, b0, W1, b1, ... (what ``model.npz`` holds)."""
-        out = {}
-        for i, layer in enumerate(self.layers):
-            out[f"W{i}"] = layer.W.copy()
-            out[f"b{i}"] = layer.b.copy()
-        return out
+        """A copy of every array of the model (what ``model.npz`` holds)."""
+        return {name: array.copy() for name, array in self._named_arrays().items()}
 
     def load_state(self, state: dict[str, np.ndarray]) -> None:
-        """Copy weights from ``state()``-shaped arrays; every shape is checked before any copy."""
+        """Copy arrays from ``state()``-shaped ones; every name and shape is checked first."""
         pairs = []
-        for i, layer in enumerate(self.layers):
-            for name in ("W", "b"):
-                new = np.asarray(state[f"{name}{i}"])
-                old = getattr(layer, name)
-                if new.shape != old.shape:
-                    raise ValueError(f"{name}{i}: shape {new.shape} does not match {old.shape}")
-                pairs.append((old, new))
+        for name, old in self._named_arrays().items():
+            if name not in state:
+                raise KeyError(f"{name} is missing")
+            new = np.asarray(state[name])
+            if new.shape != old.shape:
+                raise ValueError(f"{name}: shape {new.shape} does not match {old.shape}")
+            pairs.append((old, new))
         for old, new in pairs:
             old[...] = new
+
+
+def short_form_layers(struct: Sequence[int], activation: str, dropout: float = 0.0) -> list[Layer]:
+    """``struct`` + ``activation`` (+ ``dropout``) as a layer list: dense, g, [dropout], ..."""
+    layers: list[Layer] = []
+    for units in struct:
+        layers += [Dense(units), ACTIVATIONS[activation]()]
+        if dropout > 0:
+            layers.append(Dropout(dropout))
+    return layers

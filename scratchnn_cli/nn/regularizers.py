@@ -9,17 +9,13 @@ At W = 0 the L1 term uses the subgradient sign(0) = 0.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
+
+from scratchnn_cli.nn.checks import non_negative
 
 
 def _check(l1: float, l2: float) -> tuple[float, float]:
-    l1, l2 = float(l1), float(l2)  # Python floats keep float32 arrays float32
-    for name, value in (("l1", l1), ("l2", l2)):
-        if not (math.isfinite(value) and value >= 0):
-            raise ValueError(f"{name} must be a number >= 0, got {value}")
-    return l1, l2
+    return non_negative("l1", l1), non_negative("l2", l2)  # floats keep float32 float32
 
 
 def penalty(weights: list[np.ndarray], l1: float, l2: float) -> float:

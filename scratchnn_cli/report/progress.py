@@ -16,7 +16,7 @@ from rich.progress import (
 )
 
 from scratchnn_cli.config import TrainConfig
-from scratchnn_cli.training.loop import EpochRecord
+from scratchnn_cli.training.snapshot import EpochRecord
 
 SPARK = "▁▂▃▄▅▆▇█"
 

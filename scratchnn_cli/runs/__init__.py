@@ -144,6 +144,8 @@ def write_checkpoint(path: Path, snapshot: Any) -> None:
         arrays[f"param{i}"] = p
     for i, p in enumerate(snapshot.best_params or []):
         arrays[f"best{i}"] = p
+    for name, array in snapshot.buffers.items():
+        arrays[f"buffer.{name}"] = array
     scalars = {}
     for key, value in snapshot.optimizer.items():
         if isinstance(value, np.ndarray):
@@ -169,7 +171,7 @@ def write_checkpoint(path: Path, snapshot: Any) -> None:
 
 def read_checkpoint(path: Path) -> Any:
     """Load a Snapshot written by ``write_checkpoint``; RunFolderError if it is unreadable."""
-    from scratchnn_cli.training.loop import EpochRecord, Snapshot
+    from scratchnn_cli.training.snapshot import EpochRecord, Snapshot
 
     try:
         with np.load(path, allow_pickle=False) as data:
@@ -191,6 +193,7 @@ def read_checkpoint(path: Path) -> Any:
             history=[EpochRecord(**r) for r in meta["history"]],
             stopper=meta["stopper"],
             best_params=[arrays[f"best{i}"] for i in range(meta["n_best"])] or None,
+            buffers={k.removeprefix("buffer."): v for k, v in arrays.items() if k.startswith("buffer.")},
         )
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise RunFolderError(f"{path}: unreadable checkpoint ({exc})") from None

@@ -1,11 +1,15 @@
-"""Activation functions g(Z) and their backward pass dZ = dA * g'(Z).
+"""Activation layers A = g(Z), and their backward pass dZ = dA * g'(Z).
 
 Every function is numerically stable: no overflow for any finite Z, in float64 or float32.
+The output activation (sigmoid or softmax) is not a layer: it is fused with the cross-entropy
+in the loss (``nn/losses.py``), which is what makes dZ = (A - Y) / m exact and stable.
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+from scratchnn_cli.nn.layers.base import Layer
 
 
 def sigmoid(Z: np.ndarray) -> np.ndarray:
@@ -20,72 +24,86 @@ def softmax(Z: np.ndarray) -> np.ndarray:
     return E
 
 
-class Activation:
-    """One hidden-layer non-linearity: ``forward`` gives A = g(Z), ``backward`` gives dZ."""
+class Activation(Layer):
+    """A = g(Z) element-wise; caches Z and A, since each g' is cheapest from one of them."""
 
-    name = "activation"
+    kind = "activation"
 
-    def forward(self, Z: np.ndarray) -> np.ndarray:
+    def forward(self, Z: np.ndarray, training: bool = False) -> np.ndarray:
+        self.Z = Z
+        self.A = self.g(Z)
+        return self.A
+
+    def backward(self, dA: np.ndarray, need_dA_prev: bool = True) -> np.ndarray:
+        """dZ = dA * g'(Z) (may overwrite ``dA``)."""
+        return self.dZ(self.Z, self.A, dA)
+
+    def g(self, Z: np.ndarray) -> np.ndarray:
+        """The activation function."""
         raise NotImplementedError
 
-    def backward(self, Z: np.ndarray, A: np.ndarray, dA: np.ndarray) -> np.ndarray:
-        """dZ = dA * g'(Z); both Z and A = g(Z) are passed so each rule uses the cheaper one.
-
-        ``dA`` is a fresh array owned by the caller: rules may overwrite it and return it."""
+    def dZ(self, Z: np.ndarray, A: np.ndarray, dA: np.ndarray) -> np.ndarray:
+        """dA * g'(Z), given both Z and A = g(Z); may overwrite ``dA`` and return it."""
         raise NotImplementedError
 
 
 class Sigmoid(Activation):
     """g(Z) = sigma(Z), g'(Z) = A (1 - A)."""
 
-    name = "sigmoid"
+    kind = "sigmoid"
 
-    def forward(self, Z: np.ndarray) -> np.ndarray:
+    def g(self, Z: np.ndarray) -> np.ndarray:
         return sigmoid(Z)
 
-    def backward(self, Z: np.ndarray, A: np.ndarray, dA: np.ndarray) -> np.ndarray:
+    def dZ(self, Z: np.ndarray, A: np.ndarray, dA: np.ndarray) -> np.ndarray:
         return dA * A * (1.0 - A)
 
 
 class Tanh(Activation):
     """g(Z) = tanh(Z), g'(Z) = 1 - A^2."""
 
-    name = "tanh"
+    kind = "tanh"
 
-    def forward(self, Z: np.ndarray) -> np.ndarray:
+    def g(self, Z: np.ndarray) -> np.ndarray:
         return np.tanh(Z)
 
-    def backward(self, Z: np.ndarray, A: np.ndarray, dA: np.ndarray) -> np.ndarray:
+    def dZ(self, Z: np.ndarray, A: np.ndarray, dA: np.ndarray) -> np.ndarray:
         return dA * (1.0 - A * A)
 
 
 class ReLU(Activation):
     """g(Z) = max(Z, 0), g'(Z) = 1 where Z > 0 else 0."""
 
-    name = "relu"
+    kind = "relu"
 
-    def forward(self, Z: np.ndarray) -> np.ndarray:
+    def g(self, Z: np.ndarray) -> np.ndarray:
         return np.maximum(Z, 0.0)
 
-    def backward(self, Z: np.ndarray, A: np.ndarray, dA: np.ndarray) -> np.ndarray:
+    def dZ(self, Z: np.ndarray, A: np.ndarray, dA: np.ndarray) -> np.ndarray:
         return np.multiply(dA, Z > 0, out=dA)
 
 
 class LeakyReLU(Activation):
-    """g(Z) = Z where Z > 0 else alpha Z, g'(Z) = 1 or alpha."""
+    """g(Z) = Z where Z > 0 else alpha Z, g'(Z) = 1 or alpha (alpha: the slope below 0)."""
 
-    name = "leaky_relu"
+    kind = "leaky_relu"
 
     def __init__(self, alpha: float = 0.01) -> None:
-        self.alpha = alpha
+        super().__init__()
+        if isinstance(alpha, bool) or not (isinstance(alpha, float | int) and 0 <= alpha < 1):
+            raise ValueError(f"leaky_relu: alpha must be a number in [0, 1), got {alpha!r}")
+        self.alpha = float(alpha)
 
-    def forward(self, Z: np.ndarray) -> np.ndarray:
+    def g(self, Z: np.ndarray) -> np.ndarray:
         return np.where(Z > 0, Z, self.alpha * Z)
 
-    def backward(self, Z: np.ndarray, A: np.ndarray, dA: np.ndarray) -> np.ndarray:
+    def dZ(self, Z: np.ndarray, A: np.ndarray, dA: np.ndarray) -> np.ndarray:
         return dA * np.where(Z > 0, 1.0, self.alpha).astype(dA.dtype, copy=False)
+
+    def describe(self) -> str:
+        return f"leaky_relu(alpha={self.alpha:g})"
 
 
 ACTIVATIONS: dict[str, type[Activation]] = {
-    cls.name: cls for cls in (Sigmoid, Tanh, ReLU, LeakyReLU)
+    cls.kind: cls for cls in (Sigmoid, Tanh, ReLU, LeakyReLU)
 }

@@ -38,40 +38,21 @@ from typing import Any
 
 import numpy as np
 
+from scratchnn_cli.nn.checks import decay_rate, non_negative, positive
+
 StateDict = dict[str, np.ndarray | float | int]
 
 FLUSH_EVERY_MAX = 100  # steps between two flushes of subnormal moments, at most
 FLUSH_DECAY_MAX = 2.0**10  # a moment with g = 0 shrinks by at most this factor between flushes
 
 
-def _positive(name: str, value: float) -> float:
-    value = float(value)
-    if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be a positive number, got {value}")
-    return value
-
-
-def _non_negative(name: str, value: float) -> float:
-    value = float(value)
-    if not (math.isfinite(value) and value >= 0):
-        raise ValueError(f"{name} must be a number >= 0, got {value}")
-    return value
-
-
-def _decay_rate(name: str, value: float) -> float:
-    value = float(value)
-    if not 0 <= value < 1:
-        raise ValueError(f"{name} must be in [0, 1), got {value}")
-    return value
-
-
-_CHECKS: dict[str, Callable[[str, float], float]] = {
-    "lr": _non_negative,  # a schedule may have brought it to 0 by the time of a checkpoint
-    "beta": _decay_rate,
-    "beta1": _decay_rate,
-    "beta2": _decay_rate,
-    "epsilon": _non_negative,
-    "weight_decay": _non_negative,
+_CHECKS: dict[str, Callable[[str, Any], float]] = {
+    "lr": non_negative,  # a schedule may have brought it to 0 by the time of a checkpoint
+    "beta": decay_rate,
+    "beta1": decay_rate,
+    "beta2": decay_rate,
+    "epsilon": positive,  # 0 would turn an always-zero gradient into 0 / 0 = NaN
+    "weight_decay": non_negative,
 }
 
 
@@ -83,7 +64,7 @@ class Optimizer:
         for i, p in enumerate(self.params):
             if not (isinstance(p, np.ndarray) and np.issubdtype(p.dtype, np.floating)):
                 raise TypeError(f"params[{i}] must be a floating-point NumPy array")
-        self.lr = _positive("lr", lr)
+        self.lr = positive("lr", lr)
         self.t = 0
         self.flush_every = FLUSH_EVERY_MAX
         self._flush_below: dict[str, list[float]] = {}
@@ -195,7 +176,7 @@ class Momentum(Optimizer):
 
     def __init__(self, params: list[np.ndarray], lr: float, beta: float = 0.9) -> None:
         super().__init__(params, lr)
-        self.beta = _decay_rate("beta", beta)
+        self.beta = decay_rate("beta", beta)
         self.v = self._zeros()  # velocity
         self._scratch = self._zeros()
         self._plan_flush()
@@ -242,8 +223,8 @@ class RMSprop(Optimizer):
         self, params: list[np.ndarray], lr: float, beta: float = 0.9, epsilon: float = 1e-8
     ) -> None:
         super().__init__(params, lr)
-        self.beta = _decay_rate("beta", beta)
-        self.epsilon = _non_negative("epsilon", epsilon)
+        self.beta = decay_rate("beta", beta)
+        self.epsilon = positive("epsilon", epsilon)
         self.s = self._zeros()  # running mean of g^2
         self._scratch = self._zeros()
         self._plan_flush()
@@ -283,9 +264,9 @@ class Adam(Optimizer):
         epsilon: float = 1e-8,
     ) -> None:
         super().__init__(params, lr)
-        self.beta1 = _decay_rate("beta1", beta1)
-        self.beta2 = _decay_rate("beta2", beta2)
-        self.epsilon = _non_negative("epsilon", epsilon)
+        self.beta1 = decay_rate("beta1", beta1)
+        self.beta2 = decay_rate("beta2", beta2)
+        self.epsilon = positive("epsilon", epsilon)
         self.m = self._zeros()  # running mean of g
         self.v = self._zeros()  # running mean of g^2
         self._scratch = self._zeros()
@@ -332,7 +313,7 @@ class AdamW(Adam):
         weight_decay: float = 0.01,
     ) -> None:
         super().__init__(params, lr, beta1=beta1, beta2=beta2, epsilon=epsilon)
-        self.weight_decay = _non_negative("weight_decay", weight_decay)
+        self.weight_decay = non_negative("weight_decay", weight_decay)
 
     def step(self, grads: list[np.ndarray]) -> None:
         shrink = 1.0 - float(self.lr) * self.weight_decay

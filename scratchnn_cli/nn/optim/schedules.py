@@ -8,43 +8,20 @@ from __future__ import annotations
 
 import inspect
 import math
-import numbers
 from collections.abc import Callable
 from typing import Any
 
-
-def _positive(name: str, value: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ValueError(f"{name} must be a number, got {value!r}")
-    value = float(value)
-    if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be a positive number, got {value}")
-    return value
-
-
-def _factor(name: str, value: float) -> float:
-    value = _positive(name, value)
-    if value > 1:
-        raise ValueError(f"{name} must be in (0, 1], got {value}")
-    return value
-
-
-def _count(name: str, value: int, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise ValueError(f"{name} must be an integer, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return int(value)
+from scratchnn_cli.nn.checks import count, factor, number, positive
 
 
 class Schedule:
     """Base class: ``lr0``, and ``__call__(epoch)`` giving the learning rate of that epoch."""
 
     def __init__(self, lr0: float) -> None:
-        self.lr0 = _positive("lr0", lr0)
+        self.lr0 = positive("lr0", lr0)
 
     def __call__(self, epoch: int) -> float:
-        return self.lr(_count("epoch", epoch, 0))
+        return self.lr(count("epoch", epoch, 0))
 
     def lr(self, epoch: int) -> float:
         raise NotImplementedError
@@ -66,8 +43,8 @@ class Step(Schedule):
 
     def __init__(self, lr0: float, drop: float = 0.5, every: int = 10) -> None:
         super().__init__(lr0)
-        self.drop = _factor("drop", drop)
-        self.every = _count("every", every, 1)
+        self.drop = factor("drop", drop)
+        self.every = count("every", every, 1)
 
     def lr(self, epoch: int) -> float:
         return self.lr0 * self.drop ** (epoch // self.every)
@@ -78,26 +55,25 @@ class Exponential(Schedule):
 
     def __init__(self, lr0: float, gamma: float = 0.95) -> None:
         super().__init__(lr0)
-        self.gamma = _factor("gamma", gamma)
+        self.gamma = factor("gamma", gamma)
 
     def lr(self, epoch: int) -> float:
         return self.lr0 * self.gamma**epoch
 
 
 class Cosine(Schedule):
-    """lr(epoch) = lr_min + (lr0 - lr_min) (1 + cos(pi min(epoch, T) / T)) / 2, T = total_epochs."""
+    """lr(epoch) = lr_min + (lr0 - lr_min) (1 + cos(pi min(epoch, T) / T)) / 2, T = epochs."""
 
-    def __init__(self, lr0: float, total_epochs: int, lr_min: float = 0.0) -> None:
+    def __init__(self, lr0: float, epochs: int, lr_min: float = 0.0) -> None:
         super().__init__(lr0)
-        self.total_epochs = _count("total_epochs", total_epochs, 1)
-        if isinstance(lr_min, bool) or not isinstance(lr_min, numbers.Real):
-            raise ValueError(f"lr_min must be a number, got {lr_min!r}")
+        self.epochs = count("epochs", epochs, 1)
+        lr_min = number("lr_min", lr_min)
         if not 0 <= lr_min <= self.lr0:
             raise ValueError(f"lr_min must be in [0, lr0 = {self.lr0}], got {lr_min}")
         self.lr_min = float(lr_min)
 
     def lr(self, epoch: int) -> float:
-        T = self.total_epochs
+        T = self.epochs
         return (
             self.lr_min + (self.lr0 - self.lr_min) * (1 + math.cos(math.pi * min(epoch, T) / T)) / 2
         )

@@ -1,0 +1,79 @@
+"""What training reports (EpochRecord, TrainResult) and what it can be resumed from (Snapshot)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    """One row of ``history.csv``; validation columns are None when not evaluated."""
+
+    epoch: int
+    iteration: int
+    cost: float
+    train_accuracy: float
+    lr: float
+    seconds: float
+    val_cost: float | None = None
+    val_accuracy: float | None = None
+
+
+@dataclass
+class TrainResult:
+    """What training did and why it stopped.
+
+    ``stopped_by`` is one of: eps, max_iterations, max_epochs, early_stopping, diverged,
+    interrupted.
+    """
+
+    history: list[EpochRecord] = field(default_factory=list)
+    stopped_by: str = ""
+    stop_reason: str = ""
+    iterations: int = 0
+    epochs: int = 0
+    seconds: float = 0.0
+    best_epoch: int | None = None
+
+
+@dataclass
+class Snapshot:
+    """Everything training needs to go on from the end of an epoch exactly as if never stopped:
+    the weights (and the layers' untrained state), the optimizer's state, both random
+    generators, the stopping rules' state and the history. A checkpoint on disk is one of
+    these (see ``runs.write_checkpoint``)."""
+
+    epochs: int
+    iterations: int
+    seconds: float
+    J_prev: float | None
+    params: list[np.ndarray]
+    optimizer: dict[str, Any]
+    sampling_rng: dict[str, Any]
+    dropout_rng: dict[str, Any] | None
+    history: list[EpochRecord]
+    stopper: dict[str, Any] | None = None
+    best_params: list[np.ndarray] | None = None
+    buffers: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+EpochCallback = Callable[[EpochRecord], None]
+SnapshotCallback = Callable[[Snapshot], None]
+
+
+@dataclass
+class Hooks:
+    """What the caller wants to hear while training runs.
+
+    ``on_epoch`` gets every EpochRecord; ``on_checkpoint`` gets a Snapshot every
+    ``checkpoint_every`` epochs (or, when that is None, every ``checkpoint_seconds``), at the
+    end, and on Ctrl-C (the last finished epoch's, before the KeyboardInterrupt goes on)."""
+
+    on_epoch: EpochCallback | None = None
+    on_checkpoint: SnapshotCallback | None = None
+    checkpoint_every: int | None = None
+    checkpoint_seconds: float = 30.0
