@@ -20,6 +20,7 @@ from scratchnn_cli.data import (
     FASHION_MNIST_FILES,
     cache_dir,
     data_dir,
+    fashion_mnist,
     load_dataset,
     load_fashion_mnist,
     read_idx,
@@ -422,7 +423,7 @@ def mirror(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict:
     """A fake Fashion-MNIST served from a file:// URL, with the checksum table patched."""
     fake = write_fake_fashion(tmp_path / "mirror")
     monkeypatch.setenv("SCRATCHNN_FASHION_MNIST_URL", (tmp_path / "mirror").as_uri() + "/")
-    monkeypatch.setattr(data, "FASHION_MNIST_SHA256", fake["sha256"])
+    monkeypatch.setattr(fashion_mnist, "FASHION_MNIST_SHA256", fake["sha256"])
     return fake
 
 
@@ -461,7 +462,7 @@ def test_partial_cache_downloads_only_missing_files(mirror: dict) -> None:
 
 def test_checksum_mismatch(mirror: dict, monkeypatch: pytest.MonkeyPatch) -> None:
     wrong = dict(mirror["sha256"], **{"train-labels-idx1-ubyte.gz": "0" * 64})
-    monkeypatch.setattr(data, "FASHION_MNIST_SHA256", wrong)
+    monkeypatch.setattr(fashion_mnist, "FASHION_MNIST_SHA256", wrong)
     with pytest.raises(DataError) as err:
         load_fashion_mnist()
     message = str(err.value)
