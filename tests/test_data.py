@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import re
 import struct
 from pathlib import Path
 
 import numpy as np
 import pytest
+import sklearn.datasets
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.datasets import load_digits, make_circles
@@ -205,6 +207,44 @@ def test_unknown_class() -> None:
     message = str(err.value)
     assert "unknown class 'zebra'" in message and "available: 0, 1" in message
     assert "\n" not in message
+
+
+BUILTIN_LOADERS = {  # what each built-in would call first to get its rows
+    "blobs400": "make_blobs",
+    "circles500": "make_circles",
+    "digits": "load_digits",
+}
+
+
+@pytest.mark.parametrize(
+    ("dataset", "available"),
+    [
+        ("fashion-mnist", ", ".join(FASHION_MNIST_CLASSES) + " (or label numbers 0-9)"),
+        ("digits", "0, 1, 2, 3, 4, 5, 6, 7, 8, 9"),
+        ("blobs400", "0, 1"),
+        ("circles500", "0, 1"),
+    ],
+)
+def test_unknown_builtin_class_is_refused_before_any_data_is_read(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, dataset: str, available: str
+) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    monkeypatch.setenv("SCRATCHNN_DATA", str(empty))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(empty / "cache"))
+
+    def must_not_run(*args: object, **kwargs: object) -> None:
+        raise AssertionError(f"{dataset}: data was read or downloaded before checking classes")
+
+    monkeypatch.setattr(fashion_mnist, "_download", must_not_run)
+    monkeypatch.setattr(fashion_mnist, "read_idx", must_not_run)
+    for name in BUILTIN_LOADERS.values():
+        monkeypatch.setattr(sklearn.datasets, name, must_not_run)
+    first = "Shirt" if dataset == "fashion-mnist" else "1"
+    with pytest.raises(DataError, match=re.escape(f"unknown class 'Banana' in {dataset}")) as err:
+        load(dataset, classes=[first, "Banana"])
+    assert str(err.value).endswith(f"available: {available}")
+    assert list(empty.iterdir()) == []  # nothing downloaded, no cache folder made
 
 
 # --------------------------------------------------------------------------- CSV files

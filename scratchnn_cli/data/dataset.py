@@ -83,7 +83,8 @@ _BUILTINS = {
 def load_dataset(cfg: DataConfig, seed: int) -> Dataset:
     """Load ``cfg.dataset``, keep ``cfg.classes``, split by ``cfg.split``, subsample train.
 
-    Problems are one :class:`DataError` line each.
+    The classes of a built-in are checked before any file is read or downloaded. Problems are
+    one :class:`DataError` line each.
     """
     raw = _load_raw(cfg)
     check_class_sizes(raw, cfg.dataset)
@@ -118,12 +119,24 @@ def load_dataset(cfg: DataConfig, seed: int) -> Dataset:
 
 
 def _load_raw(cfg: DataConfig) -> RawData:
-    """The rows of ``cfg.dataset`` restricted to ``cfg.classes`` (all classes when None)."""
+    """The rows of ``cfg.dataset`` restricted to ``cfg.classes`` (all classes when None).
+
+    A built-in's class names are known up front, so its ``cfg.classes`` are checked before any
+    file is read or downloaded; a CSV's are checked once it is read.
+    """
     known = _BUILTINS.get(cfg.dataset)
-    raw = read_csv(Path(cfg.dataset), cfg.target) if known is None else known.load()
+    if known is None:
+        raw = read_csv(Path(cfg.dataset), cfg.target)
+        if cfg.classes is None:
+            return raw
+        return select_classes(raw, resolve_classes(raw.class_names, cfg.classes, cfg.dataset))
     if cfg.classes is None:
-        return raw
-    return select_classes(raw, resolve_classes(raw.class_names, cfg.classes, cfg.dataset))
+        return known.load()
+    chosen = resolve_classes(known.class_names, cfg.classes, cfg.dataset)
+    raw = known.load()
+    if list(raw.class_names) != list(known.class_names):  # the two lists must never drift apart
+        raise RuntimeError(f"{cfg.dataset}: loaded classes differ from the known class names")
+    return select_classes(raw, chosen)
 
 
 def _subsample(
