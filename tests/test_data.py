@@ -120,6 +120,27 @@ def test_fingerprint_is_sha256_over_dtype_shape_and_bytes() -> None:
     assert ds.fingerprint == f"sha256:{digest.hexdigest()}"
 
 
+@pytest.mark.parametrize("scale", ["none", "standard"])
+def test_float32_data_is_the_float64_data_cast(scale: str) -> None:
+    wide = load("digits", seed=1, scale=scale)
+    narrow = load_dataset(DataConfig(dataset="digits", scale=scale), 1, dtype=np.float32)
+    for name in ("train", "val", "test"):
+        (X64, y64), (X32, y32) = wide.split(name), narrow.split(name)
+        assert X32.dtype == np.float32 and y32.dtype == np.int64
+        assert X32.nbytes * 2 == X64.nbytes and not X32.flags.writeable
+        np.testing.assert_array_equal(X32, X64.astype(np.float32))
+        np.testing.assert_array_equal(y32, y64)
+    assert narrow.fingerprint == wide.fingerprint  # of the float64 data: dtype does not count
+    if scale == "none":
+        expected = (load_digits().data / 16).astype(np.float32)
+        np.testing.assert_array_equal(sorted_rows(all_rows(narrow)[0]), sorted_rows(expected))
+
+
+def test_dtype_must_be_a_float() -> None:
+    with pytest.raises(ValueError, match="dtype must be float64 or float32, not int64"):
+        load_dataset(DataConfig(dataset="blobs400"), 0, dtype=np.int64)
+
+
 @pytest.mark.parametrize(
     ("split", "sizes"),
     [

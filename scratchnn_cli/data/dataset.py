@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from numpy.typing import DTypeLike
 
 from scratchnn_cli.config import DataConfig
 from scratchnn_cli.data import builtin
@@ -19,6 +20,7 @@ from scratchnn_cli.data.classes import check_class_sizes, resolve_classes, selec
 from scratchnn_cli.data.csv import read_csv
 from scratchnn_cli.data.fashion_mnist import FASHION_MNIST_CLASSES, fashion_mnist_raw
 from scratchnn_cli.data.raw import RawData
+from scratchnn_cli.data.scaling import NO_SCALING, Scaling, fit_scaling
 from scratchnn_cli.data.splits import format_split, split_indices
 from scratchnn_cli.errors import DataError
 
@@ -27,7 +29,11 @@ SPLIT_NAMES = ("train", "val", "test")
 
 @dataclass(frozen=True, eq=False)
 class Dataset:
-    """A labelled dataset, already split; the arrays are read-only."""
+    """A labelled dataset, already split and scaled; the arrays are read-only.
+
+    ``fingerprint`` identifies the data (see :func:`load_dataset`); ``scaling`` is the fitted
+    ``data.scale`` (``scaling.describe()`` is what run.json records).
+    """
 
     name: str
     X_train: np.ndarray
@@ -41,6 +47,7 @@ class Dataset:
     source: str
     fingerprint: str
     image_shape: tuple[int, int] | None = None
+    scaling: Scaling = NO_SCALING
 
     def __post_init__(self) -> None:
         for array in self._arrays():
@@ -80,12 +87,19 @@ _BUILTINS = {
 }
 
 
-def load_dataset(cfg: DataConfig, seed: int) -> Dataset:
-    """Load ``cfg.dataset``, keep ``cfg.classes``, split by ``cfg.split``, subsample train.
+def load_dataset(cfg: DataConfig, seed: int, dtype: DTypeLike = np.float64) -> Dataset:
+    """Load ``cfg.dataset``, keep ``cfg.classes``, split by ``cfg.split``, subsample train,
+    scale by ``cfg.scale`` (fitted on the training rows) and hold X in ``dtype``.
 
+    ``dtype`` (float64 or float32) is the dtype of the three X arrays; labels are always int64.
+    float32 arrays are the float64 ones cast. The fingerprint is computed on the float64 arrays
+    after scaling and before that cast, so it identifies the data a run saw whatever its dtype.
     The classes of a built-in are checked before any file is read or downloaded. Problems are
     one :class:`DataError` line each.
     """
+    dtype = np.dtype(dtype)
+    if dtype not in (np.float64, np.float32):
+        raise ValueError(f"dtype must be float64 or float32, not {dtype}")
     raw = _load_raw(cfg)
     check_class_sizes(raw, cfg.dataset)
 
@@ -99,22 +113,34 @@ def load_dataset(cfg: DataConfig, seed: int) -> Dataset:
 
     X_test_pool = raw.X if raw.X_test is None else raw.X_test
     y_test_pool = raw.y if raw.y_test is None else raw.y_test
-    arrays = (
-        _as_float(raw.X[idx_train], raw.divisor),
+    X_train = _as_float(raw.X[idx_train], raw.divisor)
+    scaling = fit_scaling(cfg.scale, X_train)
+    X_parts = [
+        scaling.apply(X)
+        for X in (
+            X_train,
+            _as_float(raw.X[idx_val], raw.divisor),
+            _as_float(X_test_pool[idx_test], raw.divisor),
+        )
+    ]
+    y_parts = [
         raw.y[idx_train].astype(np.int64),
-        _as_float(raw.X[idx_val], raw.divisor),
         raw.y[idx_val].astype(np.int64),
-        _as_float(X_test_pool[idx_test], raw.divisor),
         y_test_pool[idx_test].astype(np.int64),
-    )
+    ]
+    arrays = [a for pair in zip(X_parts, y_parts, strict=True) for a in pair]
+    data_fingerprint = fingerprint(arrays)  # of the float64 arrays, whatever ``dtype`` is
+    if dtype != np.float64:
+        arrays[0::2] = [X.astype(dtype) for X in X_parts]
     return Dataset(
         cfg.dataset,
         *arrays,
         class_names=list(raw.class_names),
         feature_names=list(raw.feature_names),
         source=raw.source,
-        fingerprint=fingerprint(arrays),
+        fingerprint=data_fingerprint,
         image_shape=raw.image_shape,
+        scaling=scaling,
     )
 
 
