@@ -213,6 +213,7 @@ def _data_record(dataset: Dataset) -> dict[str, Any]:
         "n_train": int(len(dataset.y_train)),
         "n_val": int(len(dataset.y_val)),
         "n_test": int(len(dataset.y_test)),
+        "scale": dataset.scaling.describe(),
     }
 
 

@@ -1,14 +1,18 @@
-"""Tests for scratchnn_cli.data: built-ins, splitting, classes, CSV, IDX and Fashion-MNIST."""
+"""Tests for scratchnn_cli.data: built-ins, splitting, classes, dtype, CSV, IDX, Fashion-MNIST."""
 
 from __future__ import annotations
 
 import gzip
 import hashlib
+import re
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+import sklearn.datasets
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.datasets import load_digits, make_circles
@@ -20,9 +24,12 @@ from scratchnn_cli.data import (
     FASHION_MNIST_FILES,
     cache_dir,
     data_dir,
+    fashion_mnist,
     load_dataset,
     load_fashion_mnist,
     read_idx,
+    split_indices,
+    stratified_take,
 )
 from scratchnn_cli.errors import DataError
 
@@ -110,11 +117,33 @@ def test_same_seed_same_data_different_seed_different_split() -> None:
 
 def test_fingerprint_is_sha256_over_dtype_shape_and_bytes() -> None:
     ds = load("blobs400", split=(0.8, 0.2, 0.0))
-    digest = hashlib.sha256()
-    for array in (ds.X_train, ds.y_train, ds.X_val, ds.y_val, ds.X_test, ds.y_test):
-        digest.update(f"{array.dtype.str}{array.shape};".encode())
-        digest.update(np.ascontiguousarray(array).tobytes())
-    assert ds.fingerprint == f"sha256:{digest.hexdigest()}"
+    # headers written out by hand: little-endian float64 / int64, 320 train, 80 val, 0 test rows
+    headers = ["<f8(320, 3);", "<i8(320,);", "<f8(80, 3);", "<i8(80,);", "<f8(0, 3);", "<i8(0,);"]
+    arrays = (ds.X_train, ds.y_train, ds.X_val, ds.y_val, ds.X_test, ds.y_test)
+    message = b"".join(h.encode() + a.tobytes() for h, a in zip(headers, arrays, strict=True))
+    assert ds.fingerprint == "sha256:" + hashlib.sha256(message).hexdigest()
+    assert len(message) == sum(len(h) for h in headers) + 400 * 3 * 8 + 400 * 8
+
+
+@pytest.mark.parametrize("scale", ["none", "standard"])
+def test_float32_data_is_the_float64_data_cast(scale: str) -> None:
+    wide = load("digits", seed=1, scale=scale)
+    narrow = load_dataset(DataConfig(dataset="digits", scale=scale), 1, dtype=np.float32)
+    for name in ("train", "val", "test"):
+        (X64, y64), (X32, y32) = wide.split(name), narrow.split(name)
+        assert X32.dtype == np.float32 and y32.dtype == np.int64
+        assert X32.nbytes * 2 == X64.nbytes and not X32.flags.writeable
+        np.testing.assert_array_equal(X32, X64.astype(np.float32))
+        np.testing.assert_array_equal(y32, y64)
+    assert narrow.fingerprint == wide.fingerprint  # of the float64 data: dtype does not count
+    if scale == "none":
+        expected = (load_digits().data / 16).astype(np.float32)
+        np.testing.assert_array_equal(sorted_rows(all_rows(narrow)[0]), sorted_rows(expected))
+
+
+def test_dtype_must_be_a_float() -> None:
+    with pytest.raises(ValueError, match="dtype must be float64 or float32, not int64"):
+        load_dataset(DataConfig(dataset="blobs400"), 0, dtype=np.int64)
 
 
 @pytest.mark.parametrize(
@@ -161,6 +190,48 @@ def test_splits_are_stratified() -> None:
     assert np.bincount(circles.y_train).tolist() == [125, 125]
 
 
+def test_split_indices_partition_and_stratify() -> None:
+    y = np.repeat([0, 1, 2], [40, 40, 20])
+    train, val, test = split_indices(y, (0.6, 0.2, 0.2), 7)
+    assert (len(train), len(val), len(test)) == (60, 20, 20)
+    assert sorted(np.concatenate([train, val, test]).tolist()) == list(range(100))
+    assert np.bincount(y[val]).tolist() == [8, 8, 4] == np.bincount(y[test]).tolist()
+    again = split_indices(y, (0.6, 0.2, 0.2), np.random.default_rng(7))  # int = default_rng(int)
+    for a, b in zip((train, val, test), again, strict=True):
+        np.testing.assert_array_equal(a, b)
+    other = split_indices(y, (0.6, 0.2, 0.2), 8)
+    assert not np.array_equal(train, other[0])
+
+
+def test_split_indices_with_an_official_test_set() -> None:
+    y = np.arange(40) % 4
+    train, val, test = split_indices(y, (0.5, 0.25, 0.25), 0, n_test_set=12)
+    assert (len(train), len(val)) == (27, 13)  # val = 0.25 / 0.75 of the 40 rows
+    np.testing.assert_array_equal(test, np.arange(12))
+    assert sorted(np.concatenate([train, val]).tolist()) == list(range(40))
+
+
+def test_split_indices_refuses_empty_parts_and_bad_fractions() -> None:
+    with pytest.raises(DataError, match=r"^tiny: 3 samples are too few .* val split would be"):
+        split_indices(np.array([0, 1, 0]), (0.7, 0.1, 0.2), 0, name="tiny")
+    with pytest.raises(ValueError, match="summing to 1"):
+        split_indices(np.zeros(10, dtype=int), (0.5, 0.5, 0.5), 0)
+
+
+def test_stratified_take() -> None:
+    y = np.repeat([0, 1], [30, 10])
+    indices = np.arange(5, 40)  # 25 of class 0, 10 of class 1
+    rest, taken = stratified_take(indices, y, 7, np.random.default_rng(0))
+    assert len(taken) == 7 and len(rest) == 28
+    assert sorted(np.concatenate([rest, taken]).tolist()) == indices.tolist()
+    assert np.bincount(y[taken]).tolist() == [5, 2]  # 25:10 of 7
+    rest0, taken0 = stratified_take(indices, y, 0, 3)
+    np.testing.assert_array_equal(rest0, indices)
+    assert taken0.shape == (0,)
+    with pytest.raises(ValueError, match="take 0 to 34 of 35 rows"):
+        stratified_take(indices, y, 35, 0)
+
+
 def test_split_unknown_name() -> None:
     with pytest.raises(ValueError, match="unknown split"):
         load("blobs400").split("validation")
@@ -199,11 +270,49 @@ def test_classes_subset_relabelled_in_given_order() -> None:
 
 
 def test_unknown_class() -> None:
-    with pytest.raises(DataError) as err:
+    with pytest.raises(DataError, match="unknown class 'zebra' in blobs400") as err:
         load("blobs400", classes=["0", "zebra"])
     message = str(err.value)
     assert "unknown class 'zebra'" in message and "available: 0, 1" in message
     assert "\n" not in message
+
+
+BUILTIN_LOADERS = {  # what each built-in would call first to get its rows
+    "blobs400": "make_blobs",
+    "circles500": "make_circles",
+    "digits": "load_digits",
+}
+
+
+@pytest.mark.parametrize(
+    ("dataset", "available"),
+    [
+        ("fashion-mnist", ", ".join(FASHION_MNIST_CLASSES) + " (or label numbers 0-9)"),
+        ("digits", "0, 1, 2, 3, 4, 5, 6, 7, 8, 9"),
+        ("blobs400", "0, 1"),
+        ("circles500", "0, 1"),
+    ],
+)
+def test_unknown_builtin_class_is_refused_before_any_data_is_read(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, dataset: str, available: str
+) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    monkeypatch.setenv("SCRATCHNN_DATA", str(empty))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(empty / "cache"))
+
+    def must_not_run(*args: object, **kwargs: object) -> None:
+        raise AssertionError(f"{dataset}: data was read or downloaded before checking classes")
+
+    monkeypatch.setattr(fashion_mnist, "_download", must_not_run)
+    monkeypatch.setattr(fashion_mnist, "read_idx", must_not_run)
+    for name in BUILTIN_LOADERS.values():
+        monkeypatch.setattr(sklearn.datasets, name, must_not_run)
+    first = "Shirt" if dataset == "fashion-mnist" else "1"
+    with pytest.raises(DataError, match=re.escape(f"unknown class 'Banana' in {dataset}")) as err:
+        load(dataset, classes=[first, "Banana"])
+    assert str(err.value).endswith(f"available: {available}")
+    assert list(empty.iterdir()) == []  # nothing downloaded, no cache folder made
 
 
 # --------------------------------------------------------------------------- CSV files
@@ -247,8 +356,12 @@ def test_csv_string_labels_keep_names(tmp_path: Path) -> None:
     X, y = all_rows(ds)
     expected = [["ant", "cat", "dog"].index(animals[int(s)]) for s in X[:, 0]]
     assert y.tolist() == expected
-    # label numbers 0..k-1 select text classes too
-    assert load(write_csv(tmp_path, "size,animal\n" + "\n".join(rows) + "\n"), classes=[2, "ant"])
+    # label numbers 0..k-1 select text classes too: 2 is "dog" (sorted: ant, cat, dog)
+    picked = load(write_csv(tmp_path, "size,animal\n" + "\n".join(rows) + "\n"), classes=[2, "ant"])
+    assert picked.class_names == ["dog", "ant"]
+    X, y = all_rows(picked)
+    assert sorted(X[y == 0, 0].tolist()) == [0, 3, 6, 9, 12]  # the rows of the dogs
+    assert sorted(X[y == 1, 0].tolist()) == [2, 5, 8, 11, 14]  # the rows of the ants
 
 
 def test_csv_target_column(tmp_path: Path) -> None:
@@ -256,7 +369,7 @@ def test_csv_target_column(tmp_path: Path) -> None:
     path = write_csv(tmp_path, "kind,u,v\n" + "\n".join(rows) + "\n")
     ds = load(path, target="kind")
     assert ds.feature_names == ["u", "v"] and ds.class_names == ["0", "1"]
-    with pytest.raises(DataError) as err:
+    with pytest.raises(DataError, match="target column 'Kind' not found") as err:
         load(path, target="Kind")
     assert "target column 'Kind' not found" in str(err.value)
     assert "kind, u, v" in str(err.value)
@@ -302,7 +415,7 @@ BALANCED = "".join(f"{i},{i * 3},{i % 2}\n" for i in range(10))
 )
 def test_csv_bad_files(tmp_path: Path, text: str, expected: list[str]) -> None:
     path = write_csv(tmp_path, text)
-    with pytest.raises(DataError) as err:
+    with pytest.raises(DataError, match=re.escape(expected[0])) as err:
         load(path, split=(0.8, 0.1, 0.1))
     message = str(err.value)
     assert "\n" not in message
@@ -318,7 +431,7 @@ def test_csv_binary_file(tmp_path: Path) -> None:
 
 
 def test_csv_unknown_class(tmp_path: Path) -> None:
-    with pytest.raises(DataError) as err:
+    with pytest.raises(DataError, match="unknown class 5") as err:
         load(write_csv(tmp_path, "a,b,y\n" + BALANCED), classes=[0, 5])
     assert "unknown class 5" in str(err.value) and "available: 0, 1" in str(err.value)
 
@@ -378,7 +491,7 @@ def test_read_idx_rejects_bad_files(tmp_path: Path, payload: bytes, expected: st
     for compress in (False, True):
         path = tmp_path / f"bad-{compress}.idx"
         path.write_bytes(gzip.compress(payload) if compress else payload)
-        with pytest.raises(DataError) as err:
+        with pytest.raises(DataError, match=re.escape(expected)) as err:
             read_idx(path)
         assert str(path) in str(err.value) and expected in str(err.value)
 
@@ -422,7 +535,7 @@ def mirror(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict:
     """A fake Fashion-MNIST served from a file:// URL, with the checksum table patched."""
     fake = write_fake_fashion(tmp_path / "mirror")
     monkeypatch.setenv("SCRATCHNN_FASHION_MNIST_URL", (tmp_path / "mirror").as_uri() + "/")
-    monkeypatch.setattr(data, "FASHION_MNIST_SHA256", fake["sha256"])
+    monkeypatch.setattr(fashion_mnist, "FASHION_MNIST_SHA256", fake["sha256"])
     return fake
 
 
@@ -461,8 +574,8 @@ def test_partial_cache_downloads_only_missing_files(mirror: dict) -> None:
 
 def test_checksum_mismatch(mirror: dict, monkeypatch: pytest.MonkeyPatch) -> None:
     wrong = dict(mirror["sha256"], **{"train-labels-idx1-ubyte.gz": "0" * 64})
-    monkeypatch.setattr(data, "FASHION_MNIST_SHA256", wrong)
-    with pytest.raises(DataError) as err:
+    monkeypatch.setattr(fashion_mnist, "FASHION_MNIST_SHA256", wrong)
+    with pytest.raises(DataError, match="checksum mismatch") as err:
         load_fashion_mnist()
     message = str(err.value)
     assert "\n" not in message
@@ -476,7 +589,7 @@ def test_checksum_mismatch(mirror: dict, monkeypatch: pytest.MonkeyPatch) -> Non
 
 
 def test_unreachable_url_says_where_to_put_the_files(tmp_path: Path) -> None:
-    with pytest.raises(DataError) as err:
+    with pytest.raises(DataError, match="could not download Fashion-MNIST") as err:
         load("fashion-mnist")
     message = str(err.value)
     assert "\n" not in message
@@ -489,7 +602,7 @@ def test_unreachable_url_says_where_to_put_the_files(tmp_path: Path) -> None:
 
 def test_not_found_without_download(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("SCRATCHNN_DATA", str(tmp_path / "mydata"))
-    with pytest.raises(DataError) as err:
+    with pytest.raises(DataError, match="Fashion-MNIST not found") as err:
         load_fashion_mnist(download=False)
     assert "Fashion-MNIST not found" in str(err.value)
     assert str(tmp_path / "mydata" / "fashion-mnist") in str(err.value)
@@ -527,7 +640,7 @@ def test_fashion_classes_by_name_or_label_number(mirror: dict) -> None:
     assert len(ds.y_train) + len(ds.y_val) == 8
     with pytest.raises(DataError, match="'Sandal' is listed twice"):
         load("fashion-mnist", classes=["Sandal", "5"])
-    with pytest.raises(DataError) as err:
+    with pytest.raises(DataError, match="unknown class 'shirt' in fashion-mnist") as err:
         load("fashion-mnist", classes=["Shirt", "shirt"])
     assert "unknown class 'shirt'" in str(err.value) and "Ankle boot" in str(err.value)
     assert "label numbers 0-9" in str(err.value)
@@ -586,3 +699,19 @@ def test_data_dir_and_cache_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
     monkeypatch.delenv("XDG_CACHE_HOME")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     assert cache_dir() == tmp_path / "home" / ".cache" / "scratchnn"
+
+
+# --------------------------------------------------------------------------- package layout
+
+
+def test_data_package_imports_no_network_training_or_cli_code() -> None:
+    code = (
+        "import sys, scratchnn_cli.data\n"
+        "print(' '.join(m for m in sys.modules if m.startswith('scratchnn_cli.')))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert "scratchnn_cli.data.dataset" in loaded
+    allowed = ("scratchnn_cli.data", "scratchnn_cli.config", "scratchnn_cli.errors")
+    assert [m for m in loaded if not m.startswith(allowed)] == []

@@ -74,6 +74,7 @@ class DataConfig(_Section):
     classes: list[str | int] | None = None
     train_size: Count | None = None
     train_on: Literal["train", "train+val"] = "train"
+    scale: Literal["none", "standard", "minmax"] = "none"  # fitted on the train split only
 
     @field_validator("dataset")
     @classmethod

@@ -1,0 +1,195 @@
+""":class:`Dataset` and :func:`load_dataset`: a config's data, loaded, filtered and split.
+
+Randomness comes only from ``np.random.default_rng([seed, 1])`` (the project's data stream), so
+the same config and seed always give the same arrays and the same fingerprint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import DTypeLike
+
+from scratchnn_cli.config import DataConfig
+from scratchnn_cli.data import builtin
+from scratchnn_cli.data.classes import check_class_sizes, resolve_classes, select_classes
+from scratchnn_cli.data.csv import read_csv
+from scratchnn_cli.data.fashion_mnist import FASHION_MNIST_CLASSES, fashion_mnist_raw
+from scratchnn_cli.data.raw import RawData
+from scratchnn_cli.data.scaling import NO_SCALING, Scaling, fit_scaling
+from scratchnn_cli.data.splits import format_split, split_indices
+from scratchnn_cli.errors import DataError
+
+SPLIT_NAMES = ("train", "val", "test")
+
+
+@dataclass(frozen=True, eq=False)
+class Dataset:
+    """A labelled dataset, already split and scaled; the arrays are read-only.
+
+    ``fingerprint`` identifies the data (see :func:`load_dataset`); ``scaling`` is the fitted
+    ``data.scale`` (``scaling.describe()`` is what run.json records).
+    """
+
+    name: str
+    X_train: np.ndarray
+    y_train: np.ndarray
+    X_val: np.ndarray
+    y_val: np.ndarray
+    X_test: np.ndarray
+    y_test: np.ndarray
+    class_names: list[str]
+    feature_names: list[str]
+    source: str
+    fingerprint: str
+    image_shape: tuple[int, int] | None = None
+    scaling: Scaling = NO_SCALING
+
+    def __post_init__(self) -> None:
+        for array in self._arrays():
+            array.setflags(write=False)
+
+    def _arrays(self) -> tuple[np.ndarray, ...]:
+        return (self.X_train, self.y_train, self.X_val, self.y_val, self.X_test, self.y_test)
+
+    @property
+    def n_features(self) -> int:
+        """Number of input features (columns of X)."""
+        return int(self.X_train.shape[1])
+
+    @property
+    def n_classes(self) -> int:
+        """Number of classes; labels are 0 .. n_classes - 1."""
+        return len(self.class_names)
+
+    def split(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """``(X, y)`` of the split called ``name``: "train", "val" or "test"."""
+        if name not in SPLIT_NAMES:
+            raise ValueError(f"unknown split {name!r}: use one of {', '.join(SPLIT_NAMES)}")
+        return getattr(self, f"X_{name}"), getattr(self, f"y_{name}")
+
+
+@dataclass(frozen=True)
+class _Builtin:
+    load: Callable[[], RawData]
+    class_names: Sequence[str]
+
+
+_BUILTINS = {
+    "blobs400": _Builtin(builtin.blobs400, builtin.BLOBS400_CLASSES),
+    "circles500": _Builtin(builtin.circles500, builtin.CIRCLES500_CLASSES),
+    "digits": _Builtin(builtin.digits, builtin.DIGITS_CLASSES),
+    "fashion-mnist": _Builtin(fashion_mnist_raw, FASHION_MNIST_CLASSES),
+}
+
+
+def load_dataset(cfg: DataConfig, seed: int, dtype: DTypeLike = np.float64) -> Dataset:
+    """Load ``cfg.dataset``, keep ``cfg.classes``, split by ``cfg.split``, subsample train,
+    scale by ``cfg.scale`` (fitted on the training rows) and hold X in ``dtype``.
+
+    ``dtype`` (float64 or float32) is the dtype of the three X arrays; labels are always int64.
+    float32 arrays are the float64 ones cast. The fingerprint is computed on the float64 arrays
+    after scaling and before that cast, so it identifies the data a run saw whatever its dtype.
+    The classes of a built-in are checked before any file is read or downloaded. Problems are
+    one :class:`DataError` line each.
+    """
+    dtype = np.dtype(dtype)
+    if dtype not in (np.float64, np.float32):
+        raise ValueError(f"dtype must be float64 or float32, not {dtype}")
+    raw = _load_raw(cfg)
+    check_class_sizes(raw, cfg.dataset)
+
+    rng = np.random.default_rng([seed, 1])
+    n_test_set = None if raw.y_test is None else len(raw.y_test)
+    idx_train, idx_val, idx_test = split_indices(
+        raw.y, cfg.split, rng, n_test_set=n_test_set, name=cfg.dataset
+    )
+    if cfg.train_size is not None:
+        idx_train = _subsample(idx_train, cfg.train_size, rng, cfg)
+
+    X_test_pool = raw.X if raw.X_test is None else raw.X_test
+    y_test_pool = raw.y if raw.y_test is None else raw.y_test
+    X_train = _as_float(raw.X[idx_train], raw.divisor)
+    scaling = fit_scaling(cfg.scale, X_train)
+    X_parts = [
+        scaling.apply(X)
+        for X in (
+            X_train,
+            _as_float(raw.X[idx_val], raw.divisor),
+            _as_float(X_test_pool[idx_test], raw.divisor),
+        )
+    ]
+    y_parts = [
+        raw.y[idx_train].astype(np.int64),
+        raw.y[idx_val].astype(np.int64),
+        y_test_pool[idx_test].astype(np.int64),
+    ]
+    arrays = [a for pair in zip(X_parts, y_parts, strict=True) for a in pair]
+    data_fingerprint = fingerprint(arrays)  # of the float64 arrays, whatever ``dtype`` is
+    if dtype != np.float64:
+        arrays[0::2] = [X.astype(dtype) for X in X_parts]
+    return Dataset(
+        cfg.dataset,
+        *arrays,
+        class_names=list(raw.class_names),
+        feature_names=list(raw.feature_names),
+        source=raw.source,
+        fingerprint=data_fingerprint,
+        image_shape=raw.image_shape,
+        scaling=scaling,
+    )
+
+
+def _load_raw(cfg: DataConfig) -> RawData:
+    """The rows of ``cfg.dataset`` restricted to ``cfg.classes`` (all classes when None).
+
+    A built-in's class names are known up front, so its ``cfg.classes`` are checked before any
+    file is read or downloaded; a CSV's are checked once it is read.
+    """
+    known = _BUILTINS.get(cfg.dataset)
+    if known is None:
+        raw = read_csv(Path(cfg.dataset), cfg.target)
+        if cfg.classes is None:
+            return raw
+        return select_classes(raw, resolve_classes(raw.class_names, cfg.classes, cfg.dataset))
+    if cfg.classes is None:
+        return known.load()
+    chosen = resolve_classes(known.class_names, cfg.classes, cfg.dataset)
+    raw = known.load()
+    if list(raw.class_names) != list(known.class_names):  # the two lists must never drift apart
+        raise RuntimeError(f"{cfg.dataset}: loaded classes differ from the known class names")
+    return select_classes(raw, chosen)
+
+
+def _subsample(
+    idx_train: np.ndarray, size: int, rng: np.random.Generator, cfg: DataConfig
+) -> np.ndarray:
+    """``size`` of the training rows, drawn without replacement (``data.train_size``)."""
+    if size > len(idx_train):
+        raise DataError(
+            f"data.train_size={size} is larger than the {len(idx_train)} "
+            f"training samples of {cfg.dataset} (after the split {format_split(cfg.split)})"
+        )
+    return idx_train[rng.choice(len(idx_train), size=size, replace=False)]
+
+
+def _as_float(X: np.ndarray, divisor: float) -> np.ndarray:
+    out = np.array(X, dtype=np.float64, order="C")
+    if divisor != 1.0:
+        out /= divisor
+    return out
+
+
+def fingerprint(arrays: Sequence[np.ndarray]) -> str:
+    """``sha256:<hex>`` over each array's dtype string, shape and ";" then its C-order bytes,
+    in the given order (X_train, y_train, X_val, y_val, X_test, y_test for a Dataset)."""
+    digest = hashlib.sha256()
+    for array in arrays:
+        array = np.ascontiguousarray(array)
+        digest.update(f"{array.dtype.str}{array.shape};".encode())
+        digest.update(array.data)
+    return f"sha256:{digest.hexdigest()}"
