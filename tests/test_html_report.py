@@ -227,6 +227,46 @@ def test_class_names_are_escaped(reports: dict) -> None:
     assert set(ODD_NAMES) <= set(page.per_class_rows)
 
 
+# labels and a feature name that matplotlib would parse as (broken) mathtext if left unescaped
+DOLLAR_NAMES = ["$a", "b$c^$ & d"]
+DOLLAR_CONFIG = """\
+name: dollar
+seed: 0
+data:
+  dataset: {csv}
+  split: [0.6, 0.2, 0.2]
+model:
+  struct: [3]
+  sigma: 0.5
+train:
+  lr: 0.05
+  eps: 0
+  max_iterations: 200
+"""
+
+
+def test_report_of_2d_data_with_dollar_class_names(tmp_path: Path) -> None:
+    csv = tmp_path / "dollar.csv"
+    rng = np.random.default_rng(3)
+    labels = np.repeat([0, 1], 50)
+    points = rng.normal(size=(len(labels), 2)) + np.outer(labels, [2.5, 0.0])
+    pd.DataFrame(
+        {"x$^$": points[:, 0], "y": points[:, 1], "label": [DOLLAR_NAMES[k] for k in labels]}
+    ).to_csv(csv, index=False)
+    config = tmp_path / "dollar.yaml"
+    config.write_text(DOLLAR_CONFIG.format(csv=csv), encoding="utf-8")
+    run_dir = train_run(tmp_path / "runs", config)
+
+    result = CliRunner().invoke(app, ["report", str(run_dir)])
+    assert result.exit_code == 0, (result.output, result.exception)
+    text = (run_dir / "report.html").read_text(encoding="utf-8")
+    page = Page(text)
+    assert "decision-boundary" in page.section_ids
+    assert len(page.img_src) == 3  # learning curve + confusion matrix + decision boundary
+    assert sorted(page.per_class_rows) == sorted(DOLLAR_NAMES)
+    assert "b$c^$ &amp; d" in text and "b$c^$ & d" not in text
+
+
 @pytest.mark.parametrize(
     ("name", "two_d"), [("circles", True), ("three", True), ("blobs", False), ("digits", False)]
 )

@@ -33,7 +33,13 @@ from scratchnn_cli.data import Dataset
 from scratchnn_cli.errors import RunFolderError, one_line
 from scratchnn_cli.experiment import SPLITS, load_run_model, training_set
 from scratchnn_cli.nn.network import Network
-from scratchnn_cli.report.plots import confusion_matrix_png, figure_png, learning_curve_png, plt
+from scratchnn_cli.report.plots import (
+    confusion_matrix_png,
+    figure_png,
+    learning_curve_png,
+    literal,
+    plt,
+)
 from scratchnn_cli.runs import read_json, write_text
 
 REPORT_NAME = "report.html"
@@ -178,7 +184,7 @@ def _decision_boundary_png(run: _Run) -> tuple[bytes | None, str]:
         p1 = proba[:, 1].reshape(gx.shape)
         filled = ax.contourf(gx, gy, p1, levels=np.linspace(0, 1, 21), cmap="RdBu_r", alpha=0.45)
         bar = fig.colorbar(filled, ax=ax, ticks=np.linspace(0, 1, 6))
-        bar.set_label(f"predicted P(class = {dataset.class_names[1]})")
+        bar.set_label(literal(f"predicted P(class = {dataset.class_names[1]})"))
     else:
         from matplotlib.colors import ListedColormap
 
@@ -215,7 +221,7 @@ def _decision_boundary_png(run: _Run) -> tuple[bytes | None, str]:
             edgecolors="white",
             linewidths=0.4,
             alpha=0.85,
-            label=f"{fit_label}: {name}",
+            label=literal(f"{fit_label}: {name}"),
         )
     for c, name in enumerate(dataset.class_names):
         test = y_test == c
@@ -227,7 +233,7 @@ def _decision_boundary_png(run: _Run) -> tuple[bytes | None, str]:
             color=colours[c],
             edgecolors="black",
             linewidths=0.8,
-            label=f"test: {name}",
+            label=literal(f"test: {name}"),
         )
     if len(y_test):
         wrong = _predict(net, X_test)[0] != y_test
@@ -243,8 +249,8 @@ def _decision_boundary_png(run: _Run) -> tuple[bytes | None, str]:
                 label=f"test: misclassified ({int(wrong.sum())})",
             )
     names = list(dataset.feature_names) + ["", ""]
-    ax.set_xlabel(names[0] or "feature 0")
-    ax.set_ylabel(names[1] or "feature 1")
+    ax.set_xlabel(literal(names[0] or "feature 0"))
+    ax.set_ylabel(literal(names[1] or "feature 1"))
     ax.set_xlim(xs[0], xs[-1])
     ax.set_ylim(ys[0], ys[-1])
     ax.legend(
@@ -254,7 +260,7 @@ def _decision_boundary_png(run: _Run) -> tuple[bytes | None, str]:
         title="points (class)",
         frameon=False,
     )
-    ax.set_title(f"{_run_name(run)}: decision boundary")
+    ax.set_title(literal(f"{_run_name(run)}: decision boundary"))
     return figure_png(fig), ""
 
 
