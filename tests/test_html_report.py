@@ -6,6 +6,7 @@ import base64
 import html
 import io
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -227,6 +228,30 @@ def test_class_names_are_escaped(reports: dict) -> None:
     assert set(ODD_NAMES) <= set(page.per_class_rows)
 
 
+def test_run_text_is_escaped_everywhere(runs: dict, tmp_path: Path) -> None:
+    """Free text of run.json (the run's name, stop reason, error) is shown as text, never markup."""
+    run_dir = Path(shutil.copytree(runs["blobs"], tmp_path / "run"))
+    info = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+    name = '<script>alert("x")</script> & co'
+    reason = "stopped <i>early</i> & on purpose"
+    info.update(name=name, error="R&D <img src=x>")
+    info["stop"]["reason"] = reason
+    (run_dir / "run.json").write_text(json.dumps(info), encoding="utf-8")
+    text = write_html_report(run_dir).read_text(encoding="utf-8")
+    page = Page(text)
+    assert "<script" not in text and "script" not in page.tags
+    assert "<i>early</i>" not in text and "i" not in page.tags
+    assert "<img src=x>" not in text and len(page.img_src) == 2  # learning curve + confusion
+    assert " & co" not in text and "R&D" not in text
+    title = re.search(r"<title>(.*?)</title>", text, re.S)
+    assert title is not None and html.unescape(title.group(1)) == f"{name} - scratchnn run report"
+    heading = re.search(r"<h1>(.*?) <span", text, re.S)
+    assert heading is not None and html.unescape(heading.group(1)) == name
+    assert "&lt;script&gt;alert(" in text
+    assert "stopped &lt;i&gt;early&lt;/i&gt; &amp; on purpose" in text
+    assert "R&amp;D &lt;img src=x&gt;" in text
+
+
 # labels and a feature name that matplotlib would parse as (broken) mathtext if left unescaped
 DOLLAR_NAMES = ["$a", "b$c^$ & d"]
 DOLLAR_CONFIG = """\
@@ -371,7 +396,10 @@ def _chromium() -> str:
         "/usr/bin/chromium" if Path("/usr/bin/chromium").is_file() else None
     )
     if found is None:
-        pytest.skip("Chromium is not installed (apt-get install chromium); .ci/run installs it")
+        missing = "Chromium is not installed (apt-get install chromium); .ci/run installs it"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"{missing}, and under CI=true the report must be rendered in a browser")
+        pytest.skip(missing)
     return found
 
 
