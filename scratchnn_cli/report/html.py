@@ -594,7 +594,7 @@ def _page(run: _Run) -> dict[str, Any]:
     }
 
 
-# --------------------------------------------------------------------------- template filters
+# --------------------------------------------------- text formatting (count, duration: filters too)
 
 
 def _count(value: Any) -> str:
