@@ -6,6 +6,7 @@ import base64
 import html
 import io
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -227,6 +228,70 @@ def test_class_names_are_escaped(reports: dict) -> None:
     assert set(ODD_NAMES) <= set(page.per_class_rows)
 
 
+def test_run_text_is_escaped_everywhere(runs: dict, tmp_path: Path) -> None:
+    """Free text of run.json (the run's name, stop reason, error) is shown as text, never markup."""
+    run_dir = Path(shutil.copytree(runs["blobs"], tmp_path / "run"))
+    info = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+    name = '<script>alert("x")</script> & co'
+    reason = "stopped <i>early</i> & on purpose"
+    info.update(name=name, error="R&D <img src=x>")
+    info["stop"]["reason"] = reason
+    (run_dir / "run.json").write_text(json.dumps(info), encoding="utf-8")
+    text = write_html_report(run_dir).read_text(encoding="utf-8")
+    page = Page(text)
+    assert "<script" not in text and "script" not in page.tags
+    assert "<i>early</i>" not in text and "i" not in page.tags
+    assert "<img src=x>" not in text and len(page.img_src) == 2  # learning curve + confusion
+    assert " & co" not in text and "R&D" not in text
+    title = re.search(r"<title>(.*?)</title>", text, re.S)
+    assert title is not None and html.unescape(title.group(1)) == f"{name} - scratchnn run report"
+    heading = re.search(r"<h1>(.*?) <span", text, re.S)
+    assert heading is not None and html.unescape(heading.group(1)) == name
+    assert "&lt;script&gt;alert(" in text
+    assert "stopped &lt;i&gt;early&lt;/i&gt; &amp; on purpose" in text
+    assert "R&amp;D &lt;img src=x&gt;" in text
+
+
+# labels and a feature name that matplotlib would parse as (broken) mathtext if left unescaped
+DOLLAR_NAMES = ["$a", "b$c^$ & d"]
+DOLLAR_CONFIG = """\
+name: dollar
+seed: 0
+data:
+  dataset: {csv}
+  split: [0.6, 0.2, 0.2]
+model:
+  struct: [3]
+  sigma: 0.5
+train:
+  lr: 0.05
+  eps: 0
+  max_iterations: 200
+"""
+
+
+def test_report_of_2d_data_with_dollar_class_names(tmp_path: Path) -> None:
+    csv = tmp_path / "dollar.csv"
+    rng = np.random.default_rng(3)
+    labels = np.repeat([0, 1], 50)
+    points = rng.normal(size=(len(labels), 2)) + np.outer(labels, [2.5, 0.0])
+    pd.DataFrame(
+        {"x$^$": points[:, 0], "y": points[:, 1], "label": [DOLLAR_NAMES[k] for k in labels]}
+    ).to_csv(csv, index=False)
+    config = tmp_path / "dollar.yaml"
+    config.write_text(DOLLAR_CONFIG.format(csv=csv), encoding="utf-8")
+    run_dir = train_run(tmp_path / "runs", config)
+
+    result = CliRunner().invoke(app, ["report", str(run_dir)])
+    assert result.exit_code == 0, (result.output, result.exception)
+    text = (run_dir / "report.html").read_text(encoding="utf-8")
+    page = Page(text)
+    assert "decision-boundary" in page.section_ids
+    assert len(page.img_src) == 3  # learning curve + confusion matrix + decision boundary
+    assert sorted(page.per_class_rows) == sorted(DOLLAR_NAMES)
+    assert "b$c^$ &amp; d" in text and "b$c^$ & d" not in text
+
+
 @pytest.mark.parametrize(
     ("name", "two_d"), [("circles", True), ("three", True), ("blobs", False), ("digits", False)]
 )
@@ -331,7 +396,10 @@ def _chromium() -> str:
         "/usr/bin/chromium" if Path("/usr/bin/chromium").is_file() else None
     )
     if found is None:
-        pytest.skip("Chromium is not installed (apt-get install chromium); .ci/run installs it")
+        missing = "Chromium is not installed (apt-get install chromium); .ci/run installs it"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"{missing}, and under CI=true the report must be rendered in a browser")
+        pytest.skip(missing)
     return found
 
 

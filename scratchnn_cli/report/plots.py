@@ -21,6 +21,12 @@ from sklearn.metrics import ConfusionMatrixDisplay  # noqa: E402
 from scratchnn_cli.runs import atomic_write  # noqa: E402
 
 
+def literal(text: object) -> str:
+    """``text`` as a string matplotlib shows as written: every ``$`` is escaped, so a class or
+    feature name is never parsed as mathtext (which draws it wrongly or raises ValueError)."""
+    return str(text).replace("$", r"\$")
+
+
 def figure_png(fig: plt.Figure) -> bytes:
     """The PNG bytes of a matplotlib figure, which is then closed."""
     buffer = io.BytesIO()
@@ -67,7 +73,7 @@ def learning_curve_png(history: Sequence[Any], title: str = "") -> bytes:
         ax.grid(alpha=0.3)
         if history:
             ax.legend()
-    fig.suptitle(title or "learning curve")
+    fig.suptitle(literal(title or "learning curve"))
     return figure_png(fig)
 
 
@@ -103,10 +109,10 @@ def confusion_matrix_png(matrix: np.ndarray, class_names: Sequence[str], title: 
     k = len(class_names)
     size = max(4.0, 0.6 * k + 2)
     fig, ax = plt.subplots(figsize=(size, size))
-    labels = [str(name).replace("$", r"\$") for name in class_names]  # no mathtext
+    labels = [literal(name) for name in class_names]
     display = ConfusionMatrixDisplay(np.asarray(matrix), display_labels=labels)
     display.plot(ax=ax, cmap="Blues", colorbar=False, xticks_rotation=45 if k > 3 else "horizontal")
-    ax.set_title(title or "confusion matrix")
+    ax.set_title(literal(title or "confusion matrix"))
     return figure_png(fig)
 
 
