@@ -969,9 +969,10 @@ def test_normal_init_uses_mu_and_sigma_for_weights_and_biases() -> None:
 # --------------------------------------------------------------------------- 10. refusals
 
 
-def refused(train_section: dict[str, Any], **top: Any) -> str:
+def refused(train_section: dict[str, Any], match: str, **top: Any) -> str:
+    """The message of the ConfigError the spec gets; it must match ``match`` (a regex)."""
     raw = {"data": {"dataset": "blobs400"}, "train": train_section, **top}
-    with pytest.raises(ConfigError) as info:
+    with pytest.raises(ConfigError, match=match) as info:
         build_config(raw, "spec.yaml")
     return str(info.value)
 
@@ -989,13 +990,18 @@ def refused(train_section: dict[str, Any], **top: Any) -> str:
 def test_refuses_a_hyper_parameter_the_rule_does_not_take(
     optimizer: dict[str, Any], bad: str
 ) -> None:
-    message = refused({"optimizer": optimizer})
+    message = refused(
+        {"optimizer": optimizer}, rf"^spec\.yaml: train\.optimizer: \w+ does not take {bad} \("
+    )
     assert message.startswith("spec.yaml: train.optimizer")
     assert f"{optimizer['name']} does not take {bad}" in message
 
 
 def test_refuses_cosine_without_a_length() -> None:
-    message = refused({"lr_schedule": "cosine"})
+    message = refused(
+        {"lr_schedule": "cosine"},
+        r"^spec\.yaml: train: lr_schedule: cosine needs lr_schedule\.epochs or train\.max_epochs$",
+    )
     assert "train" in message and "lr_schedule.epochs" in message
     assert "train.max_epochs" in message
     # either length is enough
@@ -1013,28 +1019,43 @@ def test_refuses_cosine_without_a_length() -> None:
 
 def test_refuses_a_cosine_lr_min_above_lr() -> None:
     message = refused(
-        {"lr": 0.001, "max_epochs": 5, "lr_schedule": {"name": "cosine", "lr_min": 0.01}}
+        {"lr": 0.001, "max_epochs": 5, "lr_schedule": {"name": "cosine", "lr_min": 0.01}},
+        r"^spec\.yaml: train: lr_schedule\.lr_min \(0\.01\) is above train\.lr \(0\.001\)$",
     )
     assert "lr_schedule.lr_min" in message
 
 
 @pytest.mark.parametrize("batch_size", [0, -3, "ful", "Full", None])
 def test_refuses_bad_batch_sizes(batch_size: Any) -> None:
-    message = refused({"batch_size": batch_size})
+    message = refused(
+        {"batch_size": batch_size},
+        r"^spec\.yaml: train\.batch_size: must be a positive whole number or 'full'",
+    )
     assert "train.batch_size" in message
     assert "'full'" in message
 
 
 def test_refuses_an_early_stopping_monitor_typo() -> None:
-    message = refused({"early_stopping": {"monitor": "val_acc"}})
+    message = refused(
+        {"early_stopping": {"monitor": "val_acc"}},
+        r"^spec\.yaml: train\.early_stopping\.monitor: .*\(got 'val_acc'\)$",
+    )
     assert "train.early_stopping.monitor" in message
     assert "val_accuracy" in message
 
 
 def test_refuses_unknown_keys_in_the_new_sections() -> None:
-    assert "train.early_stopping.patiense" in refused({"early_stopping": {"patiense": 3}})
-    assert "train.lr_schedule.gama" in refused({"lr_schedule": {"name": "step", "gama": 0.5}})
-    assert "model.dropout" in refused({}, model={"dropout": 1.0})
+    assert "train.early_stopping.patiense" in refused(
+        {"early_stopping": {"patiense": 3}},
+        r"^spec\.yaml: train\.early_stopping\.patiense: unknown key \(did you mean 'patience'",
+    )
+    assert "train.lr_schedule.gama" in refused(
+        {"lr_schedule": {"name": "step", "gama": 0.5}},
+        r"^spec\.yaml: train\.lr_schedule\.gama: unknown key \(did you mean 'gamma'",
+    )
+    assert "model.dropout" in refused(
+        {}, r"^spec\.yaml: model\.dropout: .*less than 1 \(got 1\.0\)$", model={"dropout": 1.0}
+    )
 
 
 def _es_config(**data: Any) -> ExperimentConfig:
