@@ -16,6 +16,8 @@ from helpers import SMALL_CONFIG, invoke
 from typer.testing import Result
 
 from scratchnn_cli import __version__, runs
+from scratchnn_cli.config import load_config
+from scratchnn_cli.data import load_dataset
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -258,7 +260,7 @@ def test_run_json_records_status_stop_data_and_versions(
     assert stop["stopped_by"] == "max_iterations"
     assert stop["iterations"] == 1000
     assert stop["epochs"] == 5
-    assert stop["reason"]
+    assert stop["reason"] == "reached max_iterations = 1,000 (after 5 epochs, 1,000 updates)"
     assert re.fullmatch(r"sha256:[0-9a-f]{64}", info["data"]["fingerprint"])
     assert (info["data"]["n_train"], info["data"]["n_val"], info["data"]["n_test"]) == (
         200,
@@ -270,7 +272,10 @@ def test_run_json_records_status_stop_data_and_versions(
     assert versions["numpy"] == np.__version__
     assert {"python", "scikit-learn"} <= set(versions)
     assert info["network"]["sizes"] == [3, 3, 1]
-    assert info["started"] and info["ended"]
+    started = datetime.fromisoformat(info["started"])
+    ended = datetime.fromisoformat(info["ended"])
+    assert started.tzinfo is not None and started <= ended
+    assert (ended - started).total_seconds() <= info["seconds"] + 2  # stamps are whole seconds
 
 
 def test_history_csv_has_one_row_per_epoch(finished_run: tuple[Result, Path]) -> None:
@@ -283,6 +288,17 @@ def test_history_csv_has_one_row_per_epoch(finished_run: tuple[Result, Path]) ->
     assert np.isfinite(history["cost"]).all() and (history["cost"] > 0).all()
 
 
+def accuracy_by_hand(run_dir: Path, split: str) -> float:
+    """The accuracy of model.npz on a split of the run's data, with plain NumPy: the sigmoid
+    hidden layer and the sigmoid output unit of SMALL_CONFIG written out."""
+    config = load_config(run_dir / "config.yaml")
+    X, y = load_dataset(config.data, config.seed).split(split)
+    with np.load(run_dir / "model.npz") as model:
+        A = 1.0 / (1.0 + np.exp(-(X @ model["W0"] + model["b0"])))
+        z = (A @ model["W1"] + model["b1"])[:, 0]
+    return float(np.mean((z > 0) == (y == 1)))
+
+
 def test_metrics_json_has_accuracy_and_confusion_matrices(
     finished_run: tuple[Result, Path],
 ) -> None:
@@ -292,7 +308,8 @@ def test_metrics_json_has_accuracy_and_confusion_matrices(
     assert set(metrics) == {"train", "val", "test"}
     for split in ("train", "val", "test"):
         m = metrics[split]
-        assert 0.0 <= m["accuracy"] <= 1.0
+        assert m["accuracy"] == accuracy_by_hand(run_dir, split)
+        assert m["accuracy"] >= 0.9, split  # two well-separated blobs: chance is 0.5
         matrix = np.array(m["confusion_matrix"])
         assert matrix.shape == (2, 2)
         assert matrix.sum() == m["n"] == data[f"n_{split}"]

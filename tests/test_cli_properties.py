@@ -25,6 +25,7 @@ from typer.testing import CliRunner, Result
 
 from scratchnn_cli.cli import app
 from scratchnn_cli.config import load_config
+from scratchnn_cli.errors import ConfigError
 
 SETTINGS = settings(
     max_examples=50,
@@ -71,8 +72,8 @@ def budget_overrides(config: Path, overrides: list[str]) -> list[str]:
     ``max_iterations``, whose default is a million, or ask for a huge network)."""
     try:
         spec = load_config(config, list(overrides))
-    except Exception:
-        return []  # refused (or crashing) before any training: nothing to bound
+    except ConfigError:
+        return []  # refused before any training (train exits 2): nothing to bound
     extra = []
     if spec.train.max_iterations > 300:
         extra.append("train.max_iterations=300")

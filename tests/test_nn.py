@@ -4,6 +4,7 @@ agreement, weight state round-trips and the SGD update rule."""
 from __future__ import annotations
 
 import contextlib
+import math
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -93,13 +94,23 @@ def test_every_configurable_activation_is_registered() -> None:
 @pytest.mark.parametrize("name", ["sigmoid", "tanh", "relu", "leaky_relu"])
 def test_activation_forward_values(name: str) -> None:
     Z = np.array([[-2.0, -0.5, 0.5, 3.0]])
-    expected = {
-        "sigmoid": 1 / (1 + np.exp(-Z)),
-        "tanh": np.tanh(Z),
-        "relu": np.maximum(Z, 0),
-        "leaky_relu": np.where(Z > 0, Z, 0.01 * Z),
+    expected = {  # tabulated values (sigma(z) = 1 / (1 + e^-z), tanh), to 17 digits
+        "sigmoid": [
+            0.11920292202211755,
+            0.37754066879814544,
+            0.62245933120185456,
+            0.9525741268224334,
+        ],
+        "tanh": [
+            -0.96402758007581688,
+            -0.46211715726000976,
+            0.46211715726000976,
+            0.99505475368673045,
+        ],
+        "relu": [0.0, 0.0, 0.5, 3.0],
+        "leaky_relu": [-0.02, -0.005, 0.5, 3.0],
     }[name]
-    np.testing.assert_allclose(ACTIVATIONS[name]().forward(Z), expected, rtol=1e-14)
+    np.testing.assert_allclose(ACTIVATIONS[name]().forward(Z)[0], expected, rtol=1e-14)
 
 
 # --------------------------------------------------------------------------- losses
@@ -137,7 +148,9 @@ def test_binary_cross_entropy_matches_sklearn_log_loss() -> None:
     y = rng.integers(0, 2, size=200)
     loss = BinaryCrossEntropy()
     ours = loss.cost(z, loss.targets(y, 2, np.float64))
-    theirs = log_loss(y, sigmoid(z)[:, 0], labels=[0, 1])
+    # the probabilities sklearn scores, from the math module (not scratchnn's sigmoid)
+    p = [1.0 / (1.0 + math.exp(-v)) for v in z[:, 0].tolist()]
+    theirs = log_loss(y, p, labels=[0, 1])
     assert ours == pytest.approx(theirs, rel=1e-10)
 
 
@@ -148,8 +161,39 @@ def test_softmax_cross_entropy_matches_sklearn_log_loss() -> None:
     y = rng.integers(0, k, size=300)
     loss = SoftmaxCrossEntropy()
     ours = loss.cost(Z, loss.targets(y, k, np.float64))
-    theirs = log_loss(y, softmax(Z), labels=list(range(k)))
+    # the probabilities sklearn scores, from the math module (not scratchnn's softmax)
+    P = [[math.exp(v) / math.fsum(math.exp(u) for u in row) for v in row] for row in Z.tolist()]
+    theirs = log_loss(y, P, labels=list(range(k)))
     assert ours == pytest.approx(theirs, rel=1e-10)
+
+
+@pytest.mark.parametrize(
+    ("z", "y", "cost"),
+    [  # log(1 + e^z) - y z at a few points, by hand
+        (0.0, 0, math.log(2.0)),
+        (0.0, 1, math.log(2.0)),
+        (2.0, 1, math.log1p(math.exp(-2.0))),  # log(1 + e^2) - 2 = log(1 + e^-2)
+        (-3.0, 0, math.log1p(math.exp(-3.0))),
+        (-3.0, 1, 3.0 + math.log1p(math.exp(-3.0))),
+        (40.0, 0, 40.0 + math.log1p(math.exp(-40.0))),
+    ],
+)
+def test_binary_cross_entropy_at_points_by_hand(z: float, y: int, cost: float) -> None:
+    loss = BinaryCrossEntropy()
+    L = loss.costs(np.array([[z]]), loss.targets(np.array([y]), 2, np.float64))
+    assert L[0] == pytest.approx(cost, rel=1e-14, abs=0)
+
+
+def test_softmax_cross_entropy_at_points_by_hand() -> None:
+    loss = SoftmaxCrossEntropy()
+    Z = np.array([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [2.0, 2.0, -2.0]])
+    L = loss.costs(Z, loss.targets(np.array([2, 0, 2]), 3, np.float64))
+    expected = [
+        math.log(3.0),  # three equal logits
+        math.log(math.e + 2.0) - 1.0,  # log(e^1 + e^0 + e^0) - 1
+        4.0 + math.log(2.0 + math.exp(-4.0)),  # log(2 e^2 + e^-2) - (-2)
+    ]
+    np.testing.assert_allclose(L, expected, rtol=1e-14)
 
 
 def test_per_sample_costs_are_the_textbook_formulas() -> None:

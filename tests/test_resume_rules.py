@@ -9,6 +9,10 @@ import numpy as np
 import pytest
 from helpers import invoke
 
+from scratchnn_cli.config import load_config
+from scratchnn_cli.data import load_dataset
+from scratchnn_cli.experiment import build_network
+
 CONFIG = """\
 name: resumable
 seed: 0
@@ -115,6 +119,22 @@ def test_a_diverged_run_can_be_evaluated(tmp_path: Path) -> None:
     result = invoke("train", config, "--runs-dir", tmp_path / "runs")
     assert result.exit_code == 3, result.output
     run_dir = Path(result.output.strip().splitlines()[-1])
+    info = json.loads((run_dir / "run.json").read_text())
+    assert (info["status"], info["stop"]["epochs"]) == ("diverged", 1)
     evaluated = invoke("evaluate", run_dir)
     assert evaluated.exit_code == 0, evaluated.output
-    assert 0.0 <= json.loads((run_dir / "evaluation.json").read_text())["accuracy"] <= 1.0
+    evaluation = json.loads((run_dir / "evaluation.json").read_text())
+    # diverged in epoch 1: model.npz holds the initial weights, and evaluating it reproduces
+    # the test accuracy that training recorded, and that of a freshly initialised network
+    recorded = json.loads((run_dir / "metrics.json").read_text())["test"]
+    assert (evaluation["n"], evaluation["accuracy"]) == (recorded["n"], recorded["accuracy"])
+    assert evaluation["confusion_matrix"] == recorded["confusion_matrix"]
+    config = load_config(run_dir / "config.yaml")
+    dataset = load_dataset(config.data, config.seed)
+    fresh = build_network(config, dataset, np.random.default_rng([config.seed, 2]))
+    with np.load(run_dir / "model.npz") as model:
+        for key, value in fresh.state().items():
+            np.testing.assert_array_equal(model[key], value, err_msg=key)
+    X, y = dataset.split("test")
+    with np.errstate(over="ignore", invalid="ignore"):  # weights of size ~10: huge logits
+        assert evaluation["accuracy"] == float(np.mean(fresh.predict(X) == y))

@@ -9,10 +9,12 @@ hand-made problem.
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -255,6 +257,69 @@ def test_defaults_reproduce_the_assignment_single_sample_sgd_bit_for_bit(
     ]
     assert [h.cost for h in result.history] == ref_costs  # bit-identical
     assert_same_weights(weights_of(net), weights_of(ref_net))
+
+
+def _notebook_port() -> ModuleType:
+    """benchmarks/notebook_port.py, the course notebook's per-element loops, loaded by path."""
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "notebook_port.py"
+    spec = importlib.util.spec_from_file_location("notebook_port", path)
+    assert spec is not None and spec.loader is not None, path
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("struct", [[3], [4, 3]])
+def test_single_sample_sgd_with_hidden_layers_matches_the_notebook_loops(struct: list[int]) -> None:
+    """The trainer against an oracle that shares none of its code: the notebook's loops
+    (scalar sigmoid, per-element forward, backward and update) from the same initial weights and
+    the same sample draws (sampling stream [seed, 3]), 3000 steps of lr 0.05 on blobs400."""
+    seed, lr, steps = 0, 0.05, 3000
+    config = make_config(
+        "blobs400",
+        seed,
+        {"struct": struct, "sigma": 0.5},
+        {"split": [0.5, 0.25, 0.25]},
+        lr=lr,
+        eps=0,
+        max_iterations=steps,
+    )
+    dataset = load_dataset(config.data, config.seed)
+    X, y = training_set(config, dataset)
+    N = len(y)
+    assert (N, steps % N) == (200, 0)  # whole epochs: the port draws an epoch at a time too
+    streams = rng_streams(seed)
+    net = build_network(config, dataset, streams["init"])
+    assert net.activation.name == "sigmoid" and net.loss.name == "sigmoid"  # what the port does
+    assert net.sizes == [X.shape[1], *struct, 1]
+    port = _notebook_port().LoopNet([p.copy() for p in net.params()])
+
+    X_val, y_val = dataset.split("val")
+    result = train(
+        net,
+        X,
+        y,
+        dataset.n_classes,
+        config.train,
+        streams["sampling"],
+        X_val=X_val,
+        y_val=y_val,
+        dropout_rng=streams["dropout"],
+    )
+    port_costs, _ = port.train(
+        np.asarray(X, dtype=np.float64), y, lr, steps, np.random.default_rng([seed, 3])
+    )
+
+    assert result.stopped_by == "max_iterations"
+    assert [h.iteration for h in result.history] == list(range(N, steps + 1, N))
+    assert len(port_costs) == len(result.history) == steps // N
+    np.testing.assert_allclose([h.cost for h in result.history], port_costs, rtol=1e-12)
+    assert port_costs[-1] < 0.5 * port_costs[0]  # it learned: not a comparison of idle runs
+    for i, (ours, theirs) in enumerate(zip(net.params(), port.params(), strict=True)):
+        assert ours.shape == theirs.shape
+        np.testing.assert_allclose(
+            ours, theirs, rtol=1e-12, atol=1e-14, err_msg=f"{'Wb'[i % 2]}{i // 2}"
+        )
 
 
 # --------------------------------------------------------------------------- 2. mini-batches
@@ -1015,9 +1080,10 @@ def test_normal_init_uses_mu_and_sigma_for_weights_and_biases() -> None:
 # --------------------------------------------------------------------------- 10. refusals
 
 
-def refused(train_section: dict[str, Any], **top: Any) -> str:
+def refused(train_section: dict[str, Any], match: str, **top: Any) -> str:
+    """The message of the ConfigError the spec gets; it must match ``match`` (a regex)."""
     raw = {"data": {"dataset": "blobs400"}, "train": train_section, **top}
-    with pytest.raises(ConfigError) as info:
+    with pytest.raises(ConfigError, match=match) as info:
         build_config(raw, "spec.yaml")
     return str(info.value)
 
@@ -1035,13 +1101,18 @@ def refused(train_section: dict[str, Any], **top: Any) -> str:
 def test_refuses_a_hyper_parameter_the_rule_does_not_take(
     optimizer: dict[str, Any], bad: str
 ) -> None:
-    message = refused({"optimizer": optimizer})
+    message = refused(
+        {"optimizer": optimizer}, rf"^spec\.yaml: train\.optimizer: \w+ does not take {bad} \("
+    )
     assert message.startswith("spec.yaml: train.optimizer")
     assert f"{optimizer['name']} does not take {bad}" in message
 
 
 def test_refuses_cosine_without_a_length() -> None:
-    message = refused({"lr_schedule": "cosine"})
+    message = refused(
+        {"lr_schedule": "cosine"},
+        r"^spec\.yaml: train: lr_schedule: cosine needs lr_schedule\.epochs or train\.max_epochs$",
+    )
     assert "train" in message and "lr_schedule.epochs" in message
     assert "train.max_epochs" in message
     # either length is enough
@@ -1059,28 +1130,43 @@ def test_refuses_cosine_without_a_length() -> None:
 
 def test_refuses_a_cosine_lr_min_above_lr() -> None:
     message = refused(
-        {"lr": 0.001, "max_epochs": 5, "lr_schedule": {"name": "cosine", "lr_min": 0.01}}
+        {"lr": 0.001, "max_epochs": 5, "lr_schedule": {"name": "cosine", "lr_min": 0.01}},
+        r"^spec\.yaml: train: lr_schedule\.lr_min \(0\.01\) is above train\.lr \(0\.001\)$",
     )
     assert "lr_schedule.lr_min" in message
 
 
 @pytest.mark.parametrize("batch_size", [0, -3, "ful", "Full", None])
 def test_refuses_bad_batch_sizes(batch_size: Any) -> None:
-    message = refused({"batch_size": batch_size})
+    message = refused(
+        {"batch_size": batch_size},
+        r"^spec\.yaml: train\.batch_size: must be a positive whole number or 'full'",
+    )
     assert "train.batch_size" in message
     assert "'full'" in message
 
 
 def test_refuses_an_early_stopping_monitor_typo() -> None:
-    message = refused({"early_stopping": {"monitor": "val_acc"}})
+    message = refused(
+        {"early_stopping": {"monitor": "val_acc"}},
+        r"^spec\.yaml: train\.early_stopping\.monitor: .*\(got 'val_acc'\)$",
+    )
     assert "train.early_stopping.monitor" in message
     assert "val_accuracy" in message
 
 
 def test_refuses_unknown_keys_in_the_new_sections() -> None:
-    assert "train.early_stopping.patiense" in refused({"early_stopping": {"patiense": 3}})
-    assert "train.lr_schedule.gama" in refused({"lr_schedule": {"name": "step", "gama": 0.5}})
-    assert "model.dropout" in refused({}, model={"dropout": 1.0})
+    assert "train.early_stopping.patiense" in refused(
+        {"early_stopping": {"patiense": 3}},
+        r"^spec\.yaml: train\.early_stopping\.patiense: unknown key \(did you mean 'patience'",
+    )
+    assert "train.lr_schedule.gama" in refused(
+        {"lr_schedule": {"name": "step", "gama": 0.5}},
+        r"^spec\.yaml: train\.lr_schedule\.gama: unknown key \(did you mean 'gamma'",
+    )
+    assert "model.dropout" in refused(
+        {}, r"^spec\.yaml: model\.dropout: .*less than 1 \(got 1\.0\)$", model={"dropout": 1.0}
+    )
 
 
 def _es_config(**data: Any) -> ExperimentConfig:
