@@ -317,10 +317,10 @@ def test_make_optimizer_rejects_unknown_names_and_hyperparameters() -> None:
     ("name", "lr", "hyper", "message"),
     [
         ("sgd", 0.0, {}, r"^lr must be a positive number, got 0\.0$"),
-        ("sgd", float("nan"), {}, r"^lr must be a positive number, got nan$"),
+        ("sgd", float("nan"), {}, r"^lr must be a finite number, got nan$"),
         ("momentum", 0.1, {"beta": 1.0}, r"^beta must be in \[0, 1\), got 1\.0$"),
         ("nesterov", 0.1, {"beta": -0.1}, r"^beta must be in \[0, 1\), got -0\.1$"),
-        ("rmsprop", 0.1, {"epsilon": -1e-8}, r"^epsilon must be a number >= 0, got -1e-08$"),
+        ("rmsprop", 0.1, {"epsilon": -1e-8}, r"^epsilon must be a positive number, got -1e-08$"),
         ("adam", 0.1, {"beta2": 1.0}, r"^beta2 must be in \[0, 1\), got 1\.0$"),
         (
             "adamw",

@@ -146,7 +146,7 @@ def test_float32_stays_float32() -> None:
     [
         (-0.1, 0.0, r"^l1 must be a number >= 0, got -0\.1$"),
         (0.0, -1e-3, r"^l2 must be a number >= 0, got -0\.001$"),
-        (float("nan"), 0.0, r"^l1 must be a number >= 0, got nan$"),
+        (float("nan"), 0.0, r"^l1 must be a finite number, got nan$"),
     ],
 )
 def test_negative_or_nan_strengths_are_rejected(l1: float, l2: float, message: str) -> None:

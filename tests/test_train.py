@@ -183,7 +183,7 @@ def _accuracy_by_hand(net: Network, X: np.ndarray, y: np.ndarray) -> float:
         "tanh": np.tanh,
         "relu": lambda Z: np.where(Z > 0, Z, 0.0),
         "leaky_relu": lambda Z: np.where(Z > 0, Z, 0.01 * Z),
-    }[net.activation.name]
+    }[next((layer.kind for layer in net.layers if layer.kind != "dense"), "sigmoid")]
     params = [p.astype(np.float64) for p in net.params()]
     with np.errstate(over="ignore", invalid="ignore"):
         A = np.asarray(X, dtype=np.float64)

@@ -10,11 +10,11 @@ import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import DTypeLike
 
-from scratchnn_cli.config import DataConfig
 from scratchnn_cli.data import builtin
 from scratchnn_cli.data.classes import check_class_sizes, resolve_classes, select_classes
 from scratchnn_cli.data.csv import read_csv
@@ -23,6 +23,9 @@ from scratchnn_cli.data.raw import RawData
 from scratchnn_cli.data.scaling import NO_SCALING, Scaling, fit_scaling
 from scratchnn_cli.data.splits import format_split, split_indices
 from scratchnn_cli.errors import DataError
+
+if TYPE_CHECKING:  # data/ uses the spec's data section only as a type: it imports no models
+    from scratchnn_cli.config import DataConfig
 
 SPLIT_NAMES = ("train", "val", "test")
 

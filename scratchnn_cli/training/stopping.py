@@ -2,19 +2,17 @@
 
 - converged:      |J_epoch - J_previous_epoch| < eps;
 - early stopping: the validation score stopped improving for ``patience`` evaluations;
-- diverged:       the cost is not a finite number or is above ``COST_LIMIT``, or a weight is not
-                  finite or is above ``weight_limit(dtype)`` in magnitude.
+- diverged:       the cost (train or validation) or a weight is not a finite number, or is
+                  beyond ``limit(dtype)`` in magnitude.
 
-Why those two limits. A cross-entropy cost is about the size of the logit on the wrong side:
-``log(1 + e^z) ~ z``. A mean cost above 1e6 means the network's outputs are saturated at
-logits of a million: sigmoid and softmax are then exactly 0 or 1 in float64, so the "gradient"
-only says +-1 per sample and the weights it came from (the run that prompted the rule had
-|W| ~ 1e140 and a validation cost of 1e291) no longer describe a model worth keeping; no
-course experiment comes within five orders of magnitude of it (their costs start below 20).
-A weight above sqrt(finfo(dtype).max) (1.3e154 in float64, 1.8e19 in float32) squares to
-infinity, which the L2 penalty, Adam's g^2 and every product with an activation of the same
-size do: such a run turns into NaN a step later, so it is caught while its numbers still
-print.
+Why that limit. sqrt(finfo(dtype).max) is 1.3e154 in float64 and 1.8e19 in float32. A number
+beyond it squares to infinity, and training squares its numbers everywhere (the L2 penalty,
+Adam's and RMSprop's g^2, every product of a weight with an activation of the same size), so such
+a run turns into NaN within steps, or, with dead ReLU units, stays finite but meaningless: the run
+that prompted the rule (blobs400, [50, 50] relu, sigma 30, lr 1000) had |W| ~ 1e140, a validation
+cost of 4.6e291 and a constant training cost, and stopped as "converged". A model worth keeping
+has costs of order 1 (chance is log k) and weights of order 1; silly but recoverable settings
+(sigma 10, lr 1e6) reach costs of 1e6 and are left alone.
 """
 
 from __future__ import annotations
@@ -25,22 +23,23 @@ import numpy as np
 
 from scratchnn_cli.training.snapshot import EpochRecord
 
-COST_LIMIT = 1e6
 
-
-def weight_limit(dtype: np.dtype) -> float:
-    """sqrt of the largest finite number of ``dtype``: beyond it a weight squared overflows."""
+def limit(dtype: np.dtype) -> float:
+    """sqrt of the largest finite number of ``dtype``: beyond it a number squared overflows."""
     return math.sqrt(float(np.finfo(dtype).max))
 
 
 def divergence(record: EpochRecord, theta: np.ndarray) -> str | None:
     """Why the epoch in ``record`` diverged (one phrase), or None when it did not."""
+    bound = limit(theta.dtype)
     for label, J in (("the cost", record.cost), ("the validation cost", record.val_cost)):
-        if J is not None and not (math.isfinite(J) and J <= COST_LIMIT):
-            return f"{label} is {J:.4g} (limit {COST_LIMIT:g})"
+        if J is not None and not (math.isfinite(J) and J <= bound):
+            return f"{label} is {J:.4g}" + ("" if not math.isfinite(J) else f" (limit {bound:.3g})")
     largest = float(np.max(np.abs(theta))) if theta.size else 0.0
-    if not (math.isfinite(largest) and largest <= weight_limit(theta.dtype)):
-        return f"a weight is {largest:.4g} (limit {weight_limit(theta.dtype):.3g})"
+    if not (math.isfinite(largest) and largest <= bound):
+        return f"a weight is {largest:.4g}" + (
+            "" if not math.isfinite(largest) else f" (limit {bound:.3g})"
+        )
     return None
 
 
