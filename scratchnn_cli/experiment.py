@@ -268,7 +268,7 @@ def run_experiment(
     nothing behind. Once it exists, run.json always ends in a final status: completed, diverged,
     interrupted (Ctrl-C or SIGTERM: the KeyboardInterrupt goes on after saving) or failed.
     """
-    dataset = load_dataset(config.data, config.seed)
+    dataset = load_dataset(config.data, config.seed, config.model.dtype)
     check_compatible(config, dataset)
     check_memory(config, dataset)
     streams = rng_streams(config.seed)
@@ -341,7 +341,7 @@ def resume_experiment(
                 "change (the checkpoint holds the network and the optimizer state)"
             )
     config = build_config(apply_overrides(raw, overrides or []), f"{run_dir}/config.yaml")
-    dataset = load_dataset(config.data, config.seed)
+    dataset = load_dataset(config.data, config.seed, config.model.dtype)
     if dataset.fingerprint != info.get("data", {}).get("fingerprint"):
         raise RunFolderError(f"{run_dir}: the data differs from what the run was trained on")
     check_compatible(config, dataset)
@@ -505,7 +505,7 @@ def load_run_model(
     """Rebuild a finished run: its config, the same data (same seed), its trained network."""
     raw, info = load_finished_run(run_dir, statuses)
     config = build_config(raw, f"{run_dir}/config.yaml")
-    dataset = load_dataset(config.data, config.seed)
+    dataset = load_dataset(config.data, config.seed, config.model.dtype)
     net = build_network(config, dataset, np.random.default_rng(0))
     try:
         net.load_state(load_model_arrays(run_dir))
@@ -541,7 +541,7 @@ def gradcheck_experiment(
     evaluation mode (dropout off; L1/L2 included), on ``samples`` random training samples."""
     model = config.model.model_copy(update={"dtype": "float64"})
     config = config.model_copy(update={"model": model})
-    dataset = load_dataset(config.data, config.seed)
+    dataset = load_dataset(config.data, config.seed, config.model.dtype)
     rng = np.random.default_rng([config.seed, 5])
     net = build_network(config, dataset)
     n = len(dataset.y_train)

@@ -166,9 +166,11 @@ def _type_only(value: Any) -> Any:
 
 
 LayerSpec = Annotated[
-    DenseSpec | ActivationSpec | LeakyReLUSpec | DropoutSpec | FlattenSpec,
+    Annotated[
+        DenseSpec | ActivationSpec | LeakyReLUSpec | DropoutSpec | FlattenSpec,
+        Field(discriminator="type"),
+    ],
     BeforeValidator(_type_only),
-    Field(discriminator="type"),
 ]
 LAYER_TYPES = ("dense", *HIDDEN_ACTIVATIONS, "dropout", "flatten")
 
