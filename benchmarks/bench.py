@@ -214,7 +214,7 @@ def _call_site() -> tuple[str, str]:
         code = frame.f_code
         if code.co_filename.startswith(PACKAGE_DIR):
             chain.append(frame)
-            if code.co_qualname == "train" and code.co_filename.endswith("train.py"):
+            if code.co_qualname == "Trainer.run" and code.co_filename.endswith("loop.py"):
                 break
         frame = frame.f_back
     if not chain:
@@ -222,8 +222,8 @@ def _call_site() -> tuple[str, str]:
     path = Path(chain[0].f_code.co_filename).relative_to(PACKAGE_DIR)
     where = f"{path.as_posix()}:{chain[0].f_lineno}"
     stage = "train"
-    for outer in reversed(chain[:-1]):  # outermost first, skipping helpers nested in train()
-        if not outer.f_code.co_qualname.startswith("train.<locals>."):
+    for outer in reversed(chain[:-1]):  # outermost first, skipping the Trainer's own steps
+        if not outer.f_code.co_qualname.startswith("Trainer."):
             stage = outer.f_code.co_qualname
             break
     return stage, where

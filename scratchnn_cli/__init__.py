@@ -1,3 +1,3 @@
 """scratchnn: neural networks written from scratch in NumPy, driven by a command-line runner."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0.dev0"

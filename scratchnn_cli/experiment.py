@@ -54,7 +54,7 @@ SPLITS = ("train", "val", "test")
 
 
 def rng_streams(seed: int) -> dict[str, np.random.Generator]:
-    """One seed, independent streams: data split [seed, 1] (in data.py), initial weights
+    """One seed, independent streams: data split [seed, 1] (in data/dataset.py), initial weights
     [seed, 2], sampling [seed, 3], dropout masks [seed, 4]."""
     return {
         "init": np.random.default_rng([seed, 2]),

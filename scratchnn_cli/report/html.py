@@ -35,6 +35,7 @@ from scratchnn_cli.config import ExperimentConfig
 from scratchnn_cli.data import Dataset
 from scratchnn_cli.errors import RunFolderError, one_line
 from scratchnn_cli.experiment import SPLITS, load_run_model, training_set
+from scratchnn_cli.nn.layers import ACTIVATIONS
 from scratchnn_cli.nn.network import Network
 from scratchnn_cli.report.plots import (
     confusion_matrix_png,
@@ -456,13 +457,19 @@ def _data_rows(run: _Run) -> list[_Row]:
     ]
 
 
+def _activations(net: Network) -> str:
+    """The hidden activations of ``net``, in order of first use (for runs.json without one)."""
+    kinds = [layer.kind for layer in net.layers if layer.kind in ACTIVATIONS]
+    return ", ".join(dict.fromkeys(kinds)) or "none"
+
+
 def _network_rows(run: _Run) -> list[_Row]:
     network = run.info.get("network") or {}
     train = run.config.train
     n_params = sum(int(np.asarray(a).size) for a in run.net.state().values())
     return [
         _Row("sizes", " → ".join(str(s) for s in network.get("sizes") or run.net.sizes)),
-        _Row("activation", str(network.get("activation") or run.net.activation.name)),
+        _Row("activation", str(network.get("activation") or _activations(run.net))),
         _Row("output", str(network.get("output") or run.net.loss.name)),
         _Row("parameters", f"{n_params:,}"),
         _Row("optimizer", str(train.optimizer.name)),
