@@ -343,8 +343,9 @@ def count_numpy_calls(sizes: Sequence[int], n_steps: int = 200) -> list[LoggedCa
     X, y = make_data(sizes[0], n_steps, np.random.default_rng(DATA_SEED))
     net = build_net(sizes)
     for layer in net.layers:
-        for name in ("W", "b", "dW", "db"):
-            setattr(layer, name, getattr(layer, name).view(CountedArray))
+        if layer.params:  # dense: W, b and dW, db (views into theta / dtheta)
+            for name in ("W", "b", "dW", "db"):
+                setattr(layer, name, getattr(layer, name).view(CountedArray))
     cfg = TrainConfig(lr=LR, eps=0.0, max_iterations=n_steps)
     with _recording() as recorder:
         train(net, X, y.view(CountedArray), 2, cfg, np.random.default_rng(SAMPLE_SEED))

@@ -60,7 +60,7 @@ from scratchnn_cli.data import load_fashion_mnist
 from scratchnn_cli.errors import DataError
 from scratchnn_cli.nn.network import Network
 from scratchnn_cli.nn.optim.optimizers import Optimizer
-from scratchnn_cli.training.loop import train
+from scratchnn_cli.training import Hooks, train
 
 SIZES = (784, 256, 128, 10)
 BATCH = 128
@@ -571,7 +571,7 @@ def subnormal_run(data: Data, n: int, flush: bool) -> TrapRun:
             SIZES[-1],
             ours_config("adam", epochs=TRAP_EPOCHS),
             rng(),
-            on_epoch=lambda record: step_ends.append(totals["step"]),
+            hooks=Hooks(on_epoch=lambda record: step_ends.append(totals["step"])),
         )
     ends = [0.0, *(record.seconds for record in result.history)]
     run = TrapRun(flush, [float(x) for x in np.diff(ends)], [float(x) for x in np.diff(step_ends)])
