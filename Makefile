@@ -10,7 +10,7 @@ SCRATCHNN_DATA ?= $(wildcard ../shared/data)
 export SCRATCHNN_DATA
 export MPLBACKEND := Agg
 
-.PHONY: help install demo test lint format bench reproduce-all clean
+.PHONY: help install demo test lint format bench bench-versions reproduce-all clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
@@ -40,6 +40,28 @@ format: $(STAMP)  ## apply ruff's formatting and safe fixes
 
 bench: $(STAMP)  ## speed benchmarks (prints tables; not part of make test)
 	$(BIN)/python benchmarks/bench.py
+
+# The version bench-versions compares with: a git rev (tag, branch, commit); v0.1.0 when that tag
+# exists, else it must be given (make bench-versions BASELINE=81d736a). Its worktree and venv
+# live in $(BASELINE_DIR) (keep that folder out of git and ruff: add it to .gitignore).
+BASELINE     ?= $(shell git rev-parse -q --verify 'v0.1.0^{commit}' >/dev/null && echo v0.1.0)
+BASELINE_DIR := .bench-baseline
+REPEATS      ?= 5
+
+bench-versions: $(STAMP)  ## time this code against BASELINE=<rev> (default v0.1.0): within 5%?
+	@test -n "$(BASELINE)" || { echo "no tag v0.1.0: say which rev, make bench-versions BASELINE=<rev>" >&2; exit 2; }
+	rev="$$(git rev-parse --verify '$(BASELINE)^{commit}')"; \
+	if [ -e $(BASELINE_DIR) ] && [ "$$(git -C $(BASELINE_DIR) rev-parse HEAD 2>/dev/null)" != "$$rev" ]; then \
+		git worktree remove --force $(BASELINE_DIR); \
+	fi; \
+	if [ ! -e $(BASELINE_DIR) ]; then git worktree add --detach $(BASELINE_DIR) "$$rev"; fi; \
+	if [ ! -e $(BASELINE_DIR)/$(VENV)/.installed ]; then \
+		$(PYTHON) -m venv $(BASELINE_DIR)/$(VENV); \
+		$(BASELINE_DIR)/$(BIN)/python -m pip install --quiet --upgrade pip; \
+		$(BASELINE_DIR)/$(BIN)/python -m pip install --quiet -e $(BASELINE_DIR); \
+		touch $(BASELINE_DIR)/$(VENV)/.installed; \
+	fi
+	$(BIN)/python benchmarks/versions.py --baseline-python $(BASELINE_DIR)/$(BIN)/python --repeats $(REPEATS)
 
 reproduce-all: $(STAMP)  ## rerun every experiment of the course assignment, print ours beside theirs
 	$(BIN)/scratchnn reproduce --runs-dir runs

@@ -1,0 +1,336 @@
+"""Is the current code "no slower" than an earlier version? The same timing snippet, run by two
+interpreters: this one (``sys.executable``, the current code) and ``--baseline-python`` (a
+virtual environment with the earlier version installed, e.g. the one ``make bench-versions``
+builds under ``.bench-baseline/``).
+
+Cases (every one seeded with ``np.random.default_rng``; both versions get identical data and
+initial weights):
+
+- ``sgd 2-5-1``: single-sample SGD (batch 1, lr 0.1), 2-5-1 sigmoid, 250 random 2-D points,
+  40 epochs = 10,000 steps: steps per second;
+- ``sgd 784-10-5-1``: single-sample SGD, 784-10-5-1 sigmoid, 500 random samples, 10 epochs:
+  steps per second;
+- ``mlp f32 adam``: 784-256-128-10 ReLU/softmax, float32, Adam (lr 0.001), batch 128, shuffled,
+  on the first 20,000 Fashion-MNIST training images / 255 (random data of that shape when the
+  files are not found), 2 epochs: seconds per 60,000-sample epoch (scaled);
+- ``mlp f64 sgd``: the same MLP in float64, plain SGD (lr 0.01), batch 64.
+
+Two clocks, from the same runs, each with its table: the wall time ``result.seconds`` as
+``train()`` measures it (the exit status follows it unless ``--clock cpu_seconds``), and the
+child's CPU time around ``train()``, which a busy machine's preemption hurts less (with one BLAS
+thread it is the wall time minus the time spent waiting for a core). Each measurement is a fresh
+subprocess (``python -I``, run outside the repository so that the baseline cannot import this
+checkout's package) with OMP/OPENBLAS/MKL_NUM_THREADS=1, which first trains a short warm-up run
+and then the timed one. Runs are interleaved (old, new, old, new, ...; case by case, round by
+round) and the best of ``--repeats`` is kept for each version, so that a burst of work from
+another process spoils one sample, not one version. The verdict is ``ok`` when new/old (the
+ratio of the times, so above 1 is slower) is at most 1 + ``--tolerance``.
+
+Usage: ``python benchmarks/versions.py --baseline-python PATH [--repeats 5] [--cases a,c]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+# The course data sits beside the project (as the Makefile assumes) unless $SCRATCHNN_DATA says.
+BESIDE_PROJECT = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+# Runs in both interpreters: only the API the two versions share (see the module docstring).
+SNIPPET = r"""
+import json, sys, time
+import numpy as np
+import scratchnn_cli
+from scratchnn_cli.config import TrainConfig
+from scratchnn_cli.nn.network import Network
+try:
+    from scratchnn_cli.training import train  # after the layer-list refactor
+except ImportError:
+    from scratchnn_cli.train import train  # before it
+
+spec = json.loads(sys.argv[1])
+
+
+def data():
+    if spec["data"] == "fashion":
+        try:
+            from scratchnn_cli.data import load_fashion_mnist
+
+            X_train, y_train, _, _ = load_fashion_mnist(download=False)
+            n = spec["n"]
+            X = X_train[:n].reshape(n, -1).astype(np.float32) / np.float32(255)
+            return X, np.asarray(y_train[:n], dtype=np.int64), "fashion-mnist"
+        except Exception as exc:  # noqa: BLE001 - any failure: fall back to random data
+            source = f"random ({type(exc).__name__})"
+    else:
+        source = "random"
+    rng = np.random.default_rng(1)
+    X = rng.random((spec["n"], spec["n_features"]))
+    if spec["n_outputs"] == 1:
+        y = (np.sum((X - 0.5) ** 2, axis=1) < 0.5 * spec["n_features"] / 6).astype(np.int64)
+    else:
+        y = rng.integers(0, spec["n_outputs"], size=spec["n"])
+    return X, y, source
+
+
+def run(X, y, epochs):
+    net = Network.build(
+        X.shape[1],
+        spec["struct"],
+        spec["n_outputs"],
+        activation=spec["activation"],
+        output=spec["output"],
+        rng=np.random.default_rng(0),
+        dtype=np.dtype(spec["dtype"]),
+    )
+    cfg = TrainConfig.model_validate({**spec["cfg"], "eps": 0, "max_epochs": epochs})
+    n_classes = max(2, spec["n_outputs"])
+    cpu = time.process_time()
+    result = train(net, X, y, n_classes, cfg, np.random.default_rng(2))
+    cpu = time.process_time() - cpu
+    assert result.epochs == epochs, (result.epochs, result.stop_reason)
+    return result, cpu
+
+
+X, y, source = data()
+X = X.astype(spec["dtype"])
+warm = spec["warmup"]
+run(X[:warm], y[:warm], 1)
+result, cpu = run(X, y, spec["epochs"])
+print(json.dumps({
+    "seconds": result.seconds,
+    "cpu_seconds": cpu,
+    "iterations": result.iterations,
+    "cost": float(result.history[-1].cost),
+    "source": source,
+    "package": scratchnn_cli.__file__,
+    "numpy": np.__version__,
+}))
+"""
+
+
+@dataclass(frozen=True)
+class Case:
+    key: str
+    name: str
+    unit: str  # "steps/s" (higher is better) or "s/epoch" (lower is better)
+    spec: dict
+
+    def value(self, run: dict, clock: str) -> float:
+        """The number shown: steps per second, or seconds per 60,000-sample epoch."""
+        if self.unit == "steps/s":
+            return run["iterations"] / run[clock]
+        return run[clock] / self.spec["epochs"] * 60_000 / self.spec["n"]
+
+    def time(self, run: dict, clock: str) -> float:
+        """Seconds per unit of work: what is compared (lower is better)."""
+        return run[clock] / run["iterations"]
+
+
+SGD = {"lr": 0.1, "batch_size": 1, "sampling": "random", "optimizer": {"name": "sgd"}}
+MLP = {"struct": [256, 128], "n_outputs": 10, "activation": "relu", "output": "softmax"}
+CASES = (
+    Case(
+        "a",
+        "sgd 2-5-1 (10,000 steps)",
+        "steps/s",
+        {
+            "data": "random",
+            "n": 250,
+            "n_features": 2,
+            "struct": [5],
+            "n_outputs": 1,
+            "activation": "sigmoid",
+            "output": "sigmoid",
+            "dtype": "float64",
+            "cfg": SGD,
+            "epochs": 40,
+            "warmup": 250,
+        },
+    ),
+    Case(
+        "b",
+        "sgd 784-10-5-1 (5,000 steps)",
+        "steps/s",
+        {
+            "data": "random",
+            "n": 500,
+            "n_features": 784,
+            "struct": [10, 5],
+            "n_outputs": 1,
+            "activation": "sigmoid",
+            "output": "sigmoid",
+            "dtype": "float64",
+            "cfg": SGD,
+            "epochs": 10,
+            "warmup": 500,
+        },
+    ),
+    Case(
+        "c",
+        "mlp 784-256-128-10 f32 adam b128",
+        "s/epoch",
+        {
+            "data": "fashion",
+            "n": 20_000,
+            "n_features": 784,
+            **MLP,
+            "dtype": "float32",
+            "cfg": {
+                "lr": 0.001,
+                "batch_size": 128,
+                "sampling": "shuffle",
+                "optimizer": {"name": "adam"},
+            },
+            "epochs": 2,
+            "warmup": 2_000,
+        },
+    ),
+    Case(
+        "d",
+        "mlp 784-256-128-10 f64 sgd b64",
+        "s/epoch",
+        {
+            "data": "fashion",
+            "n": 20_000,
+            "n_features": 784,
+            **MLP,
+            "dtype": "float64",
+            "cfg": {
+                "lr": 0.01,
+                "batch_size": 64,
+                "sampling": "shuffle",
+                "optimizer": {"name": "sgd"},
+            },
+            "epochs": 2,
+            "warmup": 2_000,
+        },
+    ),
+)
+
+
+VERSIONS = ("old", "new")  # the order of each round
+CLOCKS = {  # key of the child's JSON -> table title
+    "seconds": "wall time (result.seconds, as train() measures it)",
+    "cpu_seconds": "CPU time of the child process around train() (less hurt by a busy machine)",
+}
+
+
+def child_env() -> dict[str, str]:
+    env = dict(os.environ)
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        env[var] = "1"
+    if not env.get("SCRATCHNN_DATA") and BESIDE_PROJECT.is_dir():
+        env["SCRATCHNN_DATA"] = str(BESIDE_PROJECT)
+    return env
+
+
+def measure(python: str, case: Case, env: dict[str, str], cwd: str) -> dict:
+    """One fresh interpreter: warm-up run, then the timed run; its JSON line."""
+    proc = subprocess.run(
+        [python, "-I", "-c", SNIPPET, json.dumps(case.spec)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        check=False,
+    )
+    if proc.returncode != 0:
+        sys.exit(f"{python} failed on case {case.key} ({case.name}):\n{proc.stderr}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def fmt(case: Case, value: float) -> str:
+    return f"{value:,.0f} steps/s" if case.unit == "steps/s" else f"{value:.3f} s/epoch"
+
+
+def table(cases: list[Case], runs: dict, clock: str, tolerance: float) -> bool:
+    """Print the table of the best run of each version by ``clock``; True when all are ok."""
+    header = ("case", "old", "new", "new/old", "verdict")
+    rows, all_ok = [], True
+    for case in cases:
+        best = {
+            v: min(runs[(case.key, v)], key=lambda run: case.time(run, clock)) for v in VERSIONS
+        }
+        ratio = case.time(best["new"], clock) / case.time(best["old"], clock)
+        ok = ratio <= 1 + tolerance
+        all_ok &= ok
+        rows.append(
+            (
+                f"{case.key}) {case.name}",
+                fmt(case, case.value(best["old"], clock)),
+                fmt(case, case.value(best["new"], clock)),
+                f"{ratio:.3f}",
+                "ok" if ok else "SLOWER",
+            )
+        )
+    widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
+    for row in (header, tuple("-" * w for w in widths), *rows):
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    return all_ok
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--baseline-python", required=True, help="python of the old version")
+    parser.add_argument("--repeats", type=int, default=5, help="rounds; best of them is kept")
+    parser.add_argument("--cases", default="abcd", help="which cases, e.g. 'a' or 'a,c'")
+    parser.add_argument("--tolerance", type=float, default=0.05, help="allowed slowdown")
+    parser.add_argument(
+        "--clock",
+        choices=tuple(CLOCKS),
+        default="seconds",
+        help="whose verdict sets the exit status: train()'s wall time or the CPU time",
+    )
+    args = parser.parse_args(argv)
+    cases = [c for c in CASES if c.key in args.cases]
+    versions = dict(zip(VERSIONS, (args.baseline_python, sys.executable), strict=True))
+    env = child_env()
+    runs: dict[tuple[str, str], list[dict]] = {}
+    with tempfile.TemporaryDirectory() as cwd:  # not the repository: see the docstring
+        for r in range(args.repeats):
+            for case in cases:
+                for version, python in versions.items():  # interleaved: old, new, old, new
+                    run = measure(python, case, env, cwd)
+                    runs.setdefault((case.key, version), []).append(run)
+                    print(
+                        f"round {r + 1}/{args.repeats}  {case.key} {version}: "
+                        f"{fmt(case, case.value(run, 'seconds'))}, "
+                        f"cpu {fmt(case, case.value(run, 'cpu_seconds'))}",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+
+    for version, python in versions.items():
+        first = runs[(cases[0].key, version)][0]
+        print(f"{version}: {python} -> {first['package']} (numpy {first['numpy']})")
+    failed = False
+    for clock, title in CLOCKS.items():
+        print(f"\n{title}, best of {args.repeats}, 1 BLAS thread; new/old = ratio of the times")
+        ok = table(cases, runs, clock, args.tolerance)
+        failed |= clock == args.clock and not ok
+    for case in cases:
+        best = {
+            v: min(runs[(case.key, v)], key=lambda run: case.time(run, args.clock))
+            for v in versions
+        }
+        if best["old"]["cost"] != best["new"]["cost"]:
+            print(
+                f"{case.key}: final costs differ: old {best['old']['cost']!r}, "
+                f"new {best['new']['cost']!r}"
+            )
+        sources = {run["source"] for v in versions for run in runs[(case.key, v)]}
+        if sources != {"random"}:
+            print(f"{case.key}: data = {', '.join(sorted(sources))}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
