@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -41,22 +42,29 @@ def gradcheck(
     rows, n_used = gradcheck_experiment(spec, samples, max_entries)
     title = f"gradient check: {spec.name} ({n_used} samples, float64)"
     out.print(_gradcheck_table(rows, tolerance, title))
-    worst = max((r.relative_error for r in rows), default=0.0)
-    if worst > tolerance:
+    worst = _worst_error(rows)
+    if not worst <= tolerance:  # NaN (a broken backprop) fails too
         say(f"FAILED: the largest relative error {worst:.2e} is above {tolerance:g}")
         raise typer.Exit(EXIT_GRADCHECK)
     say(f"passed: every relative error is at most {tolerance:g} (largest {worst:.2e})")
 
 
+def _worst_error(rows: list[GradCheckRow]) -> float:
+    """The largest relative error of ``rows``: NaN if any is NaN, 0 if there are none."""
+    errors = [r.relative_error for r in rows]
+    return math.nan if any(math.isnan(e) for e in errors) else max(errors, default=0.0)
+
+
 def _gradcheck_table(rows: list[GradCheckRow], tolerance: float, title: str) -> Table:
-    """One row per parameter array: its layer, name, shape, how many entries were checked,
+    """One row per parameter array: its layer (index into the network's layers and
+    description, e.g. ``2 dense(4)``), name, shape, how many entries were checked,
     the largest absolute difference, the relative error, and ok / FAIL against ``tolerance``."""
     table = Table(title=title)
     for column in COLUMNS:
-        table.add_column(column, justify="left" if column in ("param", "") else "right")
+        table.add_column(column, justify="left" if column in ("layer", "param", "") else "right")
     for r in rows:
         table.add_row(
-            str(r.layer),
+            f"{r.layer} {r.description}",
             r.param,
             "x".join(map(str, r.shape)),
             str(r.checked),
