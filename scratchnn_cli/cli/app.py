@@ -1,7 +1,7 @@
 """The ``scratchnn`` command line: the Typer ``app``, the ``--version`` callback, the error
 handling every command shares (``handle_errors``) and the output helpers (``say``, ``out``,
 ``err``). Each command lives in its own module (train, evaluate, reproduce, gradcheck,
-runs, report) and only parses, calls and prints: the work happens in other modules.
+summary, runs, report) and only parses, calls and prints: the work happens in other modules.
 
 Exit codes: 0 ok, 1 internal error or a run folder that could not be written (traceback in a
 log file), 2 bad input, 3 training diverged, 4 gradient check failed, 130 interrupted.
@@ -104,13 +104,14 @@ def main(
 
 def _register_commands() -> None:
     """Add every command to ``app``, in the order ``--help`` lists them."""
-    from scratchnn_cli.cli import evaluate, gradcheck, report, reproduce, runs, train
+    from scratchnn_cli.cli import evaluate, gradcheck, report, reproduce, runs, summary, train
 
     commands: list[tuple[Callable[..., Any], str | None]] = [
         (train.train, None),
         (evaluate.evaluate, None),
         (reproduce.reproduce, None),
         (gradcheck.gradcheck, None),
+        (summary.summary, None),
         (runs.list_runs, "runs"),
         (report.report, None),
     ]
