@@ -541,3 +541,9 @@ def test_version() -> None:
     assert result.exit_code == 0
     assert result.stdout.strip() == f"scratchnn {__version__}"
     assert re.fullmatch(r"\d+\.\d+\.\d+.*", __version__)
+
+
+def test_reproduce_help_names_the_folder_it_writes() -> None:
+    result = invoke("reproduce", "--help")
+    assert result.exit_code == 0, result.output
+    assert "reproduce-<timestamp>" in result.stdout, result.stdout  # not eaten as an HTML tag

@@ -17,7 +17,7 @@ def reproduce(
         Path, typer.Option(help="Folder with reproduce.yaml and the configs.")
     ] = Path("configs"),
     runs_dir: Annotated[
-        Path, typer.Option(help="Where the reproduce-<timestamp> folder goes.")
+        Path, typer.Option(help=r"Where the reproduce-\<timestamp\> folder goes.")  # \<: markdown
     ] = Path("runs"),
     jobs: Annotated[int, typer.Option(min=1, help="Experiments trained at the same time.")] = 2,
 ) -> None:
