@@ -16,7 +16,7 @@ from helpers import SMALL_CONFIG, invoke
 from typer.testing import Result
 
 from scratchnn_cli import __version__, runs
-from scratchnn_cli.config import load_config
+from scratchnn_cli.config import apply_overrides, load_config
 from scratchnn_cli.data import load_dataset
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -143,6 +143,47 @@ def test_unclosed_bracket_is_a_yaml_error(tmp_path: Path) -> None:
     line = assert_one_line_error(invoke("train", config, "--runs-dir", tmp_path / "runs"))
     assert re.search(re.escape(str(config)) + r":\d+:\d+: YAML syntax error", line), line
     assert run_folders(tmp_path / "runs") == []
+
+
+INVALID_DATES = ["2001-13-01", "2001-02-30", "2001-01-01 25:00:00", "2001-01-01T10:00:00+25:00"]
+
+
+@pytest.mark.parametrize("value", INVALID_DATES)
+def test_invalid_yaml_date_in_the_file_names_the_file_and_line(value: str, tmp_path: Path) -> None:
+    text = SMALL_CONFIG.format(name="d", max_iterations=100).replace("seed: 0", f"seed: {value}")
+    config = write_config(tmp_path, text)
+    line = assert_one_line_error(invoke("train", config, "--runs-dir", tmp_path / "runs"))
+    assert "internal error" not in line
+    match = re.search(re.escape(str(config)) + r":(\d+):(\d+): invalid YAML value", line)
+    assert match, line
+    assert (int(match.group(1)), int(match.group(2))) == (2, 7)  # "seed: " is 6 characters
+    assert repr(value) in line
+    assert run_folders(tmp_path / "runs") == []
+
+
+def test_invalid_yaml_date_deep_in_the_file_is_located(tmp_path: Path) -> None:
+    text = SMALL_CONFIG.format(name="d", max_iterations=100) + "  l2: [0, 2001-13-01]\n"
+    config = write_config(tmp_path, text)
+    line = assert_one_line_error(invoke("gradcheck", config))
+    assert f"{config}:13:11:" in line and "month must be in 1..12" in line, line
+
+
+@pytest.mark.parametrize("value", INVALID_DATES)
+def test_invalid_yaml_date_in_set_is_checked_as_text(value: str, tmp_path: Path) -> None:
+    config = write_config(tmp_path, max_iterations=100)
+    runs_dir = tmp_path / "runs"
+    line = assert_one_line_error(
+        invoke("train", config, "--runs-dir", runs_dir, "--set", f"seed={value}")
+    )
+    assert "internal error" not in line
+    assert "seed" in line and repr(value) in line, line  # the schema's word on the raw text
+    assert run_folders(runs_dir) == []
+
+
+def test_set_keeps_an_invalid_date_as_its_text(tmp_path: Path) -> None:
+    config = write_config(tmp_path, max_iterations=100)
+    assert load_config(config, ["name=2001-13-01"]).name == "2001-13-01"
+    assert apply_overrides({}, ["a.b=2001-02-30"]) == {"a": {"b": "2001-02-30"}}
 
 
 def test_missing_config_file(tmp_path: Path) -> None:
@@ -500,3 +541,9 @@ def test_version() -> None:
     assert result.exit_code == 0
     assert result.stdout.strip() == f"scratchnn {__version__}"
     assert re.fullmatch(r"\d+\.\d+\.\d+.*", __version__)
+
+
+def test_reproduce_help_names_the_folder_it_writes() -> None:
+    result = invoke("reproduce", "--help")
+    assert result.exit_code == 0, result.output
+    assert "reproduce-<timestamp>" in result.stdout, result.stdout  # not eaten as an HTML tag

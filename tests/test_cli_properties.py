@@ -302,9 +302,19 @@ def yaml_value_text(value: Any) -> str:
     return text.removesuffix("...").strip()
 
 
+# dates and times PyYAML recognises as timestamps but may fail to build (2001-13-01)
+date_like = st.builds(
+    lambda year, month, day, time: f"{year:04d}-{month:02d}-{day:02d}{time}",
+    st.integers(0, 9999),
+    st.integers(0, 99),
+    st.integers(0, 99),
+    st.sampled_from(["", " 25:00:00", "T10:61:00", " 10:00:00+25:00", "T23:59:59Z"]),
+)
+
 overrides = st.lists(
     st.one_of(
         st.builds(lambda k, v: f"{k}={yaml_value_text(v)}", key_paths, values),
+        st.builds(lambda k, v: f"{k}={v}", key_paths, date_like),
         st.sampled_from(sorted(VALID_CHOICES)).flatmap(
             lambda path: st.sampled_from(VALID_CHOICES[path]).map(
                 lambda v: f"{path}={yaml_value_text(v)}"
@@ -363,6 +373,12 @@ raw_files = st.one_of(
     ),
     values.map(lambda v: yaml.safe_dump(v, allow_unicode=True).encode("utf-8")),
     typo_yaml(),
+    st.builds(
+        lambda base, key, date: (yaml.safe_dump(base) + f"{key}: {date}\n").encode("utf-8"),
+        st.sampled_from(BASES),
+        st.sampled_from(["seed", "name", "extra"]),
+        date_like,
+    ),
 )
 
 

@@ -14,7 +14,8 @@ from scratchnn_cli.errors import ConfigError
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
-    """Read a YAML mapping; syntax errors name the file, line and column."""
+    """Read a YAML mapping; syntax errors and values PyYAML cannot build (an impossible date
+    such as 2001-13-01) name the file, line and column."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -28,11 +29,40 @@ def read_yaml(path: Path) -> dict[str, Any]:
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise ConfigError(f"{where}: YAML syntax error: {problem}") from None
+    except ValueError as exc:  # well-formed, but a value PyYAML cannot build (2001-13-01)
+        raise ConfigError(f"{_locate_bad_value(text, path)}: {exc}") from None
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: the config must be a mapping of keys (data:, model:, train:)")
     return raw
+
+
+def _locate_bad_value(text: str, path: Path) -> str:
+    """``path:line:column: invalid YAML value 'text'`` for the first scalar of ``text`` that
+    PyYAML parses but cannot build; just ``path: invalid YAML value`` if none is found."""
+    builder = yaml.SafeLoader("")
+    try:
+        nodes, seen = [yaml.compose(text, Loader=yaml.SafeLoader)], set()
+        while nodes:
+            node = nodes.pop(0)
+            if id(node) in seen:  # an alias (&a ... *a), maybe of a node holding itself
+                continue
+            seen.add(id(node))
+            if isinstance(node, yaml.ScalarNode):
+                try:
+                    builder.construct_object(node)
+                except ValueError:
+                    mark = node.start_mark
+                    where = f"{path}:{mark.line + 1}:{mark.column + 1}"
+                    return f"{where}: invalid YAML value {node.value!r}"
+            elif isinstance(node, yaml.MappingNode):
+                nodes[:0] = [part for pair in node.value for part in pair]
+            elif node is not None:
+                nodes[:0] = node.value
+    finally:
+        builder.dispose()
+    return f"{path}: invalid YAML value"
 
 
 def build_config(

@@ -10,15 +10,16 @@ from scratchnn_cli.errors import ConfigError
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Apply ``key.path=value`` overrides; the value is parsed as YAML (so 0.01 is a number)."""
+    """Apply ``key.path=value`` overrides; the value is parsed as YAML (so 0.01 is a number),
+    or kept as its text where it is not YAML or is a value PyYAML cannot build (2001-13-01)."""
     for item in overrides:
         key, sep, text = item.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"--set {item!r}: expected key.path=value, e.g. train.lr=0.01")
         try:
             value = yaml.safe_load(text) if text.strip() else text
-        except yaml.YAMLError:
-            value = text
+        except (yaml.YAMLError, ValueError):  # not YAML, or an impossible date (2001-13-01)
+            value = text  # kept as text: the schema then says what is wrong with it
         node = raw
         parts = key.strip().split(".")
         for part in parts[:-1]:

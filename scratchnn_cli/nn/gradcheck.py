@@ -17,9 +17,11 @@ from scratchnn_cli.nn.regularizers import add_penalty_gradient, penalty
 
 @dataclass(frozen=True)
 class GradCheckRow:
-    """The check of one parameter array (e.g. W or b of one layer; ``layer`` indexes net.layers)."""
+    """The check of one parameter array (e.g. W or b of one layer; ``layer`` indexes net.layers,
+    ``description`` is that layer's ``describe()``, e.g. ``dense(4)``)."""
 
     layer: int
+    description: str
     param: str
     shape: tuple[int, ...]
     checked: int
@@ -82,6 +84,7 @@ def check_gradients(
             rows.append(
                 GradCheckRow(
                     layer=i,
+                    description=layer.describe(),
                     param=name,
                     shape=theta.shape,
                     checked=len(picked),

@@ -1,0 +1,75 @@
+"""``scratchnn gradcheck``: backprop against finite differences for a spec's network."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.table import Table
+
+from scratchnn_cli.cli.app import handle_errors, out, say
+from scratchnn_cli.errors import EXIT_GRADCHECK
+
+if TYPE_CHECKING:
+    from scratchnn_cli.nn.gradcheck import GradCheckRow
+
+COLUMNS = ("layer", "param", "shape", "checked", "max |diff|", "relative error", "")
+
+
+@handle_errors
+def gradcheck(
+    config: Annotated[Path, typer.Argument(help="The experiment spec whose model is checked.")],
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="Override a key of the spec (repeatable).")
+    ] = None,
+    samples: Annotated[int, typer.Option(min=1, help="Training samples the cost uses.")] = 8,
+    max_entries: Annotated[
+        int, typer.Option(min=1, help="Entries checked per parameter array (random sample).")
+    ] = 200,
+    tolerance: Annotated[float, typer.Option(help="Largest relative error that passes.")] = 1e-6,
+) -> None:
+    """Check backprop against finite differences for the model a spec describes (float64).
+
+    Builds the configured network on a few samples of its data (dropout off, L1/L2 included)
+    and prints the relative error per layer and parameter; exits with 4 above the tolerance.
+    """
+    from scratchnn_cli.config import load_config
+    from scratchnn_cli.experiment import gradcheck_experiment
+
+    spec = load_config(config, set_ or [])
+    rows, n_used = gradcheck_experiment(spec, samples, max_entries)
+    title = f"gradient check: {spec.name} ({n_used} samples, float64)"
+    out.print(_gradcheck_table(rows, tolerance, title))
+    worst = _worst_error(rows)
+    if not worst <= tolerance:  # NaN (a broken backprop) fails too
+        say(f"FAILED: the largest relative error {worst:.2e} is above {tolerance:g}")
+        raise typer.Exit(EXIT_GRADCHECK)
+    say(f"passed: every relative error is at most {tolerance:g} (largest {worst:.2e})")
+
+
+def _worst_error(rows: list[GradCheckRow]) -> float:
+    """The largest relative error of ``rows``: NaN if any is NaN, 0 if there are none."""
+    errors = [r.relative_error for r in rows]
+    return math.nan if any(math.isnan(e) for e in errors) else max(errors, default=0.0)
+
+
+def _gradcheck_table(rows: list[GradCheckRow], tolerance: float, title: str) -> Table:
+    """One row per parameter array: its layer (index into the network's layers and
+    description, e.g. ``2 dense(4)``), name, shape, how many entries were checked,
+    the largest absolute difference, the relative error, and ok / FAIL against ``tolerance``."""
+    table = Table(title=title)
+    for column in COLUMNS:
+        table.add_column(column, justify="left" if column in ("layer", "param", "") else "right")
+    for r in rows:
+        table.add_row(
+            f"{r.layer} {r.description}",
+            r.param,
+            "x".join(map(str, r.shape)),
+            str(r.checked),
+            f"{r.max_abs_diff:.2e}",
+            f"{r.relative_error:.2e}",
+            "[green]ok[/]" if r.relative_error <= tolerance else "[bold red]FAIL[/]",
+        )
+    return table

@@ -1,0 +1,21 @@
+"""``scratchnn report``: write a finished run's self-contained HTML report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from scratchnn_cli.cli.app import handle_errors, say
+
+
+@handle_errors
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="A finished run folder.")],
+) -> None:
+    """Write RUN_DIR/report.html: one self-contained page with the config, the curves, the
+    confusion matrix, per-class accuracy, and decision boundary or misclassified images."""
+    from scratchnn_cli.report.html import write_html_report
+
+    say(str(write_html_report(run_dir)))

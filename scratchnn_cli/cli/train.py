@@ -1,0 +1,79 @@
+"""``scratchnn train``: train a spec (or ``--resume`` a stopped run) into a run folder."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from scratchnn_cli.cli.app import err, handle_errors, say
+from scratchnn_cli.errors import EXIT_DIVERGED
+
+if TYPE_CHECKING:
+    from scratchnn_cli.experiment import RunOutcome
+
+
+@handle_errors
+def train(
+    config: Annotated[
+        Path | None,
+        typer.Argument(help="The experiment spec, e.g. configs/circles_shallow.yaml."),
+    ] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override a key of the spec: --set train.lr=0.01 (repeatable)."),
+    ] = None,
+    runs_dir: Annotated[
+        Path, typer.Option(help="Where run folders are created (not used with --resume).")
+    ] = Path("runs"),
+    resume: Annotated[
+        Path | None,
+        typer.Option(
+            help="Continue this interrupted, diverged or failed run (or one whose process was "
+            "killed) from its last checkpoint, in place, instead of CONFIG; --set may change "
+            "train.* keys (not the optimizer) from there on."
+        ),
+    ] = None,
+) -> None:
+    """Train the network a YAML spec describes and write a run folder under RUNS_DIR.
+
+    Ctrl-C (or SIGTERM) stops cleanly: the folder is marked interrupted with its history, the
+    latest weights and a checkpoint, ready for --resume.
+    """
+    from scratchnn_cli.config import load_config
+    from scratchnn_cli.errors import UserInputError
+    from scratchnn_cli.experiment import resume_experiment, run_experiment
+
+    if (config is None) == (resume is None):
+        raise UserInputError("give either CONFIG or --resume RUN_DIR (not both)")
+    _stop_cleanly_on_signals()
+    if resume is not None:
+        outcome = resume_experiment(resume, set_ or [], console=err)
+    else:
+        spec = load_config(config, set_ or [])
+        outcome = run_experiment(spec, runs_dir, console=err, config_path=config)
+    _print_outcome(outcome)
+    if outcome.status == "diverged":
+        raise typer.Exit(EXIT_DIVERGED)
+
+
+def _stop_cleanly_on_signals() -> None:
+    """Ctrl-C and SIGTERM raise KeyboardInterrupt (training then saves and stops), even where
+    the shell started us with SIGINT ignored (a background job of a non-interactive shell:
+    Python then installs no handler)."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+
+
+def _sigterm_as_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _print_outcome(outcome: RunOutcome) -> None:
+    """Why training stopped, the accuracy per split, then the run folder (the last line)."""
+    say(f"stopped: {outcome.result.stop_reason}")
+    for split, m in outcome.metrics.items():
+        say(f"{split:>5} accuracy: {m['accuracy']:.4f}  (n = {m['n']})")
+    say(str(outcome.run_dir))
