@@ -85,12 +85,6 @@ def gradcheck_rows(stdout: str) -> dict[tuple[int, str, str, str], str]:
 # --------------------------------------------------------------------------- gradcheck
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="config/schema.py LayerSpec: the discriminator runs before _type_only, so a bare "
-    "'relu' is refused; nesting Annotated[Annotated[union, Field(discriminator)], "
-    "BeforeValidator(_type_only)] fixes it (then remove this marker)",
-)
 def test_a_bare_layer_name_stands_for_its_type(tmp_path: Path) -> None:
     path = tmp_path / "bare.yaml"
     text = LAYERS_CONFIG.replace("{type: tanh}", "tanh").replace("{type: relu}", "relu")
