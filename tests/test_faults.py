@@ -923,15 +923,20 @@ def test_a_read_only_runs_dir_is_a_failed_write(
     assert run_folders(runs_dir) == []
 
 
-def test_a_runs_dir_that_is_a_file_is_a_failed_write(tmp_path: Path) -> None:
+@pytest.mark.parametrize("below", ["", "runs"], ids=["the-file", "a-folder-below-it"])
+def test_a_runs_dir_that_is_a_file_is_bad_input(tmp_path: Path, below: str) -> None:
+    """--runs-dir naming a file (or a folder inside one): exit 2, one line naming the file,
+    nothing created or changed."""
     config = write_config(tmp_path, SMALL_CONFIG.format(name="f", max_iterations=100))
     blocker = tmp_path / "blocker"
     blocker.write_text("not a folder")
-    result = invoke("train", config, "--runs-dir", blocker)
-    assert result.exit_code == 1, result.output
-    assert_no_traceback(result)
-    assert len(error_lines(result.output)) == 1, result.output
+    before = sorted(p.name for p in tmp_path.iterdir())
+    result = invoke("train", config, "--runs-dir", blocker / below if below else blocker)
+    line = assert_one_line_error(result, 2)
+    assert f"{blocker}: is a file, not a folder" in line, line
+    assert "internal error" not in line, line
     assert blocker.read_text() == "not a folder"
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
 
 
 class _Halfway(Exception):

@@ -20,7 +20,7 @@ from typing import IO, Any
 import numpy as np
 import yaml
 
-from scratchnn_cli.errors import RunFolderError
+from scratchnn_cli.errors import RunFolderError, RunWriteError
 
 
 def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
@@ -68,9 +68,13 @@ def create_run_dir(
     runs_dir: Path, name: str, now: datetime | None = None, name_first: bool = False
 ) -> Path:
     """Make ``runs_dir/<YYYYmmdd-HHMMSS>-<name>`` (or ``<name>-<stamp>`` with ``name_first``),
-    adding -2, -3, ... if that folder exists."""
+    adding -2, -3, ... if that folder exists.
+
+    ``runs_dir`` (and any missing parent) is created. RunFolderError (bad input, exit 2) when
+    ``runs_dir`` or one of its parents is a file; RunWriteError (exit 1) when the folder cannot
+    be created (permission denied, disk full)."""
     runs_dir = Path(runs_dir)
-    runs_dir.mkdir(parents=True, exist_ok=True)
+    _make_runs_dir(runs_dir)
     stamp = (now or datetime.now()).strftime("%Y%m%d-%H%M%S")
     base = f"{name}-{stamp}" if name_first else f"{stamp}-{name}"
     for k in range(1, 10_000):
@@ -79,8 +83,22 @@ def create_run_dir(
             candidate.mkdir()  # atomic: fails if another process took the name first
         except FileExistsError:
             continue
+        except OSError as exc:
+            raise RunWriteError(f"{runs_dir}: could not create a run folder: {exc}") from None
         return candidate
     raise RunFolderError(f"could not create a unique run folder for {base} in {runs_dir}")
+
+
+def _make_runs_dir(runs_dir: Path) -> None:
+    """``runs_dir.mkdir(parents=True)``, with a one-line error when a file is in the way."""
+    try:
+        runs_dir.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        blocker = next((p for p in (runs_dir, *runs_dir.parents) if p.exists()), runs_dir)
+        where = "" if blocker == runs_dir else f" (it would hold the runs folder {runs_dir})"
+        raise RunFolderError(f"{blocker}: is a file, not a folder{where}") from None
+    except OSError as exc:
+        raise RunWriteError(f"{runs_dir}: could not create the runs folder: {exc}") from None
 
 
 def read_json(path: Path) -> dict[str, Any]:
