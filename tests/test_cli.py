@@ -426,7 +426,7 @@ def test_two_runs_in_the_same_second_get_distinct_folders(
         def now(cls, tz: tzinfo | None = None) -> datetime:
             return datetime(2030, 1, 2, 3, 4, 5, tzinfo=tz)
 
-    monkeypatch.setattr(runs, "datetime", FrozenClock)
+    monkeypatch.setattr(runs.folder, "datetime", FrozenClock)
     config = write_config(tmp_path, name="twice", max_iterations=200)
     runs_dir = tmp_path / "runs"
     first = invoke("train", config, "--runs-dir", runs_dir)

@@ -505,7 +505,7 @@ import os, signal, sys, time
 from pathlib import Path
 
 import scratchnn_cli.experiment as experiment
-import scratchnn_cli.runs as runs
+import scratchnn_cli.runs.folder as run_files
 from scratchnn_cli.cli import app
 
 real_train = experiment.train
@@ -524,7 +524,7 @@ def train(*args, hooks, **kwargs):
 
 
 experiment.train = train
-real_atomic_write = runs.atomic_write
+real_atomic_write = run_files.atomic_write
 
 
 def atomic_write(path, write):
@@ -539,7 +539,7 @@ def atomic_write(path, write):
     real_atomic_write(path, slow_write)
 
 
-runs.atomic_write = atomic_write
+run_files.atomic_write = atomic_write  # what write_npz & co. call
 sys.argv = ["scratchnn", "train", sys.argv[1], "--runs-dir", sys.argv[2]]
 app()
 """
@@ -560,6 +560,8 @@ def test_second_ctrl_c_during_the_final_writes_leaves_no_temp_file(tmp_path: Pat
     assert proc.returncode == 130, proc.stdout + proc.stderr
     run_dir = only_run(tmp_path / "runs")
     assert read_json(run_dir / "run.json")["status"] == "interrupted"
+    # the second Ctrl-C did land in model.npz's write: the process ended before it was saved
+    assert not (run_dir / "model.npz").exists()
     assert temp_files(run_dir) == []
     assert_folder_whole(run_dir)
 
@@ -772,7 +774,7 @@ def test_resume_after_a_ctrl_c_in_the_epoch_callback_gives_identical_weights(
 
 
 class _FailingOs:
-    """Stands in for ``os`` inside scratchnn_cli.runs: ``replace`` fails as on a full disk
+    """Stands in for ``os`` inside scratchnn_cli.runs.folder: ``replace`` fails as on a full disk
     at the k-th call (``once``) or from the k-th call on; everything else is the real os."""
 
     def __init__(self, fail_at: int | None, once: bool = True) -> None:
@@ -793,7 +795,7 @@ class _FailingOs:
 def write_calls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, config: Path) -> list[str]:
     """The files a successful run writes atomically, in order (one rename each)."""
     counting = _FailingOs(None)
-    monkeypatch.setattr(runs, "os", counting)
+    monkeypatch.setattr(runs.folder, "os", counting)
     result = invoke("train", config, "--runs-dir", tmp_path / "count")
     assert result.exit_code == 0, result.output
     return counting.calls
@@ -820,7 +822,7 @@ def test_a_failed_write_at_any_point_leaves_whole_files(
         assert name in calls, calls
     for k in range(1, len(calls) + 1):
         failing = _FailingOs(k)
-        monkeypatch.setattr(runs, "os", failing)
+        monkeypatch.setattr(runs.folder, "os", failing)
         runs_dir = tmp_path / f"runs-{k}"
         result = invoke("train", config, "--runs-dir", runs_dir)
         what = f"write {k} ({calls[k - 1]}) failed"
@@ -839,7 +841,7 @@ def test_a_failed_final_run_json_write_marks_the_run_failed(
     config = write_config(tmp_path, SMALL_CONFIG.format(name="full", max_iterations=400))
     calls = write_calls(tmp_path, monkeypatch, config)
     assert calls[-1] == "run.json"
-    monkeypatch.setattr(runs, "os", _FailingOs(len(calls)))
+    monkeypatch.setattr(runs.folder, "os", _FailingOs(len(calls)))
     result = invoke("train", config, "--runs-dir", tmp_path / "runs")
     info = check_failed_write(result, tmp_path / "runs", "the final run.json write failed")
     assert "could not write the run folder" in error_lines(result.output)[0]
@@ -852,7 +854,7 @@ def test_a_disk_that_stays_full_still_leaves_whole_files(
     config = write_config(tmp_path, SMALL_CONFIG.format(name="full", max_iterations=400))
     calls = write_calls(tmp_path, monkeypatch, config)
     for k in sorted({1, 2, 3, len(calls) // 2, len(calls)}):
-        monkeypatch.setattr(runs, "os", _FailingOs(k, once=False))
+        monkeypatch.setattr(runs.folder, "os", _FailingOs(k, once=False))
         runs_dir = tmp_path / f"runs-{k}"
         result = invoke("train", config, "--runs-dir", runs_dir)
         info = check_failed_write(result, runs_dir, f"writes from {k} ({calls[k - 1]}) on failed")
@@ -875,7 +877,7 @@ def test_a_failed_write_while_saving_an_interrupted_run(
         def stop(record: Any) -> None:
             on_epoch(record)
             if record.epoch == 2:
-                monkeypatch.setattr(runs, "os", _FailingOs(1, once=False))
+                monkeypatch.setattr(runs.folder, "os", _FailingOs(1, once=False))
                 raise KeyboardInterrupt
 
         hooks.on_epoch = stop
@@ -923,15 +925,20 @@ def test_a_read_only_runs_dir_is_a_failed_write(
     assert run_folders(runs_dir) == []
 
 
-def test_a_runs_dir_that_is_a_file_is_a_failed_write(tmp_path: Path) -> None:
+@pytest.mark.parametrize("below", ["", "runs"], ids=["the-file", "a-folder-below-it"])
+def test_a_runs_dir_that_is_a_file_is_bad_input(tmp_path: Path, below: str) -> None:
+    """--runs-dir naming a file (or a folder inside one): exit 2, one line naming the file,
+    nothing created or changed."""
     config = write_config(tmp_path, SMALL_CONFIG.format(name="f", max_iterations=100))
     blocker = tmp_path / "blocker"
     blocker.write_text("not a folder")
-    result = invoke("train", config, "--runs-dir", blocker)
-    assert result.exit_code == 1, result.output
-    assert_no_traceback(result)
-    assert len(error_lines(result.output)) == 1, result.output
+    before = sorted(p.name for p in tmp_path.iterdir())
+    result = invoke("train", config, "--runs-dir", blocker / below if below else blocker)
+    line = assert_one_line_error(result, 2)
+    assert f"{blocker}: is a file, not a folder" in line, line
+    assert "internal error" not in line, line
     assert blocker.read_text() == "not a folder"
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
 
 
 class _Halfway(Exception):
@@ -962,7 +969,7 @@ def test_atomic_write_keeps_the_old_file_when_the_rename_fails(
     target = tmp_path / "model.npz"
     runs.write_npz(target, {"W0": np.zeros((2, 2))})
     old = target.read_bytes()
-    monkeypatch.setattr(runs, "os", _FailingOs(1))
+    monkeypatch.setattr(runs.folder, "os", _FailingOs(1))
     with pytest.raises(OSError, match="No space left"):
         runs.write_npz(target, {"W0": np.ones((2, 2))})
     assert target.read_bytes() == old

@@ -1,230 +1,67 @@
-"""Run folders: create one per training run, write every file atomically, load them back.
+"""Run folders: what a training run leaves on disk, and how it is written and read back.
 
-A run folder ``runs/<YYYYmmdd-HHMMSS>-<name>`` holds config.yaml, run.json, history.csv,
-metrics.json, learning_curve.png, confusion_matrix.png and model.npz. Each file is written to a
-temporary name in the same folder and renamed into place, so a crash leaves either the old or
-the new version of a file, never half of one.
+- ``runs.folder``: create a run folder, write every file atomically, load run.json, config.yaml
+  and model.npz back;
+- ``runs.record``: run.json as a pydantic model (``RunRecord``);
+- ``runs.checkpoint``: checkpoint.npz, a training Snapshot;
+- ``runs.lock``: the lock (``.lock``) held by the process training a run;
+- ``runs.listing``: the summary rows of ``scratchnn runs``.
+
+Every public name is importable from ``scratchnn_cli.runs``.
 """
 
 from __future__ import annotations
 
-import io
-import json
-import os
-import tempfile
-from collections.abc import Callable
-from datetime import datetime
-from pathlib import Path
-from typing import IO, Any
+from scratchnn_cli.runs.checkpoint import read_checkpoint, write_checkpoint
+from scratchnn_cli.runs.folder import (
+    atomic_write,
+    create_run_dir,
+    load_finished_run,
+    load_model_arrays,
+    load_run_info,
+    load_run_record,
+    read_json,
+    write_json,
+    write_npz,
+    write_run_info,
+    write_text,
+    write_yaml,
+)
+from scratchnn_cli.runs.listing import KILLED, list_runs
+from scratchnn_cli.runs.lock import LOCK_NAME, RunLock, is_locked
+from scratchnn_cli.runs.record import (
+    STATUSES,
+    ResumeRecord,
+    RunRecord,
+    Status,
+    StopRecord,
+    parse_run_record,
+)
 
-import numpy as np
-import yaml
-
-from scratchnn_cli.errors import RunFolderError
-
-
-def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
-    """Call ``write(f)`` on a temp file beside ``path``, fsync it, then rename it over ``path``."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_text(path: Path, text: str) -> None:
-    """Atomically write UTF-8 text."""
-    atomic_write(path, lambda f: f.write(text.encode("utf-8")))
-
-
-def write_json(path: Path, data: Any) -> None:
-    """Atomically write pretty JSON."""
-    write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
-
-
-def write_yaml(path: Path, data: Any) -> None:
-    """Atomically write YAML, keys in the order given."""
-    write_text(path, yaml.safe_dump(data, sort_keys=False))
-
-
-def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """Atomically write arrays to an uncompressed .npz."""
-
-    def _write(f: IO[bytes]) -> None:
-        buffer = io.BytesIO()
-        np.savez(buffer, **arrays)
-        f.write(buffer.getvalue())
-
-    atomic_write(path, _write)
-
-
-def create_run_dir(
-    runs_dir: Path, name: str, now: datetime | None = None, name_first: bool = False
-) -> Path:
-    """Make ``runs_dir/<YYYYmmdd-HHMMSS>-<name>`` (or ``<name>-<stamp>`` with ``name_first``),
-    adding -2, -3, ... if that folder exists."""
-    runs_dir = Path(runs_dir)
-    runs_dir.mkdir(parents=True, exist_ok=True)
-    stamp = (now or datetime.now()).strftime("%Y%m%d-%H%M%S")
-    base = f"{name}-{stamp}" if name_first else f"{stamp}-{name}"
-    for k in range(1, 10_000):
-        candidate = runs_dir / (base if k == 1 else f"{base}-{k}")
-        try:
-            candidate.mkdir()  # atomic: fails if another process took the name first
-        except FileExistsError:
-            continue
-        return candidate
-    raise RunFolderError(f"could not create a unique run folder for {base} in {runs_dir}")
-
-
-def read_json(path: Path) -> dict[str, Any]:
-    """Read a JSON object written by this module."""
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
-
-
-def load_run_info(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(raw config, run.json) of any run folder, whatever its status."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise RunFolderError(f"{run_dir}: no such run folder")
-    info_path = run_dir / "run.json"
-    if not info_path.is_file():
-        raise RunFolderError(f"{run_dir}: not a run folder (no run.json)")
-    try:
-        info = read_json(info_path)
-        config = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
-    except (OSError, ValueError, yaml.YAMLError) as exc:
-        raise RunFolderError(f"{run_dir}: unreadable run files ({exc})") from None
-    if not isinstance(info, dict) or not isinstance(config, dict):
-        raise RunFolderError(f"{run_dir}: run.json or config.yaml is not a mapping")
-    return config, info
-
-
-def load_finished_run(
-    run_dir: Path, statuses: tuple[str, ...] = ("completed",)
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(raw config, run.json) of a run whose status is one of ``statuses``; else RunFolderError."""
-    config, info = load_run_info(run_dir)
-    status = info.get("status")
-    if status not in statuses:
-        raise RunFolderError(
-            f"{run_dir}: the run is not finished (status: {status}); this needs a "
-            f"{' or '.join(statuses)} run"
-        )
-    if not (Path(run_dir) / "model.npz").is_file():
-        raise RunFolderError(f"{run_dir}: model.npz is missing")
-    return config, info
-
-
-def load_model_arrays(run_dir: Path) -> dict[str, np.ndarray]:
-    """The arrays of ``model.npz`` (weights W0, b0, ...)."""
-    path = Path(run_dir) / "model.npz"
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            return {key: data[key] for key in data.files}
-    except (OSError, ValueError) as exc:
-        raise RunFolderError(f"{path}: unreadable model file ({exc})") from None
-
-
-def write_checkpoint(path: Path, snapshot: Any) -> None:
-    """Atomically save a training Snapshot (``train.Snapshot``) as one .npz file.
-
-    Arrays are stored as arrays; everything else (counters, random generator states, stopping
-    rules, history) as one JSON string, so no pickle is ever needed to load it.
-    """
-    arrays: dict[str, np.ndarray] = {}
-    for i, p in enumerate(snapshot.params):
-        arrays[f"param{i}"] = p
-    for i, p in enumerate(snapshot.best_params or []):
-        arrays[f"best{i}"] = p
-    for name, array in snapshot.buffers.items():
-        arrays[f"buffer.{name}"] = array
-    scalars = {}
-    for key, value in snapshot.optimizer.items():
-        if isinstance(value, np.ndarray):
-            arrays[f"optimizer.{key}"] = value
-        else:
-            scalars[key] = value
-    meta = {
-        "epochs": snapshot.epochs,
-        "iterations": snapshot.iterations,
-        "seconds": snapshot.seconds,
-        "J_prev": snapshot.J_prev,
-        "optimizer": scalars,
-        "sampling_rng": snapshot.sampling_rng,
-        "dropout_rng": snapshot.dropout_rng,
-        "stopper": snapshot.stopper,
-        "n_params": len(snapshot.params),
-        "n_best": len(snapshot.best_params or []),
-        "history": [vars(r) for r in snapshot.history],
-    }
-    arrays["meta"] = np.array(json.dumps(meta))
-    write_npz(path, arrays)
-
-
-def read_checkpoint(path: Path) -> Any:
-    """Load a Snapshot written by ``write_checkpoint``; RunFolderError if it is unreadable."""
-    from scratchnn_cli.training.snapshot import EpochRecord, Snapshot
-
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {key: data[key] for key in data.files}
-        meta = json.loads(str(arrays.pop("meta")))
-        optimizer: dict[str, Any] = dict(meta["optimizer"])
-        for key in list(arrays):
-            if key.startswith("optimizer."):
-                optimizer[key.removeprefix("optimizer.")] = arrays.pop(key)
-        return Snapshot(
-            epochs=meta["epochs"],
-            iterations=meta["iterations"],
-            seconds=meta["seconds"],
-            J_prev=meta["J_prev"],
-            params=[arrays[f"param{i}"] for i in range(meta["n_params"])],
-            optimizer=optimizer,
-            sampling_rng=meta["sampling_rng"],
-            dropout_rng=meta["dropout_rng"],
-            history=[EpochRecord(**r) for r in meta["history"]],
-            stopper=meta["stopper"],
-            best_params=[arrays[f"best{i}"] for i in range(meta["n_best"])] or None,
-            buffers={k.removeprefix("buffer."): v for k, v in arrays.items() if k.startswith("buffer.")},
-        )
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise RunFolderError(f"{path}: unreadable checkpoint ({exc})") from None
-
-
-def _age(seconds: float) -> str:
-    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
-        if seconds >= size:
-            return f"{seconds / size:.0f} {unit}"
-    return f"{seconds:.0f} s"
-
-
-def list_runs(runs_dir: Path) -> list[dict[str, Any]]:
-    """One summary per run folder in ``runs_dir`` (oldest first); unreadable ones say so."""
-    runs_dir = Path(runs_dir)
-    if not runs_dir.is_dir():
-        raise RunFolderError(f"{runs_dir}: no such folder")
-    rows = []
-    now = datetime.now().timestamp()
-    for folder in sorted(p for p in runs_dir.iterdir() if (p / "run.json").is_file()):
-        row: dict[str, Any] = {"run": folder.name, "status": "unreadable", "test": None}
-        row.update(val=None, stopped_by="", age=_age(now - (folder / "run.json").stat().st_mtime))
-        try:
-            info = read_json(folder / "run.json")
-            row["status"] = info.get("status", "?")
-            row["stopped_by"] = (info.get("stop") or {}).get("stopped_by", "")
-            if (folder / "metrics.json").is_file():
-                metrics = read_json(folder / "metrics.json")
-                row["test"] = metrics.get("test", {}).get("accuracy")
-                row["val"] = metrics.get("val", {}).get("accuracy")
-        except (OSError, ValueError, AttributeError):
-            pass
-        rows.append(row)
-    return rows
+__all__ = [
+    "KILLED",
+    "LOCK_NAME",
+    "STATUSES",
+    "ResumeRecord",
+    "RunLock",
+    "RunRecord",
+    "Status",
+    "StopRecord",
+    "atomic_write",
+    "create_run_dir",
+    "is_locked",
+    "list_runs",
+    "load_finished_run",
+    "load_model_arrays",
+    "load_run_info",
+    "load_run_record",
+    "parse_run_record",
+    "read_checkpoint",
+    "read_json",
+    "write_checkpoint",
+    "write_json",
+    "write_npz",
+    "write_run_info",
+    "write_text",
+    "write_yaml",
+]

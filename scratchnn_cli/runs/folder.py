@@ -1,0 +1,173 @@
+"""Run folders: create one per training run, write every file atomically, load them back.
+
+A run folder ``runs/<YYYYmmdd-HHMMSS>-<name>`` holds config.yaml, run.json, history.csv,
+metrics.json, learning_curve.png, confusion_matrix.png, model.npz and checkpoint.npz (and,
+while a process trains it, ``.lock``: see ``runs.lock``). Each file is written to a temporary
+name in the same folder and renamed into place, so a crash leaves either the old or the new
+version of a file, never half of one. run.json is read and written through ``RunRecord``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+import yaml
+
+from scratchnn_cli.errors import RunFolderError, RunWriteError, one_line
+from scratchnn_cli.runs.record import RunRecord, parse_run_record
+
+
+def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
+    """Call ``write(f)`` on a temp file beside ``path``, fsync it, then rename it over ``path``."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_text(path: Path, text: str) -> None:
+    """Atomically write UTF-8 text."""
+    atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Atomically write pretty JSON."""
+    write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def write_yaml(path: Path, data: Any) -> None:
+    """Atomically write YAML, keys in the order given."""
+    write_text(path, yaml.safe_dump(data, sort_keys=False))
+
+
+def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Atomically write arrays to an uncompressed .npz."""
+
+    def _write(f: IO[bytes]) -> None:
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)
+        f.write(buffer.getvalue())
+
+    atomic_write(path, _write)
+
+
+def create_run_dir(
+    runs_dir: Path, name: str, now: datetime | None = None, name_first: bool = False
+) -> Path:
+    """Make ``runs_dir/<YYYYmmdd-HHMMSS>-<name>`` (or ``<name>-<stamp>`` with ``name_first``),
+    adding -2, -3, ... if that folder exists.
+
+    ``runs_dir`` (and any missing parent) is created. RunFolderError (bad input, exit 2) when
+    ``runs_dir`` or one of its parents is a file; RunWriteError (exit 1) when the folder cannot
+    be created (permission denied, disk full)."""
+    runs_dir = Path(runs_dir)
+    _make_runs_dir(runs_dir)
+    stamp = (now or datetime.now()).strftime("%Y%m%d-%H%M%S")
+    base = f"{name}-{stamp}" if name_first else f"{stamp}-{name}"
+    for k in range(1, 10_000):
+        candidate = runs_dir / (base if k == 1 else f"{base}-{k}")
+        try:
+            candidate.mkdir()  # atomic: fails if another process took the name first
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            raise RunWriteError(f"{runs_dir}: could not create a run folder: {exc}") from None
+        return candidate
+    raise RunFolderError(f"could not create a unique run folder for {base} in {runs_dir}")
+
+
+def _make_runs_dir(runs_dir: Path) -> None:
+    """``runs_dir.mkdir(parents=True)``, with a one-line error when a file is in the way."""
+    try:
+        runs_dir.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        blocker = next((p for p in (runs_dir, *runs_dir.parents) if p.exists()), runs_dir)
+        where = "" if blocker == runs_dir else f" (it would hold the runs folder {runs_dir})"
+        raise RunFolderError(f"{blocker}: is a file, not a folder{where}") from None
+    except OSError as exc:
+        raise RunWriteError(f"{runs_dir}: could not create the runs folder: {exc}") from None
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """Read a JSON file written by this module (whatever JSON value it holds)."""
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def load_run_record(run_dir: Path) -> tuple[RunRecord, dict[str, Any]]:
+    """run.json of any run folder, whatever its status: as a RunRecord and as read (a dict,
+    unknown keys included). RunFolderError, one line, when the folder is not a run folder or
+    its run.json is unreadable or does not fit ``RunRecord``."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise RunFolderError(f"{run_dir}: no such run folder")
+    info_path = run_dir / "run.json"
+    if not info_path.is_file():
+        raise RunFolderError(f"{run_dir}: not a run folder (no run.json)")
+    try:
+        info = read_json(info_path)
+    except (OSError, ValueError) as exc:
+        raise RunFolderError(f"{info_path}: unreadable ({one_line(exc)})") from None
+    return parse_run_record(info, str(info_path)), info
+
+
+def load_run_info(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(raw config, run.json) of any run folder, whatever its status; run.json is checked
+    against ``RunRecord`` (see ``load_run_record``)."""
+    _, info = load_run_record(run_dir)
+    config_path = Path(run_dir) / "config.yaml"
+    try:
+        config = yaml.safe_load(config_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, yaml.YAMLError) as exc:
+        raise RunFolderError(f"{config_path}: unreadable ({one_line(exc)})") from None
+    if not isinstance(config, dict):
+        raise RunFolderError(f"{config_path}: not a mapping")
+    return config, info
+
+
+def write_run_info(run_dir: Path, info: dict[str, Any]) -> None:
+    """Atomically write ``info`` as ``run_dir/run.json``, after checking that it fits
+    ``RunRecord`` (pydantic.ValidationError if not): what is written can always be read."""
+    RunRecord.model_validate(info)
+    write_json(Path(run_dir) / "run.json", info)
+
+
+def load_finished_run(
+    run_dir: Path, statuses: tuple[str, ...] = ("completed",)
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(raw config, run.json) of a run whose status is one of ``statuses``; else RunFolderError."""
+    config, info = load_run_info(run_dir)
+    status = info["status"]
+    if status not in statuses:
+        raise RunFolderError(
+            f"{run_dir}: the run is not finished (status: {status}); this needs a "
+            f"{' or '.join(statuses)} run"
+        )
+    if not (Path(run_dir) / "model.npz").is_file():
+        raise RunFolderError(f"{run_dir}: model.npz is missing")
+    return config, info
+
+
+def load_model_arrays(run_dir: Path) -> dict[str, np.ndarray]:
+    """The arrays of ``model.npz`` (weights W0, b0, ...)."""
+    path = Path(run_dir) / "model.npz"
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {key: data[key] for key in data.files}
+    except (OSError, ValueError) as exc:
+        raise RunFolderError(f"{path}: unreadable model file ({exc})") from None
