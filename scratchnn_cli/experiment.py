@@ -36,19 +36,23 @@ from scratchnn_cli.nn.network import Network, plan
 from scratchnn_cli.report.plots import LiveLearningCurve, plot_confusion_matrix
 from scratchnn_cli.report.progress import TrainingProgress
 from scratchnn_cli.runs import (
+    RunLock,
     create_run_dir,
     load_finished_run,
     load_model_arrays,
     load_run_info,
+    load_run_record,
     read_checkpoint,
     write_checkpoint,
     write_json,
     write_npz,
+    write_run_info,
     write_text,
     write_yaml,
 )
 from scratchnn_cli.training.loop import train
 from scratchnn_cli.training.snapshot import EpochRecord, Hooks, Snapshot, TrainResult
+from scratchnn_cli.training.stopping import divergence
 
 SPLITS = ("train", "val", "test")
 
@@ -265,8 +269,10 @@ def run_experiment(
     """Train the spec and write its run folder; returns the folder, status and metrics.
 
     All validation (config, data) happens before the folder is created, so bad input leaves
-    nothing behind. Once it exists, run.json always ends in a final status: completed, diverged,
-    interrupted (Ctrl-C or SIGTERM: the KeyboardInterrupt goes on after saving) or failed.
+    nothing behind. The process holds the run's lock (``runs.lock``) from just after the folder
+    is created until it is done with it. Once run.json exists, it always ends in a final status:
+    completed, diverged, interrupted (Ctrl-C or SIGTERM: the KeyboardInterrupt goes on after
+    saving) or failed.
     """
     dataset = load_dataset(config.data, config.seed, config.model.dtype)
     check_compatible(config, dataset)
@@ -274,12 +280,25 @@ def run_experiment(
     streams = rng_streams(config.seed)
     net = build_network(config, dataset, streams["init"], streams["dropout"])
     run_dir = create_run_dir(runs_dir, config.name or "experiment")
-    info: dict[str, Any] = {
+    lock = RunLock(run_dir)
+    try:
+        info = _new_run_info(config, config_path, net, dataset)
+        _start_run_folder(run_dir, lock, config, info)
+        return _train_in(run_dir, config, dataset, net, streams, info, None, console)
+    finally:
+        lock.release()
+
+
+def _new_run_info(
+    config: ExperimentConfig, config_path: Path | None, net: Network, dataset: Dataset
+) -> dict[str, Any]:
+    """The run.json of a run that starts now in this process (status running)."""
+    return {
         "status": "running",
         "name": config.name,
         "config_file": str(config_path) if config_path else None,
         "started": datetime.now().astimezone().isoformat(timespec="seconds"),
-        "pid": os.getpid(),
+        "pid": os.getpid(),  # for information: whether the run is alive is its lock's business
         "host": socket.gethostname(),
         "ended": None,
         "seconds": None,
@@ -288,78 +307,129 @@ def run_experiment(
         "data": _data_record(dataset),
         "versions": _versions(),
     }
+
+
+def _start_run_folder(
+    run_dir: Path, lock: RunLock, config: ExperimentConfig, info: dict[str, Any]
+) -> None:
+    """Lock the new, empty ``run_dir`` and write its config.yaml and run.json. Nothing was
+    trained yet, so when any of that fails (or Ctrl-C comes) the folder is removed again."""
     try:
+        if not lock.acquire():  # nobody knows the new folder's name yet: cannot happen
+            raise RunWriteError(f"{run_dir}: another process holds the lock of this new folder")
         write_yaml(run_dir / "config.yaml", config.to_dict())
-        write_json(run_dir / "run.json", info)
-    except OSError as exc:  # nothing was trained yet: leave no half-made folder behind
+        write_run_info(run_dir, info)
+    except BaseException as exc:
+        lock.release()
         shutil.rmtree(run_dir, ignore_errors=True)
-        raise RunWriteError(f"{run_dir}: could not write the run folder: {exc}") from None
-    return _train_in(run_dir, config, dataset, net, streams, info, None, console)
+        if isinstance(exc, OSError):
+            raise RunWriteError(f"{run_dir}: could not write the run folder: {exc}") from None
+        raise
 
 
 RESUMABLE = ("interrupted", "diverged", "failed")
 
 
-def _process_alive(info: dict[str, Any]) -> bool:
-    """Whether the process that wrote a 'running' run.json still runs (on this host)."""
-    pid = info.get("pid")
-    if not isinstance(pid, int) or info.get("host") != socket.gethostname():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return pid != os.getpid()
-
-
 def resume_experiment(
     run_dir: Path, overrides: list[str] | None = None, console: Console | None = None
 ) -> RunOutcome:
-    """Continue an interrupted, diverged or failed run from its last checkpoint, in place.
+    """Continue an interrupted, diverged or failed run from its last checkpoint, in place; or
+    a "running" one that no process trains any more (killed hard: nobody holds its lock).
 
+    The run's lock (``runs.lock``) is taken first and held until training ends, so a run that
+    another process trains (or resumes) is refused: "this run is still training", exit 2.
     Without ``overrides`` the final weights equal those of a run that was never stopped (the
     checkpoint holds the weights, the optimizer state and both random generators' states).
     ``overrides`` (``train.lr=0.001``...) change the spec from there on, e.g. after divergence.
     """
     run_dir = Path(run_dir)
+    record, _ = load_run_record(run_dir)  # a run folder? (no .lock is made in other folders)
+    lock = RunLock(run_dir)
+    try:
+        if not lock.acquire():
+            where = f" (process {record.pid} on {record.host})" if record.pid else ""
+            raise RunFolderError(f"{run_dir}: this run is still training{where}")
+    except OSError as exc:
+        raise RunWriteError(f"{run_dir}: could not lock the run folder: {exc}") from None
+    try:
+        return _resume_locked(run_dir, list(overrides or []), console)
+    finally:
+        lock.release()
+
+
+def _resume_locked(run_dir: Path, overrides: list[str], console: Console | None) -> RunOutcome:
+    """``resume_experiment`` once the lock is held: run.json is read again (what it says can no
+    longer change under us), checked, marked running, and training goes on."""
     raw, info = load_run_info(run_dir)
-    status = info.get("status")
-    if status == "running" and _process_alive(info):
-        raise RunFolderError(f"{run_dir}: this run is still training (process {info['pid']})")
-    if status not in (*RESUMABLE, "running"):  # running with a dead process: killed hard
-        raise RunFolderError(
-            f"{run_dir}: only an interrupted, diverged or failed run can be resumed "
-            f"(this one is {status})"
-        )
-    for item in overrides or []:
-        key = item.partition("=")[0].strip()
-        if not key.startswith("train.") or key.startswith("train.optimizer"):
-            raise ConfigError(
-                f"--set {item!r}: on --resume only train.* keys other than the optimizer can "
-                "change (the checkpoint holds the network and the optimizer state)"
-            )
-    config = build_config(apply_overrides(raw, overrides or []), f"{run_dir}/config.yaml")
+    _check_resumable(run_dir, info["status"], overrides)
+    config = build_config(apply_overrides(raw, overrides), f"{run_dir}/config.yaml")
     dataset = load_dataset(config.data, config.seed, config.model.dtype)
     if dataset.fingerprint != info.get("data", {}).get("fingerprint"):
         raise RunFolderError(f"{run_dir}: the data differs from what the run was trained on")
     check_compatible(config, dataset)
     streams = rng_streams(config.seed)
     net = build_network(config, dataset, streams["init"], streams["dropout"])
+    snapshot, restarted = _checkpoint_to_resume(run_dir, net)
+    if restarted:
+        console = console or Console(stderr=True)
+        console.print(f"note: {run_dir}/checkpoint.npz: {restarted}")
+    _mark_resumed(run_dir, info, config, overrides, snapshot, restarted)
+    return _train_in(run_dir, config, dataset, net, streams, info, snapshot, console)
+
+
+def _check_resumable(run_dir: Path, status: str, overrides: list[str]) -> None:
+    """RunFolderError unless a run of ``status`` can be resumed (this process holds its lock,
+    so a "running" one was killed); ConfigError for a ``--set`` the checkpoint cannot honour."""
+    if status not in (*RESUMABLE, "running"):
+        raise RunFolderError(
+            f"{run_dir}: only an interrupted, diverged or failed run can be resumed "
+            f"(this one is {status})"
+        )
+    for item in overrides:
+        key = item.partition("=")[0].strip()
+        if not key.startswith("train.") or key.startswith("train.optimizer"):
+            raise ConfigError(
+                f"--set {item!r}: on --resume only train.* keys other than the optimizer can "
+                "change (the checkpoint holds the network and the optimizer state)"
+            )
+
+
+def _checkpoint_to_resume(run_dir: Path, net: Network) -> tuple[Snapshot | None, str | None]:
+    """(the checkpoint to go on from, None) or (None, why training starts again from the
+    initial weights): there is no checkpoint (nothing was good: None, None), or its weights are
+    diverged by this version's limits (``training.stopping``), which an older version, with
+    laxer limits, could save. RunFolderError when it does not fit ``net``."""
     checkpoint = run_dir / "checkpoint.npz"
-    snapshot = read_checkpoint(checkpoint) if checkpoint.is_file() else None
-    if snapshot is not None and [p.shape for p in snapshot.params] != [
-        p.shape for p in net.params()
-    ]:
+    if not checkpoint.is_file():
+        return None, None
+    snapshot = read_checkpoint(checkpoint)
+    if [p.shape for p in snapshot.params] != [p.shape for p in net.params()]:
         raise RunFolderError(f"{checkpoint}: does not fit the network of {run_dir}/config.yaml")
-    info.setdefault("resumed", []).append(
-        {
-            "at": datetime.now().astimezone().isoformat(timespec="seconds"),
-            "from_epoch": snapshot.epochs if snapshot else 0,
-            "overrides": list(overrides or []),
-        }
-    )
+    theta = np.concatenate([p.ravel() for p in snapshot.params]) if snapshot.params else net.theta
+    why = divergence(snapshot.history[-1], theta) if snapshot.history else None
+    if why is None:
+        return snapshot, None
+    return None, f"diverged at epoch {snapshot.epochs} ({why}): starting from the initial weights"
+
+
+def _mark_resumed(
+    run_dir: Path,
+    info: dict[str, Any],
+    config: ExperimentConfig,
+    overrides: list[str],
+    snapshot: Snapshot | None,
+    restarted: str | None,
+) -> None:
+    """Add this resumption to run.json (status running again, this process) and write it, with
+    config.yaml when ``overrides`` changed it."""
+    entry: dict[str, Any] = {
+        "at": datetime.now().astimezone().isoformat(timespec="seconds"),
+        "from_epoch": snapshot.epochs if snapshot else 0,
+        "overrides": overrides,
+    }
+    if restarted:
+        entry["restarted"] = restarted
+    info.setdefault("resumed", []).append(entry)
     info.update(
         status="running",
         ended=None,
@@ -371,10 +441,9 @@ def resume_experiment(
     try:
         if overrides:
             write_yaml(run_dir / "config.yaml", config.to_dict())
-        write_json(run_dir / "run.json", info)
+        write_run_info(run_dir, info)
     except OSError as exc:
         raise RunWriteError(f"{run_dir}: could not write the run folder: {exc}") from None
-    return _train_in(run_dir, config, dataset, net, streams, info, snapshot, console)
 
 
 def _train_in(
@@ -410,7 +479,7 @@ def _train_in(
         )
         if error:
             info["error"] = error
-        write_json(run_dir / "run.json", info)
+        write_run_info(run_dir, info)
 
     def save_checkpoint(snap: Snapshot) -> None:
         write_checkpoint(run_dir / "checkpoint.npz", snap)
