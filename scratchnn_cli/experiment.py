@@ -33,6 +33,7 @@ from scratchnn_cli.data import Dataset, load_dataset
 from scratchnn_cli.errors import ConfigError, RunFolderError, RunWriteError
 from scratchnn_cli.nn.gradcheck import GradCheckRow, check_gradients
 from scratchnn_cli.nn.network import Network, plan
+from scratchnn_cli.nn.optim.optimizers import make_optimizer
 from scratchnn_cli.report.plots import LiveLearningCurve, plot_confusion_matrix
 from scratchnn_cli.report.progress import TrainingProgress
 from scratchnn_cli.runs import (
@@ -135,23 +136,14 @@ def training_bytes(config: ExperimentConfig, dataset: Dataset) -> int:
     width = shapes[-1][0] if shapes else dataset.n_features
     n_params = sum(math.prod(s) for layer in layers for s in layer.param_shapes().values())
     n_params += (width + 1) * n_out
-    moments = len(OPTIMIZER_MOMENTS.get(config.train.optimizer.name, ()))
+    rule = config.train.optimizer
+    moments = make_optimizer(rule.name, [np.zeros(1)], 1.0, **rule.hyper()).arrays_per_param()
     itemsize = np.dtype(config.model.dtype).itemsize
     n_train = len(dataset.y_train) + len(dataset.y_val)
     batch = n_train if config.train.batch_size == "full" else min(config.train.batch_size, n_train)
     activations = 3 * batch * (sum(math.prod(s) for s in shapes) + n_out)
     data = sum(a.nbytes for a in (dataset.X_train, dataset.X_val, dataset.X_test))
     return itemsize * (n_params * (6 + moments) + activations) + data
-
-
-#: The state arrays each update rule keeps per parameter (for the memory estimate).
-OPTIMIZER_MOMENTS = {
-    "momentum": ("v",),
-    "nesterov": ("v",),
-    "rmsprop": ("s",),
-    "adam": ("m", "v"),
-    "adamw": ("m", "v"),
-}
 
 
 def physical_memory() -> int | None:
@@ -486,43 +478,10 @@ def _train_in(
         write_text(run_dir / "history.csv", _history_csv(snap.history))
 
     try:
-        X_fit, y_fit = training_set(config, dataset)
-        X_val, y_val = (None, None) if config.data.train_on == "train+val" else dataset.split("val")
-        curve = LiveLearningCurve(run_dir / "learning_curve.png", config.name or "")
-        curve.history.extend(snapshot.history if snapshot else [])
-        with TrainingProgress(console, config.train, len(y_fit), config.name or "") as progress:
-
-            def on_epoch(record: EpochRecord) -> None:
-                progress(record)
-                curve.update(record)
-
-            train(
-                net,
-                X_fit,
-                y_fit,
-                dataset.n_classes,
-                config.train,
-                streams["sampling"],
-                validation=None if X_val is None else (X_val, y_val),
-                hooks=Hooks(on_epoch, save_checkpoint, config.train.checkpoint_every),
-                resume_from=snapshot,
-                result=result,
-            )
+        _fit(run_dir, config, dataset, net, streams, snapshot, result, save_checkpoint, console)
         write_text(run_dir / "history.csv", _history_csv(result.history))
         write_npz(run_dir / "model.npz", net.state())
-        for split in SPLITS:
-            X, y = dataset.split(split)
-            if len(y):
-                metrics[split] = score(net, X, y, dataset.n_classes)
-        write_json(run_dir / "metrics.json", metrics)
-        curve.finish(result.history, f"{config.name}: stopped by {result.stopped_by}")
-        shown = "test" if "test" in metrics else next(iter(metrics))
-        plot_confusion_matrix(
-            np.array(metrics[shown]["confusion_matrix"]),
-            dataset.class_names,
-            run_dir / "confusion_matrix.png",
-            title=f"{config.name}: {shown} accuracy {metrics[shown]['accuracy']:.3f}",
-        )
+        metrics.update(_write_results(run_dir, config, dataset, net, result))
         finish("diverged" if result.stopped_by == "diverged" else "completed")
     except KeyboardInterrupt:
         with interrupt_guard(run_dir) as marked:  # a 2nd Ctrl-C exits at once; files stay whole
@@ -540,6 +499,63 @@ def _train_in(
             raise RunWriteError(f"{run_dir}: could not write the run folder: {exc}") from None
         raise
     return RunOutcome(run_dir, info["status"], result, metrics)
+
+
+def _fit(
+    run_dir: Path,
+    config: ExperimentConfig,
+    dataset: Dataset,
+    net: Network,
+    streams: dict[str, np.random.Generator],
+    snapshot: Snapshot | None,
+    result: TrainResult,
+    save_checkpoint: Callable[[Snapshot], None],
+    console: Console,
+) -> None:
+    """Train with the live display and the live learning curve (fills ``result``)."""
+    X_fit, y_fit = training_set(config, dataset)
+    X_val, y_val = (None, None) if config.data.train_on == "train+val" else dataset.split("val")
+    curve = LiveLearningCurve(run_dir / "learning_curve.png", config.name or "")
+    curve.history.extend(snapshot.history if snapshot else [])
+    with TrainingProgress(console, config.train, len(y_fit), config.name or "") as progress:
+
+        def on_epoch(record: EpochRecord) -> None:
+            progress(record)
+            curve.update(record)
+
+        train(
+            net,
+            X_fit,
+            y_fit,
+            dataset.n_classes,
+            config.train,
+            streams["sampling"],
+            validation=None if X_val is None else (X_val, y_val),
+            hooks=Hooks(on_epoch, save_checkpoint, config.train.checkpoint_every),
+            resume_from=snapshot,
+            result=result,
+        )
+    curve.finish(result.history, f"{config.name}: stopped by {result.stopped_by}")
+
+
+def _write_results(
+    run_dir: Path, config: ExperimentConfig, dataset: Dataset, net: Network, result: TrainResult
+) -> dict[str, Any]:
+    """Score every non-empty split; write metrics.json and the confusion matrix PNG."""
+    metrics = {}
+    for split in SPLITS:
+        X, y = dataset.split(split)
+        if len(y):
+            metrics[split] = score(net, X, y, dataset.n_classes)
+    write_json(run_dir / "metrics.json", metrics)
+    shown = "test" if "test" in metrics else next(iter(metrics))
+    plot_confusion_matrix(
+        np.array(metrics[shown]["confusion_matrix"]),
+        dataset.class_names,
+        run_dir / "confusion_matrix.png",
+        title=f"{config.name}: {shown} accuracy {metrics[shown]['accuracy']:.3f}",
+    )
+    return metrics
 
 
 @contextlib.contextmanager

@@ -89,6 +89,10 @@ class Optimizer:
         """Name -> (one state array per parameter, factor it decays by per step when g = 0)."""
         return {}
 
+    def arrays_per_param(self) -> int:
+        """How many arrays of a parameter's size the rule keeps (moments and scratch)."""
+        return sum(1 for _ in self._moments()) + (1 if hasattr(self, "_scratch") else 0)
+
     def _zeros(self) -> list[np.ndarray]:
         return [np.zeros_like(p) for p in self.params]
 
