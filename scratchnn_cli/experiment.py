@@ -95,7 +95,7 @@ def build_network(
     try:
         return Network.from_layers(
             [spec.make() for spec in config.model.layer_specs()],
-            dataset.n_features,
+            input_shape(config, dataset),
             n_outputs,
             output=output,
             rng=rng if rng is not None else streams["init"],
@@ -107,6 +107,26 @@ def build_network(
         )
     except ValueError as exc:  # a layer that does not fit its input (dense on images...)
         raise ConfigError(f"model.layers: {exc}") from None
+
+
+IMAGE_LAYERS = ("conv2d", "maxpool2d", "avgpool2d", "global_avgpool")
+
+
+def input_shape(config: ExperimentConfig, dataset: Dataset) -> tuple[int, ...]:
+    """The shape of one sample as the network sees it: (H, W, C) images when the model has
+    convolution or pooling layers, else (n_features,) rows. ConfigError for images the data
+    does not have."""
+    kinds = [spec.type for spec in config.model.layer_specs()]
+    if not any(kind in IMAGE_LAYERS for kind in kinds):
+        return (dataset.n_features,)
+    if dataset.image_shape is None:
+        first = next(kind for kind in kinds if kind in IMAGE_LAYERS)
+        raise ConfigError(
+            f"model.layers: {first} needs images, but {config.data.dataset} is tabular data "
+            "(a CSV of pixels can say data.image_shape: [channels, height, width])"
+        )
+    shape = dataset.image_shape
+    return (*shape, 1) if len(shape) == 2 else tuple(shape)
 
 
 def check_memory(config: ExperimentConfig, dataset: Dataset) -> None:
@@ -130,9 +150,14 @@ def training_bytes(config: ExperimentConfig, dataset: Dataset) -> int:
     layers = [spec.make() for spec in specs]
     n_out = 1 if output_kind(config, dataset.n_classes) == "sigmoid" else dataset.n_classes
     try:
-        shapes = plan(layers, (dataset.n_features,))
+        shapes = plan(layers, input_shape(config, dataset))
     except ValueError as exc:
         raise ConfigError(f"model.layers: {exc}") from None
+    if shapes and len(shapes[-1]) != 1:
+        raise ConfigError(
+            f"model.layers: the last layer gives {shapes[-1]} per sample; the output layer needs "
+            "flat input: end with flatten or global_avgpool"
+        )
     width = shapes[-1][0] if shapes else dataset.n_features
     n_params = sum(math.prod(s) for layer in layers for s in layer.param_shapes().values())
     n_params += (width + 1) * n_out
@@ -141,7 +166,7 @@ def training_bytes(config: ExperimentConfig, dataset: Dataset) -> int:
     itemsize = np.dtype(config.model.dtype).itemsize
     n_train = len(dataset.y_train) + len(dataset.y_val)
     batch = n_train if config.train.batch_size == "full" else min(config.train.batch_size, n_train)
-    activations = 3 * batch * (sum(math.prod(s) for s in shapes) + n_out)
+    activations = 3 * batch * (sum(layer.cache_per_sample() for layer in layers) + n_out)
     data = sum(a.nbytes for a in (dataset.X_train, dataset.X_val, dataset.X_test))
     return itemsize * (n_params * (6 + moments) + activations) + data
 
@@ -242,6 +267,12 @@ def _history_csv(history: list[EpochRecord]) -> str:
 
 def check_compatible(config: ExperimentConfig, dataset: Dataset) -> None:
     """Refuse combinations that only the data can reveal (before any folder is created)."""
+    kinds = [spec.type for spec in config.model.layer_specs()]
+    if "batchnorm" in kinds and config.train.batch_size == 1:
+        raise ConfigError(
+            "model.layers: batchnorm needs mini-batches (train.batch_size >= 2): the variance "
+            "of a batch of one sample is 0"
+        )
     if config.train.early_stopping is not None:
         if len(dataset.y_val) == 0:
             raise ConfigError("train.early_stopping: needs a validation split (data.split[1] > 0)")
@@ -623,17 +654,23 @@ def gradcheck_experiment(
     config: ExperimentConfig, samples: int = 8, max_entries: int = 200
 ) -> tuple[list[GradCheckRow], int]:
     """Backprop vs finite differences for the network ``config`` describes, in float64, in
-    evaluation mode (dropout off; L1/L2 included), on ``samples`` random training samples."""
+    training mode (dropout with a fixed mask, batchnorm on the batch's statistics; L1/L2
+    included), on ``samples`` random training samples.
+
+    The weights are the initial ones plus a little noise (std 0.01): with biases initialised
+    to 0, inputs that are 0 (image borders) would put ReLU exactly on its kink and max-pool on
+    ties, where the function has no derivative to check."""
     model = config.model.model_copy(update={"dtype": "float64"})
     config = config.model_copy(update={"model": model})
     dataset = load_dataset(config.data, config.seed, config.model.dtype)
     rng = np.random.default_rng([config.seed, 5])
     net = build_network(config, dataset)
+    net.theta += rng.normal(0.0, 0.01, size=net.theta.size)
     n = len(dataset.y_train)
     pick = rng.choice(n, min(samples, n), replace=False)
     X = np.asarray(dataset.X_train[pick], dtype=np.float64)
     Y = net.loss.targets(dataset.y_train[pick], dataset.n_classes, np.float64)
     rows = check_gradients(
-        net, X, Y, config.train.l1, config.train.l2, max_entries=max_entries, rng=rng
+        net, X, Y, config.train.l1, config.train.l2, max_entries=max_entries, rng=rng, training=True
     )
     return rows, len(pick)

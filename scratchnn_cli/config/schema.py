@@ -74,6 +74,7 @@ class DataConfig(_Section):
     classes: list[str | int] | None = None
     train_size: Count | None = None
     train_on: Literal["train", "train+val"] = "train"
+    image_shape: Annotated[list[Count], Field(min_length=2, max_length=3)] | None = None
     scale: Literal["none", "standard", "minmax"] = "none"  # fitted on the train split only
 
     @field_validator("dataset")
@@ -160,6 +161,49 @@ class FlattenSpec(_LayerSpec):
     type: Literal["flatten"]
 
 
+KernelSize = Count | Annotated[list[Count], Field(min_length=2, max_length=2)]
+
+
+class Conv2DSpec(_LayerSpec):
+    """``{type: conv2d, filters: 32, kernel: 3, stride: 1, padding: same}`` on images."""
+
+    type: Literal["conv2d"]
+    filters: Count
+    kernel: KernelSize = 3
+    stride: Count = 1
+    padding: Literal["valid", "same"] = "valid"
+
+
+class MaxPool2DSpec(_LayerSpec):
+    """``{type: maxpool2d, size: 2}``: the largest value of each size x size window."""
+
+    type: Literal["maxpool2d"]
+    size: Count = 2
+    stride: Count | None = None
+
+
+class AvgPool2DSpec(_LayerSpec):
+    """``{type: avgpool2d, size: 2}``: the mean of each size x size window."""
+
+    type: Literal["avgpool2d"]
+    size: Count = 2
+    stride: Count | None = None
+
+
+class GlobalAvgPoolSpec(_LayerSpec):
+    """``{type: global_avgpool}``: each channel's mean over all positions (m, C)."""
+
+    type: Literal["global_avgpool"]
+
+
+class BatchNormSpec(_LayerSpec):
+    """``{type: batchnorm, momentum: 0.9, epsilon: 1e-5}`` after a dense or conv layer."""
+
+    type: Literal["batchnorm"]
+    momentum: Annotated[Number, Field(ge=0, lt=1)] = 0.9
+    epsilon: PositiveFloat = 1e-5
+
+
 def _type_only(value: Any) -> Any:
     """Let ``relu`` stand for ``{type: relu}`` in ``model.layers``."""
     return {"type": value} if isinstance(value, str) else value
@@ -167,12 +211,31 @@ def _type_only(value: Any) -> Any:
 
 LayerSpec = Annotated[
     Annotated[
-        DenseSpec | ActivationSpec | LeakyReLUSpec | DropoutSpec | FlattenSpec,
+        DenseSpec
+        | Conv2DSpec
+        | MaxPool2DSpec
+        | AvgPool2DSpec
+        | GlobalAvgPoolSpec
+        | BatchNormSpec
+        | ActivationSpec
+        | LeakyReLUSpec
+        | DropoutSpec
+        | FlattenSpec,
         Field(discriminator="type"),
     ],
     BeforeValidator(_type_only),
 ]
-LAYER_TYPES = ("dense", *HIDDEN_ACTIVATIONS, "dropout", "flatten")
+LAYER_TYPES = (
+    "dense",
+    "conv2d",
+    "maxpool2d",
+    "avgpool2d",
+    "global_avgpool",
+    "batchnorm",
+    *HIDDEN_ACTIVATIONS,
+    "dropout",
+    "flatten",
+)
 
 
 class ModelConfig(_Section):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -49,7 +49,7 @@ class Dataset:
     feature_names: list[str]
     source: str
     fingerprint: str
-    image_shape: tuple[int, int] | None = None
+    image_shape: tuple[int, ...] | None = None  # (H, W), or (H, W, C) with C > 1 channels
     scaling: Scaling = NO_SCALING
 
     def __post_init__(self) -> None:
@@ -103,7 +103,7 @@ def load_dataset(cfg: DataConfig, seed: int, dtype: DTypeLike = np.float64) -> D
     dtype = np.dtype(dtype)
     if dtype not in (np.float64, np.float32):
         raise ValueError(f"dtype must be float64 or float32, not {dtype}")
-    raw = _load_raw(cfg)
+    raw = _with_image_shape(_load_raw(cfg), cfg)
     check_class_sizes(raw, cfg.dataset)
 
     rng = np.random.default_rng([seed, 1])
@@ -144,6 +144,38 @@ def load_dataset(cfg: DataConfig, seed: int, dtype: DTypeLike = np.float64) -> D
         fingerprint=data_fingerprint,
         image_shape=raw.image_shape,
         scaling=scaling,
+    )
+
+
+def _with_image_shape(raw: RawData, cfg: DataConfig) -> RawData:
+    """A CSV of pixels as images: ``data.image_shape`` [C, H, W] (or [H, W]) in the order the
+    columns are written (channel by channel, as PyTorch stores them); the rows are reordered
+    to channels last (H, W, C), the layout the convolutional layers use."""
+    if cfg.image_shape is None:
+        return raw
+    shape = tuple(cfg.image_shape)
+    C, H, W = shape if len(shape) == 3 else (1, *shape)
+    if raw.image_shape is not None:  # a built-in image dataset: the shape is known
+        if (C, H, W) != (1, *raw.image_shape):
+            raise DataError(
+                f"data.image_shape: {cfg.dataset} holds 1 x {raw.image_shape[0]} x "
+                f"{raw.image_shape[1]} images, not {' x '.join(map(str, shape))}"
+            )
+        return raw
+    n = raw.X.shape[1]
+    if C * H * W != n:
+        raise DataError(
+            f"data.image_shape: {list(shape)} is {C * H * W} pixels, but {cfg.dataset} has {n} "
+            "feature columns"
+        )
+    if C == 1:
+        return replace(raw, image_shape=(H, W))
+    order = np.arange(n).reshape(C, H, W).transpose(1, 2, 0).reshape(-1)  # CHW -> HWC
+    return replace(
+        raw,
+        X=raw.X[:, order],
+        feature_names=[raw.feature_names[i] for i in order],
+        image_shape=(H, W, C),
     )
 
 

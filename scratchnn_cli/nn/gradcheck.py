@@ -2,7 +2,9 @@
 
 For a parameter theta, the numeric gradient is (J(theta + h) - J(theta - h)) / (2 h), taken
 entry by entry; the check reports, per layer and parameter, the relative error
-||g_backprop - g_numeric|| / max(||g_backprop|| + ||g_numeric||, 1e-12).
+||g_backprop - g_numeric|| / max(||g_backprop|| + ||g_numeric||, SCALE_FLOOR): a gradient
+that is 0 (a bias before batchnorm) is numerically ~1e-10 per entry (float64 rounding / h), so
+it is compared with SCALE_FLOOR = 1e-3, not with itself.
 """
 
 from __future__ import annotations
@@ -29,9 +31,22 @@ class GradCheckRow:
     relative_error: float
 
 
-def total_cost(net: Network, X: np.ndarray, Y: np.ndarray, l1: float, l2: float) -> float:
-    """J = mean cross-entropy + l1 sum|W| + (l2 / 2) sum W^2 (evaluation mode: no dropout)."""
-    J = net.loss.cost(net.forward(X), Y)
+SCALE_FLOOR = 1e-3
+MASK_SEED = 12345  # training mode: every forward pass draws the same dropout masks
+
+
+def _forward(net: Network, X: np.ndarray, training: bool) -> np.ndarray:
+    if training:
+        net.rng = np.random.default_rng(MASK_SEED)
+    return net.forward(X, training)
+
+
+def total_cost(
+    net: Network, X: np.ndarray, Y: np.ndarray, l1: float, l2: float, training: bool = False
+) -> float:
+    """J = mean cross-entropy + l1 sum|W| + (l2 / 2) sum W^2; in training mode with the same
+    dropout masks every time and batchnorm on the batch's statistics."""
+    J = net.loss.cost(_forward(net, X, training), Y)
     if l1 or l2:
         J += penalty(net.weights()[0], l1, l2)
     return J
@@ -46,8 +61,10 @@ def check_gradients(
     h: float = 1e-6,
     max_entries: int = 200,
     rng: np.random.Generator | None = None,
+    training: bool = False,
 ) -> list[GradCheckRow]:
-    """Compare backprop with central differences for every parameter of every layer (float64).
+    """Compare backprop with central differences for every parameter of every layer (float64),
+    in evaluation mode or (``training``) in training mode with fixed dropout masks.
 
     Arrays with more than ``max_entries`` entries are checked on a random sample of entries
     drawn from ``rng`` (the others are left alone), so large networks stay quick.
@@ -55,7 +72,8 @@ def check_gradients(
     if net.dtype != np.float64:
         raise ValueError("gradient checks need a float64 network (finite differences)")
     rng = rng if rng is not None else np.random.default_rng(0)
-    net.backward(net.loss.dZ(net.forward(X), Y))
+    saved_rng = net.rng
+    net.backward(net.loss.dZ(_forward(net, X, training), Y))
     if l1 or l2:
         add_penalty_gradient(*net.weights(), l1, l2)
     analytic = {
@@ -73,14 +91,14 @@ def check_gradients(
             for k, j in enumerate(picked):
                 saved = flat[j]
                 flat[j] = saved + h
-                J_plus = total_cost(net, X, Y, l1, l2)
+                J_plus = total_cost(net, X, Y, l1, l2, training)
                 flat[j] = saved - h
-                J_minus = total_cost(net, X, Y, l1, l2)
+                J_minus = total_cost(net, X, Y, l1, l2, training)
                 flat[j] = saved
                 numeric[k] = (J_plus - J_minus) / (2 * h)
             backprop = analytic[(i, name)].reshape(-1)[picked]
             diff = np.linalg.norm(backprop - numeric)
-            scale = max(np.linalg.norm(backprop) + np.linalg.norm(numeric), 1e-12)
+            scale = max(np.linalg.norm(backprop) + np.linalg.norm(numeric), SCALE_FLOOR)
             rows.append(
                 GradCheckRow(
                     layer=i,
@@ -92,4 +110,5 @@ def check_gradients(
                     relative_error=float(diff / scale),
                 )
             )
+    net.rng = saved_rng
     return rows

@@ -17,6 +17,9 @@ import numpy as np
 from scratchnn_cli.nn.layers import ACTIVATIONS, Dense, Dropout, Layer, Shape
 from scratchnn_cli.nn.losses import LOSSES, Loss
 
+#: Rows per forward pass when an image network is evaluated (predict, validation).
+EVAL_BATCH = 500
+
 
 @dataclass(frozen=True)
 class LayerSummary:
@@ -167,9 +170,10 @@ class Network:
         return [g for layer in self.layers for g in layer.grads.values()]
 
     def weights(self) -> tuple[list[np.ndarray], list[np.ndarray]]:
-        """(W, dW) of every dense layer: the arrays L1 / L2 penalise (never the biases)."""
-        dense = [layer for layer in self.layers if isinstance(layer, Dense)]
-        return [layer.W for layer in dense], [layer.dW for layer in dense]
+        """(W, dW) of every layer's penalised arrays (dense and conv W; never biases or
+        batchnorm's gamma / beta): what L1 / L2 act on."""
+        pairs = [(x.params[n], x.grads[n]) for x in self.layers for n in x.penalized]
+        return [w for w, _ in pairs], [g for _, g in pairs]
 
     def summary(self) -> list[LayerSummary]:
         """Per layer, as Keras' ``model.summary()``: output shape and number of parameters."""
@@ -187,6 +191,8 @@ class Network:
 
         ``training`` turns on what only training does (dropout masks)."""
         A = np.asarray(X, dtype=self.theta.dtype)
+        if A.ndim == 2 and len(self.input_shape) > 1:  # flat rows of images: a free view
+            A = A.reshape(A.shape[0], *self.input_shape)
         for layer in self.layers:
             A = layer.forward(A, training)
         return A
@@ -197,17 +203,29 @@ class Network:
         for i in range(len(self.layers) - 1, -1, -1):
             dA = self.layers[i].backward(dA, i > 0)
 
+    def logits(self, X: np.ndarray, batch_size: int | None = None) -> np.ndarray:
+        """Z_L of every row of X in evaluation mode, ``batch_size`` rows at a time so memory
+        stays bounded (default: all at once for networks of flat input, ``EVAL_BATCH`` rows for
+        image networks, whose convolutions keep kh x kw copies of their input)."""
+        if batch_size is None:
+            batch_size = EVAL_BATCH if len(self.input_shape) > 1 else len(X)
+        if len(X) <= batch_size:
+            return self.forward(X)
+        return np.concatenate(
+            [self.forward(X[i : i + batch_size]) for i in range(0, len(X), batch_size)]
+        )
+
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         """Class probabilities: (m, 1) P(y=1) for a sigmoid output, (m, k) for softmax."""
-        return self.loss.output(self.forward(X))
+        return self.loss.output(self.logits(X))
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Predicted class labels (m,)."""
-        return self.loss.predict(self.forward(X))
+        return self.loss.predict(self.logits(X))
 
     def cost(self, X: np.ndarray, Y: np.ndarray) -> float:
         """J(X, Y): mean cross-entropy of the network's output against targets Y."""
-        return self.loss.cost(self.forward(X), Y)
+        return self.loss.cost(self.logits(X), Y)
 
     # --- saving and loading ----------------------------------------------------------------
 

@@ -25,6 +25,8 @@ def write_checkpoint(path: Path, snapshot: Any) -> None:
         arrays[f"best{i}"] = p
     for name, array in snapshot.buffers.items():
         arrays[f"buffer.{name}"] = array
+    for name, array in snapshot.best_buffers.items():
+        arrays[f"bestbuffer.{name}"] = array
     scalars = {}
     for key, value in snapshot.optimizer.items():
         if isinstance(value, np.ndarray):
@@ -78,9 +80,11 @@ def _snapshot(arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> Any:
         history=[EpochRecord(**r) for r in meta["history"]],
         stopper=meta["stopper"],
         best_params=[arrays[f"best{i}"] for i in range(meta["n_best"])] or None,
-        buffers={
-            key.removeprefix("buffer."): value
-            for key, value in arrays.items()
-            if key.startswith("buffer.")
-        },
+        buffers=_prefixed(arrays, "buffer."),
+        best_buffers=_prefixed(arrays, "bestbuffer."),
     )
+
+
+def _prefixed(arrays: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:
+    """The arrays whose key starts with ``prefix``, by the rest of the key."""
+    return {k.removeprefix(prefix): v for k, v in arrays.items() if k.startswith(prefix)}

@@ -102,6 +102,7 @@ class Trainer:
         if es is not None and self.val is not None:
             self.stopper = EarlyStopping(es.monitor, es.patience, es.min_delta)
         self.best_params: list[np.ndarray] | None = None
+        self.best_buffers: dict[str, np.ndarray] = {}
         self.J_prev: float | None = None
         self.seconds_before = 0.0
         self.start_time = time.perf_counter()
@@ -122,6 +123,7 @@ class Trainer:
         keep_best = self.cfg.early_stopping is not None and self.cfg.early_stopping.restore_best
         if snap.best_params and keep_best:
             self.best_params = [b.copy() for b in snap.best_params]
+            self.best_buffers = {k: v.copy() for k, v in snap.best_buffers.items()}
         r = self.result
         r.history[:] = list(snap.history)
         r.epochs, r.iterations = snap.epochs, snap.iterations
@@ -145,6 +147,7 @@ class Trainer:
             history=self.result.history,  # shared, not copied: see save() below
             stopper=self.stopper.state() if self.stopper is not None else None,
             best_params=[b.copy() for b in self.best_params] if self.best_params else None,
+            best_buffers={k: v.copy() for k, v in self.best_buffers.items()},
             buffers=self.net.buffers(),
         )
 
@@ -153,9 +156,11 @@ class Trainer:
         if self.hooks.on_checkpoint is not None:
             self.hooks.on_checkpoint(replace(snap, history=list(self.result.history)))
 
-    def set_weights(self, arrays: list[np.ndarray]) -> None:
+    def set_weights(self, arrays: list[np.ndarray], buffers: dict[str, np.ndarray]) -> None:
+        """Go back to saved weights and the layers' state (running statistics) saved with them."""
         for p, saved in zip(self.params, arrays, strict=True):
             p[...] = saved
+        self.net.load_buffers(buffers)
 
     # --- one epoch ---------------------------------------------------------------------------
 
@@ -210,7 +215,7 @@ class Trainer:
         val_cost = val_acc = None
         if self.val is not None and self.result.epochs % self.cfg.eval_every == 0:
             X_val, y_val, Y_val = self.val
-            Z_val = net.forward(X_val)
+            Z_val = net.logits(X_val)
             val_cost = net.loss.cost(Z_val, Y_val)
             val_acc = float(np.mean(net.loss.predict(Z_val) == y_val))
         return EpochRecord(
@@ -247,12 +252,13 @@ class Trainer:
             self.result.best_epoch = record.epoch
             if es.restore_best:
                 self.best_params = [p.copy() for p in self.params]
+                self.best_buffers = self.net.buffers()
             return False
         if not stopper.exhausted:
             return False
         restored = ""
         if self.best_params is not None:
-            self.set_weights(self.best_params)
+            self.set_weights(self.best_params, self.best_buffers)
             restored = f"; restored the weights of epoch {stopper.best_epoch}"
         return self.stop(
             "early_stopping",
@@ -265,7 +271,7 @@ class Trainer:
         """Apply the stopping rules to a finished epoch; True when training stops."""
         why = divergence(record, self.net.theta)
         if why is not None:
-            self.set_weights(last_good.params)
+            self.set_weights(last_good.params, last_good.buffers)
             return self.stop(
                 "diverged",
                 f"diverged in epoch {record.epoch}: {why}; weights restored to the end of the "
@@ -288,7 +294,7 @@ class Trainer:
         del r.history[last_good.epochs :]  # Ctrl-C may come after an epoch was recorded
         r.stopped_by = "interrupted"
         r.stop_reason = f"interrupted during epoch {last_good.epochs + 1}"
-        self.set_weights(last_good.params)
+        self.set_weights(last_good.params, last_good.buffers)
         r.epochs, r.iterations = last_good.epochs, last_good.iterations
         self.save(last_good)
 
@@ -301,7 +307,7 @@ class Trainer:
             and stopper is not None
             and stopper.best_epoch != r.epochs
         ):
-            self.set_weights(self.best_params)
+            self.set_weights(self.best_params, self.best_buffers)
             r.stop_reason += f"; restored the best weights, of epoch {stopper.best_epoch}"
         r.stop_reason += f" (after {r.epochs} epochs, {r.iterations:,} updates)"
         if self.hooks.on_checkpoint is not None:

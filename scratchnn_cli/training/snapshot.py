@@ -59,6 +59,7 @@ class Snapshot:
     stopper: dict[str, Any] | None = None
     best_params: list[np.ndarray] | None = None
     buffers: dict[str, np.ndarray] = field(default_factory=dict)
+    best_buffers: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 EpochCallback = Callable[[EpochRecord], None]

@@ -14,23 +14,42 @@ from scratchnn_cli.nn.layers.activations import (
     softmax,
 )
 from scratchnn_cli.nn.layers.base import Layer, Shape
+from scratchnn_cli.nn.layers.batchnorm import BatchNorm
+from scratchnn_cli.nn.layers.conv import Conv2D
 from scratchnn_cli.nn.layers.dense import Dense
 from scratchnn_cli.nn.layers.dropout import Dropout
 from scratchnn_cli.nn.layers.flatten import Flatten
+from scratchnn_cli.nn.layers.pooling import AvgPool2D, GlobalAvgPool, MaxPool2D
 
 LAYERS: dict[str, type[Layer]] = {
-    cls.kind: cls for cls in (Dense, Dropout, Flatten, *ACTIVATIONS.values())
+    cls.kind: cls
+    for cls in (
+        Dense,
+        Conv2D,
+        MaxPool2D,
+        AvgPool2D,
+        GlobalAvgPool,
+        BatchNorm,
+        Dropout,
+        Flatten,
+        *ACTIVATIONS.values(),
+    )
 }
 
 __all__ = [
     "ACTIVATIONS",
     "LAYERS",
     "Activation",
+    "AvgPool2D",
+    "BatchNorm",
+    "Conv2D",
     "Dense",
     "Dropout",
     "Flatten",
+    "GlobalAvgPool",
     "Layer",
     "LeakyReLU",
+    "MaxPool2D",
     "ReLU",
     "Shape",
     "Sigmoid",

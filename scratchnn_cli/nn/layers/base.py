@@ -13,6 +13,8 @@ Arrays that are not trained but belong to the model (running statistics) are ``s
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 Shape = tuple[int, ...]
@@ -23,6 +25,8 @@ class Layer:
 
     #: the ``type`` of the layer in ``model.layers`` (and in ``summary()``)
     kind = "layer"
+    #: the parameters the L1 / L2 penalties act on (weights, never biases or batchnorm's)
+    penalized: tuple[str, ...] = ()
 
     def __init__(self) -> None:
         self.params: dict[str, np.ndarray] = {}  # name -> view into the network's theta
@@ -59,6 +63,10 @@ class Layer:
 
     def initialize(self, rng: np.random.Generator, init: str, mu: float, sigma: float) -> None:
         """Fill the parameters with initial values (in place). No parameters: nothing to do."""
+
+    def cache_per_sample(self) -> int:
+        """How many numbers per sample forward keeps for backward (for the memory estimate)."""
+        return math.prod(self.output_shape)
 
     @property
     def state(self) -> dict[str, np.ndarray]:

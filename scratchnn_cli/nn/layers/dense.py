@@ -12,6 +12,7 @@ class Dense(Layer):
     """Z = A_prev W + b with W (n_in, n_out) and b (n_out,); caches A_prev for backward."""
 
     kind = "dense"
+    penalized = ("W",)
 
     def __init__(self, units: int) -> None:
         super().__init__()

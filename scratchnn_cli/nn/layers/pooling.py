@@ -1,0 +1,99 @@
+"""Pooling on channels-last images (m, H, W, C): max and average over size x size windows at a
+stride, and the global average over all positions.
+
+The windows must tile the input exactly (no pixel silently dropped). Like the convolution, the
+loops run over the size x size window offsets, never over samples or pixels.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from scratchnn_cli.nn.layers.base import Layer, Shape
+from scratchnn_cli.nn.layers.conv import image_shape, pair, window_count
+
+
+class _Pool2D(Layer):
+    def __init__(self, size: int = 2, stride: int | None = None) -> None:
+        super().__init__()
+        self.size = pair(f"{self.kind}: size", size)[0]
+        self.stride = self.size if stride is None else pair(f"{self.kind}: stride", stride)[0]
+
+    def output_shape_for(self, input_shape: Shape) -> Shape:
+        H, W, C = image_shape(self.kind, input_shape)
+        k, s = self.size, self.stride
+        return (
+            window_count(self.kind, H, k, s, "height"),
+            window_count(self.kind, W, k, s, "width"),
+            C,
+        )
+
+    def _offsets(self) -> list[tuple[slice, slice]]:
+        """The strided slice of the input that window entry (i, j) sees, for every window."""
+        Ho, Wo, _ = self.output_shape
+        k, s = self.size, self.stride
+        return [
+            (slice(i, i + s * (Ho - 1) + 1, s), slice(j, j + s * (Wo - 1) + 1, s))
+            for i in range(k)
+            for j in range(k)
+        ]
+
+    def describe(self) -> str:
+        stride = f", stride {self.stride}" if self.stride != self.size else ""
+        return f"{self.kind}({self.size}x{self.size}{stride})"
+
+
+class MaxPool2D(_Pool2D):
+    """A = max over each window; the gradient goes to the (first) largest entry of the window."""
+
+    kind = "maxpool2d"
+
+    def forward(self, A_prev: np.ndarray, training: bool = False) -> np.ndarray:
+        windows = np.stack([A_prev[:, r, c, :] for r, c in self._offsets()], axis=-1)
+        self.argmax = windows.argmax(axis=-1)  # ties: the first offset wins, as in PyTorch
+        return np.take_along_axis(windows, self.argmax[..., None], axis=-1)[..., 0]
+
+    def backward(self, dA: np.ndarray, need_dA_prev: bool = True) -> np.ndarray:
+        """dA_prev[window's argmax] += dA; 0 elsewhere."""
+        dX = np.zeros((dA.shape[0], *self.input_shape), dtype=dA.dtype)
+        for q, (r, c) in enumerate(self._offsets()):
+            dX[:, r, c, :] += np.where(self.argmax == q, dA, 0)
+        return dX
+
+
+class AvgPool2D(_Pool2D):
+    """A = mean over each window; each entry of a window gets dA / size^2."""
+
+    kind = "avgpool2d"
+
+    def forward(self, A_prev: np.ndarray, training: bool = False) -> np.ndarray:
+        offsets = self._offsets()
+        A = A_prev[:, offsets[0][0], offsets[0][1], :].copy()
+        for r, c in offsets[1:]:
+            A += A_prev[:, r, c, :]
+        A /= A.dtype.type(len(offsets))
+        return A
+
+    def backward(self, dA: np.ndarray, need_dA_prev: bool = True) -> np.ndarray:
+        dX = np.zeros((dA.shape[0], *self.input_shape), dtype=dA.dtype)
+        share = dA / dA.dtype.type(self.size * self.size)
+        for r, c in self._offsets():
+            dX[:, r, c, :] += share
+        return dX
+
+
+class GlobalAvgPool(Layer):
+    """(m, H, W, C) -> (m, C): the mean of each channel over all positions."""
+
+    kind = "global_avgpool"
+
+    def output_shape_for(self, input_shape: Shape) -> Shape:
+        return (image_shape(self.kind, input_shape)[2],)
+
+    def forward(self, A_prev: np.ndarray, training: bool = False) -> np.ndarray:
+        return A_prev.mean(axis=(1, 2))
+
+    def backward(self, dA: np.ndarray, need_dA_prev: bool = True) -> np.ndarray:
+        H, W, C = self.input_shape
+        share = dA / dA.dtype.type(H * W)
+        return np.broadcast_to(share[:, None, None, :], (dA.shape[0], H, W, C)).copy()
