@@ -53,33 +53,44 @@ class BatchNorm(Layer):
         return {"running_mean": self.running_mean, "running_var": self.running_var}
 
     def forward(self, A_prev: np.ndarray, training: bool = False) -> np.ndarray:
-        axes = tuple(range(A_prev.ndim - 1))
+        C = A_prev.shape[-1]
+        X = A_prev.reshape(-1, C)  # every value of a feature / channel in one column
         gamma, beta = self.params["gamma"], self.params["beta"]
         self.training = training
         if training:
-            mean, var = A_prev.mean(axis=axes), A_prev.var(axis=axes)
-            n = A_prev.size // A_prev.shape[-1]
+            n = X.shape[0]
+            mean = X.mean(axis=0)
+            centred = X - mean
+            var = np.einsum("ij,ij->j", centred, centred) / X.dtype.type(n)
             keep = self.momentum
             self.running_mean *= keep
             self.running_mean += (1 - keep) * mean
             self.running_var *= keep
             self.running_var += (1 - keep) * var * (n / max(n - 1, 1))
         else:
-            mean, var = self.running_mean, self.running_var
-        self.inv_std = 1.0 / np.sqrt(var + A_prev.dtype.type(self.epsilon))
-        self.x_hat = (A_prev - mean) * self.inv_std
-        return self.x_hat * gamma + beta
+            centred, var = X - self.running_mean, self.running_var
+        self.inv_std = 1.0 / np.sqrt(var + X.dtype.type(self.epsilon))
+        self.x_hat = centred
+        self.x_hat *= self.inv_std
+        return (self.x_hat * gamma + beta).reshape(A_prev.shape)
 
     def backward(self, dA: np.ndarray, need_dA_prev: bool = True) -> np.ndarray:
-        axes = tuple(range(dA.ndim - 1))
-        x_hat, gamma = self.x_hat, self.params["gamma"]
-        np.sum(dA * x_hat, axis=axes, out=self.grads["gamma"])
-        np.sum(dA, axis=axes, out=self.grads["beta"])
-        g = dA * gamma
+        """dgamma = sum dA x^, dbeta = sum dA; dx = gamma / sqrt(var + eps) (dA - dbeta / N -
+        x^ dgamma / N) in training mode (the same formula as in the module docstring)."""
+        shape, x_hat = dA.shape, self.x_hat
+        dA2 = dA.reshape(-1, shape[-1])
+        dgamma, dbeta = self.grads["gamma"], self.grads["beta"]
+        np.einsum("ij,ij->j", dA2, x_hat, out=dgamma)
+        np.sum(dA2, axis=0, out=dbeta)
+        scale = self.params["gamma"] * self.inv_std
         if not self.training:  # the statistics are constants: an affine map
-            return g * self.inv_std
-        n = dA.size // dA.shape[-1]
-        return (n * g - g.sum(axis=axes) - x_hat * (g * x_hat).sum(axis=axes)) * (self.inv_std / n)
+            return (dA2 * scale).reshape(shape)
+        n = dA.dtype.type(dA2.shape[0])
+        dX = x_hat * (dgamma / n)
+        np.subtract(dA2, dX, out=dX)
+        dX -= dbeta / n
+        dX *= scale
+        return dX.reshape(shape)
 
     def describe(self) -> str:
         return f"batchnorm(momentum {self.momentum:g})"

@@ -44,20 +44,29 @@ class _Pool2D(Layer):
 
 
 class MaxPool2D(_Pool2D):
-    """A = max over each window; the gradient goes to the (first) largest entry of the window."""
+    """A = max over each window. backward: dA goes to the window's largest entry; tied maxima
+    share it evenly, which is what central differences give at a tie (d max(x, y) / dx = 1/2
+    at x = y), so a gradient check holds there too."""
 
     kind = "maxpool2d"
 
     def forward(self, A_prev: np.ndarray, training: bool = False) -> np.ndarray:
-        windows = np.stack([A_prev[:, r, c, :] for r, c in self._offsets()], axis=-1)
-        self.argmax = windows.argmax(axis=-1)  # ties: the first offset wins, as in PyTorch
-        return np.take_along_axis(windows, self.argmax[..., None], axis=-1)[..., 0]
+        offsets = self._offsets()
+        A = A_prev[:, offsets[0][0], offsets[0][1], :].copy()
+        for r, c in offsets[1:]:  # element-wise maxima of strided views: no window copies
+            np.maximum(A, A_prev[:, r, c, :], out=A)
+        self.A_prev, self.A = A_prev, A
+        return A
 
     def backward(self, dA: np.ndarray, need_dA_prev: bool = True) -> np.ndarray:
-        """dA_prev[window's argmax] += dA; 0 elsewhere."""
+        """dA_prev = dA / (number of maxima) at each window's maxima, 0 elsewhere."""
+        offsets = self._offsets()
+        at_max = [self.A_prev[:, r, c, :] == self.A for r, c in offsets]
+        ties = np.sum(at_max, axis=0, dtype=dA.dtype)
+        share = dA / ties
         dX = np.zeros((dA.shape[0], *self.input_shape), dtype=dA.dtype)
-        for q, (r, c) in enumerate(self._offsets()):
-            dX[:, r, c, :] += np.where(self.argmax == q, dA, 0)
+        for (r, c), here in zip(offsets, at_max, strict=True):
+            dX[:, r, c, :] += here * share
         return dX
 
 
