@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import replace
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -26,6 +27,17 @@ from scratchnn_cli.training.snapshot import EpochRecord, Hooks, Snapshot, TrainR
 from scratchnn_cli.training.stopping import EarlyStopping, converged, divergence
 
 Validation = tuple[np.ndarray, np.ndarray]
+
+
+class Augmentation(Protocol):
+    """What the loop needs of an image augmenter: a new batch from a batch, drawn from its
+    own generator, whose state a snapshot keeps (``data/augment.py`` is one)."""
+
+    def __call__(self, X: np.ndarray) -> np.ndarray: ...
+
+    def state(self) -> dict[str, Any]: ...
+
+    def set_state(self, state: dict[str, Any]) -> None: ...
 
 
 def schedule_for(cfg: TrainConfig) -> Schedule:
@@ -47,15 +59,17 @@ def train(
     hooks: Hooks | None = None,
     resume_from: Snapshot | None = None,
     result: TrainResult | None = None,
+    augment: Augmentation | None = None,
 ) -> TrainResult:
     """Train ``net`` in place on (X, y); ``rng`` draws the samples, ``net.rng`` the dropout masks.
 
     ``validation`` = (X_val, y_val) is scored every ``cfg.eval_every`` epochs (early stopping
     needs it). Pass ``result`` to keep the history even when training is interrupted (Ctrl-C).
     ``resume_from`` continues from a Snapshot and ends with the same weights as a run that was
-    never stopped.
+    never stopped. ``augment`` transforms every training batch (never validation data).
     """
     trainer = Trainer(net, X, y, n_classes, cfg, rng, validation, hooks or Hooks(), result)
+    trainer.augment = augment
     if resume_from is not None:
         trainer.restore(resume_from)
     return trainer.run()
@@ -106,6 +120,7 @@ class Trainer:
         self.J_prev: float | None = None
         self.seconds_before = 0.0
         self.start_time = time.perf_counter()
+        self.augment: Augmentation | None = None
 
     # --- snapshots ---------------------------------------------------------------------------
 
@@ -120,6 +135,8 @@ class Trainer:
             self.net.rng.bit_generator.state = snap.dropout_rng
         if self.stopper is not None and snap.stopper:
             self.stopper.load_state(snap.stopper)
+        if self.augment is not None and snap.augment_rng is not None:
+            self.augment.set_state(snap.augment_rng)
         keep_best = self.cfg.early_stopping is not None and self.cfg.early_stopping.restore_best
         if snap.best_params and keep_best:
             self.best_params = [b.copy() for b in snap.best_params]
@@ -149,6 +166,7 @@ class Trainer:
             best_params=[b.copy() for b in self.best_params] if self.best_params else None,
             best_buffers={k: v.copy() for k, v in self.best_buffers.items()},
             buffers=self.net.buffers(),
+            augment_rng=self.augment.state() if self.augment is not None else None,
         )
 
     def save(self, snap: Snapshot) -> None:
@@ -184,8 +202,11 @@ class Trainer:
         l1, l2 = self.cfg.l1, self.cfg.l2
         regularized = l1 > 0 or l2 > 0
         weights, weight_grads = self.weights, self.weight_grads
+        augment = self.augment
 
         def update(Xb: np.ndarray, Yb: np.ndarray, start: int) -> None:
+            if augment is not None:
+                Xb = augment(Xb)
             Z = forward(Xb, True)
             Z_epoch[start : start + Z.shape[0]] = Z
             backward(dZ(Z, Yb))

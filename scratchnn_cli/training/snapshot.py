@@ -60,6 +60,7 @@ class Snapshot:
     best_params: list[np.ndarray] | None = None
     buffers: dict[str, np.ndarray] = field(default_factory=dict)
     best_buffers: dict[str, np.ndarray] = field(default_factory=dict)
+    augment_rng: dict[str, Any] | None = None
 
 
 EpochCallback = Callable[[EpochRecord], None]
