@@ -65,6 +65,30 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+class AugmentConfig(_Section):
+    """``data.augment``: random transforms of each training batch (data/augment.py).
+
+    hflip: mirror left-right with probability 0.5; shift: translate by up to +-shift pixels in
+    each direction (filled with 0); rotate: by an angle uniform in [-rotate, rotate] degrees
+    (bilinear, filled with 0); noise: add N(0, noise^2) to every pixel (not clipped); erase:
+    probability of setting a random rectangle (2-20% of the image) to 0."""
+
+    hflip: bool = False
+    shift: Annotated[int, BeforeValidator(_whole_number), Field(ge=0)] = 0
+    rotate: Annotated[Number, Field(ge=0, le=180)] = 0.0
+    noise: NonNegativeFloat = 0.0
+    erase: Fraction = 0.0
+
+    @model_validator(mode="after")
+    def _something_on(self) -> AugmentConfig:
+        if not (self.hflip or self.shift or self.rotate or self.noise or self.erase):
+            raise ValueError(
+                "turn on at least one of hflip, shift, rotate, noise, erase "
+                "(or leave data.augment out)"
+            )
+        return self
+
+
 class DataConfig(_Section):
     """Which data, which label column, how to split it."""
 
@@ -75,6 +99,7 @@ class DataConfig(_Section):
     train_size: Count | None = None
     train_on: Literal["train", "train+val"] = "train"
     scale: Literal["none", "standard", "minmax"] = "none"  # fitted on the train split only
+    augment: AugmentConfig | None = None
 
     @field_validator("dataset")
     @classmethod
