@@ -20,6 +20,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     create_model,
     field_validator,
     model_validator,
@@ -30,6 +31,7 @@ from scratchnn_cli.nn.optim.optimizers import OPTIMIZERS, make_optimizer
 from scratchnn_cli.nn.optim.schedules import SCHEDULES, make_schedule
 
 BUILTIN_DATASETS = ("blobs400", "circles500", "digits", "fashion-mnist")
+BUILTIN_IMAGE_SHAPES = {"digits": (8, 8), "fashion-mnist": (28, 28)}  # (H, W), as data/ loads them
 
 
 def _whole_number(value: Any) -> Any:
@@ -125,6 +127,22 @@ class DataConfig(_Section):
             raise ValueError(f"train/val/test fractions must sum to 1 (they sum to {sum(value):g})")
         if value[0] <= 0:
             raise ValueError("the train fraction must be greater than 0")
+        return value
+
+    @field_validator("augment")
+    @classmethod
+    def _augment_fits_images(cls, value: AugmentConfig | None, info: ValidationInfo) -> Any:
+        dataset = info.data.get("dataset")
+        if value is None or dataset not in BUILTIN_DATASETS:  # a CSV: checked when training
+            return value
+        if dataset not in BUILTIN_IMAGE_SHAPES:
+            raise ValueError(f"{dataset} is not an image dataset: it cannot be augmented")
+        H, W = BUILTIN_IMAGE_SHAPES[dataset]
+        if 2 * value.shift >= min(H, W):
+            raise ValueError(
+                f"shift {value.shift} must be below half the image size "
+                f"({dataset} images are {H}x{W}: at most {(min(H, W) - 1) // 2})"
+            )
         return value
 
     @field_validator("classes")
