@@ -20,6 +20,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     create_model,
     field_validator,
     model_validator,
@@ -30,6 +31,7 @@ from scratchnn_cli.nn.optim.optimizers import OPTIMIZERS, make_optimizer
 from scratchnn_cli.nn.optim.schedules import SCHEDULES, make_schedule
 
 BUILTIN_DATASETS = ("blobs400", "circles500", "digits", "fashion-mnist")
+BUILTIN_IMAGE_SHAPES = {"digits": (8, 8), "fashion-mnist": (28, 28)}  # (H, W), as data/ loads them
 
 
 def _whole_number(value: Any) -> Any:
@@ -65,6 +67,30 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+class AugmentConfig(_Section):
+    """``data.augment``: random transforms of each training batch (data/augment.py).
+
+    hflip: mirror left-right with probability 0.5; shift: translate by up to +-shift pixels in
+    each direction (filled with 0); rotate: by an angle uniform in [-rotate, rotate] degrees
+    (bilinear, filled with 0); noise: add N(0, noise^2) to every pixel (not clipped); erase:
+    probability of setting a random rectangle (2-20% of the image) to 0."""
+
+    hflip: bool = False
+    shift: Annotated[int, BeforeValidator(_whole_number), Field(ge=0)] = 0
+    rotate: Annotated[Number, Field(ge=0, le=180)] = 0.0
+    noise: NonNegativeFloat = 0.0
+    erase: Fraction = 0.0
+
+    @model_validator(mode="after")
+    def _something_on(self) -> AugmentConfig:
+        if not (self.hflip or self.shift or self.rotate or self.noise or self.erase):
+            raise ValueError(
+                "turn on at least one of hflip, shift, rotate, noise, erase "
+                "(or leave data.augment out)"
+            )
+        return self
+
+
 class DataConfig(_Section):
     """Which data, which label column, how to split it."""
 
@@ -76,6 +102,7 @@ class DataConfig(_Section):
     train_on: Literal["train", "train+val"] = "train"
     image_shape: Annotated[list[Count], Field(min_length=2, max_length=3)] | None = None
     scale: Literal["none", "standard", "minmax"] = "none"  # fitted on the train split only
+    augment: AugmentConfig | None = None
 
     @field_validator("dataset")
     @classmethod
@@ -101,6 +128,22 @@ class DataConfig(_Section):
             raise ValueError(f"train/val/test fractions must sum to 1 (they sum to {sum(value):g})")
         if value[0] <= 0:
             raise ValueError("the train fraction must be greater than 0")
+        return value
+
+    @field_validator("augment")
+    @classmethod
+    def _augment_fits_images(cls, value: AugmentConfig | None, info: ValidationInfo) -> Any:
+        dataset = info.data.get("dataset")
+        if value is None or dataset not in BUILTIN_DATASETS:  # a CSV: checked when training
+            return value
+        if dataset not in BUILTIN_IMAGE_SHAPES:
+            raise ValueError(f"{dataset} is not an image dataset: it cannot be augmented")
+        H, W = BUILTIN_IMAGE_SHAPES[dataset]
+        if 2 * value.shift >= min(H, W):
+            raise ValueError(
+                f"shift {value.shift} must be below half the image size "
+                f"({dataset} images are {H}x{W}: at most {(min(H, W) - 1) // 2})"
+            )
         return value
 
     @field_validator("classes")

@@ -125,3 +125,57 @@ def confusion_table(matrix: np.ndarray, class_names: Sequence[str], title: str =
     for name, row in zip(class_names, np.asarray(matrix), strict=True):
         table.add_row(str(name), *(str(int(v)) for v in row))
     return table
+
+
+def plot_augmentation(
+    originals: np.ndarray, augmented_list: Sequence[np.ndarray], path: Path, title: str = ""
+) -> None:
+    """Write ``augmentation_png`` atomically to ``path``."""
+    _write_png(augmentation_png(originals, augmented_list, title), path)
+
+
+def augmentation_png(
+    originals: np.ndarray, augmented_list: Sequence[np.ndarray], title: str = ""
+) -> bytes:
+    """A grid of augmentation examples, as PNG bytes: row i is ``originals[i]`` then
+    ``augmented_list[0][i]``, ``augmented_list[1][i]``, ... (what
+    ``data.augment.augmentation_examples`` returns). Images are (n, H, W) or (n, H, W, 1),
+    drawn in grayscale on one shared value scale (so added noise shows as it is), no axes."""
+    rows = _grayscale(originals, "originals")
+    versions = [_grayscale(a, f"augmented_list[{j}]") for j, a in enumerate(augmented_list)]
+    for j, version in enumerate(versions):
+        if version.shape != rows.shape:
+            raise ValueError(
+                f"augmented_list[{j}] has shape {version.shape}, the originals {rows.shape}"
+            )
+    n, cols = len(rows), 1 + len(versions)
+    everything = np.concatenate([rows, *versions]) if n else rows
+    finite = everything[np.isfinite(everything)]
+    lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+    if hi <= lo:
+        hi = lo + 1.0
+    H, W = rows.shape[1:]
+    scale = 1.2 / max(H, W)  # inches per pixel: each image is 1.2 inches on its long side
+    fig, axes = plt.subplots(
+        max(n, 1), cols, figsize=(cols * W * scale, max(n, 1) * H * scale + 0.4), squeeze=False
+    )
+    for i in range(n):
+        for j, image in enumerate([rows[i]] + [v[i] for v in versions]):
+            axes[i, j].imshow(image, cmap="gray", vmin=lo, vmax=hi, interpolation="nearest")
+    for ax in axes.ravel():
+        ax.set_axis_off()
+    axes[0, 0].set_title("original", fontsize=8)
+    for j in range(1, cols):
+        axes[0, j].set_title(f"augmented {j}", fontsize=8)
+    fig.suptitle(literal(title or "data augmentation"))
+    return figure_png(fig)
+
+
+def _grayscale(images: np.ndarray, what: str) -> np.ndarray:
+    """(n, H, W) from (n, H, W) or (n, H, W, 1) images."""
+    array = np.asarray(images, dtype=np.float64)
+    if array.ndim == 4 and array.shape[-1] == 1:
+        array = array[..., 0]
+    if array.ndim != 3:
+        raise ValueError(f"{what}: expected grayscale images (n, H, W[, 1]), got {array.shape}")
+    return array
