@@ -30,11 +30,16 @@ from sklearn.metrics import confusion_matrix
 from scratchnn_cli import __version__
 from scratchnn_cli.config import ExperimentConfig, apply_overrides, build_config
 from scratchnn_cli.data import Dataset, load_dataset
+from scratchnn_cli.data.augment import Augmenter, augmentation_examples
 from scratchnn_cli.errors import ConfigError, RunFolderError, RunWriteError
 from scratchnn_cli.nn.gradcheck import GradCheckRow, check_gradients
 from scratchnn_cli.nn.network import Network, plan
 from scratchnn_cli.nn.optim.optimizers import make_optimizer
-from scratchnn_cli.report.plots import LiveLearningCurve, plot_confusion_matrix
+from scratchnn_cli.report.plots import (
+    LiveLearningCurve,
+    plot_augmentation,
+    plot_confusion_matrix,
+)
 from scratchnn_cli.report.progress import TrainingProgress
 from scratchnn_cli.runs import (
     RunLock,
@@ -60,12 +65,38 @@ SPLITS = ("train", "val", "test")
 
 def rng_streams(seed: int) -> dict[str, np.random.Generator]:
     """One seed, independent streams: data split [seed, 1] (in data/dataset.py), initial weights
-    [seed, 2], sampling [seed, 3], dropout masks [seed, 4]."""
+    [seed, 2], sampling [seed, 3], dropout masks [seed, 4], gradient check [seed, 5] (below),
+    training-batch augmentation [seed, 6], the augmentation.png examples [seed, 7]."""
     return {
         "init": np.random.default_rng([seed, 2]),
         "sampling": np.random.default_rng([seed, 3]),
         "dropout": np.random.default_rng([seed, 4]),
+        "augment": np.random.default_rng([seed, 6]),
     }
+
+
+def augmenter(
+    config: ExperimentConfig, dataset: Dataset, rng: np.random.Generator
+) -> Augmenter | None:
+    """The ``data.augment`` transforms of training batches (None when the spec has none)."""
+    if config.data.augment is None:
+        return None
+    if dataset.image_shape is None:
+        raise ConfigError(f"data.augment: {config.data.dataset} is not image data")
+    shape = dataset.image_shape
+    return Augmenter(config.data.augment, (*shape, 1) if len(shape) == 2 else shape, rng)
+
+
+def write_augmentation_examples(run_dir: Path, config: ExperimentConfig, dataset: Dataset) -> None:
+    """``augmentation.png``: training images beside augmented versions (its own stream, so the
+    picture never changes what training sees)."""
+    shown = augmenter(config, dataset, np.random.default_rng([config.seed, 7]))
+    if shown is None:
+        return
+    originals, augmented = augmentation_examples(dataset.X_train[:8], shown)
+    plot_augmentation(
+        originals, augmented, run_dir / "augmentation.png", f"{config.name}: data.augment"
+    )
 
 
 def output_kind(config: ExperimentConfig, n_classes: int) -> str:
@@ -544,6 +575,8 @@ def _fit(
     console: Console,
 ) -> None:
     """Train with the live display and the live learning curve (fills ``result``)."""
+    if snapshot is None:
+        write_augmentation_examples(run_dir, config, dataset)
     X_fit, y_fit = training_set(config, dataset)
     X_val, y_val = (None, None) if config.data.train_on == "train+val" else dataset.split("val")
     curve = LiveLearningCurve(run_dir / "learning_curve.png", config.name or "")
@@ -565,6 +598,7 @@ def _fit(
             hooks=Hooks(on_epoch, save_checkpoint, config.train.checkpoint_every),
             resume_from=snapshot,
             result=result,
+            augment=augmenter(config, dataset, streams["augment"]),
         )
     curve.finish(result.history, f"{config.name}: stopped by {result.stopped_by}")
 
