@@ -15,7 +15,7 @@ import signal
 import socket
 import threading
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
@@ -210,8 +210,18 @@ def physical_memory() -> int | None:
         return None
 
 
-def score(net: Network, X: np.ndarray, y: np.ndarray, n_classes: int) -> dict[str, Any]:
-    """Accuracy and confusion matrix (rows true, columns predicted) of ``net`` on (X, y)."""
+def score(
+    net: Network,
+    X: np.ndarray,
+    y: np.ndarray,
+    n_classes: int,
+    class_names: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """Accuracy, confusion matrix (rows true, columns predicted), per-class accuracy (recall,
+    in class order; None for a class without samples) and the most confused pairs of classes
+    (``metrics.confused_pairs``, by ``class_names``: default "0", "1", ...) of ``net`` on (X, y)."""
+    from scratchnn_cli.metrics import confused_pairs, per_class_accuracy
+
     with np.errstate(over="ignore", invalid="ignore"):  # huge weights still give a prediction
         predicted = net.predict(np.asarray(X, dtype=net.dtype))
     matrix = confusion_matrix(y, predicted, labels=np.arange(n_classes))
@@ -219,6 +229,8 @@ def score(net: Network, X: np.ndarray, y: np.ndarray, n_classes: int) -> dict[st
         "n": int(len(y)),
         "accuracy": float(np.mean(predicted == y)),
         "confusion_matrix": matrix.tolist(),
+        "per_class_accuracy": per_class_accuracy(matrix),
+        "confused_pairs": confused_pairs(matrix, class_names),
     }
 
 
@@ -611,7 +623,7 @@ def _write_results(
     for split in SPLITS:
         X, y = dataset.split(split)
         if len(y):
-            metrics[split] = score(net, X, y, dataset.n_classes)
+            metrics[split] = score(net, X, y, dataset.n_classes, dataset.class_names)
     write_json(run_dir / "metrics.json", metrics)
     shown = "test" if "test" in metrics else next(iter(metrics))
     plot_confusion_matrix(
@@ -674,7 +686,7 @@ def evaluate_run(run_dir: Path, split: str = "test") -> dict[str, Any]:
     evaluation = {
         "run": str(run_dir),
         "split": split,
-        **score(net, X, y, dataset.n_classes),
+        **score(net, X, y, dataset.n_classes, dataset.class_names),
         "class_names": list(dataset.class_names),
         "data_fingerprint": dataset.fingerprint,
         "data_matches_training": recorded == dataset.fingerprint,

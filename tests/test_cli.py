@@ -533,6 +533,223 @@ def test_evaluate_a_run_whose_model_does_not_fit(
     assert "model.npz" in line
 
 
+# ------------------------------------------------------- per-class accuracy and confused pairs
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+# three overlapping 2-D classes with Fashion-MNIST-like names, one that looks like Rich markup
+PAIR_NAMES = ["Shirt", "T-shirt/top", "[bold]Bag"]
+PAIR_CONFIG = """\
+name: pairs
+seed: 0
+data:
+  dataset: {csv}
+  split: [0.5, 0.2, 0.3]
+model:
+  struct: [4]
+  sigma: 0.5
+train:
+  lr: 0.05
+  eps: 0
+  max_iterations: 600
+"""
+
+
+def recall_by_numpy(matrix: list[list[int]]) -> list[float | None]:
+    """Per true class: diagonal / row sum (None for an empty row), with plain NumPy."""
+    mat = np.asarray(matrix)
+    rows = mat.sum(axis=1)
+    return [None if n == 0 else float(d / n) for d, n in zip(np.diag(mat), rows, strict=True)]
+
+
+def pairs_by_numpy(matrix: list[list[int]], names: list[str], top: int = 5) -> list[dict]:
+    """The off-diagonal cells, most errors first (ties by true, predicted name), with plain
+    NumPy indexing; cells of zero left out."""
+    mat = np.asarray(matrix)
+    t, p = np.nonzero(mat * (1 - np.eye(len(mat), dtype=int)))
+    cells = sorted(zip(-mat[t, p], [names[i] for i in t], [names[j] for j in p], t, strict=True))
+    return [
+        {
+            "true": true,
+            "predicted": pred,
+            "count": int(-neg),
+            "share_of_true": int(-neg) / int(mat[i].sum()),
+        }
+        for neg, true, pred, i in cells[:top]
+    ]
+
+
+@pytest.fixture(scope="module")
+def digits_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A quick softmax run on the built-in digits (10 classes) that still gets some wrong."""
+    runs_dir = tmp_path_factory.mktemp("digits") / "runs"
+    result = invoke(
+        "train",
+        CONFIGS / "digits_softmax.yaml",
+        "--runs-dir",
+        runs_dir,
+        "--set",
+        "train.max_iterations=1500",
+    )
+    assert result.exit_code == 0, result.output
+    return only_run(runs_dir)
+
+
+@pytest.fixture(scope="module")
+def pairs_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run on a CSV of three overlapping classes named like clothes (and like markup)."""
+    root = tmp_path_factory.mktemp("pairs")
+    rng = np.random.default_rng(3)
+    labels = np.repeat(np.arange(3), 60)
+    centres = np.array([[0.0, 0.0], [1.0, 0.0], [4.0, 4.0]])  # Shirt, T-shirt/top overlap
+    points = centres[labels] + rng.normal(scale=0.8, size=(len(labels), 2))
+    csv = root / "clothes.csv"
+    frame = {"x": points[:, 0], "y": points[:, 1], "label": [PAIR_NAMES[k] for k in labels]}
+    pd.DataFrame(frame).to_csv(csv, index=False)
+    config = write_config(root, PAIR_CONFIG.format(csv=csv))
+    result = invoke("train", config, "--runs-dir", root / "runs")
+    assert result.exit_code == 0, result.output
+    return only_run(root / "runs")
+
+
+def test_metrics_json_has_per_class_accuracy_and_confused_pairs(digits_run: Path) -> None:
+    metrics = read_json(digits_run / "metrics.json")
+    names = read_json(digits_run / "run.json")["data"]["classes"]
+    assert names == [str(d) for d in range(10)]
+    assert set(metrics) == {"train", "val", "test"}
+    for split, m in metrics.items():
+        assert len(m["per_class_accuracy"]) == 10, split
+        assert m["per_class_accuracy"] == recall_by_numpy(m["confusion_matrix"]), split
+        assert m["confused_pairs"] == pairs_by_numpy(m["confusion_matrix"], names), split
+    test = metrics["test"]
+    assert 0 < test["accuracy"] < 1, "the quick digits run should get some test images wrong"
+    assert len(test["confused_pairs"]) == 5  # 10 classes and dozens of errors: a full top 5
+    counts = [p["count"] for p in test["confused_pairs"]]
+    assert counts == sorted(counts, reverse=True) and counts[-1] > 0
+    # n-weighted per-class accuracy is the accuracy
+    rows = np.asarray(test["confusion_matrix"]).sum(axis=1)
+    weighted = sum(a * n for a, n in zip(test["per_class_accuracy"], rows, strict=True))
+    assert weighted / test["n"] == pytest.approx(test["accuracy"])
+
+
+def test_binary_metrics_json_has_the_new_keys_too(finished_run: tuple[Result, Path]) -> None:
+    _, run_dir = finished_run
+    for split, m in read_json(run_dir / "metrics.json").items():
+        assert m["per_class_accuracy"] == recall_by_numpy(m["confusion_matrix"]), split
+        assert m["confused_pairs"] == pairs_by_numpy(m["confusion_matrix"], ["0", "1"]), split
+
+
+def test_metrics_json_pairs_use_the_class_names(pairs_run: Path) -> None:
+    metrics = read_json(pairs_run / "metrics.json")
+    names = sorted(PAIR_NAMES)  # text labels are sorted: [bold]Bag, Shirt, T-shirt/top
+    assert read_json(pairs_run / "run.json")["data"]["classes"] == names
+    for split, m in metrics.items():
+        assert m["confused_pairs"] == pairs_by_numpy(m["confusion_matrix"], names), split
+    true_pred = {(p["true"], p["predicted"]) for p in metrics["test"]["confused_pairs"]}
+    assert true_pred & {("Shirt", "T-shirt/top"), ("T-shirt/top", "Shirt")}
+
+
+def _table_rows(stdout: str, title: str) -> list[list[str]]:
+    """The body cells of the Rich table titled ``title`` in ``stdout``."""
+    lines = stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.strip() == title)
+    rows = []
+    for line in lines[start + 1 :]:
+        if line.startswith(("└", "+")):  # the bottom border
+            break
+        cells = [c.strip() for c in re.split(r"[│┃|]", line)[1:-1]]
+        if cells:
+            rows.append(cells)
+    return rows[1:]  # the header row goes
+
+
+def test_evaluate_prints_per_class_accuracy_and_confused_pairs(digits_run: Path) -> None:
+    result = invoke("evaluate", digits_run)
+    assert result.exit_code == 0, result.output
+    evaluation = read_json(digits_run / "evaluation.json")
+    matrix = np.asarray(evaluation["confusion_matrix"])
+    assert evaluation["per_class_accuracy"] == recall_by_numpy(evaluation["confusion_matrix"])
+    assert evaluation["confused_pairs"] == pairs_by_numpy(matrix, evaluation["class_names"])
+    stdout = result.stdout
+    rows = _table_rows(stdout, "test per-class accuracy")
+    expected = [
+        [name, f"{matrix[c, c] / matrix[c].sum():.4f}", f"{matrix[c, c]} / {matrix[c].sum()}"]
+        for c, name in enumerate(evaluation["class_names"])
+    ]
+    assert rows == expected
+    lines = stdout.splitlines()
+    header = lines.index("most confused pairs (true -> predicted):")
+    pair_lines = lines[header + 1 : header + 6]
+    assert pair_lines == [
+        f"  {p['true']} -> {p['predicted']}: {p['count']} "
+        f"({100 * p['count'] / matrix[int(p['true'])].sum():.1f}% of {p['true']})"
+        for p in evaluation["confused_pairs"]
+    ]
+    # order: confusion matrix, per-class table, pairs, accuracy; the json path stays last
+    stripped = [line.strip() for line in lines]
+    order = [
+        stripped.index("test confusion matrix"),
+        stripped.index("test per-class accuracy"),
+        header,
+        next(i for i, line in enumerate(lines) if line.startswith("test accuracy:")),
+    ]
+    assert order == sorted(order)
+    assert lines[-1] == str(digits_run / "evaluation.json")
+
+
+def test_evaluate_prints_class_names_verbatim(pairs_run: Path) -> None:
+    result = invoke("evaluate", pairs_run)
+    assert result.exit_code == 0, result.output
+    evaluation = read_json(pairs_run / "evaluation.json")
+    matrix = np.asarray(evaluation["confusion_matrix"])
+    names = evaluation["class_names"]
+    rows = _table_rows(result.stdout, "test per-class accuracy")
+    assert [row[0] for row in rows] == names  # "[bold]Bag" is not eaten as Rich markup
+    shirt, tee = names.index("Shirt"), names.index("T-shirt/top")
+    assert matrix[shirt, tee] > 0, "the two overlapping classes should be confused"
+    share = 100 * matrix[shirt, tee] / matrix[shirt].sum()
+    line = f"  Shirt -> T-shirt/top: {matrix[shirt, tee]} ({share:.1f}% of Shirt)"
+    assert line in result.stdout.splitlines()
+    assert result.stdout.strip().splitlines()[-1] == str(pairs_run / "evaluation.json")
+
+
+def test_evaluate_a_legacy_run_prints_the_new_sections(tmp_path: Path) -> None:
+    legacy = Path(__file__).parent / "fixtures" / "legacy_runs" / "legacy_small"
+    run_dir = Path(shutil.copytree(legacy, tmp_path / "legacy_small"))
+    result = invoke("evaluate", run_dir)
+    assert result.exit_code == 0, result.output
+    recorded = read_json(run_dir / "metrics.json")["test"]  # 0.1.0: no per-class keys
+    assert "per_class_accuracy" not in recorded and "confused_pairs" not in recorded
+    evaluation = read_json(run_dir / "evaluation.json")
+    assert evaluation["per_class_accuracy"] == [0.96, 1.0]  # [[48, 2], [0, 50]]
+    assert evaluation["confused_pairs"] == [
+        {"true": "0", "predicted": "1", "count": 2, "share_of_true": 0.04}
+    ]
+    assert "  0 -> 1: 2 (4.0% of 0)" in result.stdout.splitlines()
+    assert _table_rows(result.stdout, "test per-class accuracy") == [
+        ["0", "0.9600", "48 / 50"],
+        ["1", "1.0000", "50 / 50"],
+    ]
+
+
+def test_a_class_without_samples_shows_a_dash() -> None:
+    from rich.console import Console
+
+    from scratchnn_cli.cli.evaluate import per_class_table
+
+    console = Console(record=True, width=80)
+    console.print(per_class_table([[0, 0], [1, 3]], ["absent", "b"], "val"))
+    rows = _table_rows(console.export_text(), "val per-class accuracy")
+    assert rows == [["absent", "-", "0 / 0"], ["b", "0.7500", "3 / 4"]]
+
+
+def test_no_errors_is_one_line() -> None:
+    from scratchnn_cli.cli.evaluate import confused_pair_lines
+
+    assert confused_pair_lines([]) == ["most confused pairs: none (no errors)"]
+    pair = {"true": "Shirt", "predicted": "T-shirt/top", "count": 112, "share_of_true": 0.112}
+    assert confused_pair_lines([pair])[1] == "  Shirt -> T-shirt/top: 112 (11.2% of Shirt)"
+
+
 # --------------------------------------------------------------------------- version
 
 

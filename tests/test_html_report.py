@@ -6,6 +6,7 @@ import base64
 import html
 import io
 import json
+import math
 import os
 import re
 import shutil
@@ -20,10 +21,14 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from scratchnn_cli.cli import app
+from scratchnn_cli.config import load_config
+from scratchnn_cli.data import load_dataset
 from scratchnn_cli.errors import RunFolderError
+from scratchnn_cli.report import html as html_module
 from scratchnn_cli.report.html import MAX_MISCLASSIFIED, write_html_report
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+LEGACY = Path(__file__).resolve().parent / "fixtures" / "legacy_runs"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 DATA_URI = "data:image/png;base64,"
 
@@ -57,8 +62,13 @@ class Page(HTMLParser):
         self.section_ids: list[str] = []
         self.samples = 0
         self.per_class_rows: list[str] = []
+        self.img_alt: list[str] = []
+        #: table class ("per-class", "pairs") -> its body rows, each a list of cell texts
+        self.tables: dict[str, list[list[str]]] = {}
         self._in_per_class = self._in_body = False
         self._row_header: list[str] | None = None
+        self._table: str | None = None
+        self._cell: list[str] | None = None
         self.feed(text)
         self.close()
 
@@ -71,20 +81,32 @@ class Page(HTMLParser):
                 self.urls.append(values[name] or "")
         if tag == "img":
             self.img_src.append(values.get("src") or "")
+            self.img_alt.append(values.get("alt") or "")
+        if tag == "table":
+            known = [c for c in classes if c in ("per-class", "pairs")]
+            self._table = known[0] if known else None
+        if self._table and tag == "tr" and self._in_body:
+            self.tables.setdefault(self._table, []).append([])
+        if self._table and tag in ("th", "td") and self._in_body:
+            self._cell = []
         if tag == "section" and values.get("id"):
             self.section_ids.append(values["id"] or "")
         if tag == "figure" and "sample" in classes:
             self.samples += 1
         if tag == "table" and "per-class" in classes:
             self._in_per_class = True
-        if tag == "tbody" and self._in_per_class:
+        if tag == "tbody" and (self._in_per_class or self._table):
             self._in_body = True
-        if tag == "th" and self._in_body and self._row_header is None:
+        if tag == "th" and self._in_per_class and self._in_body and self._row_header is None:
             self._row_header = []
 
     def handle_endtag(self, tag: str) -> None:
+        if tag in ("th", "td") and self._cell is not None and self._table:
+            self.tables[self._table][-1].append("".join(self._cell).strip())
+            self._cell = None
         if tag == "table":
             self._in_per_class = self._in_body = False
+            self._table = None
         if tag == "th" and self._row_header is not None:
             self.per_class_rows.append("".join(self._row_header).strip())
             self._row_header = None
@@ -92,6 +114,8 @@ class Page(HTMLParser):
     def handle_data(self, data: str) -> None:
         if self._row_header is not None:
             self._row_header.append(data)
+        if self._cell is not None:
+            self._cell.append(data)
 
 
 def train_run(runs_dir: Path, config: Path, *sets: str) -> Path:
@@ -131,6 +155,13 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
             root / "digits", CONFIGS / "digits_softmax.yaml", "train.max_iterations=1500"
         ),
         "three": train_run(root / "three", config),
+        # scaled images: the misclassified grid must show them unscaled
+        "digits_std": train_run(
+            root / "digits_std",
+            CONFIGS / "digits_softmax.yaml",
+            "train.max_iterations=1500",
+            "data.scale=standard",
+        ),
     }
 
 
@@ -337,6 +368,212 @@ def test_no_misclassified_images_says_so(runs: dict, tmp_path: Path, monkeypatch
     assert "misclassified" in page.section_ids
     assert page.samples == 0
     assert "classified correctly" in text
+
+
+# ------------------------------------------- per-class accuracy, confused pairs, the image grid
+
+
+def read_metrics(run_dir: Path) -> dict:
+    return json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+
+
+def per_class_cells(matrix: np.ndarray) -> list[list[str]]:
+    """Per class: [accuracy, "correct / n"] as the report shows them, with plain NumPy."""
+    rows = matrix.sum(axis=1)
+    return [
+        [f"{matrix[c, c] / n:.3f}" if n else "-", f"{matrix[c, c]:,} / {n:,}"]
+        for c, n in enumerate(rows)
+    ]
+
+
+def expected_pairs(matrix: np.ndarray, names: list[str]) -> list[list[str]]:
+    """The report's pairs table: top 5 off-diagonal cells (count, then names), with plain
+    NumPy; each [true, predicted, count, % of true, other way, both ways]."""
+    off = matrix * (1 - np.eye(len(matrix), dtype=int))
+    cells = sorted(
+        (-off[t, p], names[t], names[p], t, p) for t, p in zip(*np.nonzero(off), strict=True)
+    )
+    return [
+        [
+            true,
+            pred,
+            f"{-neg:,}",
+            f"{100 * -neg / matrix[t].sum():.1f}%",
+            f"{matrix[p, t]:,}",
+            f"{matrix[t, p] + matrix[p, t]:,}",
+        ]
+        for neg, true, pred, t, p in cells[:5]
+    ]
+
+
+@pytest.mark.parametrize("name", [*ALL, "digits_std"])
+def test_per_class_accuracy_values(name: str, runs: dict, reports: dict) -> None:
+    _, _, page, _ = reports[name]
+    metrics = read_metrics(runs[name])
+    splits = [s for s in ("train", "val", "test") if s in metrics]
+    per_split = [per_class_cells(np.asarray(metrics[s]["confusion_matrix"])) for s in splits]
+    classes = page.per_class_rows
+    expected = [
+        [classes[c], *[cell for cells in per_split for cell in cells[c]]]
+        for c in range(len(classes))
+    ]
+    assert page.tables["per-class"] == expected
+    for s in splits:  # the same numbers as metrics.json's own per_class_accuracy
+        shown = [float(row[1 + 2 * splits.index(s)]) for row in expected]
+        assert shown == pytest.approx(metrics[s]["per_class_accuracy"], abs=5e-4)
+
+
+@pytest.mark.parametrize("name", [*ALL, "digits_std"])
+def test_confused_pairs_section(name: str, runs: dict, reports: dict) -> None:
+    _, text, page, _ = reports[name]
+    metrics = read_metrics(runs[name])
+    classes = json.loads((runs[name] / "run.json").read_text(encoding="utf-8"))["data"]["classes"]
+    matrix = np.asarray(metrics["test"]["confusion_matrix"])
+    assert "confused-pairs" in page.section_ids
+    assert "Most confused pairs (test)" in text
+    expected = expected_pairs(matrix, classes)
+    assert page.tables.get("pairs", []) == expected
+    # the same pairs as metrics.json records
+    pairs = metrics["test"]["confused_pairs"]
+    recorded = [[p["true"], p["predicted"], f"{p['count']:,}"] for p in pairs]
+    assert [row[:3] for row in expected] == recorded
+    if not expected:
+        assert "the test split has no errors" in text
+
+
+def test_digits_report_has_a_full_top_five(reports: dict) -> None:
+    rows = reports["digits"][2].tables["pairs"]
+    assert len(rows) == 5
+    counts = [int(row[2]) for row in rows]
+    assert counts == sorted(counts, reverse=True) and counts[-1] > 0
+
+
+def test_a_split_without_errors_has_no_pairs(runs: dict, tmp_path: Path) -> None:
+    run_dir = Path(shutil.copytree(runs["digits"], tmp_path / "run"))
+    metrics = read_metrics(run_dir)
+    matrix = np.asarray(metrics["test"]["confusion_matrix"])
+    metrics["test"]["confusion_matrix"] = np.diag(matrix.sum(axis=1)).tolist()  # all right
+    (run_dir / "metrics.json").write_text(json.dumps(metrics), encoding="utf-8")
+    text = write_html_report(run_dir).read_text(encoding="utf-8")
+    page = Page(text)
+    assert "confused-pairs" in page.section_ids
+    assert "pairs" not in page.tables
+    assert "None: the test split has no errors." in text
+
+
+def test_report_of_a_legacy_folder(tmp_path: Path) -> None:
+    """A 0.1.0 run folder (metrics.json without per-class keys): a copy is reported, with the
+    per-class accuracy and pairs computed from its confusion matrices; the fixture stays as is."""
+    source = LEGACY / "legacy_small"
+    before = {p.name: p.read_bytes() for p in source.iterdir()}
+    recorded = read_metrics(source)
+    for m in recorded.values():
+        assert "per_class_accuracy" not in m and "confused_pairs" not in m
+    run_dir = Path(shutil.copytree(source, tmp_path / "legacy_small"))
+    text = write_html_report(run_dir).read_text(encoding="utf-8")
+    page = Page(text)
+    # train [[96, 4], [4, 96]], val [[48, 2], [2, 48]], test [[48, 2], [0, 50]]
+    assert page.tables["per-class"] == [
+        ["0", "0.960", "96 / 100", "0.960", "48 / 50", "0.960", "48 / 50"],
+        ["1", "0.960", "96 / 100", "0.960", "48 / 50", "1.000", "50 / 50"],
+    ]
+    assert page.tables["pairs"] == [["0", "1", "2", "4.0%", "0", "2"]]
+    assert read_metrics(run_dir) == recorded  # the report writes only report.html
+    assert {p.name: p.read_bytes() for p in source.iterdir()} == before
+
+
+def decoded_samples(page: Page) -> list[tuple[int, str, str, np.ndarray]]:
+    """(test index, true, predicted, the image's red channel as floats) of each sample figure."""
+    out = []
+    for alt, src in zip(page.img_alt, page.img_src, strict=True):
+        found = re.fullmatch(r"test #(\d+): true (.*), predicted (.*)", alt)
+        if found is None:
+            continue
+        with Image.open(io.BytesIO(base64.b64decode(src[len(DATA_URI) :]))) as image:
+            red = np.asarray(image.convert("RGB"), dtype=np.float64)[:, :, 0]
+        out.append((int(found.group(1)), found.group(2), found.group(3), red))
+    return out
+
+
+@pytest.mark.parametrize("name", ["digits", "digits_std"])
+def test_misclassified_images_are_the_unscaled_test_images(
+    name: str, runs: dict, reports: dict
+) -> None:
+    """Each sample's pixels are its unscaled 8x8 test image (grey: dark = high, over the test
+    split's range) and its caption its true class and a wrong prediction, whatever data.scale
+    is."""
+    run_dir = runs[name]
+    config = load_config(run_dir / "config.yaml")
+    assert config.data.scale == ("standard" if name == "digits_std" else "none")
+    unscaled = config.data.model_copy(update={"scale": "none"})
+    X, y = load_dataset(unscaled, config.seed).split("test")  # the same split: scaling is last
+    names = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))["data"]["classes"]
+    matrix = np.asarray(read_metrics(run_dir)["test"]["confusion_matrix"])
+    samples = decoded_samples(reports[name][2])
+    assert len(samples) == min(MAX_MISCLASSIFIED, int(matrix.sum() - np.trace(matrix)))
+    lo, hi = X.min(), X.max()
+    seen = np.zeros_like(matrix)
+    for index, true, predicted, red in samples:
+        assert true == names[y[index]] and predicted != true
+        seen[names.index(true), names.index(predicted)] += 1
+        grey = 255 * (1 - (X[index].reshape(8, 8) - lo) / (hi - lo))
+        assert red.shape == (8, 8)
+        assert np.abs(red - grey).max() <= 2, (index, red, grey)
+    assert (seen <= matrix).all()  # every caption is an error the confusion matrix counts
+    assert [s[0] for s in samples] == sorted(s[0] for s in samples)  # test order
+
+
+def _image_shaped(monkeypatch: pytest.MonkeyPatch, shape: tuple[int, ...]) -> None:
+    """The report's test split as image-shaped arrays (m, *shape); the network flattens them
+    (as a network that starts with a flatten layer would)."""
+    from scratchnn_cli.nn.network import Network
+
+    real_split, real_predict, real_proba = (
+        html_module.Dataset.split,
+        Network.predict,
+        Network.predict_proba,
+    )
+
+    def split(self, name):  # type: ignore[no-untyped-def]
+        X, y = real_split(self, name)
+        if name != "test":
+            return X, y
+        reps = math.prod(shape) // X.shape[1]
+        return np.repeat(X, reps, axis=1).reshape(len(X), *shape), y
+
+    def flat(f):  # type: ignore[no-untyped-def]
+        return lambda self, X: f(self, np.asarray(X).reshape(len(X), -1)[:, : self.sizes[0]])
+
+    monkeypatch.setattr(html_module.Dataset, "split", split)
+    monkeypatch.setattr(Network, "predict", flat(real_predict))
+    monkeypatch.setattr(Network, "predict_proba", flat(real_proba))
+
+
+@pytest.mark.parametrize("shape", [(8, 8), (1, 8, 8)])
+def test_misclassified_grid_of_image_shaped_data(
+    shape: tuple[int, ...], runs: dict, reports: dict, tmp_path: Path, monkeypatch
+) -> None:
+    run_dir = Path(shutil.copytree(runs["digits_std"], tmp_path / "run"))
+    _image_shaped(monkeypatch, shape)
+    page = Page(write_html_report(run_dir).read_text(encoding="utf-8"))
+    flat = decoded_samples(reports["digits_std"][2])
+    shaped = decoded_samples(page)
+    assert len(shaped) == len(flat) > 0
+    for (i, t, p, red), (j, u, q, red_flat) in zip(shaped, flat, strict=True):
+        assert (i, t, p) == (j, u, q)
+        np.testing.assert_array_equal(red, red_flat)
+
+
+def test_samples_that_are_not_the_image_size_are_explained(
+    runs: dict, tmp_path: Path, monkeypatch
+) -> None:
+    run_dir = Path(shutil.copytree(runs["digits"], tmp_path / "run"))
+    _image_shaped(monkeypatch, (2, 8, 8))  # two channels: not an 8x8 grey image
+    text = write_html_report(run_dir).read_text(encoding="utf-8")
+    page = Page(text)
+    assert "misclassified" in page.section_ids
+    assert page.samples == 0
+    assert "cannot be shown: each test sample holds 128 values, not 8×8" in text
 
 
 # --------------------------------------------------------------------------- refused folders

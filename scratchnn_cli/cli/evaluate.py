@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from scratchnn_cli.cli.app import err, handle_errors, out, say
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 
 @handle_errors
@@ -31,7 +35,45 @@ def evaluate(
             result["confusion_matrix"], result["class_names"], title=f"{split} confusion matrix"
         )
     )
+    out.print(per_class_table(result["confusion_matrix"], result["class_names"], split))
+    for line in confused_pair_lines(result["confused_pairs"]):
+        say(line)
     say(f"{split} accuracy: {result['accuracy']:.4f}  (n = {result['n']})")
     if not result["data_matches_training"]:
         err.print("warning: the rebuilt data differs from what the run recorded (fingerprint)")
     say(str(Path(run_dir) / "evaluation.json"))
+
+
+def per_class_table(matrix: Any, class_names: Sequence[str], split: str) -> Table:
+    """A Rich table: per class, its accuracy (recall: correct / samples of the class) and the
+    counts; ``-`` and ``0 / 0`` for a class without samples."""
+    import numpy as np
+    from rich.table import Table
+    from rich.text import Text
+
+    from scratchnn_cli.metrics import as_confusion_matrix, per_class_accuracy
+
+    mat = as_confusion_matrix(matrix)
+    table = Table(title=f"{split} per-class accuracy")
+    table.add_column("class", style="bold")
+    table.add_column("accuracy", justify="right")
+    table.add_column("correct / n", justify="right")
+    for c, (name, accuracy) in enumerate(zip(class_names, per_class_accuracy(mat), strict=True)):
+        shown = "-" if accuracy is None else f"{accuracy:.4f}"
+        counts = f"{int(mat[c, c]):,} / {int(np.sum(mat[c])):,}"
+        table.add_row(Text(str(name)), shown, counts)  # Text: a name is never Rich markup
+    return table
+
+
+def confused_pair_lines(pairs: Sequence[dict[str, Any]]) -> list[str]:
+    """``most confused pairs (true -> predicted):`` and a line per pair, e.g.
+    ``  Shirt -> T-shirt/top: 112 (11.2% of Shirt)``; or one line saying there are none."""
+    if not pairs:
+        return ["most confused pairs: none (no errors)"]
+    lines = ["most confused pairs (true -> predicted):"]
+    for p in pairs:
+        share = 100 * p["share_of_true"]
+        lines.append(
+            f"  {p['true']} -> {p['predicted']}: {p['count']:,} ({share:.1f}% of {p['true']})"
+        )
+    return lines

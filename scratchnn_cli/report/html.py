@@ -11,7 +11,11 @@ The page is rendered by the Jinja2 templates in ``templates/`` (``report.html.j2
 and ``report.css``) with autoescaping on: this module only turns the run into plain values
 (strings, numbers, PNG bytes) and every value from the run is escaped by the template engine.
 
-The network is only ever asked for ``predict`` / ``predict_proba``; no maths happens here.
+The network is only ever asked for ``predict`` / ``predict_proba``; no maths happens here:
+per-class accuracy and the most confused pairs come from ``scratchnn_cli.metrics``, computed
+from metrics.json's confusion matrices (so a 0.1.0 run folder, whose metrics.json lacks those
+keys, gets the same sections), and the misclassified images are shown with ``data.scale``
+undone (``Scaling.inverse``).
 """
 
 from __future__ import annotations
@@ -35,6 +39,13 @@ from scratchnn_cli.config import ExperimentConfig
 from scratchnn_cli.data import Dataset
 from scratchnn_cli.errors import RunFolderError, one_line
 from scratchnn_cli.experiment import SPLITS, load_run_model, training_set
+from scratchnn_cli.metrics import (
+    TOP_PAIRS,
+    as_confusion_matrix,
+    confused_pairs,
+    pair_confusion,
+    per_class_accuracy,
+)
 from scratchnn_cli.nn.layers import ACTIVATIONS
 from scratchnn_cli.nn.network import Network
 from scratchnn_cli.report.plots import (
@@ -497,26 +508,83 @@ def _accuracy_rows(run: _Run) -> list[_SplitAccuracy]:
     return rows
 
 
-def _recall_cell(matrix: np.ndarray, c: int) -> _RecallCell:
-    """Class c's recall in one split's confusion matrix (``-`` where the class has no row)."""
-    if c >= len(matrix):
-        return _RecallCell("-", "-")
-    n, correct = int(matrix[c].sum()), int(matrix[c, c])
-    if n == 0:
-        return _RecallCell("-", "0 / 0")
-    recall = correct / n
-    return _RecallCell(f"{recall:.3f}", f"{correct:,} / {n:,}", recall < LOW_RECALL)
+def _matrix(run: _Run, split: str) -> np.ndarray | None:
+    """``split``'s confusion matrix from metrics.json as a (k, k) array of counts, or None when
+    it has none (or not one of this run's k classes)."""
+    recorded = run.metrics[split].get("confusion_matrix")
+    if recorded is None:
+        return None
+    try:
+        matrix = as_confusion_matrix(recorded)
+    except (ValueError, TypeError):
+        return None
+    return matrix if len(matrix) == run.dataset.n_classes else None
+
+
+def _recall_cells(matrix: np.ndarray) -> list[_RecallCell]:
+    """Each class's accuracy (recall) and ``correct / n`` in one split (``-`` without samples)."""
+    cells = []
+    for c, recall in enumerate(per_class_accuracy(matrix)):
+        correct, n = int(matrix[c, c]), int(matrix[c].sum())
+        if recall is None:
+            cells.append(_RecallCell("-", "0 / 0"))
+        else:
+            cells.append(_RecallCell(f"{recall:.3f}", f"{correct:,} / {n:,}", recall < LOW_RECALL))
+    return cells
 
 
 def _per_class(run: _Run) -> dict[str, Any]:
-    """The splits with a confusion matrix, and one row (class name, cells) per class."""
-    splits = [s for s in _splits_present(run) if run.metrics[s].get("confusion_matrix")]
-    matrices = [np.asarray(run.metrics[s]["confusion_matrix"]) for s in splits]
+    """The splits with a confusion matrix, and one row (class name, cells) per class.
+
+    Computed from each split's confusion matrix, so a 0.1.0 metrics.json (which has no
+    ``per_class_accuracy``) gives the same table; the numbers equal that key where present."""
+    matrices = {s: _matrix(run, s) for s in _splits_present(run)}
+    splits = [s for s, matrix in matrices.items() if matrix is not None]
+    columns = [_recall_cells(matrices[s]) for s in splits]
     rows = [
-        {"name": str(name), "cells": [_recall_cell(mat, c) for mat in matrices]}
+        {"name": str(name), "cells": [cells[c] for cells in columns]}
         for c, name in enumerate(run.dataset.class_names)
     ]
     return {"splits": splits, "rows": rows}
+
+
+@dataclass(frozen=True)
+class _Pair:
+    """One line of the most-confused-pairs table: ``count`` samples of ``true`` predicted as
+    ``predicted`` (``share`` of the true class), ``reverse`` the other way round."""
+
+    true: str
+    predicted: str
+    count: int
+    share: float
+    reverse: int
+    both: int
+
+
+def _pairs(run: _Run) -> dict[str, Any] | None:
+    """The most confused pairs of classes in the shown split (``metrics.confused_pairs`` of its
+    confusion matrix, so 0.1.0 runs get them too), each with its errors the other way; None
+    without a confusion matrix."""
+    shown = _shown_split(run)
+    matrix = _matrix(run, shown) if shown else None
+    if matrix is None:
+        return None
+    names = [str(c) for c in run.dataset.class_names]
+    index = {name: c for c, name in enumerate(names)}
+    rows = []
+    for pair in confused_pairs(matrix, names, TOP_PAIRS):
+        both = pair_confusion(matrix, index[pair["true"]], index[pair["predicted"]])
+        rows.append(
+            _Pair(
+                pair["true"],
+                pair["predicted"],
+                pair["count"],
+                pair["share_of_true"],
+                both["b_as_a"],
+                both["total"],
+            )
+        )
+    return {"split": shown, "rows": rows, "top": TOP_PAIRS, "errors": _errors(matrix)}
 
 
 def _learning_curve(run: _Run) -> bytes | None:
@@ -555,28 +623,48 @@ def _boundary(run: _Run) -> dict[str, Any] | None:
     }
 
 
+def _display_images(dataset: Dataset, X: np.ndarray) -> np.ndarray | None:
+    """The samples X (one per row, flat or image-shaped: (m, h, w), (m, 1, h, w)...) as
+    (m, h, w) images in the units of the unscaled data (``data.scale`` undone), or None when a
+    sample does not hold h x w values."""
+    shape = dataset.image_shape
+    if shape is None:
+        return None
+    flat = np.asarray(X, dtype=np.float64).reshape(len(X), -1)
+    if flat.shape[1] != shape[0] * shape[1]:
+        return None
+    return dataset.scaling.inverse(flat).reshape(len(X), *shape)
+
+
 def _misclassified(run: _Run) -> dict[str, Any] | None:
     """The test split's size, its misclassified count and the first MAX_MISCLASSIFIED of them
-    as images; None for data that are not images."""
+    as images (in the unscaled data's grey levels) with their true / predicted class; None for
+    data that are not images."""
     shape = run.dataset.image_shape
     if shape is None:
         return None
     X, y = run.dataset.split("test")
     if len(y) == 0:
-        return {"n_test": 0, "n_wrong": 0, "samples": []}
+        return {"n_test": 0, "n_wrong": 0, "samples": [], "why": ""}
     predicted, proba = _predict(run.net, X)
     wrong = np.flatnonzero(predicted != y)
+    images = _display_images(run.dataset, X)
+    if images is None:
+        size = math.prod(np.shape(X)[1:])
+        why = f"each test sample holds {size:,} values, not {shape[0]}×{shape[1]}"
+        return {"n_test": len(y), "n_wrong": len(wrong), "samples": [], "why": why}
     names = run.dataset.class_names
-    lo, hi = float(np.min(X)), float(np.max(X))
+    finite = images[np.isfinite(images)]
+    lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
     hi = hi if hi > lo else lo + 1.0
     samples = []
     for i in wrong[:MAX_MISCLASSIFIED]:
         true, pred = int(y[i]), int(predicted[i])
         p = proba[i, pred] if proba.shape[1] > pred else float("nan")
-        png = _image_png(np.asarray(X[i]).reshape(shape), lo, hi)
+        png = _image_png(images[i], lo, hi)
         probability = float(p) if math.isfinite(p) else None
         samples.append(_Sample(int(i), str(names[true]), str(names[pred]), probability, png))
-    return {"n_test": len(y), "n_wrong": len(wrong), "samples": samples}
+    return {"n_test": len(y), "n_wrong": len(wrong), "samples": samples, "why": ""}
 
 
 def _page(run: _Run) -> dict[str, Any]:
@@ -592,6 +680,7 @@ def _page(run: _Run) -> dict[str, Any]:
         "per_class": _per_class(run),
         "learning_curve": _learning_curve(run),
         "confusion": _confusion(run),
+        "pairs": _pairs(run),
         "boundary": _boundary(run),
         "misclassified": _misclassified(run),
         "config_text": run.config_text,

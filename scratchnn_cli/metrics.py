@@ -1,0 +1,105 @@
+"""Classification metrics from a confusion matrix: pure functions, no I/O.
+
+A confusion matrix here is a square array of counts, rows the true class and columns the
+predicted class (scikit-learn's ``confusion_matrix`` with ``labels=range(k)``, as
+``experiment.score`` writes it into metrics.json). A nested list of ints is accepted too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+#: How many pairs ``confused_pairs`` returns unless told.
+TOP_PAIRS = 5
+
+
+def as_confusion_matrix(matrix: Any) -> np.ndarray:
+    """``matrix`` as a (k, k) int64 array; ValueError unless it is square, 2-D, of whole
+    non-negative counts."""
+    mat = np.asarray(matrix)
+    if mat.ndim != 2 or mat.shape[0] != mat.shape[1]:
+        raise ValueError(f"a confusion matrix must be square (k, k), not of shape {mat.shape}")
+    whole = np.issubdtype(mat.dtype, np.integer) or (
+        np.issubdtype(mat.dtype, np.floating)
+        and bool(np.all(np.isfinite(mat)))
+        and bool(np.all(mat == np.round(mat)))
+    )
+    if not whole:
+        raise ValueError("a confusion matrix must hold counts (whole numbers)")
+    mat = mat.astype(np.int64)
+    if np.any(mat < 0):
+        raise ValueError("a confusion matrix cannot hold negative counts")
+    return mat
+
+
+def per_class_accuracy(matrix: Any) -> list[float | None]:
+    """Per true class: correct / samples of the class (its recall), in class order; None for a
+    class without samples (an all-zero row)."""
+    mat = as_confusion_matrix(matrix)
+    n = mat.sum(axis=1)
+    return [float(mat[c, c] / n[c]) if n[c] else None for c in range(len(mat))]
+
+
+def confused_pairs(
+    matrix: Any, class_names: Sequence[str] | None = None, top: int | None = TOP_PAIRS
+) -> list[dict[str, Any]]:
+    """The off-diagonal cells with the most errors, at most ``top`` of them (None: all).
+
+    Each is ``{"true": name, "predicted": name, "count": int, "share_of_true": float}``, where
+    ``share_of_true`` is count / samples of the true class. Cells with no errors are left out.
+    Sorted by count (most first), then by true name, then by predicted name. ``class_names``
+    defaults to "0", "1", ...
+    """
+    mat = as_confusion_matrix(matrix)
+    names = _names(class_names, len(mat))
+    if top is not None and top < 0:
+        raise ValueError(f"top must be >= 0 or None, not {top}")
+    n = mat.sum(axis=1)
+    cells = [
+        (int(mat[t, p]), names[t], names[p], t)
+        for t in range(len(mat))
+        for p in range(len(mat))
+        if t != p and mat[t, p] > 0
+    ]
+    cells.sort(key=lambda cell: (-cell[0], cell[1], cell[2]))
+    return [
+        {"true": t_name, "predicted": p_name, "count": count, "share_of_true": count / int(n[t])}
+        for count, t_name, p_name, t in cells[:top]
+    ]
+
+
+def pair_confusion(matrix: Any, a: int, b: int) -> dict[str, Any]:
+    """The errors between classes ``a`` and ``b`` (indices) both ways, e.g. Shirt vs T-shirt/top.
+
+    ``a_as_b``: samples of a predicted as b; ``b_as_a``: the reverse; ``total``: their sum;
+    ``n``: the samples of a and b together; ``share``: total / n (None when n is 0).
+    """
+    mat = as_confusion_matrix(matrix)
+    k = len(mat)
+    for c in (a, b):
+        if not isinstance(c, int | np.integer) or not 0 <= c < k:
+            raise ValueError(f"class index {c!r} is not in 0 .. {k - 1}")
+    if a == b:
+        raise ValueError(f"a pair needs two different classes (got {a} twice)")
+    a_as_b, b_as_a = int(mat[a, b]), int(mat[b, a])
+    n = int(mat[a].sum() + mat[b].sum())
+    total = a_as_b + b_as_a
+    return {
+        "a_as_b": a_as_b,
+        "b_as_a": b_as_a,
+        "total": total,
+        "n": n,
+        "share": total / n if n else None,
+    }
+
+
+def _names(class_names: Sequence[str] | None, k: int) -> list[str]:
+    if class_names is None:
+        return [str(i) for i in range(k)]
+    names = [str(c) for c in class_names]
+    if len(names) != k:
+        raise ValueError(f"{len(names)} class names for a {k} x {k} confusion matrix")
+    return names

@@ -1,0 +1,184 @@
+"""Tests for ``scratchnn_cli.metrics``: per-class accuracy and the most confused pairs, on
+hand-computed matrices and against scikit-learn / plain counting of label arrays."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sklearn.metrics import confusion_matrix, recall_score
+
+from scratchnn_cli.metrics import confused_pairs, pair_confusion, per_class_accuracy
+
+# rows true, columns predicted; worked out by hand below
+HAND = [
+    [5, 3, 2],  # a: 10 samples, 5 right; 3 as b, 2 as c
+    [0, 8, 0],  # b: 8 samples, all right
+    [4, 0, 0],  # c: 4 samples, none right; 4 as a
+]
+NAMES = ["a", "b", "c"]
+
+
+# --------------------------------------------------------------------------- per-class accuracy
+
+
+def test_per_class_accuracy_by_hand() -> None:
+    assert per_class_accuracy(HAND) == [0.5, 1.0, 0.0]
+
+
+def test_a_class_without_samples_is_none() -> None:
+    matrix = [[3, 1, 0], [0, 0, 0], [0, 2, 2]]  # class 1 never occurs (but is predicted)
+    assert per_class_accuracy(matrix) == [0.75, None, 0.5]
+
+
+def test_per_class_accuracy_of_an_empty_matrix() -> None:
+    assert per_class_accuracy(np.zeros((2, 2), dtype=int)) == [None, None]
+    assert per_class_accuracy(np.zeros((0, 0), dtype=int)) == []
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [[[1, 2, 3]], [1, 2], [[1, -1], [0, 2]], [[1.5, 0], [0, 1]], [[np.nan, 0], [0, 1]]],
+)
+def test_not_a_confusion_matrix_is_refused(bad: object) -> None:
+    with pytest.raises(ValueError, match="confusion matrix"):
+        per_class_accuracy(bad)
+    with pytest.raises(ValueError, match="confusion matrix"):
+        confused_pairs(bad)
+
+
+def test_float_counts_are_accepted() -> None:
+    assert per_class_accuracy(np.asarray(HAND, dtype=float)) == [0.5, 1.0, 0.0]
+
+
+# --------------------------------------------------------------------------- confused pairs
+
+
+def test_confused_pairs_by_hand() -> None:
+    assert confused_pairs(HAND, NAMES) == [
+        {"true": "c", "predicted": "a", "count": 4, "share_of_true": 1.0},
+        {"true": "a", "predicted": "b", "count": 3, "share_of_true": 0.3},
+        {"true": "a", "predicted": "c", "count": 2, "share_of_true": 0.2},
+    ]  # the six zero cells off the diagonal are left out
+
+
+def test_ties_are_sorted_by_true_then_predicted_name() -> None:
+    matrix = [[0, 2, 2], [2, 0, 1], [2, 0, 0]]
+    pairs = confused_pairs(matrix, ["z", "y", "x"])
+    assert [(p["true"], p["predicted"], p["count"]) for p in pairs] == [
+        ("x", "z", 2),
+        ("y", "z", 2),
+        ("z", "x", 2),
+        ("z", "y", 2),
+        ("y", "x", 1),
+    ]
+
+
+def test_top_limits_the_pairs() -> None:
+    assert [p["count"] for p in confused_pairs(HAND, NAMES, top=2)] == [4, 3]
+    assert confused_pairs(HAND, NAMES, top=0) == []
+    assert len(confused_pairs(HAND, NAMES, top=None)) == 3
+    with pytest.raises(ValueError, match="top"):
+        confused_pairs(HAND, NAMES, top=-1)
+
+
+def test_default_top_is_five() -> None:
+    matrix = np.ones((4, 4), dtype=int)  # 12 off-diagonal errors of one each
+    assert len(confused_pairs(matrix)) == 5
+
+
+def test_names_default_to_indices_and_must_fit() -> None:
+    assert confused_pairs(HAND)[0]["true"] == "2"
+    assert confused_pairs(HAND)[0]["predicted"] == "0"
+    with pytest.raises(ValueError, match="2 class names for a 3 x 3"):
+        confused_pairs(HAND, ["a", "b"])
+
+
+def test_no_errors_no_pairs() -> None:
+    assert confused_pairs(np.diag([3, 4, 5]), NAMES) == []
+
+
+def test_pairs_are_plain_json_types() -> None:
+    pair = confused_pairs(np.asarray(HAND, dtype=np.int64), NAMES)[0]
+    assert type(pair["count"]) is int
+    assert type(pair["share_of_true"]) is float
+
+
+# --------------------------------------------------------------------------- one pair both ways
+
+
+def test_pair_confusion_by_hand() -> None:
+    assert pair_confusion(HAND, 0, 2) == {
+        "a_as_b": 2,
+        "b_as_a": 4,
+        "total": 6,
+        "n": 14,
+        "share": 6 / 14,
+    }
+    assert pair_confusion(HAND, 2, 0)["a_as_b"] == 4
+    assert pair_confusion(HAND, 1, 2) == {"a_as_b": 0, "b_as_a": 0, "total": 0, "n": 12, "share": 0}
+
+
+def test_pair_confusion_of_absent_classes() -> None:
+    assert pair_confusion(np.zeros((3, 3), dtype=int), 0, 1)["share"] is None
+
+
+@pytest.mark.parametrize(("a", "b"), [(0, 0), (0, 3), (-1, 1), (1.0, 2)])
+def test_pair_confusion_refuses_bad_classes(a: object, b: object) -> None:
+    with pytest.raises(ValueError):
+        pair_confusion(HAND, a, b)  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------- vs scikit-learn
+
+
+labels = st.integers(min_value=2, max_value=6).flatmap(
+    lambda k: st.tuples(
+        st.just(k),
+        st.lists(st.tuples(st.integers(0, k - 1), st.integers(0, k - 1)), min_size=1, max_size=60),
+    )
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(labels)
+def test_per_class_accuracy_is_sklearn_recall(case: tuple[int, list[tuple[int, int]]]) -> None:
+    k, pairs = case
+    y_true = np.array([t for t, _ in pairs], dtype=int)
+    y_pred = np.array([p for _, p in pairs], dtype=int)
+    matrix = confusion_matrix(y_true, y_pred, labels=np.arange(k))
+    ours = per_class_accuracy(matrix)
+    theirs = recall_score(y_true, y_pred, labels=np.arange(k), average=None, zero_division=np.nan)
+    assert len(ours) == k
+    for c in range(k):
+        if np.isnan(theirs[c]):
+            assert ours[c] is None and c not in y_true
+        else:
+            assert ours[c] == pytest.approx(theirs[c], abs=1e-12)
+
+
+@settings(max_examples=150, deadline=None)
+@given(labels)
+def test_confused_pairs_match_counting_the_labels(case: tuple[int, list[tuple[int, int]]]) -> None:
+    k, pairs = case
+    y_true = np.array([t for t, _ in pairs], dtype=int)
+    y_pred = np.array([p for _, p in pairs], dtype=int)
+    matrix = confusion_matrix(y_true, y_pred, labels=np.arange(k))
+    names = [f"class {chr(ord('a') + c)}" for c in range(k)]
+    errors = Counter((names[t], names[p]) for t, p in pairs if t != p)
+    n_true = Counter(names[t] for t, _ in pairs)
+    expected = sorted(errors.items(), key=lambda item: (-item[1], item[0]))
+    got = confused_pairs(matrix, names, top=None)
+    assert [((p["true"], p["predicted"]), p["count"]) for p in got] == expected
+    for p in got:
+        assert p["share_of_true"] == pytest.approx(p["count"] / n_true[p["true"]])
+    assert confused_pairs(matrix, names) == got[:5]
+    for a in range(k):
+        for b in range(k):
+            if a != b:
+                both = pair_confusion(matrix, a, b)
+                assert both["a_as_b"] == errors[(names[a], names[b])]
+                assert both["b_as_a"] == errors[(names[b], names[a])]
