@@ -39,6 +39,7 @@ from scratchnn_cli.report.plots import (
     LiveLearningCurve,
     plot_augmentation,
     plot_confusion_matrix,
+    summary_table,
 )
 from scratchnn_cli.report.progress import TrainingProgress
 from scratchnn_cli.runs import (
@@ -588,6 +589,7 @@ def _fit(
 ) -> None:
     """Train with the live display and the live learning curve (fills ``result``)."""
     if snapshot is None:
+        console.print(summary_table(net, config.name or ""), highlight=False)
         write_augmentation_examples(run_dir, config, dataset)
     X_fit, y_fit = training_set(config, dataset)
     X_val, y_val = (None, None) if config.data.train_on == "train+val" else dataset.split("val")

@@ -179,3 +179,19 @@ def _grayscale(images: np.ndarray, what: str) -> np.ndarray:
     if array.ndim != 3:
         raise ValueError(f"{what}: expected grayscale images (n, H, W[, 1]), got {array.shape}")
     return array
+
+
+def summary_table(net: Any, name: str) -> Table:
+    """Keras' ``model.summary()`` as a Rich table: per layer of ``net``, its index, description,
+    output shape and parameter count; the title names the input shape."""
+    table = Table(title=f"{name}: {shape_text(net.input_shape)} inputs")
+    for column in ("#", "layer", "output shape", "params"):
+        table.add_column(column, justify="left" if column == "layer" else "right")
+    for row in net.summary():
+        table.add_row(str(row.index), row.layer, shape_text(row.output_shape), f"{row.params:,}")
+    return table
+
+
+def shape_text(shape: tuple[int, ...]) -> str:
+    """One sample's shape as text: ``5``, or ``28x28x1`` for images."""
+    return "x".join(map(str, shape))
