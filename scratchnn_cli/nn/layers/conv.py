@@ -84,11 +84,10 @@ class Conv2D(Layer):
             Ho, Wo = -(-H // s), -(-W // s)
             ph, pw = max((Ho - 1) * s + kh - H, 0), max((Wo - 1) * s + kw - W, 0)
             self.pads = ((ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2))
-        else:
-            self.pads = ((0, 0), (0, 0))
-        Hp, Wp = H + sum(self.pads[0]), W + sum(self.pads[1])
-        Ho = window_count(self.kind, Hp, kh, s, "height")
-        Wo = window_count(self.kind, Wp, kw, s, "width")
+            return (Ho, Wo, self.filters)  # the last window may end before the input does
+        self.pads = ((0, 0), (0, 0))
+        Ho = window_count(self.kind, H, kh, s, "height")
+        Wo = window_count(self.kind, W, kw, s, "width")
         return (Ho, Wo, self.filters)
 
     def param_shapes(self) -> dict[str, Shape]:
