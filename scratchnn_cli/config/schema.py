@@ -361,7 +361,10 @@ def _rule_section(name: str, rule: type, skip: tuple[str, ...], base: type) -> t
         default = None if p.default is inspect.Parameter.empty else p.default
         fields[pname] = (kind | None, default)
     doc = (rule.__doc__ or name).strip().splitlines()[0]
-    return create_model(f"{rule.__name__}Section", __base__=base, __doc__=doc, **fields)
+    section = create_model(f"{rule.__name__}Section", __base__=base, __doc__=doc, **fields)
+    section.__module__ = __name__  # a module attribute (below), so configs pickle (processes)
+    globals()[section.__name__] = section
+    return section
 
 
 class _OptimizerSection(_RuleSection):
