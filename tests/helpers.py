@@ -47,3 +47,17 @@ def numeric_grad(f: Callable[[], float], P: np.ndarray, h: float = 1e-6) -> np.n
         P[idx] = saved
         grad[idx] = (f_plus - f_minus) / (2 * h)
     return grad
+
+
+def assert_one_line_error(result: Result, code: int = 2) -> str:
+    """Exit ``code``, exactly one non-empty output line, which is the error; no traceback, and
+    no exception other than the exit itself."""
+    assert result.exit_code == code, result.output
+    assert "Traceback" not in result.output
+    assert not isinstance(result.exception, Exception) or isinstance(
+        result.exception, SystemExit
+    ), repr(result.exception)
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1, result.output
+    assert lines[0].startswith("error:"), lines[0]
+    return lines[0]

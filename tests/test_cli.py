@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from helpers import SMALL_CONFIG, invoke
+from helpers import SMALL_CONFIG, assert_one_line_error, invoke
 from typer.testing import Result
 
 from scratchnn_cli import __version__, runs
@@ -39,19 +39,6 @@ def only_run(runs_dir: Path) -> Path:
     folders = run_folders(runs_dir)
     assert len(folders) == 1, folders
     return folders[0]
-
-
-def assert_one_line_error(result: Result, code: int = 2) -> str:
-    """Exit ``code``, exactly one non-empty output line, which is the error; no traceback."""
-    assert result.exit_code == code, result.output
-    assert "Traceback" not in result.output
-    assert not isinstance(result.exception, Exception) or isinstance(
-        result.exception, SystemExit
-    ), repr(result.exception)
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 1, result.output
-    assert lines[0].startswith("error:"), lines[0]
-    return lines[0]
 
 
 def read_json(path: Path) -> dict:

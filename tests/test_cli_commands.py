@@ -10,8 +10,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from helpers import invoke
-from typer.testing import Result
+from helpers import assert_one_line_error, invoke
 
 from scratchnn_cli.nn.layers.activations import LeakyReLU, Tanh
 
@@ -59,16 +58,6 @@ def layers_config(tmp_path: Path) -> Path:
     path = tmp_path / "layers.yaml"
     path.write_text(LAYERS_CONFIG, encoding="utf-8")
     return path
-
-
-def assert_one_line_error(result: Result, code: int = 2) -> str:
-    """Exit ``code``, exactly one non-empty output line, which is the error; no traceback."""
-    assert result.exit_code == code, result.output
-    assert "Traceback" not in result.output
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 1, result.output
-    assert lines[0].startswith("error:"), lines[0]
-    return lines[0]
 
 
 def gradcheck_rows(stdout: str) -> dict[tuple[int, str, str, str], str]:

@@ -16,8 +16,7 @@ from typing import Any
 import numpy as np
 import pytest
 import yaml
-from helpers import invoke, numeric_grad
-from typer.testing import Result
+from helpers import assert_one_line_error, invoke, numeric_grad
 
 import scratchnn_cli.experiment as experiment
 from scratchnn_cli.config import build_config
@@ -837,15 +836,6 @@ def test_image_layer_errors_through_the_experiment(digits: Any) -> None:
         ConfigError, match=r"^model\.layers: global_avgpool needs images, but blobs400 is tabular"
     ):
         experiment.build_network(tabular, blobs)
-
-
-def assert_one_line_error(result: Result, code: int = 2) -> str:
-    assert result.exit_code == code, result.output
-    assert "Traceback" not in result.output
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 1, result.output
-    assert lines[0].startswith("error:"), lines[0]
-    return lines[0]
 
 
 def no_run_folders(runs_dir: Path) -> bool:

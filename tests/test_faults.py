@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from helpers import SMALL_CONFIG, invoke
+from helpers import SMALL_CONFIG, assert_one_line_error, invoke
 from typer.testing import Result
 
 from scratchnn_cli import runs
@@ -109,16 +109,6 @@ def assert_no_traceback(result: Result) -> None:
     assert result.exception is None or isinstance(result.exception, SystemExit), repr(
         result.exception
     )
-
-
-def assert_one_line_error(result: Result, code: int = 2) -> str:
-    """Exit ``code``; the output is exactly one non-empty line, the error; no traceback."""
-    assert result.exit_code == code, result.output
-    assert_no_traceback(result)
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 1, result.output
-    assert lines[0].startswith("error:"), lines[0]
-    return lines[0]
 
 
 def temp_files(folder: Path, lock_may_remain: bool = False) -> list[str]:

@@ -16,8 +16,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from helpers import SMALL_CONFIG, invoke
-from typer.testing import Result
+from helpers import SMALL_CONFIG, assert_one_line_error, invoke
 
 import scratchnn_cli.experiment as experiment
 from scratchnn_cli.errors import RunFolderError
@@ -47,16 +46,6 @@ def read_json(path: Path) -> Any:
 
 def write_json(path: Path, data: Any) -> None:
     path.write_text(json.dumps(data, indent=2), encoding="utf-8")
-
-
-def one_error_line(result: Result, code: int = 2) -> str:
-    """Exit ``code``; the output is one non-empty line, the error; no traceback."""
-    assert result.exit_code == code, result.output
-    assert "Traceback" not in result.output
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 1, result.output
-    assert lines[0].startswith("error:"), lines[0]
-    return lines[0]
 
 
 def fingerprint(folder: Path) -> dict[str, str]:
@@ -131,7 +120,7 @@ def test_a_malformed_run_json_is_one_line(legacy_copy: Any, case: str) -> None:
     text = content if isinstance(content, str) else json.dumps(content)
     (run_dir / "run.json").write_text(text, encoding="utf-8")
     for args in (("evaluate", run_dir), ("report", run_dir), ("train", "--resume", run_dir)):
-        line = one_error_line(invoke(*args))
+        line = assert_one_line_error(invoke(*args))
         assert f"{run_dir / 'run.json'}:" in line, (args, line)
         assert expected in line, (args, line)
     assert (run_dir / "run.json").read_text(encoding="utf-8") == text
@@ -269,7 +258,7 @@ def test_a_run_whose_lock_is_held_is_refused_until_its_process_is_killed(
     set_status(trained, status, pid=os.getpid())
     proc = holder(trained)
     before = fingerprint(trained)
-    line = one_error_line(invoke("train", "--resume", trained))
+    line = assert_one_line_error(invoke("train", "--resume", trained))
     assert "this run is still training" in line, line
     assert f"process {os.getpid()}" in line, line  # run.json's pid, for information
     assert fingerprint(trained) == before  # nothing written, the holder's .lock kept
@@ -371,11 +360,11 @@ def test_the_lock_is_given_back_when_training_ends_badly(
 
 
 def test_refused_resumes_leave_no_lock(trained: Path, tmp_path: Path) -> None:
-    assert "completed" in one_error_line(invoke("train", "--resume", trained))
+    assert "completed" in assert_one_line_error(invoke("train", "--resume", trained))
     assert not (trained / LOCK_NAME).exists()
     plain = tmp_path / "plain"
     plain.mkdir()
-    one_error_line(invoke("train", "--resume", plain))
+    assert_one_line_error(invoke("train", "--resume", plain))
     assert list(plain.iterdir()) == []  # not a run folder: no .lock made in it
 
 
