@@ -25,6 +25,7 @@ def compare(
         typer.Argument(
             help="Run folders, or folders of run folders (a sweep: every folder one or two "
             "levels below holding run.json).",
+            metavar="RUN_DIR|SWEEP_DIR",
             show_default=False,
         ),
     ] = None,
@@ -34,21 +35,29 @@ def compare(
     csv_path: Annotated[
         str | None,
         typer.Option(
-            "--csv", help="Also write the table as CSV (raw values) to PATH; - for stdout."
+            "--csv",
+            metavar="PATH",
+            help="Also write the table as CSV (raw values) to PATH; - for stdout.",
         ),
     ] = None,
     md_path: Annotated[
         str | None,
-        typer.Option("--md", help="Also write the table as Markdown to PATH; - for stdout."),
+        typer.Option(
+            "--md", metavar="PATH", help="Also write the table as Markdown to PATH; - for stdout."
+        ),
     ] = None,
     plot_path: Annotated[
         Path | None,
-        typer.Option("--plot", help="Write the runs' learning curves, overlaid, as a PNG."),
+        typer.Option(
+            "--plot", metavar="PATH", help="Write the runs' learning curves, overlaid, as a PNG."
+        ),
     ] = None,
     html_path: Annotated[
         str | None,
         typer.Option(
-            "--html", help="Write one self-contained page (table + curves) to PATH; - for stdout."
+            "--html",
+            metavar="PATH",
+            help="Write one self-contained page (table + curves) to PATH; - for stdout.",
         ),
     ] = None,
 ) -> None:
