@@ -268,3 +268,16 @@ def test_circles_modern_reaches_095_test_accuracy(tmp_path: Path) -> None:
     run_dir = train(ROOT / "configs" / "circles_modern.yaml", tmp_path / "runs")
     assert read_json(run_dir / "metrics.json")["test"]["accuracy"] >= 0.95
     assert read_json(run_dir / "run.json")["seconds"] < 10
+
+
+def test_html_escapes_values_from_the_runs(two_runs: list[Path], tmp_path: Path) -> None:
+    run = tmp_path / "odd"
+    shutil.copytree(two_runs[0], run)
+    config = (run / "config.yaml").read_text(encoding="utf-8")
+    (run / "config.yaml").write_text(
+        config.replace("dataset: blobs400", "dataset: <b>blobs</b>"), encoding="utf-8"
+    )
+    page = tmp_path / "odd.html"
+    assert invoke("compare", two_runs[0], run, "--html", page).exit_code == 0
+    html = page.read_text(encoding="utf-8")
+    assert "<td>&lt;b&gt;blobs&lt;/b&gt;</td>" in html and "<b>blobs" not in html
