@@ -105,6 +105,7 @@ def main(
 def _register_commands() -> None:
     """Add every command to ``app``, in the order ``--help`` lists them."""
     from scratchnn_cli.cli import evaluate, gradcheck, report, reproduce, runs, summary, train
+    from scratchnn_cli.cli.compare import compare
 
     commands: list[tuple[Callable[..., Any], str | None]] = [
         (train.train, None),
@@ -114,6 +115,7 @@ def _register_commands() -> None:
         (summary.summary, None),
         (runs.list_runs, "runs"),
         (report.report, None),
+        (compare, None),
     ]
     for command, name in commands:
         app.command(name=name, epilog=EXIT_CODES_HELP)(command)

@@ -195,3 +195,58 @@ def summary_table(net: Any, name: str) -> Table:
 def shape_text(shape: tuple[int, ...]) -> str:
     """One sample's shape as text: ``5``, or ``28x28x1`` for images."""
     return "x".join(map(str, shape))
+
+
+def overlaid_curves_png(curves: Sequence[tuple[str, Sequence[Any]]], title: str = "") -> bytes:
+    """The learning curves of several runs in one figure, as PNG bytes: per run, the training
+    cost (solid) and the validation cost (dashed, where evaluated) against epoch, one colour
+    per run. ``curves`` holds (label, history) with records of epoch, cost and val_cost. The
+    y axis is logarithmic when the costs span more than 50x, the x axis when the longest run
+    has more than 20x the epochs of the shortest (so a 200-epoch run beside an 8,000-epoch
+    one is not a sliver)."""
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    colours = plt.get_cmap("tab10")
+    costs: list[float] = []
+    lengths: list[int] = []
+    for i, (label, history) in enumerate(curves):
+        colour = colours(i % 10)
+        train = [r for r in history if r.cost is not None]
+        val = [r for r in history if r.val_cost is not None]
+        if train:
+            ax.plot(
+                [r.epoch for r in train],
+                [r.cost for r in train],
+                color=colour,
+                label=literal(f"{label}: train J"),
+            )
+        if val:
+            ax.plot(
+                [r.epoch for r in val],
+                [r.val_cost for r in val],
+                color=colour,
+                linestyle="--",
+                label=literal(f"{label}: val J"),
+            )
+        costs += [r.cost for r in train] + [r.val_cost for r in val]
+        if history:
+            lengths.append(max(r.epoch for r in history))
+    if costs and 0 < min(costs) and max(costs) < 1e100 and max(costs) / min(costs) > 50:
+        ax.set_yscale("log")
+    if lengths and min(lengths) > 0 and max(lengths) / min(lengths) > 20:
+        ax.set_xscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("cross-entropy cost J")
+    ax.grid(alpha=0.3)
+    if costs:
+        ax.legend(fontsize=8)
+    else:
+        ax.text(0.5, 0.5, "no learning curves", ha="center", va="center", transform=ax.transAxes)
+    ax.set_title(literal(title or "learning curves"))
+    return figure_png(fig)
+
+
+def plot_overlaid_curves(
+    curves: Sequence[tuple[str, Sequence[Any]]], path: Path, title: str = ""
+) -> None:
+    """Write ``overlaid_curves_png`` atomically to ``path``."""
+    _write_png(overlaid_curves_png(curves, title), path)

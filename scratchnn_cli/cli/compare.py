@@ -1,0 +1,161 @@
+"""``scratchnn compare``: finished (or not) runs side by side, in one table."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from scratchnn_cli.cli.app import err, handle_errors, out
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from scratchnn_cli.compare import Comparison
+
+STDOUT = "-"
+
+
+@handle_errors
+def compare(
+    paths: Annotated[
+        list[Path] | None,
+        typer.Argument(
+            help="Run folders, or folders of run folders (a sweep: every folder one or two "
+            "levels below holding run.json).",
+            metavar="RUN_DIR|SWEEP_DIR",
+            show_default=False,
+        ),
+    ] = None,
+    all_keys: Annotated[
+        bool, typer.Option("--all", help="Show every config key, not only those that differ.")
+    ] = False,
+    csv_path: Annotated[
+        str | None,
+        typer.Option(
+            "--csv",
+            metavar="PATH",
+            help="Also write the table as CSV (raw values) to PATH; - for stdout.",
+        ),
+    ] = None,
+    md_path: Annotated[
+        str | None,
+        typer.Option(
+            "--md", metavar="PATH", help="Also write the table as Markdown to PATH; - for stdout."
+        ),
+    ] = None,
+    plot_path: Annotated[
+        Path | None,
+        typer.Option(
+            "--plot", metavar="PATH", help="Write the runs' learning curves, overlaid, as a PNG."
+        ),
+    ] = None,
+    html_path: Annotated[
+        str | None,
+        typer.Option(
+            "--html",
+            metavar="PATH",
+            help="Write one self-contained page (table + curves) to PATH; - for stdout.",
+        ),
+    ] = None,
+) -> None:
+    """Show runs side by side: name, the config keys that differ between them, accuracy per
+    split (from metrics.json), epochs, seconds and status.
+
+    The table goes to stdout unless some output is written there (``--csv -``, ``--md -``,
+    ``--html -``); the paths of the files written are printed to stderr.
+    """
+    from scratchnn_cli.compare import compare as compare_runs
+    from scratchnn_cli.compare import curves, to_csv, to_html, to_markdown
+    from scratchnn_cli.errors import UserInputError
+
+    if plot_path is not None and str(plot_path) == STDOUT:
+        raise UserInputError("--plot needs a file path (a PNG is not written to stdout)")
+    comparison = compare_runs(paths or [], all_keys)
+
+    png: bytes | None = None
+    if plot_path is not None or html_path is not None:
+        from scratchnn_cli.report.plots import overlaid_curves_png
+
+        png = overlaid_curves_png(curves(comparison)) if curves(comparison) else None
+        if plot_path is not None:
+            if png is None:
+                raise UserInputError("--plot: none of these runs has a history.csv")
+            _write(str(plot_path), png)
+
+    outputs = [(csv_path, to_csv), (md_path, to_markdown)]
+    for target, render in outputs:
+        if target is not None:
+            _write(target, render(comparison))
+    if html_path is not None:
+        _write(html_path, to_html(comparison, png))
+    if STDOUT not in (csv_path, md_path, html_path):
+        print_table(comparison)
+
+
+def _write(target: str, content: str | bytes) -> None:
+    """``content`` to stdout (``-``) or atomically to the file ``target`` (its path on stderr)."""
+    from scratchnn_cli.errors import RunWriteError, one_line
+    from scratchnn_cli.runs import atomic_write
+
+    if target == STDOUT:
+        text = content if isinstance(content, str) else content.decode()
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return
+    data = content.encode("utf-8") if isinstance(content, str) else content
+    try:
+        atomic_write(Path(target), lambda f: f.write(data))
+    except OSError as exc:
+        raise RunWriteError(f"{target}: could not write ({one_line(exc)})") from None
+    err.print(f"wrote {target}", markup=False, highlight=False, soft_wrap=True)
+
+
+def print_table(comparison: Comparison) -> None:
+    """Print the comparison table, never squeezed: one row per run when that fits the
+    terminal, else transposed (one column per run) when that fits, else the narrower of the
+    two at its full width (lines longer than the terminal rather than columns cut down)."""
+    from rich.measure import Measurement
+
+    def width(table: Table) -> int:
+        return Measurement.get(out, out.options.update(width=10_000), table).maximum
+
+    tables = [comparison_table(comparison), comparison_table(comparison, transposed=True)]
+    widths = [width(t) for t in tables]
+    fitting = [i for i, w in enumerate(widths) if w <= out.width]
+    best = fitting[0] if fitting else widths.index(min(widths))
+    if widths[best] <= out.width:
+        out.print(tables[best])
+    else:  # a console as wide as the table: Console.print(width=...) caps at the terminal's
+        from rich.console import Console
+
+        Console(width=widths[best]).print(tables[best])
+
+
+def comparison_table(comparison: Comparison, transposed: bool = False) -> Table:
+    """The Rich table of a comparison: one row per run; parameter cells are Text (never markup)."""
+    from rich.table import Table
+    from rich.text import Text
+
+    from scratchnn_cli.compare import RESULT_COLUMNS
+
+    n = len(comparison.runs)
+    shown = "every config key" if comparison.all_keys else "config keys that differ"
+    table = Table(title=f"{n} run{'s' if n != 1 else ''} ({shown}: {len(comparison.keys)})")
+    numeric = set(RESULT_COLUMNS) - {"status"}
+    if transposed:
+        rows = comparison.display_rows()
+        table.add_column("", style="bold")
+        for row in rows:
+            table.add_column(Text(row[0]), justify="right", no_wrap=True)
+        for i, column in enumerate(comparison.columns[1:], start=1):
+            table.add_row(Text(column), *(Text(row[i]) for row in rows))
+        return table
+    for column in comparison.columns:
+        justify = "right" if column in numeric else "left"
+        table.add_column(Text(column), justify=justify, no_wrap=True)
+    for row in comparison.display_rows():
+        table.add_row(*(Text(cell) for cell in row))
+    return table
