@@ -339,14 +339,14 @@ def to_html(comparison: Comparison, curves_png: bytes | None, title: str = "") -
     from datetime import datetime
 
     from scratchnn_cli import __version__
-    from scratchnn_cli.report.html import _environment
+    from scratchnn_cli.report.html import template_environment
 
     runs = [
         {"label": label, "path": str(run.path)}
         for label, run in zip(comparison.labels, comparison.runs, strict=True)
     ]
     return (
-        _environment()
+        template_environment()
         .get_template(HTML_TEMPLATE)
         .render(
             title=title or "run comparison",

@@ -86,7 +86,7 @@ def write_html_report(run_dir: Path) -> Path:
     """
     run_dir = Path(run_dir)
     run = _load_run(run_dir)
-    page = _environment().get_template(TEMPLATE).render(_page(run))
+    page = template_environment().get_template(TEMPLATE).render(_page(run))
     path = run_dir / REPORT_NAME
     write_text(path, page)
     return path
@@ -726,7 +726,7 @@ def _png_uri(png: bytes) -> str:
 
 
 @functools.cache
-def _environment() -> jinja2.Environment:
+def template_environment() -> jinja2.Environment:
     """The Jinja2 environment of the report templates: autoescaped, undefined names are errors."""
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("scratchnn_cli", "report/templates"),
