@@ -483,6 +483,7 @@ def run_sweep(
                     f"{result['status']}: {result.get('note') or ''}",
                     markup=False,
                     highlight=False,
+                    soft_wrap=True,
                 )
             if len(results[point]) == plan.folds:
                 advance(point)
