@@ -492,7 +492,9 @@ def run_sweep(
             _execute(tasks, sweep_dir, jobs, backend, scheduler, on_result)
         except KeyboardInterrupt:
             progress.console.print(
-                f"interrupted: finish it with scratchnn sweep --resume {sweep_dir}", markup=False
+                f"interrupted: finish it with scratchnn sweep --resume {sweep_dir}",
+                markup=False,
+                soft_wrap=True,
             )
             raise
     ordered = [rows[point] for point in range(total)]

@@ -76,6 +76,7 @@ def sweep(
     The test split is never used before the refit. Failed or diverged points are reported and
     the sweep goes on. Ctrl-C stops it; --resume SWEEP_DIR finishes it.
     """
+    from scratchnn_cli.cli.train import _stop_cleanly_on_signals
     from scratchnn_cli.errors import UserInputError
     from scratchnn_cli.sweep import plan_sweep, run_sweep
 
@@ -83,6 +84,7 @@ def sweep(
         raise UserInputError("give either CONFIG or --resume SWEEP_DIR (not both)")
     if resume is not None and (grid or set_ or random or cv):
         raise UserInputError("--resume SWEEP_DIR takes its grid from its sweep.yaml")
+    _stop_cleanly_on_signals()  # Ctrl-C / SIGTERM: the sub-runs stop cleanly, --resume goes on
     plan = None if config is None else plan_sweep(config, set_ or [], grid or [], random, cv)
     outcome = run_sweep(
         plan,
