@@ -556,8 +556,18 @@ def _train_in(
         write_text(run_dir / "history.csv", _history_csv(snap.history))
 
     try:
-        fit_args = (run_dir, config, dataset, net, streams, snapshot, result, save_checkpoint)
-        _fit(*fit_args, console, plots=plots)
+        _fit(
+            run_dir,
+            config,
+            dataset,
+            net,
+            streams,
+            snapshot,
+            result,
+            save_checkpoint,
+            console,
+            plots,
+        )
         write_text(run_dir / "history.csv", _history_csv(result.history))
         write_npz(run_dir / "model.npz", net.state())
         metrics.update(_write_results(run_dir, config, dataset, net, result, plots=plots))

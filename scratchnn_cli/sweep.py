@@ -439,12 +439,6 @@ def run_sweep(
             else:
                 results[point].append(prepared)
     rows: dict[int, dict[str, Any]] = {}
-    failed: list[str] = []
-
-    def note_point(point: int) -> None:
-        rows[point] = point_row(plan, point, results[point], invalid.get(point))
-        if rows[point]["status"] != "completed":
-            failed.append(f"point {point} ({_label(plan, point)}): {rows[point]['status']}")
 
     total = len(plan.points)
     with Progress(
@@ -452,14 +446,14 @@ def run_sweep(
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
-        TextColumn("{task.fields[best]}"),
+        TextColumn("{task.fields[best]}", markup=False),
         console=console,
         transient=False,
     ) as progress:
         bar = progress.add_task("sweep", total=total, name=plan.name, best="")
 
         def advance(point: int) -> None:
-            note_point(point)
+            rows[point] = point_row(plan, point, results[point], invalid.get(point))
             best = best_row(list(rows.values()))
             shown = (
                 ""
@@ -499,10 +493,15 @@ def run_sweep(
             raise
     ordered = [rows[point] for point in range(total)]
     best = best_row(ordered)
+    failed = [
+        f"point {row['point']} ({_label(plan, row['point'])}): {row['status']}"
+        for row in ordered
+        if row["status"] != "completed"
+    ]
     outcome = SweepResult(sweep_dir, plan, ordered, best, failed=failed)
     write_sweep_files(plan, outcome)
     if best is not None and refit:
-        outcome.refit = _refit(plan, sweep_dir, best, jobs, backend, scheduler, console)
+        outcome.refit = _refit(plan, sweep_dir, best, console)
         if outcome.refit["status"] != "completed":
             failed.append(f"refit: {outcome.refit['status']}: {outcome.refit.get('note') or ''}")
         write_sweep_files(plan, outcome)
@@ -513,9 +512,6 @@ def _refit(
     plan: SweepPlan,
     sweep_dir: Path,
     best: dict[str, Any],
-    jobs: int,
-    backend: str,
-    scheduler: str | None,
     console: Console,
 ) -> dict[str, Any]:
     """Train best.yaml (train + val) in the sweep folder and score it on test, once."""
@@ -523,9 +519,9 @@ def _refit(
     prepared = _prepare(sweep_dir, spec["name"], best["point"], 0, spec)
     if not isinstance(prepared, Task):
         return prepared
-    console.print(f"refit: training {sweep_dir / 'best.yaml'} on train + val", markup=False)
-    result = run_task(prepared, str(sweep_dir), plots=True)
-    return result
+    on = spec["data"].get("train_on", "train").replace("+", " + ")
+    console.print(f"refit: training {sweep_dir / 'best.yaml'} on {on}", markup=False)
+    return run_task(prepared, str(sweep_dir), plots=True)
 
 
 def read_plan(sweep_dir: Path) -> SweepPlan:
@@ -600,7 +596,7 @@ def summary_markdown(plan: SweepPlan, outcome: SweepResult) -> str:
         ]
     if refit is not None:
         lines += [
-            f"**Refit** on train + val ({refit['status']}): test accuracy "
+            f"**Refit** of best.yaml ({refit['status']}): test accuracy "
             f"{_fmt(refit.get('test_accuracy'))} (n = {refit.get('n_test') or '-'}), beside the "
             f"estimate {_fmt(best['mean_val_accuracy'])}; run folder "
             f"{Path(refit.get('run_dir') or '-').name}",

@@ -256,7 +256,7 @@ def test_a_diverging_point_is_reported_and_the_sweep_goes_on(tmp_path: Path) -> 
     frame = pd.read_csv(the_sweep(tmp_path) / "results.csv")
     assert list(frame["status"]) == ["completed", "diverged", "completed"]
     assert "diverged" in frame["note"][1]
-    assert "refit on train + val: test accuracy" in result.output
+    assert "refit of best.yaml: test accuracy" in result.output
     spec = yaml.safe_load((the_sweep(tmp_path) / "best.yaml").read_text())
     assert spec["train"]["lr"] in (0.3, 0.03)
 
@@ -364,3 +364,19 @@ def test_a_dask_local_cluster_gives_the_local_results(serial: Path, tmp_path: Pa
     reference = next(p for p in serial.iterdir() if p.name.endswith("-best"))
     assert read_json(refit / "metrics.json") == read_json(reference / "metrics.json")
     shutil.rmtree(dask_dir)
+
+
+@pytest.mark.parametrize("n_params", [1, 2, 3])
+def test_the_sweep_plot_draws_any_number_of_keys_with_missing_points(n_params: int) -> None:
+    from scratchnn_cli.report.plots import sweep_png
+
+    grid = {"train.lr": [0.1, 0.01], "model.struct": [[5], [10, 5]], "train.l2": [0, 0.1]}
+    params = list(grid)[:n_params]
+    points = expand_points({k: grid[k] for k in params}, None, 0)
+    frame = pd.DataFrame(
+        [{k: json.dumps(v) if isinstance(v, list) else v for k, v in p.items()} for p in points]
+    )
+    frame["mean_val_accuracy"] = np.linspace(0.5, 0.9, len(frame))
+    frame.loc[0, "mean_val_accuracy"] = None  # a failed point: a blank cell or a gap
+    png = sweep_png(frame, params, "mean_val_accuracy", "t", "validation accuracy")
+    assert png.startswith(b"\x89PNG")

@@ -107,7 +107,7 @@ def sweep(
         )
     if outcome.refit is not None and outcome.refit.get("test_accuracy") is not None:
         say(
-            f"refit on train + val: test accuracy {outcome.refit['test_accuracy']:.4f} "
+            f"refit of best.yaml: test accuracy {outcome.refit['test_accuracy']:.4f} "
             f"(n = {outcome.refit['n_test']}), CV estimate {best['mean_val_accuracy']:.4f}"
         )
     for line in outcome.failed:

@@ -488,9 +488,8 @@ class ExperimentConfig(_Section):
         """The resolved config as plain YAML-ready data (tuples become lists); the schedule and
         optimizer sections keep only the keys their rule takes, so the result validates again."""
         data = self.model_dump(mode="json")
-        if (
-            data["data"]["cv"] is None
-        ):  # only sweep sub-runs have one: other specs stay as they were
+        # only sweep sub-runs have a data.cv: every other config.yaml stays as it was
+        if data["data"]["cv"] is None:
             del data["data"]["cv"]
         for section in ("optimizer", "lr_schedule"):
             rule = data["train"][section]
