@@ -18,12 +18,14 @@ numbers as ``--jobs 1``.
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import functools
 import io
 import json
 import math
 import shutil
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -281,65 +283,67 @@ def _prepare(sweep_dir: Path, name: str, point: int, fold: int, spec: dict[str, 
 # --------------------------------------------------------------------------- running
 
 
-def _execute(
-    tasks: list[Task],
-    sweep_dir: Path,
-    jobs: int,
-    backend: str,
-    scheduler: str | None,
-    on_result: Callable[[dict[str, Any]], None],
-) -> None:
-    """Run ``tasks``, calling ``on_result`` in this process as each one finishes."""
-    if not tasks:
-        return
+Execute = Callable[[list["Task"], Path, Callable[[dict[str, Any]], None]], None]
+
+
+@contextlib.contextmanager
+def executor(jobs: int, backend: str, scheduler: str | None) -> Iterator[Execute]:
+    """``execute(tasks, sweep_dir, on_result)``, which runs ``tasks`` and calls ``on_result`` in
+    this process as each one finishes: in this process (``jobs == 1``), in joblib worker
+    processes, or on a Dask cluster (connected on entry, so an unreachable scheduler is
+    refused before anything is written)."""
     if backend == "dask":
-        _execute_dask(tasks, sweep_dir, jobs, scheduler, on_result)
-    elif jobs == 1:
-        for task in tasks:
-            on_result(run_task(task, str(sweep_dir)))
-    else:
+        with _dask_client(jobs, scheduler) as client:
+            yield functools.partial(_execute_dask, client)
+        return
+
+    def execute(tasks: list[Task], sweep_dir: Path, on_result: Callable[..., None]) -> None:
+        if jobs == 1 or len(tasks) <= 1:
+            for task in tasks:
+                on_result(run_task(task, str(sweep_dir)))
+            return
         from joblib import Parallel, delayed
 
         parallel = Parallel(n_jobs=jobs, return_as="generator_unordered")
         for result in parallel(delayed(run_task)(task, str(sweep_dir)) for task in tasks):
             on_result(result)
 
+    yield execute
 
-def _execute_dask(
-    tasks: list[Task],
-    sweep_dir: Path,
-    jobs: int,
-    scheduler: str | None,
-    on_result: Callable[[dict[str, Any]], None],
-) -> None:
-    """Through dask.distributed: the scheduler at ``scheduler`` (tcp://host:port), or a local
-    cluster of ``jobs`` single-threaded worker processes when none is given."""
+
+@contextlib.contextmanager
+def _dask_client(jobs: int, scheduler: str | None) -> Iterator[Any]:
+    """A dask.distributed Client of the scheduler at ``scheduler`` (tcp://host:port), or of a
+    local cluster of ``jobs`` single-threaded worker processes when none is given."""
     try:
-        from dask.distributed import Client, LocalCluster, as_completed
+        from dask.distributed import Client, LocalCluster
     except ImportError:
         raise UserInputError(
             "--backend dask needs dask.distributed: pip install 'scratchnn[dask]'"
         ) from None
-    cluster = None
-    if scheduler is None:
-        workers = None if jobs < 0 else jobs
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, dashboard_address=None)
-        scheduler = cluster.scheduler_address
-    try:
-        with Client(scheduler, timeout=30) as client:
-            futures = [
-                client.submit(run_task, task, str(sweep_dir), pure=False, key=f"{task.name}")
-                for task in tasks
-            ]
-            for future in as_completed(futures):
-                on_result(future.result())
-    except OSError as exc:
-        raise UserInputError(
-            f"--scheduler {scheduler}: cannot reach it ({one_line(exc)})"
-        ) from None
-    finally:
-        if cluster is not None:
-            cluster.close()
+    with contextlib.ExitStack() as stack:
+        if scheduler is None:
+            workers = None if jobs < 0 else jobs
+            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, dashboard_address=None)
+            scheduler = stack.enter_context(cluster).scheduler_address
+        try:
+            client = stack.enter_context(Client(scheduler, timeout=30))
+        except OSError as exc:
+            raise UserInputError(
+                f"--scheduler {scheduler}: cannot reach it ({one_line(exc)})"
+            ) from None
+        yield client
+
+
+def _execute_dask(
+    client: Any, tasks: list[Task], sweep_dir: Path, on_result: Callable[..., None]
+) -> None:
+    """Each task a Dask future (its spec travels, not arrays: workers load their data)."""
+    from dask.distributed import as_completed
+
+    futures = [client.submit(run_task, task, str(sweep_dir), pure=False) for task in tasks]
+    for future in as_completed(futures):
+        on_result(future.result())
 
 
 def _cell(value: Any) -> Any:
@@ -416,6 +420,19 @@ def run_sweep(
     else:
         assert plan is not None
         sweep_dir = None
+    with executor(jobs, backend, scheduler) as execute:
+        return _sweep(plan, runs_dir, sweep_dir, refit, console, execute)
+
+
+def _sweep(
+    plan: SweepPlan,
+    runs_dir: Path,
+    sweep_dir: Path | None,
+    refit: bool,
+    console: Console,
+    execute: Execute,
+) -> SweepResult:
+    """``run_sweep`` once the workers are there."""
     tasks, results, invalid = [], {}, {}
     for point in range(len(plan.points)):
         try:
@@ -483,7 +500,7 @@ def run_sweep(
                 advance(point)
 
         try:
-            _execute(tasks, sweep_dir, jobs, backend, scheduler, on_result)
+            execute(tasks, sweep_dir, on_result)
         except KeyboardInterrupt:
             progress.console.print(
                 f"interrupted: finish it with scratchnn sweep --resume {sweep_dir}",
