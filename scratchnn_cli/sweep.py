@@ -591,6 +591,11 @@ def _fmt(value: Any, digits: int = 4) -> str:
     return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
 
+def _by_score(row: dict[str, Any]) -> float:
+    score = row["mean_val_accuracy"]
+    return 1.0 if score is None or math.isnan(score) else -score
+
+
 def summary_markdown(plan: SweepPlan, outcome: SweepResult) -> str:
     how = f"{plan.cv}-fold stratified CV of train + val" if plan.cv else "the val split"
     chosen = f"random {len(plan.points)} of the grid" if plan.random else "the whole grid"
@@ -625,7 +630,7 @@ def summary_markdown(plan: SweepPlan, outcome: SweepResult) -> str:
         + " | val accuracy | std | epochs | seconds | status |",
         "|---" * (len(plan.grid) + 6) + "|",
     ]
-    for row in sorted(outcome.rows, key=lambda r: -(r["mean_val_accuracy"] or -1)):
+    for row in sorted(outcome.rows, key=_by_score):
         values = " | ".join(str(row[key]) for key in plan.grid)
         lines.append(
             f"| {row['point']} | {values} | {_fmt(row['mean_val_accuracy'])} "
