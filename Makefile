@@ -18,10 +18,10 @@ help:  ## list the targets
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[test,dask]'
 	touch $(STAMP)
 
-install: $(STAMP)  ## create .venv and install scratchnn with its test tools
+install: $(STAMP)  ## create .venv and install scratchnn with its test tools and the dask extra
 
 demo: $(STAMP)  ## train circles_shallow (the assignment's way) and circles_modern, evaluate and compare them
 	$(BIN)/scratchnn train configs/circles_shallow.yaml --runs-dir runs | tee $(VENV)/demo.out

@@ -332,6 +332,7 @@ def run_experiment(
     runs_dir: Path,
     console: Console | None = None,
     config_path: Path | None = None,
+    plots: bool = True,
 ) -> RunOutcome:
     """Train the spec and write its run folder; returns the folder, status and metrics.
 
@@ -339,7 +340,8 @@ def run_experiment(
     nothing behind. The process holds the run's lock (``runs.lock``) from just after the folder
     is created until it is done with it. Once run.json exists, it always ends in a final status:
     completed, diverged, interrupted (Ctrl-C or SIGTERM: the KeyboardInterrupt goes on after
-    saving) or failed.
+    saving) or failed. ``plots=False`` skips the PNGs (learning curve, live curve, confusion
+    matrix, augmentation examples): sweeps train many small sub-runs.
     """
     dataset = load_dataset(config.data, config.seed, config.model.dtype)
     check_compatible(config, dataset)
@@ -351,7 +353,7 @@ def run_experiment(
     try:
         info = _new_run_info(config, config_path, net, dataset)
         _start_run_folder(run_dir, lock, config, info)
-        return _train_in(run_dir, config, dataset, net, streams, info, None, console)
+        return _train_in(run_dir, config, dataset, net, streams, info, None, console, plots=plots)
     finally:
         lock.release()
 
@@ -522,6 +524,7 @@ def _train_in(
     info: dict[str, Any],
     snapshot: Snapshot | None,
     console: Console | None,
+    plots: bool = True,
 ) -> RunOutcome:
     """Train (from ``snapshot`` if given) and finish the run folder, whatever happens."""
     console = console or Console(stderr=True)
@@ -553,10 +556,21 @@ def _train_in(
         write_text(run_dir / "history.csv", _history_csv(snap.history))
 
     try:
-        _fit(run_dir, config, dataset, net, streams, snapshot, result, save_checkpoint, console)
+        _fit(
+            run_dir,
+            config,
+            dataset,
+            net,
+            streams,
+            snapshot,
+            result,
+            save_checkpoint,
+            console,
+            plots,
+        )
         write_text(run_dir / "history.csv", _history_csv(result.history))
         write_npz(run_dir / "model.npz", net.state())
-        metrics.update(_write_results(run_dir, config, dataset, net, result))
+        metrics.update(_write_results(run_dir, config, dataset, net, result, plots=plots))
         finish("diverged" if result.stopped_by == "diverged" else "completed")
     except KeyboardInterrupt:
         with interrupt_guard(run_dir) as marked:  # a 2nd Ctrl-C exits at once; files stay whole
@@ -586,11 +600,13 @@ def _fit(
     result: TrainResult,
     save_checkpoint: Callable[[Snapshot], None],
     console: Console,
+    plots: bool = True,
 ) -> None:
     """Train with the live display and the live learning curve (fills ``result``)."""
     if snapshot is None:
         console.print(summary_table(net, config.name or ""), highlight=False)
-        write_augmentation_examples(run_dir, config, dataset)
+        if plots:
+            write_augmentation_examples(run_dir, config, dataset)
     X_fit, y_fit = training_set(config, dataset)
     X_val, y_val = (None, None) if config.data.train_on == "train+val" else dataset.split("val")
     curve = LiveLearningCurve(run_dir / "learning_curve.png", config.name or "")
@@ -599,7 +615,8 @@ def _fit(
 
         def on_epoch(record: EpochRecord) -> None:
             progress(record)
-            curve.update(record)
+            if plots:
+                curve.update(record)
 
         train(
             net,
@@ -614,19 +631,27 @@ def _fit(
             result=result,
             augment=augmenter(config, dataset, streams["augment"]),
         )
-    curve.finish(result.history, f"{config.name}: stopped by {result.stopped_by}")
+    if plots:
+        curve.finish(result.history, f"{config.name}: stopped by {result.stopped_by}")
 
 
 def _write_results(
-    run_dir: Path, config: ExperimentConfig, dataset: Dataset, net: Network, result: TrainResult
+    run_dir: Path,
+    config: ExperimentConfig,
+    dataset: Dataset,
+    net: Network,
+    result: TrainResult,
+    plots: bool = True,
 ) -> dict[str, Any]:
-    """Score every non-empty split; write metrics.json and the confusion matrix PNG."""
+    """Score every non-empty split; write metrics.json and (``plots``) the confusion matrix PNG."""
     metrics = {}
     for split in SPLITS:
         X, y = dataset.split(split)
         if len(y):
             metrics[split] = score(net, X, y, dataset.n_classes, dataset.class_names)
     write_json(run_dir / "metrics.json", metrics)
+    if not plots:
+        return metrics
     shown = "test" if "test" in metrics else next(iter(metrics))
     plot_confusion_matrix(
         np.array(metrics[shown]["confusion_matrix"]),

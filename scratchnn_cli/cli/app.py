@@ -104,13 +104,23 @@ def main(
 
 def _register_commands() -> None:
     """Add every command to ``app``, in the order ``--help`` lists them."""
-    from scratchnn_cli.cli import evaluate, gradcheck, report, reproduce, runs, summary, train
+    from scratchnn_cli.cli import (
+        evaluate,
+        gradcheck,
+        report,
+        reproduce,
+        runs,
+        summary,
+        sweep,
+        train,
+    )
     from scratchnn_cli.cli.compare import compare
 
     commands: list[tuple[Callable[..., Any], str | None]] = [
         (train.train, None),
         (evaluate.evaluate, None),
         (reproduce.reproduce, None),
+        (sweep.sweep, None),
         (gradcheck.gradcheck, None),
         (summary.summary, None),
         (runs.list_runs, "runs"),
@@ -118,7 +128,8 @@ def _register_commands() -> None:
         (compare, None),
     ]
     for command, name in commands:
-        app.command(name=name, epilog=EXIT_CODES_HELP)(command)
+        epilog = sweep.SWEEP_EXIT_HELP if command is sweep.sweep else EXIT_CODES_HELP
+        app.command(name=name, epilog=epilog)(command)
 
 
 _register_commands()

@@ -82,5 +82,6 @@ def build_config(
 def load_config(path: Path, overrides: list[str] | None = None) -> ExperimentConfig:
     """Load, override and validate the spec in ``path``; the name defaults to the file stem."""
     raw = read_yaml(path)
+    raw.pop("sweep", None)  # the grid of ``scratchnn sweep``: not part of one experiment
     raw = apply_overrides(raw, overrides or [])
     return build_config(raw, str(path), default_name=path.stem)

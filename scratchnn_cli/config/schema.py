@@ -91,6 +91,21 @@ class AugmentConfig(_Section):
         return self
 
 
+class CVConfig(_Section):
+    """``data.cv: {folds: 5, fold: 2}``: train on the other folds of train + val, validate on
+    fold ``fold`` (stratified, seeded k-fold; ``folds: 1``: the spec's own train / val split);
+    the test split is left empty. Written by ``scratchnn sweep`` into its sub-runs."""
+
+    folds: Count
+    fold: Annotated[int, BeforeValidator(_whole_number), Field(ge=0)] = 0
+
+    @model_validator(mode="after")
+    def _fold_in_range(self) -> CVConfig:
+        if self.fold >= self.folds:
+            raise ValueError(f"fold {self.fold} is not one of 0 .. {self.folds - 1}")
+        return self
+
+
 class DataConfig(_Section):
     """Which data, which label column, how to split it."""
 
@@ -103,6 +118,14 @@ class DataConfig(_Section):
     image_shape: Annotated[list[Count], Field(min_length=2, max_length=3)] | None = None
     scale: Literal["none", "standard", "minmax"] = "none"  # fitted on the train split only
     augment: AugmentConfig | None = None
+    cv: CVConfig | None = None  # a cross-validation fold (scratchnn sweep --cv)
+
+    @field_validator("cv")
+    @classmethod
+    def _cv_trains_on_train(cls, value: CVConfig | None, info: ValidationInfo) -> Any:
+        if value is not None and info.data.get("train_on") == "train+val":
+            raise ValueError("the held-out fold is the val split: use data.train_on: train")
+        return value
 
     @field_validator("dataset")
     @classmethod
@@ -465,6 +488,9 @@ class ExperimentConfig(_Section):
         """The resolved config as plain YAML-ready data (tuples become lists); the schedule and
         optimizer sections keep only the keys their rule takes, so the result validates again."""
         data = self.model_dump(mode="json")
+        # only sweep sub-runs have a data.cv: every other config.yaml stays as it was
+        if data["data"]["cv"] is None:
+            del data["data"]["cv"]
         for section in ("optimizer", "lr_schedule"):
             rule = data["train"][section]
             data["train"][section] = {k: v for k, v in rule.items() if v is not None}

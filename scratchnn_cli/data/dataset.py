@@ -21,7 +21,7 @@ from scratchnn_cli.data.csv import read_csv
 from scratchnn_cli.data.fashion_mnist import FASHION_MNIST_CLASSES, fashion_mnist_raw
 from scratchnn_cli.data.raw import RawData
 from scratchnn_cli.data.scaling import NO_SCALING, Scaling, fit_scaling
-from scratchnn_cli.data.splits import format_split, split_indices
+from scratchnn_cli.data.splits import format_split, kfold_indices, split_indices
 from scratchnn_cli.errors import DataError
 
 if TYPE_CHECKING:  # data/ uses the spec's data section only as a type: it imports no models
@@ -111,6 +111,11 @@ def load_dataset(cfg: DataConfig, seed: int, dtype: DTypeLike = np.float64) -> D
     idx_train, idx_val, idx_test = split_indices(
         raw.y, cfg.split, rng, n_test_set=n_test_set, name=cfg.dataset
     )
+    if cfg.cv is not None:  # a fold of train + val; the test split stays out (empty)
+        idx_train, idx_val, idx_test = (
+            *cv_fold(raw.y, idx_train, idx_val, cfg, seed),
+            idx_test[:0],
+        )
     if cfg.train_size is not None:
         idx_train = _subsample(idx_train, cfg.train_size, rng, cfg)
 
@@ -145,6 +150,24 @@ def load_dataset(cfg: DataConfig, seed: int, dtype: DTypeLike = np.float64) -> D
         image_shape=raw.image_shape,
         scaling=scaling,
     )
+
+
+def cv_fold(
+    y: np.ndarray, idx_train: np.ndarray, idx_val: np.ndarray, cfg: DataConfig, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """``data.cv``: the rows (train, held out) of fold ``cfg.cv.fold`` of train + val, pooled
+    and sorted, by ``kfold_indices`` (its seed from the stream ``[seed, 8]``); ``folds: 1``
+    keeps the split's own train and val."""
+    if cfg.cv.folds == 1:
+        return idx_train, idx_val
+    pool = np.sort(np.concatenate([idx_train, idx_val]))
+    state = int(np.random.default_rng([seed, 8]).integers(2**31))
+    try:
+        folds = kfold_indices(y[pool], cfg.cv.folds, state)
+    except ValueError as exc:
+        raise DataError(f"data.cv: {cfg.dataset}: {exc}") from None
+    train, held_out = folds[cfg.cv.fold]
+    return pool[train], pool[held_out]
 
 
 def _with_image_shape(raw: RawData, cfg: DataConfig) -> RawData:

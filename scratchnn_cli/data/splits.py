@@ -109,6 +109,23 @@ def stratified_take(
     return rest, taken
 
 
+def kfold_indices(y: np.ndarray, folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``folds`` pairs (train, held out) of positions into ``y``: scikit-learn's
+    ``StratifiedKFold(folds, shuffle=True, random_state=seed)``; the held-out parts are disjoint
+    and cover ``range(len(y))``. ValueError when a class has fewer than ``folds`` rows."""
+    from sklearn.model_selection import StratifiedKFold
+
+    y = np.asarray(y)
+    smallest = int(np.unique(y, return_counts=True)[1].min()) if len(y) else 0
+    if smallest < folds:
+        raise ValueError(
+            f"{folds} folds need at least {folds} rows of every class "
+            f"(the smallest class of train + val has {smallest})"
+        )
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    return list(splitter.split(np.zeros((len(y), 1)), y))
+
+
 def _checked(fractions: Sequence[float]) -> Fractions:
     if len(fractions) != 3:
         raise ValueError(f"fractions must be (train, val, test), got {fractions!r}")

@@ -250,3 +250,58 @@ def plot_overlaid_curves(
 ) -> None:
     """Write ``overlaid_curves_png`` atomically to ``path``."""
     _write_png(overlaid_curves_png(curves, title), path)
+
+
+def plot_sweep(
+    frame: Any, params: Sequence[str], metric: str, path: Path, title: str, label: str
+) -> None:
+    """Write ``sweep_png`` atomically to ``path``."""
+    _write_png(sweep_png(frame, params, metric, title, label), path)
+
+
+def sweep_png(frame: Any, params: Sequence[str], metric: str, title: str, label: str) -> bytes:
+    """A sweep's ``metric`` over its grid (``frame``: one row per point, a column per
+    parameter): a heatmap for two parameters, else one line per combination of the other
+    parameters against the first (categorical x). Missing points (failed, not sampled) are
+    blank."""
+    cells = frame.assign(**{p: frame[p].map(str) for p in params})
+    values = cells[metric].astype(float)
+    first = list(dict.fromkeys(cells[params[0]]))
+    if len(params) == 2:
+        second = list(dict.fromkeys(cells[params[1]]))
+        grid = np.full((len(second), len(first)), np.nan)
+        for x, y, v in zip(cells[params[0]], cells[params[1]], values, strict=True):
+            grid[second.index(y), first.index(x)] = v
+        fig, ax = plt.subplots(figsize=(1.6 + 1.1 * len(first), 1.4 + 0.6 * len(second)))
+        image = ax.imshow(grid, cmap="viridis", aspect="auto")
+        for (i, j), v in np.ndenumerate(grid):
+            if not np.isnan(v):
+                shade = "white" if v < np.nanmean(grid) else "black"
+                ax.text(j, i, f"{v:.3f}", ha="center", va="center", color=shade, fontsize=8)
+        ax.set_xticks(range(len(first)), [literal(v) for v in first])
+        ax.set_yticks(range(len(second)), [literal(v) for v in second])
+        ax.set_xlabel(literal(params[0]))
+        ax.set_ylabel(literal(params[1]))
+        fig.colorbar(image, ax=ax, label=literal(label))
+    else:
+        fig, ax = plt.subplots(figsize=(7, 4))
+        rest = list(params[1:])
+        groups = cells.groupby(rest, sort=False) if rest else [((), cells)]
+        for key, group in groups:
+            xs = [first.index(v) for v in group[params[0]]]
+            order = np.argsort(xs)
+            name = ", ".join(f"{p}={k}" for p, k in zip(rest, np.atleast_1d(key), strict=True))
+            ax.plot(
+                np.array(xs)[order],
+                group[metric].astype(float).to_numpy()[order],
+                marker="o",
+                label=literal(name) if name else None,
+            )
+        ax.set_xticks(range(len(first)), [literal(v) for v in first])
+        ax.set_xlabel(literal(params[0]))
+        ax.set_ylabel(literal(label))
+        if rest:
+            ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+    ax.set_title(literal(f"sweep {title}"))
+    return figure_png(fig)

@@ -1,0 +1,117 @@
+"""``scratchnn sweep``: train a grid of hyper-parameters (cross-validated), refit the best."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from scratchnn_cli.cli.app import err, handle_errors, say
+from scratchnn_cli.errors import EXIT_DIVERGED
+
+SWEEP_EXIT_HELP = (
+    "Exit codes: 0 every point (and the refit) completed; 3 the sweep ran to its end but some "
+    "point, fold or the refit diverged, failed or was invalid (results.csv says which); 2 bad "
+    "input (nothing trained); 130 interrupted (finish with --resume); 1 internal error."
+)
+
+
+@handle_errors
+def sweep(
+    config: Annotated[
+        Path | None,
+        typer.Argument(help="The experiment spec; its optional sweep: key holds a grid."),
+    ] = None,
+    grid: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--grid",
+            help="A key and its values, read as YAML: --grid train.lr=0.1,0.01 "
+            "--grid model.struct=[5],[10,5] (repeatable; wins over sweep.grid).",
+        ),
+    ] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override a key of the base spec: --set train.lr=0.01."),
+    ] = None,
+    random: Annotated[
+        int | None,
+        typer.Option(min=1, help="Train N points drawn from the grid (seeded), not all."),
+    ] = None,
+    cv: Annotated[
+        int | None,
+        typer.Option(
+            min=2, help="K-fold stratified CV of train + val (default: train, scored on val)."
+        ),
+    ] = None,
+    jobs: Annotated[
+        int, typer.Option(help="Sub-runs trained at once (processes; -1: all cores).")
+    ] = 1,
+    refit: Annotated[
+        bool,
+        typer.Option(help="Train best.yaml on train + val and score it once on test."),
+    ] = True,
+    backend: Annotated[
+        str, typer.Option(help="local (joblib processes) or dask (pip install '.[dask]').")
+    ] = "local",
+    scheduler: Annotated[
+        str | None,
+        typer.Option(
+            help="Dask scheduler address, tcp://HOST:PORT (default with --backend dask: a "
+            "local cluster of --jobs workers)."
+        ),
+    ] = None,
+    runs_dir: Annotated[
+        Path, typer.Option(help=r"Where the sweep-\<name\>-\<timestamp\> folder goes.")
+    ] = Path("runs"),
+    resume: Annotated[
+        Path | None,
+        typer.Option(help="Finish this interrupted sweep folder instead of CONFIG."),
+    ] = None,
+) -> None:
+    """Train every point of a grid of spec keys (each on every CV fold), write results.csv,
+    summary.md, sweep.png and best.yaml, then refit the best point and score it on test.
+
+    The test split is never used before the refit. Failed or diverged points are reported and
+    the sweep goes on. Ctrl-C stops it; --resume SWEEP_DIR finishes it.
+    """
+    from scratchnn_cli.cli.train import _stop_cleanly_on_signals
+    from scratchnn_cli.errors import UserInputError
+    from scratchnn_cli.sweep import plan_sweep, run_sweep
+
+    if (config is None) == (resume is None):
+        raise UserInputError("give either CONFIG or --resume SWEEP_DIR (not both)")
+    if resume is not None and (grid or set_ or random or cv):
+        raise UserInputError("--resume SWEEP_DIR takes its grid from its sweep.yaml")
+    _stop_cleanly_on_signals()  # Ctrl-C / SIGTERM: the sub-runs stop cleanly, --resume goes on
+    plan = None if config is None else plan_sweep(config, set_ or [], grid or [], random, cv)
+    outcome = run_sweep(
+        plan,
+        runs_dir,
+        resume=resume,
+        jobs=jobs,
+        refit=refit,
+        backend=backend,
+        scheduler=scheduler,
+        console=err,
+    )
+    best = outcome.best
+    if best is None:
+        say("no point completed")
+    else:
+        params = " ".join(f"{k}={best[k]}" for k in outcome.plan.grid)
+        say(
+            f"best: point {best['point']} {params}: val accuracy "
+            f"{best['mean_val_accuracy']:.4f} ± {best['std_val_accuracy']:.4f}"
+        )
+    if outcome.refit is not None and outcome.refit.get("test_accuracy") is not None:
+        say(
+            f"refit of best.yaml: test accuracy {outcome.refit['test_accuracy']:.4f} "
+            f"(n = {outcome.refit['n_test']}), CV estimate {best['mean_val_accuracy']:.4f}"
+        )
+    for line in outcome.failed:
+        say(f"not completed: {line}")
+    say(str(outcome.sweep_dir))
+    if outcome.failed:
+        raise typer.Exit(EXIT_DIVERGED)
