@@ -81,7 +81,7 @@ from scratchnn_cli.nn.layers import (
     ReLU,
 )
 from scratchnn_cli.nn.network import Network
-from scratchnn_cli.nn.optim.optimizers import Optimizer
+from scratchnn_cli.nn.optim.optimizers import Optimizer, make_optimizer
 from scratchnn_cli.training import train
 
 IMAGE = (28, 28, 1)
@@ -645,15 +645,32 @@ def kinds_table(profiles: Sequence[Profile], n_epoch: int) -> Table:
     return table
 
 
+def estimate_bytes(case: CnnCase) -> int:
+    """The training-memory estimate of ``experiment.py`` for this network, less the data: the
+    weights x (6 + the optimizer's arrays per weight) + 3 x batch x the layers' per-sample
+    caches (``cache_per_sample``) and outputs, in bytes."""
+    net = build_ours(case)
+    moments = make_optimizer("adam", [np.zeros(1)], LR).arrays_per_param()
+    per_sample = sum(layer.cache_per_sample() for layer in net.layers[:-1]) + N_CLASSES
+    return DTYPE.itemsize * (net.theta.size * (6 + moments) + 3 * BATCH * per_sample)
+
+
 def memory_table(peaks: dict[str, int], n_updates: int, n_samples: int) -> Table:
     table = Table(
         title=f"Peak memory of our epoch (tracemalloc: NumPy's allocations in train() on "
         f"{n_samples:,} images, cut to {n_updates} updates; the input images not counted)"
     )
-    for col in ("network", "peak MiB", "per sample of a batch, KiB"):
+    cols = ("network", "peak MiB", "/ 128 samples, KiB", "experiment.py's estimate MiB")
+    for col in cols:
         table.add_column(col, justify="left" if col == "network" else "right")
-    for name, peak in peaks.items():
-        table.add_row(name, f"{peak / 2**20:.1f}", f"{peak / BATCH / 2**10:.0f}")
+    for case in CASES:
+        peak = peaks[case.name]
+        table.add_row(
+            case.name,
+            f"{peak / 2**20:.1f}",
+            f"{peak / BATCH / 2**10:.0f}",
+            f"{estimate_bytes(case) / 2**20:.1f}",
+        )
     return table
 
 
