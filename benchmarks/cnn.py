@@ -392,12 +392,7 @@ def peak_memory(case: CnnCase, data: Data, n_updates: int) -> int:
 # Where our epoch goes: each layer's forward and backward
 # --------------------------------------------------------------------------------------------------
 
-KIND_NAMES = {
-    "conv2d": "conv2d",
-    "maxpool2d": "maxpool2d",
-    "batchnorm": "batchnorm",
-    "dense": "dense",
-}
+KINDS = ("conv2d", "maxpool2d", "batchnorm", "dense")  # layer kinds shown apart; the rest lumped
 OTHER_LAYERS = "relu/dropout/flatten"
 OUTSIDE = ("loss dZ + Adam", "rest of train()")
 
@@ -405,7 +400,7 @@ OUTSIDE = ("loss dZ + Adam", "rest of train()")
 @dataclass
 class LayerTimes:
     label: str
-    kind: str  # a key of KIND_NAMES' values or OTHER_LAYERS
+    kind: str  # one of KINDS or OTHER_LAYERS
     output_shape: tuple[int, ...]
     forward: float = 0.0  # seconds per update
     backward: float = 0.0
@@ -482,7 +477,7 @@ def profile_layers(case: CnnCase, data: Data, plan: Plan, threads: int) -> Profi
         raise RuntimeError(f"train() did {result.iterations} updates: {result.stop_reason}")
     layers = []
     for i, layer in enumerate(net.layers):
-        kind = KIND_NAMES.get(layer.kind, OTHER_LAYERS)
+        kind = layer.kind if layer.kind in KINDS else OTHER_LAYERS
         label = layer.describe() if i < len(net.layers) - 1 else f"{layer.describe()} (output)"
         layers.append(
             LayerTimes(
@@ -618,7 +613,7 @@ def kinds_table(profiles: Sequence[Profile], n_epoch: int) -> Table:
     for p in profiles:
         for col in ("fwd", "bwd", "GEMM", "%", "s/epoch"):
             table.add_column(f"{col}, {p.threads}T", justify="right")
-    kinds = [*dict.fromkeys(KIND_NAMES.values()), OTHER_LAYERS]
+    kinds = [*KINDS, OTHER_LAYERS]
     for kind in kinds:
         cells = []
         for p in profiles:
