@@ -28,6 +28,15 @@ Section ``mlp`` (in ``mlp.py``)
     installed) and the epoch's GEMM floor (its 8 matrix-product shapes timed alone with NumPy),
     with 1 and with 2 BLAS threads; then the goals, where an epoch of ours spends its time, and the
     float32 Adam subnormal trap on the real images.
+
+Section ``cnn`` (in ``cnn.py``)
+    One training epoch (Adam, batch 128, float32) of two CNNs on 60,000 Fashion-MNIST images: the
+    CNN issue's conv32-bn-relu-pool / conv64-bn-relu-pool / dense128-dropout / dense10 network and
+    a smaller conv16-relu-pool / conv32-relu-pool / dense10 one, ``train()`` against the same
+    layers in PyTorch on the CPU (NCHW and channels-last, when installed), with 1 and with 2
+    threads; the goal (ours at most 2x PyTorch's time); each layer's forward / backward time in an
+    update of the first network against its matrix products alone; the peak memory of our epoch
+    (tracemalloc).
 """
 
 from __future__ import annotations
@@ -46,6 +55,7 @@ from typing import Any
 from unittest import mock
 
 import numpy as np
+from cnn import cnn
 from mlp import mlp
 from notebook_port import LoopNet
 from rich.console import Console
@@ -557,6 +567,7 @@ SectionFn = Callable[[argparse.Namespace, Console], None]
 SECTIONS: dict[str, SectionFn] = {
     "single-sample": single_sample,
     "mlp": mlp,
+    "cnn": cnn,
 }
 
 
@@ -576,7 +587,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--repeats",
         type=int,
         default=0,
-        help="best of N timings (default: single-sample 20, mlp 3; 3 and 1 with --quick)",
+        help="best of N timings (default: single-sample 20, mlp 3, cnn 2; 3, 1, 1 with --quick)",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="list every NumPy call site")
     opts = parser.parse_args(argv)
