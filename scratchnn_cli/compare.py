@@ -29,12 +29,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
 from scratchnn_cli.config import ExperimentConfig
-from scratchnn_cli.errors import RunFolderError, UserInputError, one_line
+from scratchnn_cli.errors import RunFolderError, UserInputError
 from scratchnn_cli.runs import KILLED, is_locked, load_run_record, read_json
+from scratchnn_cli.runs.folder import read_config_yaml
 
 SPLITS = ("train", "val", "test")
 #: Shown for a key a run's config does not have, and for a missing number.
@@ -190,12 +190,7 @@ def _resolved_config(path: Path) -> dict[str, Any]:
     as written when it does not; {} when it is missing. RunFolderError when unreadable."""
     if not path.is_file():
         return {}
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError, yaml.YAMLError) as exc:
-        raise RunFolderError(f"{path}: unreadable ({one_line(exc)})") from None
-    if not isinstance(raw, dict):
-        raise RunFolderError(f"{path}: not a mapping")
+    raw = read_config_yaml(path)
     try:
         return ExperimentConfig.model_validate(raw).to_dict()
     except (ValidationError, ValueError, TypeError):

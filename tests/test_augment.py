@@ -245,7 +245,8 @@ def test_rotate_by_zero_is_identity_and_by_90_is_rot90(dtype) -> None:
 
 
 def test_rotate_matches_scipy_bilinear() -> None:
-    ndimage = pytest.importorskip("scipy.ndimage")
+    from scipy import ndimage  # scikit-learn depends on SciPy: always installed
+
     X = images(m=3, H=9, W=12, C=2)
     angles = np.array([17.0, -133.0, 45.0])
     out = rotate_images(X, angles, fill=0.25)

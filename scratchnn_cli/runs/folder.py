@@ -130,14 +130,18 @@ def load_run_info(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     """(raw config, run.json) of any run folder, whatever its status; run.json is checked
     against ``RunRecord`` (see ``load_run_record``)."""
     _, info = load_run_record(run_dir)
-    config_path = Path(run_dir) / "config.yaml"
+    return read_config_yaml(Path(run_dir) / "config.yaml"), info
+
+
+def read_config_yaml(path: Path) -> dict[str, Any]:
+    """A run's config.yaml as a mapping; RunFolderError (one line) when unreadable."""
     try:
-        config = yaml.safe_load(config_path.read_text(encoding="utf-8"))
+        config = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError, yaml.YAMLError) as exc:
-        raise RunFolderError(f"{config_path}: unreadable ({one_line(exc)})") from None
+        raise RunFolderError(f"{path}: unreadable ({one_line(exc)})") from None
     if not isinstance(config, dict):
-        raise RunFolderError(f"{config_path}: not a mapping")
-    return config, info
+        raise RunFolderError(f"{path}: not a mapping")
+    return config
 
 
 def write_run_info(run_dir: Path, info: dict[str, Any]) -> None:
