@@ -35,7 +35,7 @@ class Loss:
     def dZ(self, Z: np.ndarray, Y: np.ndarray) -> np.ndarray:
         """dJ/dZ = (A - Y) / m for both sigmoid + binary and softmax + categorical cross-entropy."""
         dZ = self.output(Z) - Y
-        m = Z.shape[0]
+        m = Z.shape[-2]  # samples are rows (a lockstep stack adds a leading axis of networks)
         if m > 1:
             dZ /= m
         return dZ

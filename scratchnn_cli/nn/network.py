@@ -56,25 +56,29 @@ class Network:
         input_shape: Shape | int,
         dtype: np.dtype | type = np.float64,
         rng: np.random.Generator | None = None,
+        stack: int | None = None,
     ) -> None:
         """Allocate ``theta`` / ``dtheta`` (zeros) and bind every layer's arrays to views of them.
 
-        ``rng`` drives the training-time randomness of the layers (dropout masks)."""
+        ``rng`` drives the training-time randomness of the layers (dropout masks). ``stack=K``
+        makes K networks in one: theta is (K, P) and every array gains a leading axis of K
+        (the lockstep engine's stack, ``training/lockstep.py``; inputs are then (K, m, ...))."""
         self.layers = list(layers)
         self.loss = loss
         self.input_shape: Shape = (input_shape,) if isinstance(input_shape, int) else input_shape
         plan(self.layers, self.input_shape)
         shapes = [layer.param_shapes() for layer in self.layers]
         total = sum(math.prod(s) for layer_shapes in shapes for s in layer_shapes.values())
-        self.theta = np.zeros(total, dtype=dtype)
-        self.dtheta = np.zeros(total, dtype=dtype)
+        lead = () if stack is None else (stack,)
+        self.theta = np.zeros((*lead, total), dtype=dtype)
+        self.dtheta = np.zeros((*lead, total), dtype=dtype)
         offset = 0
         for layer, layer_shapes in zip(self.layers, shapes, strict=True):
             params, grads = {}, {}
             for name, shape in layer_shapes.items():
                 end = offset + math.prod(shape)
-                params[name] = self.theta[offset:end].reshape(shape)
-                grads[name] = self.dtheta[offset:end].reshape(shape)
+                params[name] = _view(self.theta[..., offset:end], (*lead, *shape))
+                grads[name] = _view(self.dtheta[..., offset:end], (*lead, *shape))
                 offset = end
             layer.bind(params, grads)
         self.rng = rng
@@ -266,6 +270,14 @@ class Network:
             pairs.append((old, new))
         for old, new in pairs:
             old[...] = new
+
+
+def _view(part: np.ndarray, shape: Shape) -> np.ndarray:
+    """``part`` of theta reshaped to ``shape``, always a view (never a silent copy)."""
+    view = part.reshape(shape)
+    if not np.shares_memory(view, part):  # cannot happen for slices of a C-ordered theta
+        raise RuntimeError(f"a parameter of shape {shape} would not be a view into theta")
+    return view
 
 
 def short_form_layers(struct: Sequence[int], activation: str, dropout: float = 0.0) -> list[Layer]:

@@ -75,6 +75,25 @@ def train(
     return trainer.run()
 
 
+def trainer_for(
+    net: Network,
+    X: np.ndarray,
+    y: np.ndarray,
+    n_classes: int,
+    cfg: TrainConfig,
+    rng: np.random.Generator,
+    validation: Validation | None = None,
+    hooks: Hooks | None = None,
+    resume_from: Snapshot | None = None,
+    result: TrainResult | None = None,
+) -> Trainer:
+    """``train``'s Trainer, ready but not run: the lockstep engine runs many of them at once."""
+    trainer = Trainer(net, X, y, n_classes, cfg, rng, validation, hooks or Hooks(), result)
+    if resume_from is not None:
+        trainer.restore(resume_from)
+    return trainer
+
+
 class Trainer:
     """The state of one training run; ``run()`` is the loop."""
 
@@ -337,29 +356,45 @@ class Trainer:
 
     # --- the loop ----------------------------------------------------------------------------
 
-    def run(self) -> TrainResult:
-        hooks = self.hooks
+    def start(self) -> None:
+        """Before the first epoch: the clock, and the state every later failure goes back to."""
         self.start_time = time.perf_counter()
-        last_good = self.snapshot()  # end of the last finished epoch: divergence, Ctrl-C go back
-        last_saved = time.monotonic()
+        self.last_good = self.snapshot()  # end of the last finished epoch: divergence, Ctrl-C
+        self.last_saved = time.monotonic()
+
+    def next_epoch(self) -> np.ndarray | None:
+        """The sample order of the next epoch, its learning rate set; None when the budget
+        (max_iterations, max_epochs) is spent."""
+        if self.budget_spent():
+            return None
+        self.optimizer.lr = self.lr_at(self.result.epochs)
+        return self.epoch_order()
+
+    def close_epoch(self, order: np.ndarray) -> bool:
+        """After ``run_epoch(order)``: record it, apply the stopping rules, snapshot it and
+        checkpoint when due. True when training stops."""
+        if self.end_of_epoch(self.record(order, self.optimizer.lr), self.last_good):
+            return True
+        self.last_good = self.snapshot()
+        every = self.hooks.checkpoint_every
+        if (every is not None and self.result.epochs % every == 0) or (
+            every is None and time.monotonic() - self.last_saved >= self.hooks.checkpoint_seconds
+        ):
+            self.save(self.last_good)
+            self.last_saved = time.monotonic()
+        return False
+
+    def run(self) -> TrainResult:
+        self.start()
         try:
             with np.errstate(over="ignore", invalid="ignore"):  # divergence is detected
-                while not self.budget_spent():
-                    self.optimizer.lr = lr = self.lr_at(self.result.epochs)
-                    order = self.epoch_order()
+                while (order := self.next_epoch()) is not None:
                     self.run_epoch(order)
-                    if self.end_of_epoch(self.record(order, lr), last_good):
+                    if self.close_epoch(order):
                         break
-                    last_good = self.snapshot()
-                    every = hooks.checkpoint_every
-                    if (every is not None and self.result.epochs % every == 0) or (
-                        every is None and time.monotonic() - last_saved >= hooks.checkpoint_seconds
-                    ):
-                        self.save(last_good)
-                        last_saved = time.monotonic()
         except KeyboardInterrupt:
-            self.interrupted(last_good)
+            self.interrupted(self.last_good)
             raise
         finally:
             self.result.seconds = self.elapsed()
-        return self.finish(last_good)
+        return self.finish(self.last_good)

@@ -19,8 +19,8 @@ def sigmoid(Z: np.ndarray) -> np.ndarray:
 
 def softmax(Z: np.ndarray) -> np.ndarray:
     """softmax(Z)_k = exp(Z_k) / sum_j exp(Z_j) along each row, shifted by the row max (stable)."""
-    E = np.exp(Z - Z.max(axis=1, keepdims=True))
-    E /= E.sum(axis=1, keepdims=True)
+    E = np.exp(Z - Z.max(axis=-1, keepdims=True))
+    E /= E.sum(axis=-1, keepdims=True)
     return E
 
 

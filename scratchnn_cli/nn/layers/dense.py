@@ -1,4 +1,10 @@
-"""The fully connected layer: Z = A_prev @ W + b, and its backward pass."""
+"""The fully connected layer: Z = A_prev @ W + b, and its backward pass.
+
+The formulas are written for any leading axes: one network sees A_prev (m, n_in) and W
+(n_in, n_out); a lockstep stack of K networks (``training/lockstep.py``) sees A_prev
+(K, m, n_in), W (K, n_in, n_out) and b (K, n_out), and the same lines compute all K at once
+(``T`` transposes each network's own matrix; b is added to every row of its network).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,11 @@ import numpy as np
 
 from scratchnn_cli.nn.init import init_dense
 from scratchnn_cli.nn.layers.base import Layer, Shape
+
+
+def T(M: np.ndarray) -> np.ndarray:
+    """M^T of each matrix in M (the last two axes swapped): ``M.T`` for one matrix."""
+    return np.swapaxes(M, -1, -2)
 
 
 class Dense(Layer):
@@ -44,18 +55,18 @@ class Dense(Layer):
         """Z = A_prev W + b."""
         self.A_prev = A_prev
         Z = A_prev @ self.W
-        Z += self.b
+        Z += self.b[..., None, :]  # b added to every row (sample)
         return Z
 
     def backward(self, dZ: np.ndarray, need_dA_prev: bool = True) -> np.ndarray | None:
         """dW = A_prev^T dZ, db = sum_i dZ_i, and (unless not needed) dA_prev = dZ W^T."""
-        if dZ.shape[0] == 1:  # one sample: dW is an outer product, cheaper than a k=1 matmul
-            np.multiply(self.A_prev.T, dZ, out=self.dW)
-            self.db[...] = dZ[0]
+        if dZ.shape[-2] == 1:  # one sample: dW is an outer product, cheaper than a k=1 matmul
+            np.multiply(T(self.A_prev), dZ, out=self.dW)
+            self.db[...] = dZ[..., 0, :]
         else:
-            np.matmul(self.A_prev.T, dZ, out=self.dW)
-            np.sum(dZ, axis=0, out=self.db)
-        return dZ @ self.W.T if need_dA_prev else None
+            np.matmul(T(self.A_prev), dZ, out=self.dW)
+            np.sum(dZ, axis=-2, out=self.db)
+        return dZ @ T(self.W) if need_dA_prev else None
 
     def describe(self) -> str:
         return f"dense({self.units})"

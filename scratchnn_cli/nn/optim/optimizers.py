@@ -25,6 +25,11 @@ cannot decay below tiny before the next flush: no moment reaches a subnormal val
 This changes no result that matters (the threshold is at most 2048 tiny: 2e-35 in float32,
 5e-305 in float64) and costs two NumPy calls per moment array every ``flush_every`` steps.
 (A gradient that is 0 from the first step on is harmless: its moments stay exactly 0.)
+
+Lockstep stacks. ``training/lockstep.py`` trains K networks of the same shape as one: its
+optimizer updates a (K, P) theta, and its ``lr`` is a (K, 1) column, one rate per network; every
+rule goes through ``coef`` for the numbers it multiplies arrays by, so each row of the stack is
+updated exactly as that network's own optimizer would update it.
 float16 moments are not flushed: their tiny (6e-5) is not negligible, and NumPy computes float16
 in software anyway.
 """
@@ -68,6 +73,16 @@ class Optimizer:
         self.t = 0
         self.flush_every = FLUSH_EVERY_MAX
         self._flush_below: dict[str, list[float]] = {}
+
+    def coef(self, x: Any) -> Any:
+        """A number the update multiplies arrays by, as a Python float, so float32 arithmetic
+        stays float32 (an np.float64 would not); a column of them (a lockstep stack's lr) in
+        the parameters' dtype, which rounds each row's number as the float would be."""
+        if type(x) is float:
+            return x
+        if np.ndim(x) == 0:
+            return float(x)
+        return np.asarray(x, dtype=self.params[0].dtype)
 
     @classmethod
     def hyperparameters(cls) -> dict[str, Any]:
@@ -169,7 +184,7 @@ class SGD(Optimizer):
     """Plain gradient descent: theta <- theta - lr g."""
 
     def step(self, grads: list[np.ndarray]) -> None:
-        lr = float(self.lr)  # keeps lr * g float32 for float32 g (an np.float64 lr would not)
+        lr = self.coef(self.lr)  # keeps lr * g float32 for float32 g
         for p, g in zip(self.params, grads, strict=True):
             p -= lr * g
         self.t += 1
@@ -189,7 +204,7 @@ class Momentum(Optimizer):
         return {"v": (self.v, self.beta)}
 
     def step(self, grads: list[np.ndarray]) -> None:
-        lr, beta = float(self.lr), self.beta
+        lr, beta = self.coef(self.lr), self.beta
         for p, g, v, lr_g in zip(self.params, grads, self.v, self._scratch, strict=True):
             np.multiply(g, lr, out=lr_g)
             v *= beta
@@ -207,7 +222,7 @@ class Nesterov(Momentum):
     """
 
     def step(self, grads: list[np.ndarray]) -> None:
-        lr, beta = float(self.lr), self.beta
+        lr, beta = self.coef(self.lr), self.beta
         for p, g, v, buf in zip(self.params, grads, self.v, self._scratch, strict=True):
             np.multiply(g, lr, out=buf)
             v *= beta
@@ -237,7 +252,7 @@ class RMSprop(Optimizer):
         return {"s": (self.s, self.beta)}
 
     def step(self, grads: list[np.ndarray]) -> None:
-        lr, beta, eps = float(self.lr), self.beta, self.epsilon
+        lr, beta, eps = self.coef(self.lr), self.beta, self.epsilon
         for p, g, s, buf in zip(self.params, grads, self.s, self._scratch, strict=True):
             np.multiply(g, g, out=buf)
             buf *= 1.0 - beta
@@ -281,11 +296,12 @@ class Adam(Optimizer):
 
     def step(self, grads: list[np.ndarray]) -> None:
         self.t += 1
-        lr, b1, b2 = float(self.lr), self.beta1, self.beta2
+        lr = self.lr if isinstance(self.lr, np.ndarray) else float(self.lr)  # float64 until coef
+        b1, b2 = self.beta1, self.beta2
         # lr m_hat / (sqrt(v_hat) + eps) = alpha m / (sqrt(v) + eps_hat) with the two scalars
         # below: the same update, with the bias corrections folded into two Python floats.
         root_c2 = math.sqrt(1.0 - b2**self.t)
-        alpha = lr * root_c2 / (1.0 - b1**self.t)
+        alpha = self.coef(lr * root_c2 / (1.0 - b1**self.t))
         eps_hat = self.epsilon * root_c2
         for p, g, m, v, buf in zip(self.params, grads, self.m, self.v, self._scratch, strict=True):
             m *= b1
@@ -320,7 +336,8 @@ class AdamW(Adam):
         self.weight_decay = non_negative("weight_decay", weight_decay)
 
     def step(self, grads: list[np.ndarray]) -> None:
-        shrink = 1.0 - float(self.lr) * self.weight_decay
+        lr = self.lr if isinstance(self.lr, np.ndarray) else float(self.lr)
+        shrink = self.coef(1.0 - lr * self.weight_decay)
         for p in self.params:  # every parameter given, biases too if they were passed
             p *= shrink
         super().step(grads)
