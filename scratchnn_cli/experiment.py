@@ -33,6 +33,7 @@ from scratchnn_cli.data import Dataset, load_dataset
 from scratchnn_cli.data.augment import Augmenter, augmentation_examples
 from scratchnn_cli.errors import ConfigError, RunFolderError, RunWriteError
 from scratchnn_cli.nn.gradcheck import GradCheckRow, check_gradients
+from scratchnn_cli.nn.layers import ACTIVATIONS
 from scratchnn_cli.nn.network import Network, plan
 from scratchnn_cli.nn.optim.optimizers import make_optimizer
 from scratchnn_cli.report.plots import (
@@ -57,7 +58,8 @@ from scratchnn_cli.runs import (
     write_text,
     write_yaml,
 )
-from scratchnn_cli.training.loop import train
+from scratchnn_cli.training.lockstep import train_lockstep
+from scratchnn_cli.training.loop import Trainer, train, trainer_for
 from scratchnn_cli.training.snapshot import EpochRecord, Hooks, Snapshot, TrainResult
 from scratchnn_cli.training.stopping import divergence
 
@@ -358,6 +360,93 @@ def run_experiment(
         lock.release()
 
 
+def lockstep_reason(config: ExperimentConfig) -> str | None:
+    """Why runs of this spec cannot train in a lockstep stack, or None when they can."""
+    for spec in config.model.layer_specs():
+        if spec.type not in ("dense", *ACTIVATIONS):
+            return f"its network has a {spec.type} layer"
+    if config.data.augment is not None:
+        return "it augments its images"
+    return None
+
+
+def run_in_lockstep(
+    configs: Sequence[ExperimentConfig], runs_dir: Path, plots: bool = False
+) -> list[RunOutcome | Exception]:
+    """Train the specs as ``run_experiment`` would, one run folder each, in lockstep stacks
+    (``training/lockstep.py``): the runs' weights, histories and files are those of their solo
+    runs; run.json notes the engine. A spec that fails before training gives its exception in
+    its place, and the others go on. Ctrl-C marks every unfinished run interrupted (with its
+    last checkpoint) and goes on as KeyboardInterrupt."""
+    members: list[RunWriter | Exception] = []
+    writers: dict[int, RunWriter] = {}
+    trainers, locks = [], []
+    try:
+        for config in configs:
+            try:
+                writer, trainer, lock = _lockstep_member(config, runs_dir, plots)
+            except Exception as exc:  # this spec's data or folder: the others go on
+                members.append(exc)
+                continue
+            locks.append(lock)
+            writers[id(trainer)] = writer
+            trainers.append(trainer)
+            members.append(writer)
+        pending = dict(writers)
+
+        def on_done(trainer: Trainer) -> None:
+            pending.pop(id(trainer)).trained()
+
+        try:
+            train_lockstep(trainers, on_done)
+        except KeyboardInterrupt:
+            for writer in pending.values():
+                writer.interrupted()
+            raise
+        except Exception as exc:
+            for writer in pending.values():
+                writer.failed(exc)
+            raise
+    finally:
+        for lock in locks:
+            lock.release()
+    return [m if isinstance(m, Exception) else m.outcome() for m in members]
+
+
+def _lockstep_member(
+    config: ExperimentConfig, runs_dir: Path, plots: bool
+) -> tuple[RunWriter, Trainer, RunLock]:
+    """A new run folder (locked, config.yaml and run.json written) and its Trainer, not run."""
+    why = lockstep_reason(config)
+    if why is not None:
+        raise ConfigError(f"{config.name}: cannot train in lockstep: {why}")
+    dataset = load_dataset(config.data, config.seed, config.model.dtype)
+    check_compatible(config, dataset)
+    check_memory(config, dataset)
+    streams = rng_streams(config.seed)
+    net = build_network(config, dataset, streams["init"], streams["dropout"])
+    run_dir = create_run_dir(runs_dir, config.name or "experiment")
+    lock = RunLock(run_dir)
+    info = _new_run_info(config, None, net, dataset)
+    info["engine"] = "lockstep"
+    _start_run_folder(run_dir, lock, config, info)
+    writer = RunWriter(run_dir, config, dataset, net, info, plots)
+    X_fit, y_fit = training_set(config, dataset)
+    X_val, y_val = (None, None) if config.data.train_on == "train+val" else dataset.split("val")
+    trainer = trainer_for(
+        net,
+        X_fit,
+        y_fit,
+        dataset.n_classes,
+        config.train,
+        streams["sampling"],
+        validation=None if X_val is None else (X_val, y_val),
+        hooks=Hooks(None, writer.save_checkpoint, config.train.checkpoint_every),
+        result=writer.result,
+    )
+    return writer, trainer, lock
+
+
 def _new_run_info(
     config: ExperimentConfig, config_path: Path | None, net: Network, dataset: Dataset
 ) -> dict[str, Any]:
@@ -515,6 +604,82 @@ def _mark_resumed(
         raise RunWriteError(f"{run_dir}: could not write the run folder: {exc}") from None
 
 
+class RunWriter:
+    """The files of one run folder while it trains and when it ends: checkpoints, then its
+    results (history, model, metrics, run.json completed or diverged), or the state it was
+    interrupted in, or its failure. Every path through a run ends in exactly one of these."""
+
+    def __init__(
+        self,
+        run_dir: Path,
+        config: ExperimentConfig,
+        dataset: Dataset,
+        net: Network,
+        info: dict[str, Any],
+        plots: bool = True,
+    ) -> None:
+        self.run_dir, self.config, self.dataset, self.net = run_dir, config, dataset, net
+        self.info, self.plots = info, plots
+        self.started = datetime.now().astimezone()
+        self.seconds_before = float(info.get("seconds") or 0.0)
+        self.result = TrainResult()
+        self.metrics: dict[str, Any] = {}
+
+    def finish(self, status: str, error: str | None = None) -> None:
+        """run.json with its final ``status`` (and why training stopped)."""
+        result, ended = self.result, datetime.now().astimezone()
+        self.info.update(
+            status=status,
+            ended=ended.isoformat(timespec="seconds"),
+            seconds=round(self.seconds_before + (ended - self.started).total_seconds(), 3),
+            stop={
+                "stopped_by": result.stopped_by or status,
+                "reason": result.stop_reason or error or status,
+                "epochs": result.epochs,
+                "iterations": result.iterations,
+                "train_seconds": round(result.seconds, 3),
+            },
+        )
+        if error:
+            self.info["error"] = error
+        write_run_info(self.run_dir, self.info)
+
+    def save_checkpoint(self, snap: Snapshot) -> None:
+        write_checkpoint(self.run_dir / "checkpoint.npz", snap)
+        write_text(self.run_dir / "history.csv", _history_csv(snap.history))
+
+    def trained(self) -> None:
+        """Training ended normally (completed or diverged): history, model, metrics."""
+        write_text(self.run_dir / "history.csv", _history_csv(self.result.history))
+        write_npz(self.run_dir / "model.npz", self.net.state())
+        self.metrics.update(
+            _write_results(
+                self.run_dir, self.config, self.dataset, self.net, self.result, self.plots
+            )
+        )
+        self.finish("diverged" if self.result.stopped_by == "diverged" else "completed")
+
+    def interrupted(self) -> None:
+        """Ctrl-C or SIGTERM (the caller re-raises): the last finished epoch, marked as such."""
+        with interrupt_guard(self.run_dir) as marked:  # a 2nd Ctrl-C exits; files stay whole
+            self.finish("interrupted", "interrupted (Ctrl-C or SIGTERM)")
+            marked()
+            write_text(self.run_dir / "history.csv", _history_csv(self.result.history))
+            write_npz(self.run_dir / "model.npz", self.net.state())
+
+    def failed(self, exc: Exception) -> None:
+        """An error: error.log and run.json failed; RunWriteError when the error was writing."""
+        with contextlib.suppress(OSError):
+            write_text(self.run_dir / "error.log", traceback.format_exc())
+        with contextlib.suppress(OSError):
+            self.finish("failed", f"{type(exc).__name__}: {exc}")
+        if isinstance(exc, OSError):
+            raise RunWriteError(f"{self.run_dir}: could not write the run folder: {exc}") from None
+
+    def outcome(self) -> RunOutcome:
+        return RunOutcome(self.run_dir, self.info["status"], self.result, self.metrics)
+
+
 def _train_in(
     run_dir: Path,
     config: ExperimentConfig,
@@ -528,33 +693,7 @@ def _train_in(
 ) -> RunOutcome:
     """Train (from ``snapshot`` if given) and finish the run folder, whatever happens."""
     console = console or Console(stderr=True)
-    started = datetime.now().astimezone()
-    seconds_before = float(info.get("seconds") or 0.0)
-    result = TrainResult()
-    metrics: dict[str, Any] = {}
-
-    def finish(status: str, error: str | None = None) -> None:
-        ended = datetime.now().astimezone()
-        info.update(
-            status=status,
-            ended=ended.isoformat(timespec="seconds"),
-            seconds=round(seconds_before + (ended - started).total_seconds(), 3),
-            stop={
-                "stopped_by": result.stopped_by or status,
-                "reason": result.stop_reason or error or status,
-                "epochs": result.epochs,
-                "iterations": result.iterations,
-                "train_seconds": round(result.seconds, 3),
-            },
-        )
-        if error:
-            info["error"] = error
-        write_run_info(run_dir, info)
-
-    def save_checkpoint(snap: Snapshot) -> None:
-        write_checkpoint(run_dir / "checkpoint.npz", snap)
-        write_text(run_dir / "history.csv", _history_csv(snap.history))
-
+    writer = RunWriter(run_dir, config, dataset, net, info, plots)
     try:
         _fit(
             run_dir,
@@ -563,31 +702,19 @@ def _train_in(
             net,
             streams,
             snapshot,
-            result,
-            save_checkpoint,
+            writer.result,
+            writer.save_checkpoint,
             console,
             plots,
         )
-        write_text(run_dir / "history.csv", _history_csv(result.history))
-        write_npz(run_dir / "model.npz", net.state())
-        metrics.update(_write_results(run_dir, config, dataset, net, result, plots=plots))
-        finish("diverged" if result.stopped_by == "diverged" else "completed")
+        writer.trained()
     except KeyboardInterrupt:
-        with interrupt_guard(run_dir) as marked:  # a 2nd Ctrl-C exits at once; files stay whole
-            finish("interrupted", "interrupted (Ctrl-C or SIGTERM)")
-            marked()
-            write_text(run_dir / "history.csv", _history_csv(result.history))
-            write_npz(run_dir / "model.npz", net.state())
+        writer.interrupted()
         raise
     except Exception as exc:
-        with contextlib.suppress(OSError):
-            write_text(run_dir / "error.log", traceback.format_exc())
-        with contextlib.suppress(OSError):
-            finish("failed", f"{type(exc).__name__}: {exc}")
-        if isinstance(exc, OSError):
-            raise RunWriteError(f"{run_dir}: could not write the run folder: {exc}") from None
+        writer.failed(exc)
         raise
-    return RunOutcome(run_dir, info["status"], result, metrics)
+    return writer.outcome()
 
 
 def _fit(

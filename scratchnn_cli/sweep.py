@@ -24,6 +24,7 @@ import functools
 import io
 import json
 import math
+import os
 import shutil
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -38,6 +39,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from scratchnn_cli.config import apply_overrides, build_config, read_yaml
+from scratchnn_cli.data import load_dataset
 from scratchnn_cli.errors import ConfigError, RunFolderError, UserInputError, one_line
 from scratchnn_cli.runs import create_run_dir, write_text, write_yaml
 
@@ -261,6 +263,108 @@ def run_task(task: Task, sweep_dir: str, plots: bool = False) -> dict[str, Any]:
         return {**done, "status": "failed", "note": f"{type(exc).__name__}: {one_line(exc)}"}
 
 
+@dataclass
+class Group:
+    """Sub-runs trained together by the lockstep engine (``training/lockstep.py``)."""
+
+    tasks: list[Task]
+
+
+def run_group(group: Group, sweep_dir: str) -> list[dict[str, Any]]:
+    """Train the group's sub-runs in lockstep with one BLAS thread; one result per task, as
+    ``run_task`` gives (a sub-run that fails is a failed result; KeyboardInterrupt goes on)."""
+    from threadpoolctl import threadpool_limits
+
+    from scratchnn_cli.experiment import run_in_lockstep
+
+    configs = [build_config(copy.deepcopy(t.spec), t.name) for t in group.tasks]
+    with threadpool_limits(1):
+        outcomes = run_in_lockstep(configs, Path(sweep_dir))
+    results = []
+    for task, outcome in zip(group.tasks, outcomes, strict=True):
+        done = {"point": task.point, "fold": task.fold}
+        if isinstance(outcome, Exception):
+            note = f"{type(outcome).__name__}: {one_line(outcome)}"
+            results.append({**done, "status": "failed", "note": note})
+        else:
+            results.append({**done, **read_sub_run(outcome.run_dir)})
+    return results
+
+
+Unit = Task | Group
+
+
+def run_unit(unit: Unit, sweep_dir: str) -> list[dict[str, Any]]:
+    """The results of one unit of work: a sub-run alone, or a lockstep group."""
+    if isinstance(unit, Group):
+        return run_group(unit, sweep_dir)
+    return [run_task(unit, sweep_dir)]
+
+
+ENGINES = ("auto", "processes", "lockstep")
+#: ``auto`` stacks a group of runs when its parameters x batch size is at most this: where the
+#: bench (``make bench``, section lockstep) measured lockstep paying
+AUTO_LOCKSTEP_LIMIT = 20_000
+
+
+def _lockstep_key(spec: dict[str, Any]) -> tuple[Any, ...] | None:
+    """Which sub-runs may share a stack (None: this one trains alone); the lockstep engine
+    itself splits a group further by training-set size."""
+    from scratchnn_cli.experiment import lockstep_reason
+
+    config = build_config(copy.deepcopy(spec), "sub-run")
+    if lockstep_reason(config) is not None:
+        return None
+    train, model = config.train, config.model
+    layers = json.dumps([spec.model_dump() for spec in model.layer_specs()], sort_keys=True)
+    optimizer = json.dumps(train.optimizer.hyper(), sort_keys=True, default=str)
+    return (
+        layers,
+        model.dtype,
+        train.optimizer.name,
+        optimizer,
+        str(train.batch_size),
+        train.sampling,
+        train.max_iterations,
+    )
+
+
+def _pays(spec: dict[str, Any], size: int) -> bool:
+    """``auto``: stack a group of ``size`` runs of ``spec`` when there are several and the
+    network's parameters x batch size is at most ``AUTO_LOCKSTEP_LIMIT``."""
+    from scratchnn_cli.experiment import build_network
+
+    config = build_config(copy.deepcopy(spec), "sub-run")
+    dataset = load_dataset(config.data, config.seed, config.model.dtype)
+    parameters = build_network(config, dataset, np.random.default_rng(0)).theta.size
+    batch = len(dataset.y_train) if config.train.batch_size == "full" else config.train.batch_size
+    return size >= 2 and parameters * batch <= AUTO_LOCKSTEP_LIMIT
+
+
+def plan_units(tasks: list[Task], engine: str, jobs: int) -> list[Unit]:
+    """``tasks`` as units of work: with the lockstep (or auto) engine, new sub-runs that can
+    share a stack become groups, split into ``jobs`` parts so every worker has one; resumed
+    ones and the rest train alone."""
+    if engine == "processes":
+        return list(tasks)
+    groups: dict[tuple[Any, ...], list[Task]] = {}
+    units: list[Unit] = []
+    for task in tasks:
+        key = None if task.resume is not None else _lockstep_key(task.spec)
+        if key is None:
+            units.append(task)
+        else:
+            groups.setdefault(key, []).append(task)
+    workers = (os.cpu_count() or 1) if jobs < 0 else jobs
+    for members in groups.values():
+        if engine == "auto" and not _pays(members[0].spec, len(members)):
+            units.extend(members)
+            continue
+        parts = min(workers, len(members))
+        units.extend(Group(members[i::parts]) for i in range(parts))
+    return units
+
+
 def find_sub_run(sweep_dir: Path, name: str) -> Path | None:
     found = sorted(p for p in sweep_dir.glob(f"*-{name}") if p.is_dir())
     return found[-1] if found else None
@@ -283,7 +387,7 @@ def _prepare(sweep_dir: Path, name: str, point: int, fold: int, spec: dict[str, 
 # --------------------------------------------------------------------------- running
 
 
-Execute = Callable[[list["Task"], Path, Callable[[dict[str, Any]], None]], None]
+Execute = Callable[[list["Unit"], Path, Callable[[dict[str, Any]], None]], None]
 
 
 @contextlib.contextmanager
@@ -297,16 +401,18 @@ def executor(jobs: int, backend: str, scheduler: str | None) -> Iterator[Execute
             yield functools.partial(_execute_dask, client)
         return
 
-    def execute(tasks: list[Task], sweep_dir: Path, on_result: Callable[..., None]) -> None:
-        if jobs == 1 or len(tasks) <= 1:
-            for task in tasks:
-                on_result(run_task(task, str(sweep_dir)))
+    def execute(units: list[Unit], sweep_dir: Path, on_result: Callable[..., None]) -> None:
+        if jobs == 1 or len(units) <= 1:
+            for unit in units:
+                for result in run_unit(unit, str(sweep_dir)):
+                    on_result(result)
             return
         from joblib import Parallel, delayed
 
         parallel = Parallel(n_jobs=jobs, return_as="generator_unordered")
-        for result in parallel(delayed(run_task)(task, str(sweep_dir)) for task in tasks):
-            on_result(result)
+        for results in parallel(delayed(run_unit)(unit, str(sweep_dir)) for unit in units):
+            for result in results:
+                on_result(result)
 
     yield execute
 
@@ -336,14 +442,15 @@ def _dask_client(jobs: int, scheduler: str | None) -> Iterator[Any]:
 
 
 def _execute_dask(
-    client: Any, tasks: list[Task], sweep_dir: Path, on_result: Callable[..., None]
+    client: Any, units: list[Unit], sweep_dir: Path, on_result: Callable[..., None]
 ) -> None:
     """Each task a Dask future (its spec travels, not arrays: workers load their data)."""
     from dask.distributed import as_completed
 
-    futures = [client.submit(run_task, task, str(sweep_dir), pure=False) for task in tasks]
+    futures = [client.submit(run_unit, unit, str(sweep_dir), pure=False) for unit in units]
     for future in as_completed(futures):
-        on_result(future.result())
+        for result in future.result():
+            on_result(result)
 
 
 def _cell(value: Any) -> Any:
@@ -402,6 +509,7 @@ def run_sweep(
     resume: Path | None = None,
     jobs: int = 1,
     refit: bool = True,
+    engine: str = "auto",
     backend: str = "local",
     scheduler: str | None = None,
     console: Console | None = None,
@@ -409,19 +517,26 @@ def run_sweep(
     """Run ``plan`` into a new sweep folder under ``runs_dir``, or finish the sweep folder
     ``resume`` (completed and diverged sub-runs are kept, interrupted ones resumed from their
     checkpoints, missing ones trained); write the results; refit the best point unless told not
-    to. Ctrl-C stops it (KeyboardInterrupt goes on) and leaves it ready for ``--resume``."""
+    to. Ctrl-C stops it (KeyboardInterrupt goes on) and leaves it ready for ``--resume``.
+
+    ``engine``: ``processes`` trains every sub-run alone; ``lockstep`` trains the new sub-runs
+    that can share a stack together (``training/lockstep.py``; same results, one BLAS thread);
+    ``auto`` does so where it pays (small networks, see ``AUTO_LOCKSTEP_LIMIT``)."""
     console = console or Console(stderr=True)
     if jobs == 0:
         raise UserInputError("--jobs: 0 jobs; use 1, N or -1 (all cores)")
     if backend not in ("local", "dask"):
         raise UserInputError(f"--backend {backend}: use local or dask")
+    if engine not in ENGINES:
+        raise UserInputError(f"--engine {engine}: use {', '.join(ENGINES)}")
     if resume is not None:
         plan, sweep_dir = read_plan(resume), Path(resume)
     else:
         assert plan is not None
         sweep_dir = None
     with executor(jobs, backend, scheduler) as execute:
-        return _sweep(plan, runs_dir, sweep_dir, refit, console, execute)
+        units = functools.partial(plan_units, engine=engine, jobs=jobs)
+        return _sweep(plan, runs_dir, sweep_dir, refit, console, execute, units)
 
 
 def _sweep(
@@ -431,6 +546,7 @@ def _sweep(
     refit: bool,
     console: Console,
     execute: Execute,
+    units: Callable[[list[Task]], list[Unit]] = list,
 ) -> SweepResult:
     """``run_sweep`` once the workers are there."""
     tasks, results, invalid = [], {}, {}
@@ -500,7 +616,7 @@ def _sweep(
                 advance(point)
 
         try:
-            execute(tasks, sweep_dir, on_result)
+            execute(units(tasks), sweep_dir, on_result)
         except KeyboardInterrupt:
             progress.console.print(
                 f"interrupted: finish it with scratchnn sweep --resume {sweep_dir}",

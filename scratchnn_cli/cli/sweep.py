@@ -52,6 +52,14 @@ def sweep(
         bool,
         typer.Option(help="Train best.yaml on train + val and score it once on test."),
     ] = True,
+    engine: Annotated[
+        str,
+        typer.Option(
+            help="processes: each sub-run alone; lockstep: sub-runs of the same network shape "
+            "and optimizer trained as one NumPy computation (same results); auto: lockstep "
+            "where it pays (small networks)."
+        ),
+    ] = "auto",
     backend: Annotated[
         str, typer.Option(help="local (joblib processes) or dask (pip install '.[dask]').")
     ] = "local",
@@ -92,6 +100,7 @@ def sweep(
         resume=resume,
         jobs=jobs,
         refit=refit,
+        engine=engine,
         backend=backend,
         scheduler=scheduler,
         console=err,
