@@ -37,6 +37,12 @@ Section ``cnn`` (in ``cnn.py``)
     threads; the goal (ours at most 2x PyTorch's time); each layer's forward / backward time in an
     update of the first network against its matrix products alone; the peak memory of our epoch
     (tracemalloc).
+
+Section ``lockstep`` (in ``lockstep.py``)
+    The lockstep issue's 125-run circles sweep with the processes engine (``--jobs 2``) and the
+    lockstep engine (``--jobs 1`` and ``2``), whole-sweep wall time and net-steps per second;
+    then K solo runs against one stack of K for net sizes up to a Fashion-MNIST MLP, which says
+    where stacking stops paying (``sweep --engine auto``).
 """
 
 from __future__ import annotations
@@ -56,6 +62,7 @@ from unittest import mock
 
 import numpy as np
 from cnn import cnn
+from lockstep import lockstep
 from mlp import mlp
 from notebook_port import LoopNet
 from rich.console import Console
@@ -568,6 +575,7 @@ SECTIONS: dict[str, SectionFn] = {
     "single-sample": single_sample,
     "mlp": mlp,
     "cnn": cnn,
+    "lockstep": lockstep,
 }
 
 

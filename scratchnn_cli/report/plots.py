@@ -2,23 +2,34 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import time
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
-import matplotlib
+import numpy as np
+from rich.table import Table
 
-matplotlib.use("Agg")  # headless: never needs a display
+from scratchnn_cli.runs import atomic_write
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from rich.table import Table  # noqa: E402
-from sklearn.metrics import ConfusionMatrixDisplay  # noqa: E402
+if TYPE_CHECKING:
+    import matplotlib.pyplot as plt
 
-from scratchnn_cli.runs import atomic_write  # noqa: E402
+
+@functools.cache
+def pyplot() -> ModuleType:
+    """matplotlib.pyplot with the headless Agg backend, imported on first use: importing it
+    takes ~2 s, which every process that trains without drawing (a sweep's workers) saves."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # headless: never needs a display
+    import matplotlib.pyplot
+
+    return matplotlib.pyplot
 
 
 def literal(text: object) -> str:
@@ -35,7 +46,7 @@ def figure_png(fig: plt.Figure) -> bytes:
             warnings.filterwarnings("ignore", message="Glyph .* missing from", category=UserWarning)
             fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
     finally:
-        plt.close(fig)
+        pyplot().close(fig)
     return buffer.getvalue()
 
 
@@ -55,7 +66,7 @@ def learning_curve_png(history: Sequence[Any], title: str = "") -> bytes:
     """
     epochs = [r.epoch for r in history]
     val = [r for r in history if r.val_cost is not None]
-    fig, (ax_cost, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    fig, (ax_cost, ax_acc) = pyplot().subplots(1, 2, figsize=(10, 4))
     ax_cost.plot(epochs, [r.cost for r in history], label="train J (epoch mean)")
     if val:
         ax_cost.plot([r.epoch for r in val], [r.val_cost for r in val], label="val J")
@@ -108,8 +119,10 @@ def confusion_matrix_png(matrix: np.ndarray, class_names: Sequence[str], title: 
     """Confusion matrix (rows: true class, columns: predicted) with class names, as PNG bytes."""
     k = len(class_names)
     size = max(4.0, 0.6 * k + 2)
-    fig, ax = plt.subplots(figsize=(size, size))
+    fig, ax = pyplot().subplots(figsize=(size, size))
     labels = [literal(name) for name in class_names]
+    from sklearn.metrics import ConfusionMatrixDisplay
+
     display = ConfusionMatrixDisplay(np.asarray(matrix), display_labels=labels)
     display.plot(ax=ax, cmap="Blues", colorbar=False, xticks_rotation=45 if k > 3 else "horizontal")
     ax.set_title(literal(title or "confusion matrix"))
@@ -156,7 +169,7 @@ def augmentation_png(
         hi = lo + 1.0
     H, W = rows.shape[1:]
     scale = 1.2 / max(H, W)  # inches per pixel: each image is 1.2 inches on its long side
-    fig, axes = plt.subplots(
+    fig, axes = pyplot().subplots(
         max(n, 1), cols, figsize=(cols * W * scale, max(n, 1) * H * scale + 0.4), squeeze=False
     )
     for i in range(n):
@@ -204,8 +217,8 @@ def overlaid_curves_png(curves: Sequence[tuple[str, Sequence[Any]]], title: str 
     y axis is logarithmic when the costs span more than 50x, the x axis when the longest run
     has more than 20x the epochs of the shortest (so a 200-epoch run beside an 8,000-epoch
     one is not a sliver)."""
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    colours = plt.get_cmap("tab10")
+    fig, ax = pyplot().subplots(figsize=(8, 4.5))
+    colours = pyplot().get_cmap("tab10")
     costs: list[float] = []
     lengths: list[int] = []
     for i, (label, history) in enumerate(curves):
@@ -272,7 +285,7 @@ def sweep_png(frame: Any, params: Sequence[str], metric: str, title: str, label:
         grid = np.full((len(second), len(first)), np.nan)
         for x, y, v in zip(cells[params[0]], cells[params[1]], values, strict=True):
             grid[second.index(y), first.index(x)] = v
-        fig, ax = plt.subplots(figsize=(1.6 + 1.1 * len(first), 1.4 + 0.6 * len(second)))
+        fig, ax = pyplot().subplots(figsize=(1.6 + 1.1 * len(first), 1.4 + 0.6 * len(second)))
         image = ax.imshow(grid, cmap="viridis", aspect="auto")
         for (i, j), v in np.ndenumerate(grid):
             if not np.isnan(v):
@@ -284,7 +297,7 @@ def sweep_png(frame: Any, params: Sequence[str], metric: str, title: str, label:
         ax.set_ylabel(literal(params[1]))
         fig.colorbar(image, ax=ax, label=literal(label))
     else:
-        fig, ax = plt.subplots(figsize=(7, 4))
+        fig, ax = pyplot().subplots(figsize=(7, 4))
         rest = list(params[1:])
         groups = cells.groupby(rest, sort=False) if rest else [((), cells)]
         for key, group in groups:

@@ -36,6 +36,7 @@ in software anyway.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 from collections.abc import Callable, Mapping
@@ -59,6 +60,18 @@ _CHECKS: dict[str, Callable[[str, Any], float]] = {
     "epsilon": positive,  # 0 would turn an always-zero gradient into 0 / 0 = NaN
     "weight_decay": non_negative,
 }
+
+
+@functools.cache
+def _hyperparameters(cls: type) -> tuple[tuple[str, Any], ...]:
+    """(name, default) of each keyword of ``cls.__init__`` beyond params and lr (read once:
+    ``inspect.signature`` costs ~100 µs, and every snapshot of a run asks)."""
+    signature = inspect.signature(cls.__init__)
+    return tuple(
+        (name, p.default)
+        for name, p in signature.parameters.items()
+        if name not in ("self", "params", "lr")
+    )
 
 
 class Optimizer:
@@ -87,12 +100,7 @@ class Optimizer:
     @classmethod
     def hyperparameters(cls) -> dict[str, Any]:
         """The keyword arguments of the rule beyond ``params`` and ``lr``, with their defaults."""
-        signature = inspect.signature(cls.__init__)
-        return {
-            name: p.default
-            for name, p in signature.parameters.items()
-            if name not in ("self", "params", "lr")
-        }
+        return dict(_hyperparameters(cls))
 
     def step(self, grads: list[np.ndarray]) -> None:
         """Update every parameter in place from its gradient (same order as ``params``)."""
