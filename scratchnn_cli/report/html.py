@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import jinja2
 import numpy as np
@@ -53,9 +53,12 @@ from scratchnn_cli.report.plots import (
     figure_png,
     learning_curve_png,
     literal,
-    plt,
+    pyplot,
 )
 from scratchnn_cli.runs import read_json, write_text
+
+if TYPE_CHECKING:
+    import matplotlib.pyplot as plt
 
 REPORT_NAME = "report.html"
 #: The page template, in the package's ``report/templates`` folder.
@@ -189,7 +192,7 @@ def _number(value: Any) -> float | None:
 def _class_colours(k: int) -> list[Any]:
     if k == 2:
         return list(_TWO_CLASS_COLOURS)
-    cmap = plt.get_cmap("tab10" if k <= 10 else "tab20")
+    cmap = pyplot().get_cmap("tab10" if k <= 10 else "tab20")
     return [cmap(i % cmap.N) for i in range(k)]
 
 
@@ -341,7 +344,7 @@ def _decision_boundary_png(run: _Run) -> tuple[bytes | None, str]:
     if not np.isfinite(proba).all():
         return None, "the network's outputs over the grid are not finite numbers"
     colours = _class_colours(run.dataset.n_classes)
-    fig, ax = plt.subplots(figsize=(7.5, 6.2))
+    fig, ax = pyplot().subplots(figsize=(7.5, 6.2))
     if run.dataset.n_classes == 2:
         _draw_probability_map(fig, ax, grid, proba, run.dataset.class_names[1])
     else:
@@ -354,7 +357,7 @@ def _decision_boundary_png(run: _Run) -> tuple[bytes | None, str]:
 def _image_png(image: np.ndarray, vmin: float, vmax: float) -> bytes:
     """One greyscale image (dark = high value) as PNG bytes, one pixel per value."""
     buffer = io.BytesIO()
-    plt.imsave(buffer, image, cmap="gray_r", vmin=vmin, vmax=vmax, format="png")
+    pyplot().imsave(buffer, image, cmap="gray_r", vmin=vmin, vmax=vmax, format="png")
     return buffer.getvalue()
 
 
