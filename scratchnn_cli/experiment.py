@@ -16,13 +16,12 @@ import socket
 import threading
 import traceback
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import sklearn
 from rich.console import Console
 from sklearn.metrics import confusion_matrix
@@ -307,8 +306,17 @@ HISTORY_COLUMNS = [
 
 
 def _history_csv(history: list[EpochRecord]) -> str:
-    frame = pd.DataFrame([asdict(r) for r in history], columns=HISTORY_COLUMNS)
-    return frame.to_csv(index=False, float_format="%.10g")
+    """history.csv: one row per epoch; numbers as ``%.10g``, a missing (or NaN) value empty
+    (what pandas' ``to_csv(float_format="%.10g")`` wrote, at a tenth of the cost)."""
+    rows = [",".join(HISTORY_COLUMNS)]
+    rows += [",".join(_csv_cell(getattr(r, c)) for c in HISTORY_COLUMNS) for r in history]
+    return "\n".join(rows) + "\n"
+
+
+def _csv_cell(value: float | int | None) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return str(value) if isinstance(value, int) else f"{value:.10g}"
 
 
 def check_compatible(config: ExperimentConfig, dataset: Dataset) -> None:

@@ -50,9 +50,14 @@ def write_json(path: Path, data: Any) -> None:
     write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
 
 
+#: libyaml's emitter when PyYAML was built with it (~10x faster than the pure-Python one, the
+#: same YAML); the pure-Python SafeDumper otherwise
+_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
 def write_yaml(path: Path, data: Any) -> None:
     """Atomically write YAML, keys in the order given."""
-    write_text(path, yaml.safe_dump(data, sort_keys=False))
+    write_text(path, yaml.dump(data, Dumper=_DUMPER, sort_keys=False))
 
 
 def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
