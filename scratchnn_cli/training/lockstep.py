@@ -96,6 +96,10 @@ class Stack:
         self.regularized = bool(np.any(self.l1) or np.any(self.l2))
         self.X = np.stack([tr.X for tr in self.members])  # (K, N, n_0)
         self.Y = np.stack([tr.Y for tr in self.members])  # (K, N, n_L)
+        sizes = {None if tr.val is None else len(tr.val[1]) for tr in self.members}
+        self.X_val = None  # the validation rows of every member, when they all have as many
+        if len(sizes) == 1 and None not in sizes:
+            self.X_val = np.stack([tr.val[0] for tr in self.members])
         self.Z_epoch = np.empty((K, *first.Z_epoch.shape), dtype=dtype)
         for k, tr in enumerate(self.members):
             tr.Z_epoch = self.Z_epoch[k]  # each Trainer records its epoch from its own row
@@ -125,6 +129,10 @@ class Stack:
             tr.result.iterations += n_updates
             tr.result.epochs += 1
         self.write_back()
+        if self.X_val is not None and any(tr.evaluates() for tr in self.members):
+            Z_val = net.forward(self.X_val)  # every member's validation logits, as logits() would
+            for k, tr in enumerate(self.members):
+                tr.val_logits = Z_val[k]
 
     def write_back(self) -> None:
         """Copy each row of the stack (weights, optimizer moments, t) into its member."""

@@ -140,6 +140,7 @@ class Trainer:
         self.seconds_before = 0.0
         self.start_time = time.perf_counter()
         self.augment: Augmentation | None = None
+        self.val_logits: np.ndarray | None = None  # set by a lockstep stack, which computes them
 
     # --- snapshots ---------------------------------------------------------------------------
 
@@ -245,6 +246,10 @@ class Trainer:
         self.result.iterations += math.ceil(len(order) / B)
         self.result.epochs += 1
 
+    def evaluates(self) -> bool:
+        """Whether the epoch just finished is scored on the validation split."""
+        return self.val is not None and self.result.epochs % self.cfg.eval_every == 0
+
     def record(self, order: np.ndarray, lr: float) -> EpochRecord:
         """The epoch's row: J_epoch (+ penalty), train accuracy, and validation when due."""
         net, n_seen = self.net, len(order)
@@ -253,9 +258,10 @@ class Trainer:
             J += penalty(self.weights, self.cfg.l1, self.cfg.l2)
         train_acc = float(np.mean(net.loss.predict(self.Z_epoch[:n_seen]) == self.y[order]))
         val_cost = val_acc = None
-        if self.val is not None and self.result.epochs % self.cfg.eval_every == 0:
+        if self.evaluates():
             X_val, y_val, Y_val = self.val
-            Z_val = net.logits(X_val)
+            Z_val = net.logits(X_val) if self.val_logits is None else self.val_logits
+            self.val_logits = None
             val_cost = net.loss.cost(Z_val, Y_val)
             val_acc = float(np.mean(net.loss.predict(Z_val) == y_val))
         return EpochRecord(
