@@ -16,7 +16,7 @@ from scratchnn_cli.nn.layers.base import Layer, Shape
 
 def T(M: np.ndarray) -> np.ndarray:
     """M^T of each matrix in M (the last two axes swapped): ``M.T`` for one matrix."""
-    return np.swapaxes(M, -1, -2)
+    return M.T if M.ndim == 2 else M.swapaxes(-1, -2)
 
 
 class Dense(Layer):
@@ -47,6 +47,7 @@ class Dense(Layer):
         super().bind(params, grads)
         self.W, self.b = params["W"], params["b"]
         self.dW, self.db = grads["W"], grads["b"]
+        self.b_row = self.b[..., None, :]  # b as a row (per network), added to every sample's
 
     def initialize(self, rng: np.random.Generator, init: str, mu: float, sigma: float) -> None:
         init_dense(self.W, self.b, rng, init, mu, sigma)
@@ -55,7 +56,7 @@ class Dense(Layer):
         """Z = A_prev W + b."""
         self.A_prev = A_prev
         Z = A_prev @ self.W
-        Z += self.b[..., None, :]  # b added to every row (sample)
+        Z += self.b_row  # b added to every row (sample)
         return Z
 
     def backward(self, dZ: np.ndarray, need_dA_prev: bool = True) -> np.ndarray | None:
