@@ -176,6 +176,8 @@ MODES = {
     "single-sample": {"batch_size": 1, "sampling": "random", "n": 60},
     # 100 rows in batches of 16: six full batches and a partial one of 4 per epoch
     "mini-batch": {"batch_size": 16, "sampling": "shuffle", "n": 100},
+    # one update per epoch on all 50 rows
+    "full-batch": {"batch_size": "full", "sampling": "shuffle", "n": 50},
 }
 
 
@@ -217,7 +219,8 @@ def test_lockstep_equals_solo_for_every_optimizer(
     assert {r.stopped_by for _, r in got} == {"max_epochs"}
     lrs = [rec.lr for rec in got[1][1].history]
     assert lrs[0] == BASE_LR[optimizer] / 2 and len(set(lrs)) == 5
-    batches = -(-MODES[mode]["n"] // MODES[mode]["batch_size"])
+    n, B = MODES[mode]["n"], MODES[mode]["batch_size"]
+    batches = 1 if B == "full" else -(-n // B)
     assert [r.iterations for _, r in got] == [3 * batches, 5 * batches, 4 * batches]
 
 
@@ -246,6 +249,7 @@ def test_float32_stays_float32_and_equals_the_float32_solo_run(
     assert stack.net.theta.dtype == np.float32 and stack.net.dtheta.dtype == np.float32
     assert stack.Z_epoch.dtype == np.float32 and stack.X.dtype == np.float32
     assert all(a.dtype == np.float32 for a in (*stack.optimizer.m, *stack.optimizer.v))
+    assert stack.l1.dtype == np.float32 and stack.l2.dtype == np.float32
     # and float32 is not float64 in disguise: the float64 runs end elsewhere
     wide = in_lockstep(three_members("adam", "mini-batch", np.float64))
     assert not np.array_equal(wide[0][0].theta.astype(np.float32), got[0][0].theta)
@@ -565,6 +569,7 @@ def test_ctrl_c_in_a_lockstep_sweep_then_resume_ends_like_an_uninterrupted_sweep
         assert info["status"] == "interrupted" and info["engine"] == "lockstep"
     for name in ("tiny-p002-f0", "tiny-p003-f0"):  # the stack that was training
         assert status[name]["stop"]["epochs"] == 1
+        assert status[name]["stop"]["reason"] == "interrupted during epoch 2"  # as a solo run
         assert (runs[name] / "checkpoint.npz").is_file()
         assert len(history(runs[name])) == 1
     for name in ("tiny-p002-f1", "tiny-p003-f1"):  # the stack that never began
