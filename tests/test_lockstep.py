@@ -16,6 +16,7 @@ results unchanged. At the sweep level, ``--engine lockstep`` writes the files
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -582,3 +583,31 @@ def test_ctrl_c_in_a_lockstep_sweep_then_resume_ends_like_an_uninterrupted_sweep
         assert read_json(runs[name] / "run.json")["resumed"][0]["from_epoch"] == (
             1 if name.endswith("f0") else 0
         )
+
+
+def test_lockstep_groups_on_a_dask_cluster_equal_the_local_ones(
+    stepped: Path, tmp_path: Path
+) -> None:
+    """Lockstep groups are units of work like sub-runs: sent to a real LocalCluster on loopback
+    (reached through --scheduler like a remote one), they give the local lockstep sweep."""
+    try:
+        from dask.distributed import LocalCluster
+    except ImportError:
+        if os.environ.get("CI") == "true":
+            pytest.fail("dask.distributed is not installed: pip install -e '.[test,dask]'")
+        pytest.skip("dask.distributed is not installed (pip install -e '.[dask]')")
+    with LocalCluster(
+        n_workers=1,
+        threads_per_worker=1,
+        processes=False,
+        host="127.0.0.1",
+        protocol="tcp",
+        dashboard_address=None,
+    ) as cluster:
+        address = cluster.scheduler_address
+        args = ("--engine", "lockstep", "--backend", "dask", "--scheduler", address)
+        result, found = sweep_in(tmp_path, *GRID, *args)
+    assert result.exit_code == 0, result.output
+    assert found is not None
+    assert_same_sweep(found, stepped)
+    assert {read_json(p / "run.json")["engine"] for p in sub_runs(found).values()} == {"lockstep"}
