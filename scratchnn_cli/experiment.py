@@ -388,11 +388,12 @@ def run_in_lockstep(
     last checkpoint) and goes on as KeyboardInterrupt."""
     members: list[RunWriter | Exception] = []
     writers: dict[int, RunWriter] = {}
+    datasets: dict[str, Dataset] = {}  # the specs of one fold share their data
     trainers, locks = [], []
     try:
         for config in configs:
             try:
-                writer, trainer, lock = _lockstep_member(config, runs_dir, plots)
+                writer, trainer, lock = _lockstep_member(config, runs_dir, plots, datasets)
             except Exception as exc:  # this spec's data or folder: the others go on
                 members.append(exc)
                 continue
@@ -422,13 +423,17 @@ def run_in_lockstep(
 
 
 def _lockstep_member(
-    config: ExperimentConfig, runs_dir: Path, plots: bool
+    config: ExperimentConfig, runs_dir: Path, plots: bool, datasets: dict[str, Dataset]
 ) -> tuple[RunWriter, Trainer, RunLock]:
-    """A new run folder (locked, config.yaml and run.json written) and its Trainer, not run."""
+    """A new run folder (locked, config.yaml and run.json written) and its Trainer, not run.
+    ``datasets``: the data already loaded, by spec (loaded data is never modified)."""
     why = lockstep_reason(config)
     if why is not None:
         raise ConfigError(f"{config.name}: cannot train in lockstep: {why}")
-    dataset = load_dataset(config.data, config.seed, config.model.dtype)
+    key = f"{config.data.model_dump_json()} {config.seed} {config.model.dtype}"
+    if key not in datasets:
+        datasets[key] = load_dataset(config.data, config.seed, config.model.dtype)
+    dataset = datasets[key]
     check_compatible(config, dataset)
     check_memory(config, dataset)
     streams = rng_streams(config.seed)
