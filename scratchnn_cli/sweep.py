@@ -14,6 +14,10 @@ a CSV must be at the same path, Fashion-MNIST under ``$SCRATCHNN_DATA``) and wri
 folder into the sweep folder (a Dask cluster needs a filesystem shared with this machine).
 Every worker trains with one BLAS thread, so any number of jobs, or Dask, gives the same
 numbers as ``--jobs 1``.
+
+Units of work (``plan_units``): a sub-run alone (``Task``), or, with the lockstep engine, a
+``Group`` of new sub-runs whose networks train as one stack (``training/lockstep.py``), with the
+same results; a group is split into ``--jobs`` parts, each a unit for joblib or Dask.
 """
 
 from __future__ import annotations
