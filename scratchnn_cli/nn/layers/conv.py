@@ -13,10 +13,7 @@ samples or pixels.
 im2col is one copy of NumPy's sliding_window_view, when C > 1 (measured 2.9x faster than a copy
 per kernel offset on the 14 x 14 x 32 input of configs/fashion_cnn.yaml's second conv, float32,
 batch 128, 1 BLAS thread); with one channel (a grey image) the copy per offset is faster (1.6x on
-28 x 28 x 1): its runs are Wo numbers long, the window view's kw. Each forward writes its columns
-into the previous batch's ``cols`` when the shapes agree, instead of a new buffer (conv2's
-forward measured 1.3x faster in the same setting: no fresh 29 MB to fault in, and one such
-buffer alive rather than two while it is filled).
+28 x 28 x 1): its runs are Wo numbers long, the window view's kw.
 
 Why channels last (NHWC): the GEMM's output (m Ho Wo, F) already is the next layer's input
 (m, Ho, Wo, F), with no transpose, and each kernel offset's slice copies whole runs of C
@@ -131,21 +128,17 @@ class Conv2D(Layer):
         ]
 
     def im2col(self, X: np.ndarray) -> np.ndarray:
-        """cols[(n, y, x), (i, j, c)] = X[n, s y + i, s x + j, c], X the padded input; written
-        into the previous call's cols when the shape allows (backward is done with them)."""
+        """cols[(n, y, x), (i, j, c)] = X[n, s y + i, s x + j, c], X the padded input."""
         m, C = X.shape[0], X.shape[3]
         (Ho, Wo, _), (kh, kw), s = self.output_shape, self.kernel, self.stride
-        cols = getattr(self, "cols", None)
-        if cols is None or cols.shape != (m * Ho * Wo, kh * kw * C) or cols.dtype != X.dtype:
-            cols = np.empty((m * Ho * Wo, kh * kw * C), dtype=X.dtype)
-        out = cols.reshape(m, Ho, Wo, kh, kw, C)
         if C == 1:  # one copy per kernel offset: runs of Wo numbers (see the module docstring)
+            cols = np.empty((m, Ho, Wo, kh, kw, C), dtype=X.dtype)
             for i, j, rows, columns in self._offsets():
-                out[:, :, :, i, j, :] = X[:, rows, columns, :]
-            return cols
+                cols[:, :, :, i, j, :] = X[:, rows, columns, :]
+            return cols.reshape(m * Ho * Wo, kh * kw * C)
         windows = sliding_window_view(X, (kh, kw), axis=(1, 2))[:, ::s, ::s][:, :Ho, :Wo]
-        out[...] = windows.transpose(0, 1, 2, 4, 5, 3)  # (m, Ho, Wo, C, kh, kw): W's row order
-        return cols
+        # (m, Ho, Wo, C, kh, kw) -> (m, Ho, Wo, kh, kw, C), the order of W's rows; reshape copies
+        return windows.transpose(0, 1, 2, 4, 5, 3).reshape(m * Ho * Wo, kh * kw * C)
 
     def forward(self, A_prev: np.ndarray, training: bool = False) -> np.ndarray:
         """Z = im2col(A_prev) W + b."""
