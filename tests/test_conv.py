@@ -1071,3 +1071,19 @@ def test_float32_stays_float32_through_the_fast_paths() -> None:
         assert dA.dtype == np.float32, layer.describe()
     assert dA.shape == X.shape
     assert all(g.dtype == np.float32 for g in net.grads())
+
+
+def test_maxpool_ties_in_windows_of_more_than_255_entries_split_evenly() -> None:
+    """Windows of 16 x 16 count their ties past a byte (uint16); float32 stays float32."""
+    pool, _ = built(MaxPool2D(16), (32, 32, 2))
+    rng = np.random.default_rng(93)
+    X = rng.integers(0, 2, size=(2, 32, 32, 2)).astype(np.float64)  # ~128 maxima per window
+    X[0, :16, :16, 0] = 1.0  # one window of 256 equal maxima (a byte would count 0)
+    assert max(tie_counts(X, 16, 16)) == 256
+    A = pool.forward(X)
+    dA = rng.normal(size=A.shape)
+    np.testing.assert_allclose(
+        pool.backward(dA.copy()), naive_maxpool_backward(X, dA, 16, 16), **FORWARD_TOL
+    )
+    pool.forward(X.astype(np.float32))
+    assert pool.backward(dA.astype(np.float32)).dtype == np.float32
