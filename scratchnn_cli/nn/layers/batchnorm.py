@@ -67,8 +67,8 @@ class BatchNorm(Layer):
             n = X.shape[0]
             mean = column_sum(X) / X.dtype.type(n)
             centred = rows - per_channel(mean, rows)
-            squares = centred.reshape(-1, C)
-            var = np.einsum("ij,ij->j", squares, squares) / X.dtype.type(n)
+            columns = centred.reshape(-1, C)  # x - mu, a channel a column again
+            var = np.einsum("ij,ij->j", columns, columns) / X.dtype.type(n)
             keep = self.momentum
             self.running_mean *= keep
             self.running_mean += (1 - keep) * mean
