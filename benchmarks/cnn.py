@@ -450,7 +450,11 @@ def _layer_gemms(
         return [], []
     forward = [functools.partial(np.matmul, cols, W, out=np.empty((rows, F), DTYPE))]
     backward = [functools.partial(np.matmul, cols.T, dZ, out=np.empty((K, F), DTYPE))]
-    if need_dA_prev:
+    if need_dA_prev and isinstance(layer, Conv2D):  # one product per kernel offset (i, j)
+        C = layer.input_shape[2]
+        W_ij = W.reshape(kh * kw, C, F)
+        backward += [functools.partial(np.matmul, dZ, w.T) for w in W_ij]
+    elif need_dA_prev:
         backward.append(functools.partial(np.matmul, dZ, W.T, out=np.empty((rows, K), DTYPE)))
     return forward, backward
 
@@ -740,8 +744,8 @@ def cnn(opts: argparse.Namespace, console: Console) -> None:
     console.print(kinds_table(profiles, n))
     console.print(
         f"  The GEMMs alone: best of {profiles[0].gemm_rounds} rounds, random operands of the "
-        "layers' shapes and layouts (conv: cols @ W, cols.T @ dZ, dZ @ W.T; the first conv "
-        "computes no dA_prev). "
+        "layers' shapes and layouts (conv: cols @ W, cols.T @ dZ, dZ @ W[i, j].T for each "
+        "kernel offset; the first conv computes no dA_prev). "
         f"{load_average()}"
     )
     with n_threads(1, torch):

@@ -35,6 +35,7 @@ from scratchnn_cli.nn.layers import (
     ReLU,
     Tanh,
 )
+from scratchnn_cli.nn.layers.channels import column_sum, per_channel
 from scratchnn_cli.nn.network import Network
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -447,6 +448,22 @@ def test_conv2d_gradients_match_central_differences(
 ) -> None:
     conv, _ = built(Conv2D(4, kernel=kernel, stride=stride, padding=padding), (*hw, 3))
     X = np.random.default_rng(11).normal(size=(2, *hw, 3))
+    check_layer_gradients(conv, X, training=True)
+
+
+@pytest.mark.parametrize(("kernel", "stride", "padding", "hw"), GRAD_CONV_CASES)
+def test_conv2d_on_one_channel_matches_the_naive_loops_and_central_differences(
+    kernel: tuple[int, int], stride: int, padding: str, hw: tuple[int, int]
+) -> None:
+    """One input channel takes im2col's copy-per-kernel-offset path (more channels: one copy
+    of the sliding-window view); both give the naive numbers and the right gradients."""
+    conv, _ = built(Conv2D(4, kernel=kernel, stride=stride, padding=padding), (*hw, 1))
+    X = np.random.default_rng(23).normal(size=(2, *hw, 1))
+    np.testing.assert_allclose(
+        conv.forward(X),
+        naive_conv2d(X, conv.params["W"], conv.params["b"], stride, padding),
+        **FORWARD_TOL,
+    )
     check_layer_gradients(conv, X, training=True)
 
 
@@ -1017,3 +1034,56 @@ def test_a_float32_cnn_stays_float32_forward_and_backward() -> None:
     assert all(g.dtype == np.float32 for g in net.grads())
     assert net.forward(X, training=False).dtype == np.float32
     assert net.predict_proba(X).dtype == np.float32
+
+
+def test_the_channel_helpers_sum_columns_and_repeat_channel_vectors() -> None:
+    """column_sum (ones @ X) is X.sum(axis=0); in float32 it stays float32 and within float32
+    rounding of the exact sum; per_channel(v, rows) puts v[c] at every position's channel c."""
+    rng = np.random.default_rng(80)
+    X = rng.normal(1.0, 2.0, size=(1000, 5))
+    np.testing.assert_allclose(column_sum(X), X.sum(axis=0), rtol=1e-12)
+    X32 = X.astype(np.float32)
+    got = column_sum(X32)
+    assert got.dtype == np.float32
+    exact = X32.astype(np.float64).sum(axis=0)
+    assert np.all(np.abs(got - exact) <= 1000 * 2.0**-24 * np.abs(X32).sum(axis=0))
+    np.testing.assert_array_equal(column_sum(np.zeros((0, 3))), np.zeros(3))
+
+    images = rng.normal(size=(2, 3, 4, 5))
+    rows = images.reshape(2, -1)
+    v = np.arange(5.0)
+    np.testing.assert_array_equal((rows - per_channel(v, rows)).reshape(images.shape), images - v)
+
+
+def test_float32_stays_float32_through_the_fast_paths() -> None:
+    """One-channel conv (per-offset im2col), batchnorm on image rows and max-pool windows side
+    by side (stride = size, the (m, Ho, k, Wo, k, C) view), forward and backward."""
+    layers = [Conv2D(4, kernel=3, padding="same"), BatchNorm(), ReLU(), MaxPool2D(2), Flatten()]
+    net = in_network(layers, (6, 8, 1), seed=90, dtype=np.float32)
+    X = np.random.default_rng(91).normal(size=(3, 6, 8, 1)).astype(np.float32)
+    A = X
+    for layer in net.layers:
+        A = layer.forward(A, training=True)
+        assert A.dtype == np.float32, layer.describe()
+    dA = np.random.default_rng(92).normal(size=A.shape).astype(np.float32)
+    for layer in reversed(net.layers):
+        dA = layer.backward(dA, need_dA_prev=True)
+        assert dA.dtype == np.float32, layer.describe()
+    assert dA.shape == X.shape
+    assert all(g.dtype == np.float32 for g in net.grads())
+
+
+def test_maxpool_ties_in_windows_of_more_than_255_entries_split_evenly() -> None:
+    """Windows of 16 x 16 count their ties past a byte (uint16); float32 stays float32."""
+    pool, _ = built(MaxPool2D(16), (32, 32, 2))
+    rng = np.random.default_rng(93)
+    X = rng.integers(0, 2, size=(2, 32, 32, 2)).astype(np.float64)  # ~128 maxima per window
+    X[0, :16, :16, 0] = 1.0  # one window of 256 equal maxima (a byte would count 0)
+    assert max(tie_counts(X, 16, 16)) == 256
+    A = pool.forward(X)
+    dA = rng.normal(size=A.shape)
+    np.testing.assert_allclose(
+        pool.backward(dA.copy()), naive_maxpool_backward(X, dA, 16, 16), **FORWARD_TOL
+    )
+    pool.forward(X.astype(np.float32))
+    assert pool.backward(dA.astype(np.float32)).dtype == np.float32

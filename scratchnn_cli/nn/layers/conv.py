@@ -5,8 +5,15 @@
 With the input padded first ("same": the output keeps H / s, as in Keras / TensorFlow). im2col
 copies, for each of the kh x kw kernel offsets (i, j), the strided slice of the input that the
 offset sees into ``cols`` (m Ho Wo, kh kw C), so the whole layer is one GEMM cols @ W; backward
-is two GEMMs (dW = cols^T dZ, dcols = dZ W^T) and col2im, the same kh x kw slices added back.
-The Python loops run over kernel offsets (9 for a 3x3 kernel), never over samples or pixels.
+is dW = cols^T dZ and, for each kernel offset, dZ W[i, j]^T added back into the slice of the
+(padded) input that the offset saw: col2im, one GEMM per offset, with no (m Ho Wo, kh kw C)
+buffer for dcols. The Python loops run over kernel offsets (9 for a 3x3 kernel), never over
+samples or pixels.
+
+im2col is one copy of NumPy's sliding_window_view, when C > 1 (measured 2.9x faster than a copy
+per kernel offset on the 14 x 14 x 32 input of configs/fashion_cnn.yaml's second conv, float32,
+batch 128, 1 BLAS thread); with one channel (a grey image) the copy per offset is faster (1.6x on
+28 x 28 x 1): its runs are Wo numbers long, the window view's kw.
 
 Why channels last (NHWC): the GEMM's output (m Ho Wo, F) already is the next layer's input
 (m, Ho, Wo, F), with no transpose, and each kernel offset's slice copies whole runs of C
@@ -16,9 +23,11 @@ contiguous numbers; with NCHW both the output and the columns need a transpose.
 from __future__ import annotations
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 from scratchnn_cli.nn.init import init_weights
 from scratchnn_cli.nn.layers.base import Layer, Shape
+from scratchnn_cli.nn.layers.channels import column_sum, per_channel
 
 
 def pair(name: str, value: int | tuple[int, int] | list[int]) -> tuple[int, int]:
@@ -118,36 +127,45 @@ class Conv2D(Layer):
             for j in range(kw)
         ]
 
+    def im2col(self, X: np.ndarray) -> np.ndarray:
+        """cols[(n, y, x), (i, j, c)] = X[n, s y + i, s x + j, c], X the padded input."""
+        m, C = X.shape[0], X.shape[3]
+        (Ho, Wo, _), (kh, kw), s = self.output_shape, self.kernel, self.stride
+        if C == 1:  # one copy per kernel offset: runs of Wo numbers (see the module docstring)
+            cols = np.empty((m, Ho, Wo, kh, kw, C), dtype=X.dtype)
+            for i, j, rows, columns in self._offsets():
+                cols[:, :, :, i, j, :] = X[:, rows, columns, :]
+            return cols.reshape(m * Ho * Wo, kh * kw * C)
+        windows = sliding_window_view(X, (kh, kw), axis=(1, 2))[:, ::s, ::s][:, :Ho, :Wo]
+        # (m, Ho, Wo, C, kh, kw) -> (m, Ho, Wo, kh, kw, C), the order of W's rows; reshape copies
+        return windows.transpose(0, 1, 2, 4, 5, 3).reshape(m * Ho * Wo, kh * kw * C)
+
     def forward(self, A_prev: np.ndarray, training: bool = False) -> np.ndarray:
         """Z = im2col(A_prev) W + b."""
-        m, (Ho, Wo, F), (kh, kw) = A_prev.shape[0], self.output_shape, self.kernel
+        m, (Ho, Wo, F) = A_prev.shape[0], self.output_shape
         X = A_prev
         if self.padding == "same" and any(p for pads in self.pads for p in pads):
             X = np.pad(A_prev, ((0, 0), *self.pads, (0, 0)))
-        C = X.shape[3]
-        cols = np.empty((m, Ho, Wo, kh, kw, C), dtype=X.dtype)
-        for i, j, rows, columns in self._offsets():
-            cols[:, :, :, i, j, :] = X[:, rows, columns, :]
-        self.cols = cols.reshape(m * Ho * Wo, kh * kw * C)
-        Z = self.cols @ self.W.reshape(kh * kw * C, F)
-        Z += self.b
+        self.cols = self.im2col(X)
+        Z = self.cols @ self.W.reshape(-1, F)
+        rows = Z.reshape(m, Ho * Wo * F)
+        rows += per_channel(self.b, rows)
         return Z.reshape(m, Ho, Wo, F)
 
     def backward(self, dZ: np.ndarray, need_dA_prev: bool = True) -> np.ndarray | None:
-        """dW = cols^T dZ, db = sum dZ, dA_prev = col2im(dZ W^T)."""
+        """dW = cols^T dZ, db = sum dZ, dA_prev = col2im(dZ W^T): the slice each kernel offset
+        (i, j) saw gets dZ W[i, j]^T."""
         m, Ho, Wo, F = dZ.shape
-        kh, kw, C, _ = self.W.shape
         dZ2 = dZ.reshape(m * Ho * Wo, F)
-        np.matmul(self.cols.T, dZ2, out=self.dW.reshape(kh * kw * C, F))
-        np.sum(dZ2, axis=0, out=self.db)
+        np.matmul(self.cols.T, dZ2, out=self.dW.reshape(-1, F))
+        self.db[...] = column_sum(dZ2)
         if not need_dA_prev:
             return None
-        dcols = (dZ2 @ self.W.reshape(kh * kw * C, F).T).reshape(m, Ho, Wo, kh, kw, C)
-        H, W, _ = self.input_shape
+        H, W, C = self.input_shape
         (top, bottom), (left, right) = self.pads
         dX = np.zeros((m, H + top + bottom, W + left + right, C), dtype=dZ.dtype)
         for i, j, rows, columns in self._offsets():
-            dX[:, rows, columns, :] += dcols[:, :, :, i, j, :]
+            dX[:, rows, columns, :] += (dZ2 @ self.W[i, j].T).reshape(m, Ho, Wo, C)
         return dX[:, top : top + H, left : left + W, :]
 
     def describe(self) -> str:
