@@ -66,7 +66,7 @@ def _sweep(spec: Path, runs: Path, engine: str, jobs: int) -> tuple[float, pd.Da
 
 
 def circles_sweep(opts: argparse.Namespace, console: Console) -> None:
-    steps = 600 if opts.quick else 6_000
+    steps = 600 if opts.quick else 30_000
     n_runs = 125
     table = Table(title=f"125-run circles sweep (2-5-1, single-sample SGD, {steps:,} steps each)")
     for col in ("engine", "jobs", "wall s", "net-steps/s", "vs processes --jobs 2"):

@@ -306,9 +306,10 @@ def run_unit(unit: Unit, sweep_dir: str) -> list[dict[str, Any]]:
 
 
 ENGINES = ("auto", "processes", "lockstep")
-#: ``auto`` stacks a group of runs when its parameters x batch size is at most this: where the
-#: bench (``make bench``, section lockstep) measured lockstep paying
-AUTO_LOCKSTEP_LIMIT = 20_000
+#: ``auto`` stacks a group of runs when its parameters x batch size is at most this: the bench
+#: (``make bench``, section lockstep) measured stacks paying up to 38,560 (64-32-10, batch 16:
+#: 1.5-1.9x) and losing from 814,240 (784-64-10, batch 16: 0.5-0.8x)
+AUTO_LOCKSTEP_LIMIT = 50_000
 
 
 def _lockstep_key(spec: dict[str, Any]) -> tuple[Any, ...] | None:
