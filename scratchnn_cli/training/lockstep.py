@@ -78,7 +78,7 @@ class Stack:
         if len(keys) > 1:
             raise ValueError("these runs cannot share a stack (different shapes or settings)")
         K, net = len(self.members), first.net
-        layers = [_same_layer(layer) for layer in net.layers]
+        layers = [layer.fresh() for layer in net.layers]
         self.net = Network(layers, type(net.loss)(), net.input_shape, net.dtype, stack=K)
         self.net.theta[...] = np.stack([tr.net.theta for tr in self.members])
         cfg = first.cfg
@@ -142,15 +142,6 @@ class Stack:
             tr.optimizer.t = self.optimizer.t
             for name, (arrays, _) in tr.optimizer._moments().items():
                 arrays[0][...] = moments[name][0][0][k]
-
-
-def _same_layer(layer: Any) -> Any:
-    """A new, unbound layer like ``layer`` (the stack's own copy)."""
-    if isinstance(layer, Dense):
-        return Dense(layer.units)
-    if hasattr(layer, "alpha"):
-        return type(layer)(layer.alpha)
-    return type(layer)()
 
 
 def train_lockstep(

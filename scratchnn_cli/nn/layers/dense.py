@@ -49,6 +49,9 @@ class Dense(Layer):
         self.dW, self.db = grads["W"], grads["b"]
         self.b_row = self.b[..., None, :]  # b as a row (per network), added to every sample's
 
+    def fresh(self) -> Dense:
+        return Dense(self.units)
+
     def initialize(self, rng: np.random.Generator, init: str, mu: float, sigma: float) -> None:
         init_dense(self.W, self.b, rng, init, mu, sigma)
 
