@@ -438,7 +438,9 @@ def _dask_client(jobs: int, scheduler: str | None) -> Iterator[Any]:
             cluster = LocalCluster(n_workers=workers, threads_per_worker=1, dashboard_address=None)
             scheduler = stack.enter_context(cluster).scheduler_address
         try:
-            client = stack.enter_context(Client(scheduler, timeout=30))
+            # how long to try: Dask's own setting, distributed.comm.timeouts.connect (30 s;
+            # DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT=5s in the environment changes it)
+            client = stack.enter_context(Client(scheduler))
         except OSError as exc:
             raise UserInputError(
                 f"--scheduler {scheduler}: cannot reach it ({one_line(exc)})"

@@ -382,3 +382,36 @@ def test_the_sweep_plot_draws_any_number_of_keys_with_missing_points(n_params: i
     frame.loc[0, "mean_val_accuracy"] = None  # a failed point: a blank cell or a gap
     png = sweep_png(frame, params, "mean_val_accuracy", "t", "validation accuracy")
     assert png.startswith(b"\x89PNG")
+
+
+def test_an_unreachable_scheduler_is_one_line_exit_2_and_nothing_written(tmp_path: Path) -> None:
+    """Nobody listens on the port: refused before any folder is made (Dask's connect timeout,
+    its own setting, shortened here)."""
+    try:
+        import dask
+        import dask.distributed  # noqa: F401
+    except ImportError:
+        if os.environ.get("CI") == "true":
+            pytest.fail("dask.distributed is not installed: pip install -e '.[test,dask]'")
+        pytest.skip("dask.distributed is not installed (pip install -e '.[dask]')")
+    import socket
+
+    with socket.socket() as probe:  # a free port, closed again: nothing listens there
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    runs = tmp_path / "runs"
+    with dask.config.set({"distributed.comm.timeouts.connect": "2s"}):
+        result = sweep(
+            write(tmp_path),
+            *GRID,
+            "--backend",
+            "dask",
+            "--scheduler",
+            f"tcp://127.0.0.1:{port}",
+            "--runs-dir",
+            runs,
+        )
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and f"--scheduler tcp://127.0.0.1:{port}: cannot reach it" in lines[0]
+    assert not runs.exists()
