@@ -502,7 +502,10 @@ RESUMABLE = ("interrupted", "diverged", "failed")
 
 
 def resume_experiment(
-    run_dir: Path, overrides: list[str] | None = None, console: Console | None = None
+    run_dir: Path,
+    overrides: list[str] | None = None,
+    console: Console | None = None,
+    plots: bool = True,
 ) -> RunOutcome:
     """Continue an interrupted, diverged or failed run from its last checkpoint, in place; or
     a "running" one that no process trains any more (killed hard: nobody holds its lock).
@@ -523,12 +526,14 @@ def resume_experiment(
     except OSError as exc:
         raise RunWriteError(f"{run_dir}: could not lock the run folder: {exc}") from None
     try:
-        return _resume_locked(run_dir, list(overrides or []), console)
+        return _resume_locked(run_dir, list(overrides or []), console, plots)
     finally:
         lock.release()
 
 
-def _resume_locked(run_dir: Path, overrides: list[str], console: Console | None) -> RunOutcome:
+def _resume_locked(
+    run_dir: Path, overrides: list[str], console: Console | None, plots: bool = True
+) -> RunOutcome:
     """``resume_experiment`` once the lock is held: run.json is read again (what it says can no
     longer change under us), checked, marked running, and training goes on."""
     raw, info = load_run_info(run_dir)
@@ -545,7 +550,7 @@ def _resume_locked(run_dir: Path, overrides: list[str], console: Console | None)
         console = console or Console(stderr=True)
         console.print(f"note: {run_dir}/checkpoint.npz: {restarted}")
     _mark_resumed(run_dir, info, config, overrides, snapshot, restarted)
-    return _train_in(run_dir, config, dataset, net, streams, info, snapshot, console)
+    return _train_in(run_dir, config, dataset, net, streams, info, snapshot, console, plots)
 
 
 def _check_resumable(run_dir: Path, status: str, overrides: list[str]) -> None:

@@ -258,7 +258,7 @@ def run_task(task: Task, sweep_dir: str, plots: bool = False) -> dict[str, Any]:
     try:
         with threadpool_limits(1):
             if task.resume is not None:
-                outcome = resume_experiment(Path(task.resume), [], console=console)
+                outcome = resume_experiment(Path(task.resume), [], console, plots=plots)
             else:
                 config = build_config(copy.deepcopy(task.spec), task.name)
                 outcome = run_experiment(config, Path(sweep_dir), console=console, plots=plots)

@@ -311,6 +311,7 @@ def test_resume_after_an_interruption_ends_like_an_uninterrupted_sweep(
     pd.testing.assert_frame_equal(results(sweep_dir), results(serial))
     info = read_json(subs[4] / "run.json")
     assert info["status"] == "completed" and info["resumed"][0]["from_epoch"] >= 1
+    assert not list(subs[4].glob("*.png"))  # a resumed sub-run draws no PNGs either
     assert len(sub_runs(sweep_dir)) == 12
     assert (sweep_dir / "best.yaml").read_text() == (serial / "best.yaml").read_text()
     again = sweep("--resume", sweep_dir)  # nothing left to do: every sub-run is kept
