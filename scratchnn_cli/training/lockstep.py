@@ -8,8 +8,15 @@ batched matrix products (``(K, m, n) @ (K, n, h)``), and one optimizer updates t
 theta, with one learning rate (and L1 / L2 weight) per network as a column. At the end of every
 epoch the rows go back to the K networks, and each Trainer records, checks and snapshots its
 own run. So run k sees the samples its solo run would see (its own generator draws its order),
-and ends with the weights of its solo run: np.matmul computes each (m, n) @ (n, h) of a stack
-as it computes one alone, and every element-wise step is the same IEEE operation.
+and ends with the weights of its solo run, bit for bit: np.matmul computes each (m, n) @ (n, h)
+of a stack as it computes one alone (NumPy 2.4 with OpenBLAS here; tests/test_lockstep.py checks
+it), and every element-wise step is the same IEEE operation.
+
+Why it pays: a tiny network's step is ~25 NumPy calls whose cost is their fixed overhead, so K
+networks in one call each cost little more than one. Measured (``make bench``, section lockstep,
+one thread): a 2-5-1 single-sample stack of 64 trained 22.8x faster than the 64 runs one after
+another; for a 784-64-10 MLP with batches of 64 the stack is slower (0.7x): there the matrix
+products dominate and the stack gathers every member's batch.
 
 What a stack needs to share: layer sizes and kinds, dtype, the optimizer and its
 hyper-parameters other than lr, batch size, sampling, max_iterations and the size of the
