@@ -5,7 +5,10 @@
    ``scratchnn sweep`` (``run_sweep``, no refit) with the processes engine at ``--jobs 2`` and
    with the lockstep engine at ``--jobs 1`` and ``--jobs 2``: the whole sweep's wall time, run
    folders written included, and net-steps per second. The results must be equal.
-2. Where lockstep stops paying: K runs of one network shape trained one after the other with
+2. A mini-batch MLP sweep on Fashion-MNIST (when the files are there): 784-64-10 ReLU, batch
+   64, one epoch on 54,000 images, 8 learning rates, the processes engine at ``--jobs 2``
+   against the lockstep engine at ``--jobs 2``.
+3. Where lockstep stops paying: K runs of one network shape trained one after the other with
    ``train()`` against the same K runs in one stack (``train_lockstep``), one BLAS thread, for
    widths and batch sizes from the assignment's nets to a Fashion-MNIST-size MLP (784-64-10,
    batch 64, on random pixels of Fashion's shape): the ratio of the two times. ``sweep --engine
@@ -28,6 +31,8 @@ from rich.table import Table
 from threadpoolctl import threadpool_limits
 
 from scratchnn_cli.config import TrainConfig
+from scratchnn_cli.data.fashion_mnist import fashion_mnist_dir
+from scratchnn_cli.errors import DataError
 from scratchnn_cli.nn.network import Network
 from scratchnn_cli.sweep import AUTO_LOCKSTEP_LIMIT, plan_sweep, run_sweep
 from scratchnn_cli.training.lockstep import train_lockstep
@@ -92,6 +97,55 @@ def circles_sweep(opts: argparse.Namespace, console: Console) -> None:
         f"at least 30x faster than processes --jobs 2 (stretch 50x): "
         f"{base / min(r[2] for r in rows[1:]):.1f}x."
     )
+
+
+FASHION_SPEC = """\
+name: bench_lockstep_fashion
+seed: 0
+data:
+  dataset: fashion-mnist
+  split: [0.9, 0.1, 0.0]
+model:
+  struct: [64]
+  activation: relu
+  init: he
+train:
+  optimizer: adam
+  batch_size: 64
+  sampling: shuffle
+  eps: 0
+  max_iterations: 100000000
+  max_epochs: {epochs}
+"""
+
+
+def fashion_sweep(opts: argparse.Namespace, console: Console) -> None:
+    try:
+        fashion_mnist_dir(download=False)
+    except DataError as exc:
+        console.print(f"  Fashion-MNIST MLP sweep skipped: {exc}")
+        return
+    quiet = Console(file=io.StringIO())
+    lrs = "0.0003,0.0005,0.001,0.002,0.003,0.005,0.01,0.02"
+    table = Table(title="Fashion-MNIST MLP sweep (784-64-10, Adam, batch 64, 1 epoch, 8 points)")
+    for col in ("engine", "jobs", "wall s", "vs processes --jobs 2"):
+        table.add_column(col, justify="right")
+    with tempfile.TemporaryDirectory() as tmp:
+        spec = Path(tmp) / "bench_lockstep_fashion.yaml"
+        spec.write_text(FASHION_SPEC.format(epochs=1), encoding="utf-8")
+        rows, frames = [], []
+        for engine in ("processes", "lockstep"):
+            plan = plan_sweep(spec, [], [f"train.lr={lrs}"], None, None)
+            start = time.perf_counter()
+            outcome = run_sweep(
+                plan, Path(tmp) / engine, jobs=2, refit=False, engine=engine, console=quiet
+            )
+            rows.append((engine, time.perf_counter() - start))
+            frames.append(pd.read_csv(outcome.sweep_dir / "results.csv").drop(columns=["seconds"]))
+    for engine, seconds in rows:
+        table.add_row(engine, "2", f"{seconds:.1f}", f"{rows[0][1] / seconds:.2f}x")
+    console.print(table)
+    console.print(f"  results.csv equal (seconds column aside): {frames[0].equals(frames[1])}")
 
 
 def _runs(sizes: list[int], batch: int, K: int, n: int, steps: int) -> list[tuple]:
@@ -173,4 +227,5 @@ def lockstep(opts: argparse.Namespace, console: Console) -> None:
     """The lockstep engine against solo runs: a 125-run sweep, and where stacking pays."""
     console.rule("[bold]lockstep[/]: many small runs as one NumPy computation")
     circles_sweep(opts, console)
+    fashion_sweep(opts, console)
     crossover(opts, console)

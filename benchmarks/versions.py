@@ -291,7 +291,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     cases = [c for c in CASES if c.key in args.cases]
-    versions = dict(zip(VERSIONS, (args.baseline_python, sys.executable), strict=True))
+    # absolute, not resolved: the children run in a temporary folder, and a venv's python is a
+    # symlink whose target would not know the venv
+    baseline = os.path.abspath(args.baseline_python)
+    versions = dict(zip(VERSIONS, (baseline, sys.executable), strict=True))
     env = child_env()
     runs: dict[tuple[str, str], list[dict]] = {}
     with tempfile.TemporaryDirectory() as cwd:  # not the repository: see the docstring
