@@ -98,15 +98,15 @@ class NetCase:
 
 
 CASES = (  # steps per timing; each side is timed --repeats times (default 20), the best one kept
-    NetCase("2-5-1", (2, 5, 1), goal=2.0, ours_steps=20_000, loop_steps=5_000, check_steps=300),
+    NetCase("2-5-1", (2, 5, 1), goal=3.0, ours_steps=20_000, loop_steps=5_000, check_steps=300),
     NetCase(
-        "784-10-5-1", (784, 10, 5, 1), goal=50.0, ours_steps=5_000, loop_steps=50, check_steps=300
+        "784-10-5-1", (784, 10, 5, 1), goal=150.0, ours_steps=5_000, loop_steps=50, check_steps=300
     ),
 )
 QUICK_CASES = (  # --quick: default 3 repeats
-    NetCase("2-5-1", (2, 5, 1), goal=2.0, ours_steps=5_000, loop_steps=1_000, check_steps=200),
+    NetCase("2-5-1", (2, 5, 1), goal=3.0, ours_steps=5_000, loop_steps=1_000, check_steps=200),
     NetCase(
-        "784-10-5-1", (784, 10, 5, 1), goal=50.0, ours_steps=1_000, loop_steps=10, check_steps=40
+        "784-10-5-1", (784, 10, 5, 1), goal=150.0, ours_steps=1_000, loop_steps=10, check_steps=40
     ),
 )
 
