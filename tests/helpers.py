@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
 import numpy as np
+import pytest
 from typer.testing import CliRunner, Result
 
 from scratchnn_cli.cli import app
@@ -61,3 +63,14 @@ def assert_one_line_error(result: Result, code: int = 2) -> str:
     assert len(lines) == 1, result.output
     assert lines[0].startswith("error:"), lines[0]
     return lines[0]
+
+
+def require_dask() -> None:
+    """Fail under CI=true (make install installs the dask extra), skip elsewhere, when
+    dask.distributed is missing."""
+    try:
+        import dask.distributed  # noqa: F401
+    except ImportError:
+        if os.environ.get("CI") == "true":
+            pytest.fail("dask.distributed is not installed: pip install -e '.[test,dask]'")
+        pytest.skip("dask.distributed is not installed (pip install -e '.[dask]')")

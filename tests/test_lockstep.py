@@ -16,7 +16,6 @@ results unchanged. At the sweep level, ``--engine lockstep`` writes the files
 from __future__ import annotations
 
 import json
-import os
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -25,7 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import invoke
+from helpers import invoke, require_dask
 
 from scratchnn_cli.config import TrainConfig
 from scratchnn_cli.nn.layers import Dense
@@ -590,12 +589,9 @@ def test_lockstep_groups_on_a_dask_cluster_equal_the_local_ones(
 ) -> None:
     """Lockstep groups are units of work like sub-runs: sent to a real LocalCluster on loopback
     (reached through --scheduler like a remote one), they give the local lockstep sweep."""
-    try:
-        from dask.distributed import LocalCluster
-    except ImportError:
-        if os.environ.get("CI") == "true":
-            pytest.fail("dask.distributed is not installed: pip install -e '.[test,dask]'")
-        pytest.skip("dask.distributed is not installed (pip install -e '.[dask]')")
+    require_dask()
+    from dask.distributed import LocalCluster
+
     with LocalCluster(
         n_workers=1,
         threads_per_worker=1,

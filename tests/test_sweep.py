@@ -6,7 +6,6 @@ test, and a Dask LocalCluster equal to the local run."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from helpers import invoke
+from helpers import invoke, require_dask
 
 from scratchnn_cli import experiment
 from scratchnn_cli.config import build_config, load_config
@@ -332,12 +331,9 @@ def test_a_dask_local_cluster_gives_the_local_results(serial: Path, tmp_path: Pa
     """A real LocalCluster on loopback (one single-threaded worker in this process), reached
     through --scheduler tcp://127.0.0.1:PORT like a remote one. Without dask installed this
     fails under CI=true (make install installs the dask extra) and is skipped elsewhere."""
-    try:
-        from dask.distributed import LocalCluster
-    except ImportError:
-        if os.environ.get("CI") == "true":
-            pytest.fail("dask.distributed is not installed: pip install -e '.[test,dask]'")
-        pytest.skip("dask.distributed is not installed (pip install -e '.[dask]')")
+    require_dask()
+    from dask.distributed import LocalCluster
+
     with LocalCluster(
         n_workers=1,
         threads_per_worker=1,
@@ -388,14 +384,10 @@ def test_the_sweep_plot_draws_any_number_of_keys_with_missing_points(n_params: i
 def test_an_unreachable_scheduler_is_one_line_exit_2_and_nothing_written(tmp_path: Path) -> None:
     """Nobody listens on the port: refused before any folder is made (Dask's connect timeout,
     its own setting, shortened here)."""
-    try:
-        import dask
-        import dask.distributed  # noqa: F401
-    except ImportError:
-        if os.environ.get("CI") == "true":
-            pytest.fail("dask.distributed is not installed: pip install -e '.[test,dask]'")
-        pytest.skip("dask.distributed is not installed (pip install -e '.[dask]')")
+    require_dask()
     import socket
+
+    import dask
 
     with socket.socket() as probe:  # a free port, closed again: nothing listens there
         probe.bind(("127.0.0.1", 0))

@@ -68,11 +68,9 @@ def train(
     ``resume_from`` continues from a Snapshot and ends with the same weights as a run that was
     never stopped. ``augment`` transforms every training batch (never validation data).
     """
-    trainer = Trainer(net, X, y, n_classes, cfg, rng, validation, hooks or Hooks(), result)
-    trainer.augment = augment
-    if resume_from is not None:
-        trainer.restore(resume_from)
-    return trainer.run()
+    return trainer_for(
+        net, X, y, n_classes, cfg, rng, validation, hooks, resume_from, result, augment
+    ).run()
 
 
 def trainer_for(
@@ -86,9 +84,11 @@ def trainer_for(
     hooks: Hooks | None = None,
     resume_from: Snapshot | None = None,
     result: TrainResult | None = None,
+    augment: Augmentation | None = None,
 ) -> Trainer:
     """``train``'s Trainer, ready but not run: the lockstep engine runs many of them at once."""
     trainer = Trainer(net, X, y, n_classes, cfg, rng, validation, hooks or Hooks(), result)
+    trainer.augment = augment  # before restore: the snapshot holds its generator's state
     if resume_from is not None:
         trainer.restore(resume_from)
     return trainer
