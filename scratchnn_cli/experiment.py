@@ -337,6 +337,17 @@ def check_compatible(config: ExperimentConfig, dataset: Dataset) -> None:
             )
 
 
+def _checked_network(
+    config: ExperimentConfig, dataset: Dataset
+) -> tuple[dict[str, np.random.Generator], Network]:
+    """Refuse what only the data reveals (shapes, memory), then the run's random generators
+    and its initial network."""
+    check_compatible(config, dataset)
+    check_memory(config, dataset)
+    streams = rng_streams(config.seed)
+    return streams, build_network(config, dataset, streams["init"], streams["dropout"])
+
+
 def run_experiment(
     config: ExperimentConfig,
     runs_dir: Path,
@@ -354,10 +365,7 @@ def run_experiment(
     matrix, augmentation examples): sweeps train many small sub-runs.
     """
     dataset = load_dataset(config.data, config.seed, config.model.dtype)
-    check_compatible(config, dataset)
-    check_memory(config, dataset)
-    streams = rng_streams(config.seed)
-    net = build_network(config, dataset, streams["init"], streams["dropout"])
+    streams, net = _checked_network(config, dataset)
     run_dir = create_run_dir(runs_dir, config.name or "experiment")
     lock = RunLock(run_dir)
     try:
@@ -434,10 +442,7 @@ def _lockstep_member(
     if key not in datasets:
         datasets[key] = load_dataset(config.data, config.seed, config.model.dtype)
     dataset = datasets[key]
-    check_compatible(config, dataset)
-    check_memory(config, dataset)
-    streams = rng_streams(config.seed)
-    net = build_network(config, dataset, streams["init"], streams["dropout"])
+    streams, net = _checked_network(config, dataset)
     run_dir = create_run_dir(runs_dir, config.name or "experiment")
     lock = RunLock(run_dir)
     info = _new_run_info(config, None, net, dataset)
