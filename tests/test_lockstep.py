@@ -607,3 +607,22 @@ def test_lockstep_groups_on_a_dask_cluster_equal_the_local_ones(
     assert found is not None
     assert_same_sweep(found, stepped)
     assert {read_json(p / "run.json")["engine"] for p in sub_runs(found).values()} == {"lockstep"}
+
+
+def test_members_that_validate_at_different_intervals_share_a_stack(
+    stacks: list[list[Trainer]],
+) -> None:
+    """eval_every 1, 2 and 3 in one stack: each member's validation columns (filled or empty)
+    and its numbers are those of its solo run (the stack computes every member's validation
+    logits at once, and hands them only to the members that evaluate that epoch)."""
+    data = xor_points(60)
+    members = [
+        Member(TrainConfig(lr=0.1, eps=0, max_epochs=6, eval_every=every), seed, data)
+        for seed, every in ((1, 1), (2, 2), (3, 3))
+    ]
+    runs = in_lockstep(members)
+    assert [len(s) for s in stacks] == [3]
+    for run, member in zip(runs, members, strict=True):
+        assert_same_run(run, member.solo())
+        evaluated = [r.epoch for r in run[1].history if r.val_cost is not None]
+        assert evaluated == list(range(member.cfg.eval_every, 7, member.cfg.eval_every))

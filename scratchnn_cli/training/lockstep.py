@@ -139,7 +139,7 @@ class Stack:
         if self.X_val is not None and any(tr.evaluates() for tr in self.members):
             Z_val = net.forward(self.X_val)  # every member's validation logits, as logits() would
             for k, tr in enumerate(self.members):
-                tr.val_logits = Z_val[k]
+                tr.val_logits = Z_val[k] if tr.evaluates() else None  # eval_every may differ
 
     def write_back(self) -> None:
         """Copy each row of the stack (weights, optimizer moments, t) into its member."""
