@@ -246,6 +246,13 @@ def training_set(config: ExperimentConfig, dataset: Dataset) -> tuple[np.ndarray
     return dataset.X_train, dataset.y_train
 
 
+def validation_set(
+    config: ExperimentConfig, dataset: Dataset
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """What training scores every epoch: the val split, or None when it trains on it."""
+    return None if config.data.train_on == "train+val" else dataset.split("val")
+
+
 def network_record(config: ExperimentConfig, net: Network) -> dict[str, Any]:
     """What run.json says of the network: sizes, activation, output, and a row per layer."""
     return {
@@ -450,7 +457,6 @@ def _lockstep_member(
     _start_run_folder(run_dir, lock, config, info)
     writer = RunWriter(run_dir, config, dataset, net, info, plots)
     X_fit, y_fit = training_set(config, dataset)
-    X_val, y_val = (None, None) if config.data.train_on == "train+val" else dataset.split("val")
     trainer = trainer_for(
         net,
         X_fit,
@@ -458,7 +464,7 @@ def _lockstep_member(
         dataset.n_classes,
         config.train,
         streams["sampling"],
-        validation=None if X_val is None else (X_val, y_val),
+        validation=validation_set(config, dataset),
         hooks=Hooks(None, writer.save_checkpoint, config.train.checkpoint_every),
         result=writer.result,
     )
@@ -758,7 +764,6 @@ def _fit(
         if plots:
             write_augmentation_examples(run_dir, config, dataset)
     X_fit, y_fit = training_set(config, dataset)
-    X_val, y_val = (None, None) if config.data.train_on == "train+val" else dataset.split("val")
     curve = LiveLearningCurve(run_dir / "learning_curve.png", config.name or "")
     curve.history.extend(snapshot.history if snapshot else [])
     with TrainingProgress(console, config.train, len(y_fit), config.name or "") as progress:
@@ -775,7 +780,7 @@ def _fit(
             dataset.n_classes,
             config.train,
             streams["sampling"],
-            validation=None if X_val is None else (X_val, y_val),
+            validation=validation_set(config, dataset),
             hooks=Hooks(on_epoch, save_checkpoint, config.train.checkpoint_every),
             resume_from=snapshot,
             result=result,

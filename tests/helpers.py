@@ -28,6 +28,24 @@ train:
 """
 
 
+# a sweep's base spec: circles500, a leaky-ReLU hidden layer of 4, 1,000 single-sample updates
+TINY_SWEEP = """\
+name: tiny
+seed: 0
+data:
+  dataset: circles500
+model:
+  struct: [4]
+  activation: leaky_relu
+  sigma: 0.5
+train:
+  lr: 0.1
+  eps: 0
+  max_iterations: 1000
+  checkpoint_every: 1
+"""
+
+
 def invoke(*args: object) -> Result:
     """Run the ``scratchnn`` CLI in-process with these arguments (paths become strings)."""
     return CliRunner().invoke(app, [str(a) for a in args])

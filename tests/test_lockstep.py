@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import invoke, require_dask
+from helpers import TINY_SWEEP, invoke, require_dask
 
 from scratchnn_cli.config import TrainConfig
 from scratchnn_cli.nn.layers import Dense
@@ -401,21 +401,7 @@ def test_a_stacked_network_views_every_array_into_theta() -> None:
 
 # circles500, 2-fold CV of train + val (375 rows): folds train on 187 and 188 rows, so each
 # network shape's group holds two stacks; 1,000 single-sample updates = 6 epochs
-TINY = """\
-name: tiny
-seed: 0
-data:
-  dataset: circles500
-model:
-  struct: [4]
-  activation: leaky_relu
-  sigma: 0.5
-train:
-  lr: 0.1
-  eps: 0
-  max_iterations: 1000
-  checkpoint_every: 1
-"""
+TINY = TINY_SWEEP
 GRID = ["--grid", "train.lr=0.3,0.03", "--grid", "model.struct=[3],[6]", "--cv", 2]
 SUB_RUN = re.compile(r"(tiny-p\d{3}-f\d+)$")
 

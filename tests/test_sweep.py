@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from helpers import invoke, require_dask
+from helpers import TINY_SWEEP, invoke, require_dask
 
 from scratchnn_cli import experiment
 from scratchnn_cli.config import build_config, load_config
@@ -23,21 +23,7 @@ from scratchnn_cli.data.splits import kfold_indices
 from scratchnn_cli.sweep import expand_points, parse_grid_option, plan_sweep, point_spec
 
 # circles500: 250 / 125 / 125 rows; 3-fold CV trains on 250 rows: 1,000 updates = 4 epochs
-TINY = """\
-name: tiny
-seed: 0
-data:
-  dataset: circles500
-model:
-  struct: [4]
-  activation: leaky_relu
-  sigma: 0.5
-train:
-  lr: 0.1
-  eps: 0
-  max_iterations: 1000
-  checkpoint_every: 1
-"""
+TINY = TINY_SWEEP
 GRID = ["--grid", "train.lr=0.3,0.03", "--grid", "model.struct=[3],[6]"]
 
 
