@@ -141,6 +141,7 @@ class Trainer:
         self.start_time = time.perf_counter()
         self.augment: Augmentation | None = None
         self.val_logits: np.ndarray | None = None  # set by a lockstep stack, which computes them
+        self._rows: tuple[np.ndarray, tuple[list[np.ndarray], ...]] | None = None
 
     # --- snapshots ---------------------------------------------------------------------------
 
@@ -214,6 +215,14 @@ class Trainer:
         n_updates = min(math.ceil(N / self.B), cfg.max_iterations - self.result.iterations)
         return order[: min(N, n_updates * self.B)]
 
+    def sample_rows(self) -> tuple[list[np.ndarray], ...]:
+        """X, Y and the epoch's logits as lists of (1, n) row views, made once: indexing a list
+        is ~10x cheaper than slicing an array, which single-sample SGD would do 3x per step."""
+        if self._rows is None or self._rows[0] is not self.Z_epoch:  # a stack may swap Z_epoch
+            rows = tuple(list(M[:, None]) for M in (self.X, self.Y, self.Z_epoch))
+            self._rows = (self.Z_epoch, rows)
+        return self._rows[1]
+
     def run_epoch(self, order: np.ndarray) -> None:
         """One update per batch of ``order``: forward, dZ = (A - Y) / m, backprop, step."""
         net, X, Y, B, Z_epoch = self.net, self.X, self.Y, self.B, self.Z_epoch
@@ -224,25 +233,26 @@ class Trainer:
         weights, weight_grads = self.weights, self.weight_grads
         augment = self.augment
 
-        def update(Xb: np.ndarray, Yb: np.ndarray, start: int) -> None:
+        def update(Xb: np.ndarray, Yb: np.ndarray, Z_out: np.ndarray) -> None:
             if augment is not None:
                 Xb = augment(Xb)
             Z = forward(Xb, True)
-            Z_epoch[start : start + Z.shape[0]] = Z
+            Z_out[...] = Z  # the logits, for the epoch's cost and accuracy
             backward(dZ(Z, Yb))
             if regularized:
                 add_penalty_gradient(weights, weight_grads, l1, l2)
             step(grads)
 
-        if B == 1:  # the assignment's single-sample SGD: slices, no copies
+        if B == 1:  # the assignment's single-sample SGD: each sample a (1, n) view, no copies
+            X_rows, Y_rows, Z_rows = self.sample_rows()
             for t, i in enumerate(order.tolist()):
-                update(X[i : i + 1], Y[i : i + 1], t)
+                update(X_rows[i], Y_rows[i], Z_rows[t])
         elif len(order) == self.N and self.cfg.batch_size == "full":
-            update(X, Y, 0)
+            update(X, Y, Z_epoch)
         else:
             for s in range(0, len(order), B):
                 batch = order[s : s + B]
-                update(X[batch], Y[batch], s)
+                update(X[batch], Y[batch], Z_epoch[s : s + B])
         self.result.iterations += math.ceil(len(order) / B)
         self.result.epochs += 1
 

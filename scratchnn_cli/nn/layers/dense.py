@@ -48,6 +48,7 @@ class Dense(Layer):
         self.W, self.b = params["W"], params["b"]
         self.dW, self.db = grads["W"], grads["b"]
         self.b_row = self.b[..., None, :]  # b as a row (per network), added to every sample's
+        self.db_row = self.db[..., None, :]
 
     def fresh(self) -> Dense:
         return Dense(self.units)
@@ -66,7 +67,7 @@ class Dense(Layer):
         """dW = A_prev^T dZ, db = sum_i dZ_i, and (unless not needed) dA_prev = dZ W^T."""
         if dZ.shape[-2] == 1:  # one sample: dW is an outer product, cheaper than a k=1 matmul
             np.multiply(T(self.A_prev), dZ, out=self.dW)
-            self.db[...] = dZ[..., 0, :]
+            self.db_row[...] = dZ
         else:
             np.matmul(T(self.A_prev), dZ, out=self.dW)
             np.sum(dZ, axis=-2, out=self.db)
