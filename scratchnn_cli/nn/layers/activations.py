@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from scratchnn_cli.nn.layers.base import Layer
+from scratchnn_cli.nn.layers.blocks import in_blocks
 
 
 def sigmoid(Z: np.ndarray) -> np.ndarray:
@@ -77,10 +78,13 @@ class ReLU(Activation):
     kind = "relu"
 
     def g(self, Z: np.ndarray) -> np.ndarray:
-        return np.maximum(Z, 0.0)
+        A = np.empty_like(Z)
+        in_blocks(lambda z, a: np.maximum(z, 0.0, out=a), Z, A)  # A = max(Z, 0), blocks of samples
+        return A
 
     def dZ(self, Z: np.ndarray, A: np.ndarray, dA: np.ndarray) -> np.ndarray:
-        return np.multiply(dA, Z > 0, out=dA)
+        in_blocks(lambda d, z: np.multiply(d, z > 0, out=d), dA, Z)  # dA * (Z > 0), in place
+        return dA
 
 
 class LeakyReLU(Activation):
