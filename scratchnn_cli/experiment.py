@@ -445,7 +445,8 @@ def _lockstep_member(
     why = lockstep_reason(config)
     if why is not None:
         raise ConfigError(f"{config.name}: cannot train in lockstep: {why}")
-    key = f"{config.data.model_dump_json()} {config.seed} {config.model.dtype}"
+    data_seed = config.seed if config.data.seed is None else config.data.seed
+    key = f"{config.data.model_dump_json()} {data_seed} {config.model.dtype}"
     if key not in datasets:
         datasets[key] = load_dataset(config.data, config.seed, config.model.dtype)
     dataset = datasets[key]

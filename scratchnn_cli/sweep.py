@@ -48,7 +48,7 @@ from scratchnn_cli.errors import ConfigError, RunFolderError, UserInputError, on
 from scratchnn_cli.runs import create_run_dir, write_text, write_yaml
 
 SWEEP_FILE = "sweep.yaml"
-SWEEP_KEYS = ("grid", "random", "cv")
+SWEEP_KEYS = ("grid", "random", "cv", "seeds")
 FINISHED = ("completed", "diverged")
 
 
@@ -63,10 +63,22 @@ class SweepPlan:
     random: int | None
     cv: int | None
     points: list[dict[str, Any]]
+    seeds: list[int] | None = None  # --seeds: every point trained with each (older sweeps: none)
 
     @property
     def folds(self) -> int:
         return self.cv or 1
+
+    @property
+    def runs_per_point(self) -> int:
+        """Sub-runs of a point: one per fold, for each of ``seeds``."""
+        return self.folds * len(self.seeds or [None])
+
+    def sub_run(self, k: int) -> tuple[int | None, int]:
+        """(seed, fold) of a point's sub-run ``k``: the folds of the first seed, then the next
+        (seed None without ``seeds``: the spec's own)."""
+        repeat, fold = divmod(k, self.folds)
+        return (None if self.seeds is None else self.seeds[repeat]), fold
 
 
 @dataclass
@@ -128,9 +140,37 @@ def _check_grid(grid: dict[str, Any]) -> dict[str, list[Any]]:
     for key, values in grid.items():
         if not isinstance(values, list) or not values:
             raise UserInputError(f"sweep grid {key}: needs a non-empty list of values")
-        if key.split(".")[0] in ("name", "seed", "sweep") or key.startswith("data.cv"):
+        if key.split(".")[0] == "seed":
+            raise UserInputError(
+                f"sweep grid {key}: every point shares the seed; to train each point with "
+                "several seeds, give --seeds 0,1,2 (sweep.seeds)"
+            )
+        if key.split(".")[0] in ("name", "sweep") or key.startswith(("data.cv", "data.seed")):
             raise UserInputError(f"sweep grid {key}: this key cannot be swept")
     return grid
+
+
+def _check_seeds(seeds: Any) -> list[int] | None:
+    if seeds is None:
+        return None
+    if (
+        not isinstance(seeds, list)
+        or not seeds
+        or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds)
+        or len(set(seeds)) < len(seeds)
+    ):
+        raise UserInputError(f"seeds: must be distinct whole numbers >= 0, not {seeds!r}")
+    return seeds
+
+
+def parse_seeds_option(text: str | None) -> list[int] | None:
+    """``--seeds 0,1,2`` -> [0, 1, 2] (None when not given)."""
+    if text is None:
+        return None
+    try:
+        return _check_seeds([int(part) for part in text.split(",")])
+    except ValueError:
+        raise UserInputError(f"--seeds {text!r}: expected whole numbers, e.g. 0,1,2") from None
 
 
 def _count(value: Any, what: str, least: int) -> int | None:
@@ -164,6 +204,7 @@ def plan_sweep(
     grid_options: list[str] | None = None,
     random: int | None = None,
     cv: int | None = None,
+    seeds: list[int] | None = None,
 ) -> SweepPlan:
     """Read the spec, its ``sweep:`` key and the command-line options (which win) into a plan."""
     raw = read_yaml(config_path)
@@ -173,6 +214,7 @@ def plan_sweep(
     grid = _check_grid({**section.get("grid", {}), **parse_grid_option(grid_options or [])})
     random = _count(random if random is not None else section.get("random"), "random", 1)
     cv = _count(cv if cv is not None else section.get("cv"), "cv", 2)
+    seeds = _check_seeds(seeds if seeds is not None else section.get("seeds"))
     if cv is None and config.data.split[1] == 0:
         raise ConfigError(
             f"{config_path}: data.split has no val part: a sweep without cv scores val"
@@ -180,7 +222,7 @@ def plan_sweep(
     raw["name"] = config.name
     raw.setdefault("data", {})["dataset"] = config.data.dataset  # a CSV: absolute path
     points = expand_points(grid, random, config.seed)
-    return SweepPlan(config.name or "sweep", config.seed, raw, grid, random, cv, points)
+    return SweepPlan(config.name or "sweep", config.seed, raw, grid, random, cv, points, seeds)
 
 
 def point_spec(plan: SweepPlan, params: dict[str, Any]) -> dict[str, Any]:
@@ -189,16 +231,23 @@ def point_spec(plan: SweepPlan, params: dict[str, Any]) -> dict[str, Any]:
     return apply_overrides(copy.deepcopy(plan.base), items)
 
 
-def sub_run_name(plan: SweepPlan, point: int, fold: int) -> str:
-    return f"{plan.name}-p{point:03d}-f{fold}"
+def sub_run_name(plan: SweepPlan, point: int, k: int) -> str:
+    """``<name>-p003-f2`` (``-p003-s1-f2`` with seeds) for sub-run ``k`` of point 3."""
+    seed, fold = plan.sub_run(k)
+    return f"{plan.name}-p{point:03d}{'' if seed is None else f'-s{seed}'}-f{fold}"
 
 
-def sub_run_spec(plan: SweepPlan, point: int, fold: int) -> dict[str, Any]:
-    """Point ``point``'s spec on fold ``fold``: trained on the fold's train part, validated on
-    its held-out part, the test split empty (``data.cv``)."""
+def sub_run_spec(plan: SweepPlan, point: int, k: int) -> dict[str, Any]:
+    """Point ``point``'s spec for its sub-run ``k``: trained on a fold's train part, validated on
+    its held-out part, the test split empty (``data.cv``); with seeds, the run's seed is one of
+    them while ``data.seed`` keeps the sweep's, so every seed sees the same folds."""
+    seed, fold = plan.sub_run(k)
     raw = point_spec(plan, plan.points[point])
-    raw["name"] = sub_run_name(plan, point, fold)
+    raw["name"] = sub_run_name(plan, point, k)
     raw["data"].update(train_on="train", cv={"folds": plan.folds, "fold": fold})
+    if seed is not None:
+        raw["data"].setdefault("seed", plan.seed)
+        raw["seed"] = seed
     return raw
 
 
@@ -221,7 +270,7 @@ class Task:
     """One sub-run to train (``resume``: the folder of an interrupted one to go on with)."""
 
     point: int
-    fold: int
+    fold: int  # which of the point's sub-runs: the fold (``SweepPlan.sub_run`` with seeds)
     name: str
     spec: dict[str, Any]
     resume: str | None = None
@@ -571,9 +620,9 @@ def _sweep(
         results[point] = []
         if point in invalid:
             continue
-        for fold in range(plan.folds):
-            name = sub_run_name(plan, point, fold)
-            prepared = _prepare(sweep_dir, name, point, fold, sub_run_spec(plan, point, fold))
+        for k in range(plan.runs_per_point):
+            name = sub_run_name(plan, point, k)
+            prepared = _prepare(sweep_dir, name, point, k, sub_run_spec(plan, point, k))
             if isinstance(prepared, Task):
                 tasks.append(prepared)
             else:
@@ -605,21 +654,23 @@ def _sweep(
         for point in range(total):
             if point in invalid:
                 progress.console.print(f"point {point}: invalid: {invalid[point]}", markup=False)
-            if point in invalid or len(results[point]) == plan.folds:
+            if point in invalid or len(results[point]) == plan.runs_per_point:
                 advance(point)
 
         def on_result(result: dict[str, Any]) -> None:
             point = result["point"]
             results[point].append(result)
             if result["status"] != "completed":
+                seed, fold = plan.sub_run(result["fold"])
                 progress.console.print(
-                    f"point {point} ({_label(plan, point)}) fold {result['fold']}: "
+                    f"point {point} ({_label(plan, point)}) "
+                    f"{'' if seed is None else f'seed {seed} '}fold {fold}: "
                     f"{result['status']}: {result.get('note') or ''}",
                     markup=False,
                     highlight=False,
                     soft_wrap=True,
                 )
-            if len(results[point]) == plan.folds:
+            if len(results[point]) == plan.runs_per_point:
                 advance(point)
 
         try:
@@ -700,6 +751,8 @@ def write_sweep_files(plan: SweepPlan, outcome: SweepResult) -> None:
     frame = results_frame(plan, outcome.rows)
     write_text(sweep_dir / "results.csv", frame.to_csv(index=False, float_format="%.10g"))
     metric = "validation accuracy" + (f" ({plan.cv}-fold CV mean)" if plan.cv else "")
+    if plan.seeds:
+        metric += f", {len(plan.seeds)} seeds"
     plot_sweep(
         frame, list(plan.grid), "mean_val_accuracy", sweep_dir / "sweep.png", plan.name, metric
     )
@@ -721,6 +774,11 @@ def _by_score(row: dict[str, Any]) -> float:
 
 def summary_markdown(plan: SweepPlan, outcome: SweepResult) -> str:
     how = f"{plan.cv}-fold stratified CV of train + val" if plan.cv else "the val split"
+    if plan.seeds:
+        how += (
+            f", each fold trained with seeds {', '.join(map(str, plan.seeds))} (initial weights, "
+            "sample order; the same folds), the mean over all of them"
+        )
     chosen = f"random {len(plan.points)} of the grid" if plan.random else "the whole grid"
     lines = [
         f"# Sweep {plan.name} ({datetime.now().strftime('%Y-%m-%d %H:%M')})",

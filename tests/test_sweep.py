@@ -102,7 +102,7 @@ def test_the_sweep_key_of_a_spec_and_the_options_that_win(tmp_path: Path) -> Non
         ([], "nothing to sweep"),
         (["--grid", "train.lr"], "expected key.path=v1,v2"),
         (["--grid", "train.lrr=0.1,0.2"], "train.lrr"),
-        (["--grid", "seed=1,2"], "cannot be swept"),
+        (["--grid", "seed=1,2"], "--seeds"),
         (["--grid", "train.lr=0.1", "--jobs", "0"], "--jobs"),
     ],
 )

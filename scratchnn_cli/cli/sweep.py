@@ -45,6 +45,13 @@ def sweep(
             min=2, help="K-fold stratified CV of train + val (default: train, scored on val)."
         ),
     ] = None,
+    seeds: Annotated[
+        str | None,
+        typer.Option(
+            help="Train every point and fold with each of these seeds (initial weights, sample "
+            "order; the folds stay the same) and score the mean: --seeds 0,1,2."
+        ),
+    ] = None,
     jobs: Annotated[
         int, typer.Option(help="Sub-runs trained at once (processes; -1: all cores).")
     ] = 1,
@@ -78,22 +85,28 @@ def sweep(
         typer.Option(help="Finish this interrupted sweep folder instead of CONFIG."),
     ] = None,
 ) -> None:
-    """Train every point of a grid of spec keys (each on every CV fold), write results.csv,
-    summary.md, sweep.png and best.yaml, then refit the best point and score it on test.
+    """Train every point of a grid of spec keys (each on every CV fold, with every seed of
+    --seeds), write results.csv, summary.md, sweep.png and best.yaml, then refit the best point
+    and score it on test.
 
     The test split is never used before the refit. Failed or diverged points are reported and
     the sweep goes on. Ctrl-C stops it; --resume SWEEP_DIR finishes it.
     """
     from scratchnn_cli.cli.train import _stop_cleanly_on_signals
     from scratchnn_cli.errors import UserInputError
-    from scratchnn_cli.sweep import plan_sweep, run_sweep
+    from scratchnn_cli.sweep import parse_seeds_option, plan_sweep, run_sweep
 
     if (config is None) == (resume is None):
         raise UserInputError("give either CONFIG or --resume SWEEP_DIR (not both)")
-    if resume is not None and (grid or set_ or random or cv):
+    if resume is not None and (grid or set_ or random or cv or seeds):
         raise UserInputError("--resume SWEEP_DIR takes its grid from its sweep.yaml")
+    seed_list = parse_seeds_option(seeds)
     _stop_cleanly_on_signals()  # Ctrl-C / SIGTERM: the sub-runs stop cleanly, --resume goes on
-    plan = None if config is None else plan_sweep(config, set_ or [], grid or [], random, cv)
+    plan = (
+        None
+        if config is None
+        else plan_sweep(config, set_ or [], grid or [], random, cv, seed_list)
+    )
     outcome = run_sweep(
         plan,
         runs_dir,

@@ -119,6 +119,9 @@ class DataConfig(_Section):
     scale: Literal["none", "standard", "minmax"] = "none"  # fitted on the train split only
     augment: AugmentConfig | None = None
     cv: CVConfig | None = None  # a cross-validation fold (scratchnn sweep --cv)
+    # the seed of the train / val / test split, the CV folds and train_size's sample (default:
+    # the run's seed); sweep --seeds keeps it while the runs' seeds (weights, order) vary
+    seed: Annotated[int, Field(ge=0)] | None = None
 
     @field_validator("cv")
     @classmethod
@@ -488,9 +491,10 @@ class ExperimentConfig(_Section):
         """The resolved config as plain YAML-ready data (tuples become lists); the schedule and
         optimizer sections keep only the keys their rule takes, so the result validates again."""
         data = self.model_dump(mode="json")
-        # only sweep sub-runs have a data.cv: every other config.yaml stays as it was
-        if data["data"]["cv"] is None:
-            del data["data"]["cv"]
+        # only sweep sub-runs have a data.cv or data.seed: other config.yaml files stay as they were
+        for key in ("cv", "seed"):
+            if data["data"][key] is None:
+                del data["data"][key]
         for section in ("optimizer", "lr_schedule"):
             rule = data["train"][section]
             data["train"][section] = {k: v for k, v in rule.items() if v is not None}

@@ -92,7 +92,8 @@ _BUILTINS = {
 
 def load_dataset(cfg: DataConfig, seed: int, dtype: DTypeLike = np.float64) -> Dataset:
     """Load ``cfg.dataset``, keep ``cfg.classes``, split by ``cfg.split``, subsample train,
-    scale by ``cfg.scale`` (fitted on the training rows) and hold X in ``dtype``.
+    scale by ``cfg.scale`` (fitted on the training rows) and hold X in ``dtype``. The split,
+    folds and subsample are drawn from ``cfg.seed`` when set, else from ``seed`` (the run's).
 
     ``dtype`` (float64 or float32) is the dtype of the three X arrays; labels are always int64.
     float32 arrays are the float64 ones cast. The fingerprint is computed on the float64 arrays
@@ -103,6 +104,8 @@ def load_dataset(cfg: DataConfig, seed: int, dtype: DTypeLike = np.float64) -> D
     dtype = np.dtype(dtype)
     if dtype not in (np.float64, np.float32):
         raise ValueError(f"dtype must be float64 or float32, not {dtype}")
+    if cfg.seed is not None:  # data.seed: the split's own seed
+        seed = cfg.seed
     raw = _with_image_shape(_load_raw(cfg), cfg)
     check_class_sizes(raw, cfg.dataset)
 
