@@ -1,10 +1,11 @@
 """Section ``lockstep`` of ``make bench``: many small runs trained as one NumPy computation.
 
 1. The circles-size sweep of the lockstep issue: a 2-5-1 sigmoid net, single-sample SGD, 5
-   learning rates x 5 seeds x 5 CV folds = 125 sub-runs of a fixed number of steps each, run by
-   ``scratchnn sweep`` (``run_sweep``, no refit) with the processes engine at ``--jobs 2`` and
-   with the lockstep engine at ``--jobs 1`` and ``--jobs 2``: the whole sweep's wall time, run
-   folders written included, and net-steps per second. The results must be equal.
+   learning rates x 5 seeds x 5 CV folds = 125 sub-runs of a fixed number of steps each, one
+   ``scratchnn sweep --seeds 0,1,2,3,4`` (``run_sweep``, no refit) with the processes engine at
+   ``--jobs 2`` and with the lockstep engine at ``--jobs 1`` and ``--jobs 2``: the whole sweep's
+   wall time, run folders written included, and net-steps per second. The results must be
+   equal.
 2. A mini-batch MLP sweep on Fashion-MNIST (when the files are there): 784-64-10 ReLU, batch
    64, one epoch on 54,000 images, 8 learning rates, the processes engine at ``--jobs 2``
    against the lockstep engine at ``--jobs 2``.
@@ -57,17 +58,14 @@ SEEDS = "0,1,2,3,4"
 
 
 def _sweep(spec: Path, runs: Path, engine: str, jobs: int) -> tuple[float, pd.DataFrame]:
-    """5 sweeps (seeds 0-4: a seed is not a sweepable key, every point of a sweep shares it) of
-    5 learning rates x 5 folds; their total wall time and their results.csv one after another."""
+    """One sweep of 5 learning rates x 5 seeds (``--seeds``: the same folds) x 5 folds = 125
+    sub-runs, no refit: its wall time and its results.csv."""
     quiet = Console(file=io.StringIO())
-    frames, seconds = [], 0.0
-    for seed in SEEDS.split(","):
-        start = time.perf_counter()
-        plan = plan_sweep(spec, [f"seed={seed}"], [f"train.lr={LRS}"], None, 5)
-        outcome = run_sweep(plan, runs, jobs=jobs, refit=False, engine=engine, console=quiet)
-        seconds += time.perf_counter() - start
-        frames.append(pd.read_csv(outcome.sweep_dir / "results.csv").drop(columns=["seconds"]))
-    return seconds, pd.concat(frames, ignore_index=True)
+    start = time.perf_counter()
+    plan = plan_sweep(spec, [], [f"train.lr={LRS}"], None, 5, [int(s) for s in SEEDS.split(",")])
+    outcome = run_sweep(plan, runs, jobs=jobs, refit=False, engine=engine, console=quiet)
+    seconds = time.perf_counter() - start
+    return seconds, pd.read_csv(outcome.sweep_dir / "results.csv").drop(columns=["seconds"])
 
 
 def circles_sweep(opts: argparse.Namespace, console: Console) -> None:
