@@ -25,7 +25,7 @@ class Loss:
         raise NotImplementedError
 
     def costs(self, Z: np.ndarray, Y: np.ndarray) -> np.ndarray:
-        """Per-sample costs L_i (m,); the cost J is their mean."""
+        """Per-sample costs L_i (m,) (or (K, m) for a lockstep stack); J is their mean."""
         raise NotImplementedError
 
     def cost(self, Z: np.ndarray, Y: np.ndarray) -> float:
@@ -57,10 +57,10 @@ class BinaryCrossEntropy(Loss):
         return sigmoid(Z)
 
     def costs(self, Z: np.ndarray, Y: np.ndarray) -> np.ndarray:
-        return (np.logaddexp(0.0, Z) - Y * Z)[:, 0]
+        return (np.logaddexp(0.0, Z) - Y * Z)[..., 0]
 
     def predict(self, Z: np.ndarray) -> np.ndarray:
-        return (Z[:, 0] > 0).astype(np.int64)
+        return (Z[..., 0] > 0).astype(np.int64)
 
 
 class SoftmaxCrossEntropy(Loss):
@@ -77,12 +77,12 @@ class SoftmaxCrossEntropy(Loss):
         return softmax(Z)
 
     def costs(self, Z: np.ndarray, Y: np.ndarray) -> np.ndarray:
-        z_max = Z.max(axis=1, keepdims=True)
-        log_sum = np.log(np.exp(Z - z_max).sum(axis=1)) + z_max[:, 0]
-        return log_sum - (Z * Y).sum(axis=1)
+        z_max = Z.max(axis=-1, keepdims=True)
+        log_sum = np.log(np.exp(Z - z_max).sum(axis=-1)) + z_max[..., 0]
+        return log_sum - (Z * Y).sum(axis=-1)
 
     def predict(self, Z: np.ndarray) -> np.ndarray:
-        return Z.argmax(axis=1)
+        return Z.argmax(axis=-1)
 
 
 LOSSES: dict[str, type[Loss]] = {"sigmoid": BinaryCrossEntropy, "softmax": SoftmaxCrossEntropy}

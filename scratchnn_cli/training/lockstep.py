@@ -103,10 +103,13 @@ class Stack:
         self.regularized = bool(np.any(self.l1) or np.any(self.l2))
         self.X = np.stack([tr.X for tr in self.members])  # (K, N, n_0)
         self.Y = np.stack([tr.Y for tr in self.members])  # (K, N, n_L)
+        self.y = np.stack([tr.y for tr in self.members])  # (K, N) labels
         sizes = {None if tr.val is None else len(tr.val[1]) for tr in self.members}
         self.X_val = None  # the validation rows of every member, when they all have as many
         if len(sizes) == 1 and None not in sizes:
-            self.X_val = np.stack([tr.val[0] for tr in self.members])
+            self.X_val, self.y_val, self.Y_val = (
+                np.stack([tr.val[i] for tr in self.members]) for i in range(3)
+            )
         self.Z_epoch = np.empty((K, *first.Z_epoch.shape), dtype=dtype)
         for k, tr in enumerate(self.members):
             tr.Z_epoch = self.Z_epoch[k]  # each Trainer records its epoch from its own row
@@ -132,14 +135,25 @@ class Stack:
                 add_penalty_gradient(weights, weight_grads, l1, l2)
             step(grads)
         n_updates = -(-order.shape[1] // B)
-        for tr in self.members:
+        epoch = self.scores(Z_epoch[:, : order.shape[1]], Y, self.y[rows, order])
+        for tr, scores in zip(self.members, epoch, strict=True):
             tr.result.iterations += n_updates
             tr.result.epochs += 1
+            tr.epoch_scores = scores
         self.write_back()
         if self.X_val is not None and any(tr.evaluates() for tr in self.members):
             Z_val = net.forward(self.X_val)  # every member's validation logits, as logits() would
-            for k, tr in enumerate(self.members):
-                tr.val_logits = Z_val[k] if tr.evaluates() else None  # eval_every may differ
+            val = self.scores(Z_val, self.Y_val, self.y_val)
+            for tr, scores in zip(self.members, val, strict=True):
+                tr.val_scores = scores if tr.evaluates() else None  # eval_every may differ
+
+    def scores(self, Z: np.ndarray, Y: np.ndarray, y: np.ndarray) -> list[tuple[float, float]]:
+        """(cost, accuracy) of each member, as ``Trainer.scores`` gives them, in a few calls:
+        Z and Y are (K, m, k), y (K, m)."""
+        loss = self.net.loss
+        costs = loss.costs(Z, Y).mean(axis=-1)
+        accuracies = (loss.predict(Z) == y).mean(axis=-1)
+        return [(float(c), float(a)) for c, a in zip(costs, accuracies, strict=True)]
 
     def write_back(self) -> None:
         """Copy each row of the stack (weights, optimizer moments, t) into its member."""

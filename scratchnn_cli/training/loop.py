@@ -141,7 +141,10 @@ class Trainer:
         self.seconds_before = 0.0
         self.start_time = time.perf_counter()
         self.augment: Augmentation | None = None
-        self.val_logits: np.ndarray | None = None  # set by a lockstep stack, which computes them
+        # (cost, accuracy) of the epoch (J before its penalty) and of validation, when a
+        # lockstep stack computed them for all its members at once
+        self.epoch_scores: tuple[float, float] | None = None
+        self.val_scores: tuple[float, float] | None = None
         self._rows: tuple[np.ndarray, tuple[list[np.ndarray], ...]] | None = None
 
     # --- snapshots ---------------------------------------------------------------------------
@@ -257,6 +260,10 @@ class Trainer:
         self.result.iterations += math.ceil(len(order) / B)
         self.result.epochs += 1
 
+    def scores(self, Z: np.ndarray, Y: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+        """(cost J, accuracy) of logits Z against targets Y and labels y."""
+        return self.net.loss.cost(Z, Y), float(np.mean(self.net.loss.predict(Z) == y))
+
     def evaluates(self) -> bool:
         """Whether the epoch just finished is scored on the validation split."""
         return self.val is not None and self.result.epochs % self.cfg.eval_every == 0
@@ -264,17 +271,17 @@ class Trainer:
     def record(self, order: np.ndarray, lr: float) -> EpochRecord:
         """The epoch's row: J_epoch (+ penalty), train accuracy, and validation when due."""
         net, n_seen = self.net, len(order)
-        J = net.loss.cost(self.Z_epoch[:n_seen], self.Y[order])
+        if self.epoch_scores is None:
+            self.epoch_scores = self.scores(self.Z_epoch[:n_seen], self.Y[order], self.y[order])
+        (J, train_acc), self.epoch_scores = self.epoch_scores, None
         if self.cfg.l1 > 0 or self.cfg.l2 > 0:
             J += penalty(self.weights, self.cfg.l1, self.cfg.l2)
-        train_acc = float(np.mean(net.loss.predict(self.Z_epoch[:n_seen]) == self.y[order]))
         val_cost = val_acc = None
         if self.evaluates():
-            X_val, y_val, Y_val = self.val
-            Z_val = net.logits(X_val) if self.val_logits is None else self.val_logits
-            self.val_logits = None
-            val_cost = net.loss.cost(Z_val, Y_val)
-            val_acc = float(np.mean(net.loss.predict(Z_val) == y_val))
+            if self.val_scores is None:
+                X_val, y_val, Y_val = self.val
+                self.val_scores = self.scores(net.logits(X_val), Y_val, y_val)
+            (val_cost, val_acc), self.val_scores = self.val_scores, None
         return EpochRecord(
             epoch=self.result.epochs,
             iteration=self.result.iterations,
