@@ -24,13 +24,13 @@ from typing import Any
 import numpy as np
 import sklearn
 from rich.console import Console
-from sklearn.metrics import confusion_matrix
 
 from scratchnn_cli import __version__
 from scratchnn_cli.config import ExperimentConfig, apply_overrides, build_config
 from scratchnn_cli.data import Dataset, load_dataset
 from scratchnn_cli.data.augment import Augmenter, augmentation_examples
 from scratchnn_cli.errors import ConfigError, RunFolderError, RunWriteError
+from scratchnn_cli.metrics import confused_pairs, confusion_matrix, per_class_accuracy
 from scratchnn_cli.nn.gradcheck import GradCheckRow, check_gradients
 from scratchnn_cli.nn.layers import ACTIVATIONS
 from scratchnn_cli.nn.network import Network, plan
@@ -222,11 +222,9 @@ def score(
     """Accuracy, confusion matrix (rows true, columns predicted), per-class accuracy (recall,
     in class order; None for a class without samples) and the most confused pairs of classes
     (``metrics.confused_pairs``, by ``class_names``: default "0", "1", ...) of ``net`` on (X, y)."""
-    from scratchnn_cli.metrics import confused_pairs, per_class_accuracy
-
     with np.errstate(over="ignore", invalid="ignore"):  # huge weights still give a prediction
         predicted = net.predict(np.asarray(X, dtype=net.dtype))
-    matrix = confusion_matrix(y, predicted, labels=np.arange(n_classes))
+    matrix = confusion_matrix(y, predicted, n_classes)
     return {
         "n": int(len(y)),
         "accuracy": float(np.mean(predicted == y)),
