@@ -37,25 +37,30 @@ from scratchnn_cli.nn.network import Network, plan
 from scratchnn_cli.nn.optim.optimizers import make_optimizer
 from scratchnn_cli.report.plots import (
     LiveLearningCurve,
+    confusion_matrix_png,
     plot_augmentation,
-    plot_confusion_matrix,
     summary_table,
 )
 from scratchnn_cli.report.progress import TrainingProgress
 from scratchnn_cli.runs import (
     RunLock,
+    checkpoint_bytes,
     create_run_dir,
+    json_bytes,
     load_finished_run,
     load_model_arrays,
     load_run_info,
     load_run_record,
+    npz_bytes,
     read_checkpoint,
-    write_checkpoint,
+    run_info_bytes,
+    write_files,
     write_json,
     write_npz,
     write_run_info,
     write_text,
     write_yaml,
+    yaml_bytes,
 )
 from scratchnn_cli.training.lockstep import train_lockstep
 from scratchnn_cli.training.loop import Trainer, train, trainer_for
@@ -497,8 +502,8 @@ def _start_run_folder(
     try:
         if not lock.acquire():  # nobody knows the new folder's name yet: cannot happen
             raise RunWriteError(f"{run_dir}: another process holds the lock of this new folder")
-        write_yaml(run_dir / "config.yaml", config.to_dict())
-        write_run_info(run_dir, info)
+        config_yaml = yaml_bytes(config.to_dict())
+        write_files(run_dir, [("config.yaml", config_yaml), ("run.json", run_info_bytes(info))])
     except BaseException as exc:
         lock.release()
         shutil.rmtree(run_dir, ignore_errors=True)
@@ -651,9 +656,13 @@ class RunWriter:
         self.seconds_before = float(info.get("seconds") or 0.0)
         self.result = TrainResult()
         self.metrics: dict[str, Any] = {}
+        self.history_written: str | None = None  # history.csv as this writer last wrote it
 
-    def finish(self, status: str, error: str | None = None) -> None:
-        """run.json with its final ``status`` (and why training stopped)."""
+    def finish(
+        self, status: str, error: str | None = None, files: Sequence[tuple[str, bytes]] = ()
+    ) -> None:
+        """run.json with its final ``status`` (and why training stopped), written last, after
+        ``files`` (name, content) in one ``write_files``."""
         result, ended = self.result, datetime.now().astimezone()
         self.info.update(
             status=status,
@@ -669,29 +678,44 @@ class RunWriter:
         )
         if error:
             self.info["error"] = error
-        write_run_info(self.run_dir, self.info)
+        write_files(self.run_dir, [*files, ("run.json", run_info_bytes(self.info))])
 
     def save_checkpoint(self, snap: Snapshot) -> None:
-        write_checkpoint(self.run_dir / "checkpoint.npz", snap)
-        write_text(self.run_dir / "history.csv", _history_csv(snap.history))
+        """checkpoint.npz and the history.csv it goes with, together."""
+        history = _history_csv(snap.history)
+        write_files(
+            self.run_dir,
+            [("checkpoint.npz", checkpoint_bytes(snap)), ("history.csv", history.encode())],
+        )
+        self.history_written = history
+
+    def history_file(self) -> list[tuple[str, bytes]]:
+        """[history.csv of the result], or [] when the last checkpoint wrote that already."""
+        history = _history_csv(self.result.history)
+        return [] if history == self.history_written else [("history.csv", history.encode())]
 
     def trained(self) -> None:
-        """Training ended normally (completed or diverged): history, model, metrics."""
-        write_text(self.run_dir / "history.csv", _history_csv(self.result.history))
-        write_npz(self.run_dir / "model.npz", self.net.state())
-        self.metrics.update(
-            _write_results(
-                self.run_dir, self.config, self.dataset, self.net, self.result, self.plots
-            )
-        )
-        self.finish("diverged" if self.result.stopped_by == "diverged" else "completed")
+        """Training ended normally (completed or diverged): history, model, metrics (and the
+        confusion matrix PNG), then run.json, in one ``write_files``."""
+        metrics = score_splits(self.net, self.dataset)
+        files = [
+            *self.history_file(),
+            ("model.npz", npz_bytes(self.net.state())),
+            ("metrics.json", json_bytes(metrics)),
+        ]
+        if self.plots:
+            png = _confusion_png(self.config, self.dataset, metrics)
+            files.append(("confusion_matrix.png", png))
+        self.metrics.update(metrics)
+        status = "diverged" if self.result.stopped_by == "diverged" else "completed"
+        self.finish(status, files=files)
 
     def interrupted(self) -> None:
         """Ctrl-C or SIGTERM (the caller re-raises): the last finished epoch, marked as such."""
         with interrupt_guard(self.run_dir) as marked:  # a 2nd Ctrl-C exits; files stay whole
             self.finish("interrupted", "interrupted (Ctrl-C or SIGTERM)")
             marked()
-            write_text(self.run_dir / "history.csv", _history_csv(self.result.history))
+            write_files(self.run_dir, self.history_file())
             write_npz(self.run_dir / "model.npz", self.net.state())
 
     def failed(self, exc: Exception) -> None:
@@ -788,31 +812,24 @@ def _fit(
         curve.finish(result.history, f"{config.name}: stopped by {result.stopped_by}")
 
 
-def _write_results(
-    run_dir: Path,
-    config: ExperimentConfig,
-    dataset: Dataset,
-    net: Network,
-    result: TrainResult,
-    plots: bool = True,
-) -> dict[str, Any]:
-    """Score every non-empty split; write metrics.json and (``plots``) the confusion matrix PNG."""
+def score_splits(net: Network, dataset: Dataset) -> dict[str, Any]:
+    """metrics.json: ``score`` of every non-empty split, by split name."""
     metrics = {}
     for split in SPLITS:
         X, y = dataset.split(split)
         if len(y):
             metrics[split] = score(net, X, y, dataset.n_classes, dataset.class_names)
-    write_json(run_dir / "metrics.json", metrics)
-    if not plots:
-        return metrics
+    return metrics
+
+
+def _confusion_png(config: ExperimentConfig, dataset: Dataset, metrics: dict[str, Any]) -> bytes:
+    """confusion_matrix.png: of the test split, or of the first split scored without one."""
     shown = "test" if "test" in metrics else next(iter(metrics))
-    plot_confusion_matrix(
+    return confusion_matrix_png(
         np.array(metrics[shown]["confusion_matrix"]),
         dataset.class_names,
-        run_dir / "confusion_matrix.png",
         title=f"{config.name}: {shown} accuracy {metrics[shown]['accuracy']:.3f}",
     )
-    return metrics
 
 
 @contextlib.contextmanager

@@ -832,6 +832,20 @@ def test_a_failed_write_at_any_point_leaves_whole_files(
             assert (only_run(runs_dir) / "error.log").is_file(), what
 
 
+def test_the_results_do_not_write_history_csv_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The final checkpoint writes history.csv with the whole history; the results that follow
+    (model, metrics, run.json) do not write the same file again."""
+    config = write_config(tmp_path, SMALL_CONFIG.format(name="once", max_iterations=1000))
+    calls = write_calls(tmp_path, monkeypatch, config)
+    assert calls.count("history.csv") == calls.count("checkpoint.npz") >= 1, calls
+    assert calls[-4:] == ["model.npz", "metrics.json", "confusion_matrix.png", "run.json"], calls
+    run_dir = only_run(tmp_path / "count")
+    epochs = read_json(run_dir / "run.json")["stop"]["epochs"]
+    assert len(pd.read_csv(run_dir / "history.csv")) == epochs == 5  # 1000 updates of 200
+
+
 def test_a_failed_final_run_json_write_marks_the_run_failed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -374,7 +374,7 @@ def test_a_ctrl_c_while_the_folder_is_set_up_leaves_nothing(
     def interrupted(*args: Any) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(experiment, "write_yaml", interrupted)
+    monkeypatch.setattr(experiment, "write_files", interrupted)  # config.yaml + run.json
     config = tmp_path / "small.yaml"
     config.write_text(SMALL_CONFIG.format(name="small", max_iterations=100), encoding="utf-8")
     result = invoke("train", config, "--runs-dir", tmp_path / "runs")
