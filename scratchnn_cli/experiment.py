@@ -782,7 +782,8 @@ def _fit(
 ) -> None:
     """Train with the live display and the live learning curve (fills ``result``)."""
     if snapshot is None:
-        console.print(summary_table(net, config.name or ""), highlight=False)
+        if not console.quiet:  # a quiet console shows nothing: the table is not even rendered
+            console.print(summary_table(net, config.name or ""), highlight=False)
         if plots:
             write_augmentation_examples(run_dir, config, dataset)
     X_fit, y_fit = training_set(config, dataset)
