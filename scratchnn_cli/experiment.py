@@ -656,7 +656,8 @@ class RunWriter:
         self.seconds_before = float(info.get("seconds") or 0.0)
         self.result = TrainResult()
         self.metrics: dict[str, Any] = {}
-        self.history_written: str | None = None  # history.csv as this writer last wrote it
+        self.history_written: str | None = None  # history.csv as last handed to ``write``
+        self.last_checkpoint: list[tuple[str, bytes]] = []  # the final one, while it waits
 
     def finish(
         self, status: str, error: str | None = None, files: Sequence[tuple[str, bytes]] = ()
@@ -678,16 +679,26 @@ class RunWriter:
         )
         if error:
             self.info["error"] = error
-        write_files(self.run_dir, [*files, ("run.json", run_info_bytes(self.info))])
+        self.write([*files, ("run.json", run_info_bytes(self.info))])
+
+    def write(self, files: Sequence[tuple[str, bytes]]) -> None:
+        """One ``write_files``: the final checkpoint if it waits (``save_checkpoint``), then
+        ``files``."""
+        write_files(self.run_dir, [*self.last_checkpoint, *files])
+        self.last_checkpoint = []
 
     def save_checkpoint(self, snap: Snapshot) -> None:
-        """checkpoint.npz and the history.csv it goes with, together."""
+        """checkpoint.npz and the history.csv it goes with, together. The final one, handed
+        over once training has stopped (``result.stopped_by`` is set), waits for what always
+        follows (the results, the interrupted state or the failure) to go in its
+        ``write_files``, before run.json: one fsync round less, the same order of renames."""
         history = _history_csv(snap.history)
-        write_files(
-            self.run_dir,
-            [("checkpoint.npz", checkpoint_bytes(snap)), ("history.csv", history.encode())],
-        )
+        files = [("checkpoint.npz", checkpoint_bytes(snap)), ("history.csv", history.encode())]
         self.history_written = history
+        if self.result.stopped_by:
+            self.last_checkpoint = files
+        else:
+            self.write(files)
 
     def history_file(self) -> list[tuple[str, bytes]]:
         """[history.csv of the result], or [] when the last checkpoint wrote that already."""
@@ -720,6 +731,9 @@ class RunWriter:
 
     def failed(self, exc: Exception) -> None:
         """An error: error.log and run.json failed; RunWriteError when the error was writing."""
+        with contextlib.suppress(OSError):
+            self.write([])  # the final checkpoint if it waits; run.json below even if it failed
+        self.last_checkpoint = []
         with contextlib.suppress(OSError):
             write_text(self.run_dir / "error.log", traceback.format_exc())
         with contextlib.suppress(OSError):
