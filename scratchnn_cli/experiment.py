@@ -24,38 +24,43 @@ from typing import Any
 import numpy as np
 import sklearn
 from rich.console import Console
-from sklearn.metrics import confusion_matrix
 
 from scratchnn_cli import __version__
 from scratchnn_cli.config import ExperimentConfig, apply_overrides, build_config
 from scratchnn_cli.data import Dataset, load_dataset
 from scratchnn_cli.data.augment import Augmenter, augmentation_examples
 from scratchnn_cli.errors import ConfigError, RunFolderError, RunWriteError
+from scratchnn_cli.metrics import confused_pairs, confusion_matrix, per_class_accuracy
 from scratchnn_cli.nn.gradcheck import GradCheckRow, check_gradients
 from scratchnn_cli.nn.layers import ACTIVATIONS
 from scratchnn_cli.nn.network import Network, plan
 from scratchnn_cli.nn.optim.optimizers import make_optimizer
 from scratchnn_cli.report.plots import (
     LiveLearningCurve,
+    confusion_matrix_png,
     plot_augmentation,
-    plot_confusion_matrix,
     summary_table,
 )
 from scratchnn_cli.report.progress import TrainingProgress
 from scratchnn_cli.runs import (
     RunLock,
+    checkpoint_bytes,
     create_run_dir,
+    json_bytes,
     load_finished_run,
     load_model_arrays,
     load_run_info,
     load_run_record,
+    npz_bytes,
     read_checkpoint,
-    write_checkpoint,
+    run_info_bytes,
+    write_files,
     write_json,
     write_npz,
     write_run_info,
     write_text,
     write_yaml,
+    yaml_bytes,
 )
 from scratchnn_cli.training.lockstep import train_lockstep
 from scratchnn_cli.training.loop import Trainer, train, trainer_for
@@ -222,11 +227,9 @@ def score(
     """Accuracy, confusion matrix (rows true, columns predicted), per-class accuracy (recall,
     in class order; None for a class without samples) and the most confused pairs of classes
     (``metrics.confused_pairs``, by ``class_names``: default "0", "1", ...) of ``net`` on (X, y)."""
-    from scratchnn_cli.metrics import confused_pairs, per_class_accuracy
-
     with np.errstate(over="ignore", invalid="ignore"):  # huge weights still give a prediction
         predicted = net.predict(np.asarray(X, dtype=net.dtype))
-    matrix = confusion_matrix(y, predicted, labels=np.arange(n_classes))
+    matrix = confusion_matrix(y, predicted, n_classes)
     return {
         "n": int(len(y)),
         "accuracy": float(np.mean(predicted == y)),
@@ -500,8 +503,8 @@ def _start_run_folder(
     try:
         if not lock.acquire():  # nobody knows the new folder's name yet: cannot happen
             raise RunWriteError(f"{run_dir}: another process holds the lock of this new folder")
-        write_yaml(run_dir / "config.yaml", config.to_dict())
-        write_run_info(run_dir, info)
+        config_yaml = yaml_bytes(config.to_dict())
+        write_files(run_dir, [("config.yaml", config_yaml), ("run.json", run_info_bytes(info))])
     except BaseException as exc:
         lock.release()
         shutil.rmtree(run_dir, ignore_errors=True)
@@ -654,9 +657,14 @@ class RunWriter:
         self.seconds_before = float(info.get("seconds") or 0.0)
         self.result = TrainResult()
         self.metrics: dict[str, Any] = {}
+        self.history_written: str | None = None  # history.csv as last handed to ``write``
+        self.last_checkpoint: list[tuple[str, bytes]] = []  # the final one, while it waits
 
-    def finish(self, status: str, error: str | None = None) -> None:
-        """run.json with its final ``status`` (and why training stopped)."""
+    def finish(
+        self, status: str, error: str | None = None, files: Sequence[tuple[str, bytes]] = ()
+    ) -> None:
+        """run.json with its final ``status`` (and why training stopped), written last, after
+        ``files`` (name, content) in one ``write_files``."""
         result, ended = self.result, datetime.now().astimezone()
         self.info.update(
             status=status,
@@ -672,33 +680,61 @@ class RunWriter:
         )
         if error:
             self.info["error"] = error
-        write_run_info(self.run_dir, self.info)
+        self.write([*files, ("run.json", run_info_bytes(self.info))])
+
+    def write(self, files: Sequence[tuple[str, bytes]]) -> None:
+        """One ``write_files``: the final checkpoint if it waits (``save_checkpoint``), then
+        ``files``."""
+        write_files(self.run_dir, [*self.last_checkpoint, *files])
+        self.last_checkpoint = []
 
     def save_checkpoint(self, snap: Snapshot) -> None:
-        write_checkpoint(self.run_dir / "checkpoint.npz", snap)
-        write_text(self.run_dir / "history.csv", _history_csv(snap.history))
+        """checkpoint.npz and the history.csv it goes with, together. The final one, handed
+        over once training has stopped (``result.stopped_by`` is set), waits for what always
+        follows (the results, the interrupted state or the failure) to go in its
+        ``write_files``, before run.json: one fsync round less, the same order of renames."""
+        history = _history_csv(snap.history)
+        files = [("checkpoint.npz", checkpoint_bytes(snap)), ("history.csv", history.encode())]
+        self.history_written = history
+        if self.result.stopped_by:
+            self.last_checkpoint = files
+        else:
+            self.write(files)
+
+    def history_file(self) -> list[tuple[str, bytes]]:
+        """[history.csv of the result], or [] when the last checkpoint wrote that already."""
+        history = _history_csv(self.result.history)
+        return [] if history == self.history_written else [("history.csv", history.encode())]
 
     def trained(self) -> None:
-        """Training ended normally (completed or diverged): history, model, metrics."""
-        write_text(self.run_dir / "history.csv", _history_csv(self.result.history))
-        write_npz(self.run_dir / "model.npz", self.net.state())
-        self.metrics.update(
-            _write_results(
-                self.run_dir, self.config, self.dataset, self.net, self.result, self.plots
-            )
-        )
-        self.finish("diverged" if self.result.stopped_by == "diverged" else "completed")
+        """Training ended normally (completed or diverged): history, model, metrics (and the
+        confusion matrix PNG), then run.json, in one ``write_files``."""
+        metrics = score_splits(self.net, self.dataset)
+        files = [
+            *self.history_file(),
+            ("model.npz", npz_bytes(self.net.state())),
+            ("metrics.json", json_bytes(metrics)),
+        ]
+        if self.plots:
+            png = _confusion_png(self.config, self.dataset, metrics)
+            files.append(("confusion_matrix.png", png))
+        self.metrics.update(metrics)
+        status = "diverged" if self.result.stopped_by == "diverged" else "completed"
+        self.finish(status, files=files)
 
     def interrupted(self) -> None:
         """Ctrl-C or SIGTERM (the caller re-raises): the last finished epoch, marked as such."""
         with interrupt_guard(self.run_dir) as marked:  # a 2nd Ctrl-C exits; files stay whole
             self.finish("interrupted", "interrupted (Ctrl-C or SIGTERM)")
             marked()
-            write_text(self.run_dir / "history.csv", _history_csv(self.result.history))
+            write_files(self.run_dir, self.history_file())
             write_npz(self.run_dir / "model.npz", self.net.state())
 
     def failed(self, exc: Exception) -> None:
         """An error: error.log and run.json failed; RunWriteError when the error was writing."""
+        with contextlib.suppress(OSError):
+            self.write([])  # the final checkpoint if it waits; run.json below even if it failed
+        self.last_checkpoint = []
         with contextlib.suppress(OSError):
             write_text(self.run_dir / "error.log", traceback.format_exc())
         with contextlib.suppress(OSError):
@@ -761,7 +797,8 @@ def _fit(
 ) -> None:
     """Train with the live display and the live learning curve (fills ``result``)."""
     if snapshot is None:
-        console.print(summary_table(net, config.name or ""), highlight=False)
+        if not console.quiet:  # a quiet console shows nothing: the table is not even rendered
+            console.print(summary_table(net, config.name or ""), highlight=False)
         if plots:
             write_augmentation_examples(run_dir, config, dataset)
     X_fit, y_fit = training_set(config, dataset)
@@ -791,31 +828,24 @@ def _fit(
         curve.finish(result.history, f"{config.name}: stopped by {result.stopped_by}")
 
 
-def _write_results(
-    run_dir: Path,
-    config: ExperimentConfig,
-    dataset: Dataset,
-    net: Network,
-    result: TrainResult,
-    plots: bool = True,
-) -> dict[str, Any]:
-    """Score every non-empty split; write metrics.json and (``plots``) the confusion matrix PNG."""
+def score_splits(net: Network, dataset: Dataset) -> dict[str, Any]:
+    """metrics.json: ``score`` of every non-empty split, by split name."""
     metrics = {}
     for split in SPLITS:
         X, y = dataset.split(split)
         if len(y):
             metrics[split] = score(net, X, y, dataset.n_classes, dataset.class_names)
-    write_json(run_dir / "metrics.json", metrics)
-    if not plots:
-        return metrics
+    return metrics
+
+
+def _confusion_png(config: ExperimentConfig, dataset: Dataset, metrics: dict[str, Any]) -> bytes:
+    """confusion_matrix.png: of the test split, or of the first split scored without one."""
     shown = "test" if "test" in metrics else next(iter(metrics))
-    plot_confusion_matrix(
+    return confusion_matrix_png(
         np.array(metrics[shown]["confusion_matrix"]),
         dataset.class_names,
-        run_dir / "confusion_matrix.png",
         title=f"{config.name}: {shown} accuracy {metrics[shown]['accuracy']:.3f}",
     )
-    return metrics
 
 
 @contextlib.contextmanager

@@ -25,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import functools
-import io
 import json
 import math
 import os
@@ -302,7 +301,7 @@ def run_task(task: Task, sweep_dir: str, plots: bool = False) -> dict[str, Any]:
 
     from scratchnn_cli.experiment import resume_experiment, run_experiment
 
-    console = Console(file=io.StringIO())
+    console = Console(quiet=True)  # renders nothing (a sub-run's table, progress lines...)
     done = {"point": task.point, "fold": task.fold}
     try:
         with threadpool_limits(1):

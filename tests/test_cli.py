@@ -618,6 +618,19 @@ def test_metrics_json_has_per_class_accuracy_and_confused_pairs(digits_run: Path
     assert weighted / test["n"] == pytest.approx(test["accuracy"])
 
 
+def test_metrics_json_confusion_matrices_are_sklearns(digits_run: Path) -> None:
+    # the saved model's predictions on each split, counted by scikit-learn, 10 classes
+    from sklearn.metrics import confusion_matrix
+
+    from scratchnn_cli.experiment import load_run_model
+
+    _, dataset, net, _ = load_run_model(digits_run)
+    for split, m in read_json(digits_run / "metrics.json").items():
+        X, y = dataset.split(split)
+        expected = confusion_matrix(y, net.predict(X), labels=np.arange(10))
+        assert m["confusion_matrix"] == expected.tolist(), split
+
+
 def test_binary_metrics_json_has_the_new_keys_too(finished_run: tuple[Result, Path]) -> None:
     _, run_dir = finished_run
     for split, m in read_json(run_dir / "metrics.json").items():

@@ -832,6 +832,20 @@ def test_a_failed_write_at_any_point_leaves_whole_files(
             assert (only_run(runs_dir) / "error.log").is_file(), what
 
 
+def test_the_results_do_not_write_history_csv_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The final checkpoint writes history.csv with the whole history; the results that follow
+    (model, metrics, run.json) do not write the same file again."""
+    config = write_config(tmp_path, SMALL_CONFIG.format(name="once", max_iterations=1000))
+    calls = write_calls(tmp_path, monkeypatch, config)
+    assert calls.count("history.csv") == calls.count("checkpoint.npz") >= 1, calls
+    assert calls[-4:] == ["model.npz", "metrics.json", "confusion_matrix.png", "run.json"], calls
+    run_dir = only_run(tmp_path / "count")
+    epochs = read_json(run_dir / "run.json")["stop"]["epochs"]
+    assert len(pd.read_csv(run_dir / "history.csv")) == epochs == 5  # 1000 updates of 200
+
+
 def test_a_failed_final_run_json_write_marks_the_run_failed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -982,6 +996,145 @@ def test_atomic_write_replaces_the_file_and_leaves_nothing_else(tmp_path: Path) 
     assert target.read_text() == "epoch,iteration,cost\n1,10,0.5\n"
     runs.write_text(tmp_path / "new.txt", "fresh")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["history.csv", "new.txt"]
+
+
+class _SpyOs:
+    """Stands in for ``os`` inside scratchnn_cli.runs.folder: records each fsync (by the path of
+    the fd's file) and each rename, in the order they happen; ``fail`` names the call (and the
+    file) that raises ENOSPC instead, e.g. ``("fsync", "b.txt")``."""
+
+    def __init__(self, fail: tuple[str, str] | None = None) -> None:
+        self.fail = fail
+        self.events: list[tuple[str, str]] = []
+
+    def _event(self, kind: str, name: str) -> None:
+        self.events.append((kind, name))
+        if self.fail == (kind, name):
+            raise OSError(ENOSPC, "No space left on device")
+
+    def fsync(self, fd: int) -> None:
+        time.sleep(0.01)  # a slow disk: a rename must still wait for every fsync
+        name = Path(os.readlink(f"/proc/self/fd/{fd}")).name
+        self._event("fsync", name.split(".")[1] + "." + name.split(".")[2])  # .a.txt.xyz.tmp
+        os.fsync(fd)
+
+    def replace(self, src: Any, dst: Any) -> None:
+        self._event("replace", Path(dst).name)
+        os.replace(src, dst)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(os, name)
+
+
+NEW_FILES = [("a.txt", b"new a"), ("b.txt", b"new b"), ("c.txt", b"new c")]
+
+
+def old_folder(tmp_path: Path) -> Path:
+    """a.txt and b.txt in their old versions; no c.txt yet."""
+    (tmp_path / "a.txt").write_bytes(b"old a")
+    (tmp_path / "b.txt").write_bytes(b"old b")
+    return tmp_path
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc to name an fd")
+def test_write_files_fsyncs_every_file_before_any_rename_then_renames_in_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = old_folder(tmp_path)
+    spy = _SpyOs()
+    monkeypatch.setattr(runs.folder, "os", spy)
+    runs.write_files(folder, NEW_FILES)
+    kinds = [kind for kind, _ in spy.events]
+    assert kinds == ["fsync"] * 3 + ["replace"] * 3, spy.events
+    assert sorted(name for kind, name in spy.events if kind == "fsync") == [
+        "a.txt",
+        "b.txt",
+        "c.txt",
+    ]
+    assert [name for kind, name in spy.events if kind == "replace"] == ["a.txt", "b.txt", "c.txt"]
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == dict(NEW_FILES)
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc to name an fd")
+def test_write_files_renames_nothing_when_an_fsync_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = old_folder(tmp_path)
+    spy = _SpyOs(fail=("fsync", "c.txt"))
+    monkeypatch.setattr(runs.folder, "os", spy)
+    with pytest.raises(OSError, match="No space left"):
+        runs.write_files(folder, NEW_FILES)
+    assert [kind for kind, _ in spy.events] == ["fsync"] * 3  # all waited for, none renamed
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == {
+        "a.txt": b"old a",
+        "b.txt": b"old b",
+    }
+
+
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_write_files_keeps_the_old_versions_from_a_failed_rename_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, k: int
+) -> None:
+    folder = old_folder(tmp_path)
+    monkeypatch.setattr(runs.folder, "os", _FailingOs(k))
+    with pytest.raises(OSError, match="No space left"):
+        runs.write_files(folder, NEW_FILES)
+    expected = {"a.txt": b"old a", "b.txt": b"old b"}
+    expected.update(dict(NEW_FILES[: k - 1]))  # renamed before the failure
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == expected
+
+
+@pytest.mark.parametrize("error", [KeyboardInterrupt, TypeError])
+def test_write_files_leaves_no_temp_file_when_writing_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, error: type[BaseException]
+) -> None:
+    folder = old_folder(tmp_path)
+    real_fsync_all = runs.folder.fsync_all
+
+    def fsync_all(fds: Any) -> None:
+        assert len(temp_files(folder)) == 3  # the three temp files exist by then
+        real_fsync_all(fds)
+        raise error("halfway")
+
+    monkeypatch.setattr(runs.folder, "fsync_all", fsync_all)
+    with pytest.raises(error, match="^halfway$"):
+        runs.write_files(folder, NEW_FILES)
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == {
+        "a.txt": b"old a",
+        "b.txt": b"old b",
+    }
+
+
+def test_write_files_leaves_no_thread_to_wait_for_at_exit(tmp_path: Path) -> None:
+    """The fsync threads are kept between calls, but as daemons: a Ctrl-C while the interpreter
+    exits must not land in a join of them (a traceback after 'error: interrupted')."""
+    import threading
+
+    runs.write_files(tmp_path, [("a.txt", b"a"), ("b.txt", b"b")])
+    main = threading.main_thread()
+    assert [t.name for t in threading.enumerate() if t is not main and not t.daemon] == []
+
+
+def _write_in_a_forked_child(folder: str) -> None:
+    runs.write_files(Path(folder), [("child.txt", b"from the child")])
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_write_files_works_in_a_forked_child(tmp_path: Path) -> None:
+    """A child forked after the parent's fsync threads started has none of them: it must make
+    its own (the parent's pool, copied, would take the work and never do it)."""
+    import multiprocessing
+
+    runs.write_files(tmp_path, [("parent.txt", b"x"), ("parent2.txt", b"y")])
+    child = multiprocessing.get_context("fork").Process(
+        target=_write_in_a_forked_child, args=(str(tmp_path),)
+    )
+    child.start()
+    child.join(30)
+    if child.is_alive():
+        child.kill()
+    assert child.exitcode == 0
+    assert (tmp_path / "child.txt").read_bytes() == b"from the child"
 
 
 # --------------------------------------------------------------------------- gradcheck

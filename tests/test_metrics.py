@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.metrics import confusion_matrix, recall_score
 
+from scratchnn_cli import metrics
 from scratchnn_cli.metrics import confused_pairs, pair_confusion, per_class_accuracy
 
 # rows true, columns predicted; worked out by hand below
@@ -20,6 +21,77 @@ HAND = [
     [4, 0, 0],  # c: 4 samples, none right; 4 as a
 ]
 NAMES = ["a", "b", "c"]
+
+
+# --------------------------------------------------------------------------- confusion matrix
+
+
+def test_confusion_matrix_by_hand() -> None:
+    # HAND as label pairs: a (0) 5x right, 3x as b, 2x as c; b (1) 8x right; c (2) 4x as a
+    y_true = [0] * 10 + [1] * 8 + [2] * 4
+    y_pred = [0] * 5 + [1] * 3 + [2] * 2 + [1] * 8 + [0] * 4
+    matrix = metrics.confusion_matrix(np.array(y_true), np.array(y_pred), 3)
+    assert matrix.dtype == np.int64
+    assert matrix.tolist() == HAND
+
+
+def test_confusion_matrix_keeps_absent_classes_and_drops_unknown_labels() -> None:
+    y_true = np.array([0, 0, 3, 7, -1, 2])  # class 1 never occurs; 7 and -1 are not classes
+    y_pred = np.array([0, 2, 0, 0, 0, 9])  # 9 is not a class either
+    assert metrics.confusion_matrix(y_true, y_pred, 4).tolist() == [
+        [1, 0, 1, 0],
+        [0, 0, 0, 0],
+        [0, 0, 0, 0],
+        [1, 0, 0, 0],
+    ]
+
+
+def test_confusion_matrix_of_no_samples_is_all_zero() -> None:
+    empty = np.array([], dtype=np.int64)
+    assert metrics.confusion_matrix(empty, empty, 2).tolist() == [[0, 0], [0, 0]]
+
+
+def test_confusion_matrix_refuses_bad_labels() -> None:
+    with pytest.raises(ValueError, match="3 true labels but 2"):
+        metrics.confusion_matrix(np.array([0, 1, 1]), np.array([0, 1]), 2)
+    with pytest.raises(ValueError, match="integers"):
+        metrics.confusion_matrix(np.array([0.0, 1.0]), np.array([0, 1]), 2)
+
+
+# k classes; labels drawn from -1 .. k + 1, so some are not classes, and small k x few samples
+# leave classes absent from y_true, from y_pred or from both
+label_arrays = st.integers(min_value=1, max_value=7).flatmap(
+    lambda k: st.tuples(
+        st.just(k),
+        st.lists(st.tuples(st.integers(-1, k + 1), st.integers(-1, k + 1)), min_size=1),
+    )
+)
+
+
+@pytest.mark.filterwarnings("ignore:A single label was found")  # sklearn's, about k == 1
+@settings(max_examples=300, deadline=None)
+@given(label_arrays)
+def test_confusion_matrix_equals_sklearn(case: tuple[int, list[tuple[int, int]]]) -> None:
+    k, pairs = case
+    y_true = np.array([t for t, _ in pairs], dtype=np.int64)
+    y_pred = np.array([p for _, p in pairs], dtype=np.int64)
+    ours = metrics.confusion_matrix(y_true, y_pred, k)
+    if not np.isin(y_true, np.arange(k)).any():  # sklearn refuses this case outright
+        assert not ours.any()  # every pair has a true label outside the classes
+        return
+    theirs = confusion_matrix(y_true, y_pred, labels=np.arange(k))
+    assert ours.dtype == theirs.dtype
+    np.testing.assert_array_equal(ours, theirs)
+
+
+def test_confusion_matrix_equals_sklearn_on_many_random_labels() -> None:
+    rng = np.random.default_rng(0)
+    for k in (2, 3, 10):
+        y_true = rng.integers(0, k, 5000)
+        y_pred = np.where(rng.random(5000) < 0.7, y_true, rng.integers(0, k, 5000))
+        y_pred[y_pred == k - 1] = 0  # the last class is never predicted
+        ours = metrics.confusion_matrix(y_true, y_pred.astype(np.int32), k)
+        np.testing.assert_array_equal(ours, confusion_matrix(y_true, y_pred, labels=range(k)))
 
 
 # --------------------------------------------------------------------------- per-class accuracy

@@ -16,6 +16,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
+import yaml
 from helpers import SMALL_CONFIG, assert_one_line_error, invoke
 
 import scratchnn_cli.experiment as experiment
@@ -28,6 +29,7 @@ from scratchnn_cli.runs import (
     is_locked,
     list_runs,
     load_run_record,
+    read_checkpoint,
 )
 
 LEGACY = Path(__file__).parent / "fixtures" / "legacy_runs"
@@ -374,7 +376,7 @@ def test_a_ctrl_c_while_the_folder_is_set_up_leaves_nothing(
     def interrupted(*args: Any) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(experiment, "write_yaml", interrupted)
+    monkeypatch.setattr(experiment, "write_files", interrupted)  # config.yaml + run.json
     config = tmp_path / "small.yaml"
     config.write_text(SMALL_CONFIG.format(name="small", max_iterations=100), encoding="utf-8")
     result = invoke("train", config, "--runs-dir", tmp_path / "runs")
@@ -431,3 +433,67 @@ def test_load_run_record_of_folders_that_are_not_runs(tmp_path: Path) -> None:
         load_run_record(tmp_path / "missing")
     with pytest.raises(RunFolderError, match="no run.json"):
         load_run_record(tmp_path)
+
+
+def _batches(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    """The names of the files of each ``write_files`` call of experiment, as they happen."""
+    calls: list[list[str]] = []
+    real = experiment.write_files
+
+    def spy(directory: Path, files: Any) -> None:
+        calls.append([name for name, _ in files])
+        real(directory, files)
+
+    monkeypatch.setattr(experiment, "write_files", spy)
+    return calls
+
+
+def test_a_run_writes_its_folder_in_three_kinds_of_batches(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The start (config.yaml, run.json), each checkpoint of the training (checkpoint.npz,
+    history.csv), and the end: the final checkpoint with the results, run.json last."""
+    from scratchnn_cli.config import build_config
+
+    calls = _batches(monkeypatch)
+    raw = yaml.safe_load(SMALL_CONFIG.format(name="batches", max_iterations=1000))
+    raw["train"]["checkpoint_every"] = 2  # epochs 2 and 4 of 5
+    outcome = experiment.run_experiment(build_config(raw, "batches"), tmp_path, plots=False)
+    assert outcome.status == "completed"
+    assert calls == [
+        ["config.yaml", "run.json"],
+        ["checkpoint.npz", "history.csv"],
+        ["checkpoint.npz", "history.csv"],
+        ["checkpoint.npz", "history.csv", "model.npz", "metrics.json", "run.json"],
+    ]
+    checkpoint = read_checkpoint(outcome.run_dir / "checkpoint.npz")
+    assert checkpoint.epochs == 5  # the final one, not the one of epoch 4
+    assert len(pd.read_csv(outcome.run_dir / "history.csv")) == 5
+
+
+def test_an_interrupted_run_writes_its_last_checkpoint_before_run_json(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from scratchnn_cli.config import build_config
+
+    real_train = experiment.train
+
+    def train_then_ctrl_c(*args: Any, hooks: Any, **kwargs: Any) -> Any:
+        def stop(record: Any) -> None:
+            if record.epoch == 3:
+                raise KeyboardInterrupt
+
+        hooks.on_epoch = stop
+        return real_train(*args, hooks=hooks, **kwargs)
+
+    monkeypatch.setattr(experiment, "train", train_then_ctrl_c)
+    calls = _batches(monkeypatch)
+    raw = yaml.safe_load(SMALL_CONFIG.format(name="stopped", max_iterations=10**6))
+    with pytest.raises(KeyboardInterrupt):
+        experiment.run_experiment(build_config(raw, "stopped"), tmp_path, plots=False)
+    assert calls[0] == ["config.yaml", "run.json"]
+    assert calls[1] == ["checkpoint.npz", "history.csv", "run.json"]
+    [run_dir] = [p for p in tmp_path.iterdir() if p.is_dir()]
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "interrupted"
+    assert read_checkpoint(run_dir / "checkpoint.npz").epochs == 2  # the last finished epoch
+    assert (run_dir / "model.npz").is_file()

@@ -394,3 +394,23 @@ def test_an_unreachable_scheduler_is_one_line_exit_2_and_nothing_written(tmp_pat
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and f"--scheduler tcp://127.0.0.1:{port}: cannot reach it" in lines[0]
     assert not runs.exists()
+
+
+def test_a_sub_run_renders_nothing_for_its_console(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sweep's sub-runs print to a console nobody reads: the network table and the progress
+    lines are not even rendered (they cost more than the rest of a tiny run's folder)."""
+    from rich.console import Console
+
+    from scratchnn_cli import sweep
+
+    rendered: list[object] = []
+    monkeypatch.setattr(Console, "render", lambda self, *a, **k: rendered.append(a) or iter(()))
+    spec = yaml.safe_load(TINY_SWEEP)
+    spec["train"]["max_iterations"] = 300
+    result = sweep.run_task(sweep.Task(0, 0, "quiet", spec), str(tmp_path))
+    assert result["status"] == "completed", result
+    assert rendered == []
+    run_dir = Path(result["run_dir"])
+    assert (run_dir / "metrics.json").is_file() and (run_dir / "history.csv").is_file()

@@ -44,7 +44,8 @@ class TrainingProgress:
     sparkline), validation cost and accuracy with the best so far, elapsed time and ETA.
 
     On a terminal it draws a Rich progress bar; elsewhere (CI logs, pipes) it prints a plain
-    line at most every ``plain_every`` seconds, plus the first and the last epoch.
+    line at most every ``plain_every`` seconds, plus the first and the last epoch. For a quiet
+    console (``Console(quiet=True)``: a sweep's sub-runs) it renders nothing at all.
     """
 
     def __init__(
@@ -54,7 +55,8 @@ class TrainingProgress:
         self.total = planned_updates(cfg, n_train)
         self.title = title
         self.plain_every = plain_every
-        self.live = console.is_terminal
+        self.quiet = console.quiet
+        self.live = console.is_terminal and not self.quiet
         self._progress: Progress | None = None
         self._task = None
         self._last_plain = 0.0
@@ -64,6 +66,8 @@ class TrainingProgress:
         self._best_val: float | None = None
 
     def __enter__(self) -> TrainingProgress:
+        if self.quiet:
+            return self
         if self.live:
             self._progress = Progress(
                 TextColumn("[bold]{task.description}"),
@@ -88,6 +92,8 @@ class TrainingProgress:
         return text
 
     def __call__(self, record: EpochRecord) -> None:
+        if self.quiet:
+            return
         self._last = record
         self._costs.append(record.cost)
         if record.val_accuracy is not None:

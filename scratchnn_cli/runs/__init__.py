@@ -12,20 +12,26 @@ Every public name is importable from ``scratchnn_cli.runs``.
 
 from __future__ import annotations
 
-from scratchnn_cli.runs.checkpoint import read_checkpoint, write_checkpoint
+from scratchnn_cli.runs.checkpoint import checkpoint_bytes, read_checkpoint, write_checkpoint
 from scratchnn_cli.runs.folder import (
     atomic_write,
     create_run_dir,
+    fsync_all,
+    json_bytes,
     load_finished_run,
     load_model_arrays,
     load_run_info,
     load_run_record,
+    npz_bytes,
     read_json,
+    run_info_bytes,
+    write_files,
     write_json,
     write_npz,
     write_run_info,
     write_text,
     write_yaml,
+    yaml_bytes,
 )
 from scratchnn_cli.runs.listing import KILLED, list_runs
 from scratchnn_cli.runs.lock import LOCK_NAME, RunLock, is_locked
@@ -48,20 +54,27 @@ __all__ = [
     "Status",
     "StopRecord",
     "atomic_write",
+    "checkpoint_bytes",
     "create_run_dir",
+    "fsync_all",
     "is_locked",
+    "json_bytes",
     "list_runs",
     "load_finished_run",
     "load_model_arrays",
     "load_run_info",
     "load_run_record",
+    "npz_bytes",
     "parse_run_record",
     "read_checkpoint",
     "read_json",
+    "run_info_bytes",
     "write_checkpoint",
+    "write_files",
     "write_json",
     "write_npz",
     "write_run_info",
     "write_text",
     "write_yaml",
+    "yaml_bytes",
 ]

@@ -9,15 +9,20 @@ from typing import Any
 import numpy as np
 
 from scratchnn_cli.errors import RunFolderError
-from scratchnn_cli.runs.folder import write_npz
+from scratchnn_cli.runs.folder import atomic_write, npz_bytes
 
 
 def write_checkpoint(path: Path, snapshot: Any) -> None:
-    """Atomically save a training Snapshot (``training.snapshot.Snapshot``) as one .npz file.
+    """Atomically save a training Snapshot (``training.snapshot.Snapshot``) as one .npz file
+    (``checkpoint_bytes``)."""
+    data = checkpoint_bytes(snapshot)
+    atomic_write(path, lambda f: f.write(data))
 
-    Arrays are stored as arrays; everything else (counters, random generator states, stopping
-    rules, history) as one JSON string, so no pickle is ever needed to load it.
-    """
+
+def checkpoint_bytes(snapshot: Any) -> bytes:
+    """A training Snapshot as the bytes of one .npz file: arrays are stored as arrays;
+    everything else (counters, random generator states, stopping rules, history) as one JSON
+    string, so no pickle is ever needed to load it."""
     arrays: dict[str, np.ndarray] = {}
     for i, p in enumerate(snapshot.params):
         arrays[f"param{i}"] = p
@@ -48,7 +53,7 @@ def write_checkpoint(path: Path, snapshot: Any) -> None:
         "history": [vars(r) for r in snapshot.history],
     }
     arrays["meta"] = np.array(json.dumps(meta))
-    write_npz(path, arrays)
+    return npz_bytes(arrays)
 
 
 def read_checkpoint(path: Path) -> Any:
