@@ -422,7 +422,8 @@ def run_in_lockstep(
         pending = dict(writers)
 
         def on_done(trainer: Trainer) -> None:
-            pending.pop(id(trainer)).trained()
+            pending[id(trainer)].trained()  # pending until its files are written
+            del pending[id(trainer)]
 
         try:
             train_lockstep(trainers, on_done)
@@ -431,8 +432,14 @@ def run_in_lockstep(
                 writer.interrupted()
             raise
         except Exception as exc:
-            for writer in pending.values():
-                writer.failed(exc)
+            unwritten = []
+            for writer in pending.values():  # every unfinished run says failed, if it can
+                try:
+                    writer.failed(exc)
+                except RunWriteError as write_error:
+                    unwritten.append(write_error)
+            if unwritten:
+                raise unwritten[0] from None
             raise
     finally:
         for lock in locks:

@@ -612,3 +612,36 @@ def test_members_that_validate_at_different_intervals_share_a_stack(
         assert_same_run(run, member.solo())
         evaluated = [r.epoch for r in run[1].history if r.val_cost is not None]
         assert evaluated == list(range(member.cfg.eval_every, 7, member.cfg.eval_every))
+
+
+def test_a_run_whose_results_cannot_be_written_says_failed_and_the_unfinished_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The second run to finish fails while writing its results: it and every run still
+    training end with run.json failed (none stays running); the first keeps completed."""
+    import yaml
+
+    from scratchnn_cli import experiment
+    from scratchnn_cli.config import build_config
+
+    def spec(lr: float, steps: int) -> Any:
+        raw = yaml.safe_load(TINY_SWEEP)
+        raw["train"].update(lr=lr, max_iterations=steps)
+        return build_config({**raw, "name": f"lr{lr}"}, "spec")
+
+    configs = [spec(0.1, 250), spec(0.2, 500), spec(0.3, 750), spec(0.4, 1000)]
+    real_trained, calls = experiment.RunWriter.trained, []
+
+    def trained(self: Any) -> None:
+        calls.append(self.run_dir.name)
+        if len(calls) == 2:
+            raise RuntimeError("no space left for the results")
+        real_trained(self)
+
+    monkeypatch.setattr(experiment.RunWriter, "trained", trained)
+    with pytest.raises(RuntimeError, match="no space left"):
+        experiment.run_in_lockstep(configs, tmp_path)
+    status = {
+        p.name.split("-", 2)[2]: read_json(p / "run.json")["status"] for p in tmp_path.iterdir()
+    }
+    assert status == {"lr0.1": "completed", "lr0.2": "failed", "lr0.3": "failed", "lr0.4": "failed"}
