@@ -604,28 +604,11 @@ def _sweep(
     units: Callable[[list[Task]], list[Unit]] = list,
 ) -> SweepResult:
     """``run_sweep`` once the workers are there."""
-    tasks, results, invalid = [], {}, {}
-    for point in range(len(plan.points)):
-        try:
-            build_config(sub_run_spec(plan, point, 0), f"point {point} ({_label(plan, point)})")
-        except ConfigError as exc:
-            invalid[point] = str(exc)
-    if len(invalid) == len(plan.points):
-        raise ConfigError(next(iter(invalid.values())))
+    invalid = _invalid_points(plan)
     if sweep_dir is None:
         sweep_dir = create_run_dir(runs_dir, f"sweep-{plan.name}", name_first=True)
         write_yaml(sweep_dir / SWEEP_FILE, asdict(plan))
-    for point in range(len(plan.points)):
-        results[point] = []
-        if point in invalid:
-            continue
-        for k in range(plan.runs_per_point):
-            name = sub_run_name(plan, point, k)
-            prepared = _prepare(sweep_dir, name, point, k, sub_run_spec(plan, point, k))
-            if isinstance(prepared, Task):
-                tasks.append(prepared)
-            else:
-                results[point].append(prepared)
+    tasks, results = _sub_runs(plan, sweep_dir, invalid)
     rows: dict[int, dict[str, Any]] = {}
 
     total = len(plan.points)
@@ -696,6 +679,38 @@ def _sweep(
             failed.append(f"refit: {outcome.refit['status']}: {outcome.refit.get('note') or ''}")
         write_sweep_files(plan, outcome)
     return outcome
+
+
+def _invalid_points(plan: SweepPlan) -> dict[int, str]:
+    """Point -> why its spec is invalid; ConfigError when no point is valid."""
+    invalid = {}
+    for point in range(len(plan.points)):
+        try:
+            build_config(sub_run_spec(plan, point, 0), f"point {point} ({_label(plan, point)})")
+        except ConfigError as exc:
+            invalid[point] = str(exc)
+    if len(invalid) == len(plan.points):
+        raise ConfigError(next(iter(invalid.values())))
+    return invalid
+
+
+def _sub_runs(
+    plan: SweepPlan, sweep_dir: Path, invalid: dict[int, str]
+) -> tuple[list[Task], dict[int, list[dict[str, Any]]]]:
+    """The sub-runs still to train (or resume), and the results of the finished ones, by point."""
+    tasks: list[Task] = []
+    results: dict[int, list[dict[str, Any]]] = {point: [] for point in range(len(plan.points))}
+    for point in range(len(plan.points)):
+        if point in invalid:
+            continue
+        for k in range(plan.runs_per_point):
+            name = sub_run_name(plan, point, k)
+            prepared = _prepare(sweep_dir, name, point, k, sub_run_spec(plan, point, k))
+            if isinstance(prepared, Task):
+                tasks.append(prepared)
+            else:
+                results[point].append(prepared)
+    return tasks, results
 
 
 def _refit(
