@@ -176,36 +176,3 @@ def test_a_training_run_is_bitwise_the_same_with_1_and_2_threads(small_blocks: N
         return net.theta.copy()
 
     np.testing.assert_array_equal(run(1), run(2))
-
-
-def test_the_pool_threads_are_daemons_the_interpreter_does_not_wait_for(
-    small_blocks: None,
-) -> None:
-    blocks.set_threads(3)
-    blocks.in_blocks(lambda x: None, np.ones((6, 2)))
-    pool = [t for t in threading.enumerate() if t.name == "scratchnn-blocks"]
-    assert len(pool) >= 2 and all(t.daemon for t in pool)
-
-
-def _blocks_in_a_forked_child(out: object) -> None:
-    X = np.arange(12.0).reshape(6, 2)
-    Y = np.zeros_like(X)
-    blocks.in_blocks(lambda x, y: np.multiply(x, 2.0, out=y), X, Y)
-    out.put(Y.tolist())  # type: ignore[attr-defined]
-
-
-def test_a_forked_child_starts_its_own_pool_threads(small_blocks: None) -> None:
-    """The parent's pool threads are not in a forked child: reusing its queue would hang."""
-    import multiprocessing
-
-    blocks.set_threads(2)
-    blocks.in_blocks(lambda x: None, np.ones((4, 2)))  # the parent's threads exist
-    context = multiprocessing.get_context("fork")
-    out = context.Queue()
-    child = context.Process(target=_blocks_in_a_forked_child, args=(out,))
-    child.start()
-    child.join(30)
-    if child.is_alive():
-        child.kill()
-    assert child.exitcode == 0
-    assert out.get(timeout=5) == (np.arange(12.0).reshape(6, 2) * 2).tolist()

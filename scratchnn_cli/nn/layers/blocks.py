@@ -17,10 +17,8 @@ split: the hand-off costs ~20 µs, a ufunc on 64k float32 numbers about as much.
 
 from __future__ import annotations
 
-import os
-import queue
-import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from threadpoolctl import threadpool_info
@@ -28,12 +26,17 @@ from threadpoolctl import threadpool_info
 MIN_BLOCK = 1 << 16  # numbers per thread below which a call runs in one block
 
 _threads = 1
+_pool: ThreadPoolExecutor | None = None
 
 
 def set_threads(n: int) -> None:
     """Split element-wise work over ``n`` threads from now on (1: never)."""
-    global _threads
-    _threads = max(1, int(n))
+    global _threads, _pool
+    n = max(1, int(n))
+    if n != _threads and _pool is not None:
+        _pool.shutdown()
+        _pool = None
+    _threads = n
 
 
 def threads() -> int:
@@ -51,85 +54,21 @@ def follow_blas() -> None:
 def in_blocks(f: Callable[..., None], *arrays: np.ndarray) -> None:
     """f(*blocks) for consecutive blocks of samples of ``arrays`` (all of the same length
     along axis 0), one block per thread; f writes into the blocks it is given."""
+    global _pool
     if _threads == 1 or arrays[0].size < 2 * MIN_BLOCK:
         f(*arrays)
         return
     m = arrays[0].shape[0]
     n = min(_threads, m, arrays[0].size // MIN_BLOCK)
+    if _pool is None:
+        _pool = ThreadPoolExecutor(_threads, thread_name_prefix="scratchnn-blocks")
     bounds = [m * k // n for k in range(n + 1)]
-    jobs = [
-        _Block(f, [a[lo:hi] for a in arrays])
+    futures = [
+        _pool.submit(f, *(a[lo:hi] for a in arrays))
         for lo, hi in zip(bounds[1:-1], bounds[2:], strict=True)
     ]
-    for job in jobs:
-        _Pool.queue(n - 1).put(job)
     try:
         f(*(a[: bounds[1]] for a in arrays))  # the first block in this thread
-    finally:
-        _wait(jobs)  # never return while another thread still writes
-
-
-class _Block:
-    """f(*args) for a pool thread, which sets ``done`` after (``error``: what f raised)."""
-
-    def __init__(self, f: Callable[..., None], args: list[np.ndarray]) -> None:
-        self.f, self.args = f, args
-        self.error: BaseException | None = None
-        self.done = threading.Event()
-
-    def run(self) -> None:
-        try:
-            self.f(*self.args)
-        except BaseException as exc:  # the caller raises it; the thread goes on
-            self.error = exc
-        finally:
-            self.done.set()
-
-
-def _wait(jobs: list[_Block]) -> None:
-    """Until every job is done (a Ctrl-C meanwhile too: milliseconds); then its first error."""
-    interrupted: BaseException | None = None
-    for job in jobs:
-        while not job.done.is_set():
-            try:
-                job.done.wait()
-            except KeyboardInterrupt as exc:
-                interrupted = exc
-    if interrupted is not None:
-        raise interrupted
-    for job in jobs:
-        if job.error is not None:
-            raise job.error
-
-
-class _Pool:
-    """Threads that run ``_Block`` jobs, started when first needed and kept, idle between
-    calls. Daemons, so the interpreter never waits for them at exit (a Ctrl-C there would
-    print a traceback); a forked child, which has none of its parent's threads, starts its own."""
-
-    _jobs: queue.SimpleQueue[_Block] | None = None
-    _started = 0
-
-    @classmethod
-    def queue(cls, workers: int) -> queue.SimpleQueue[_Block]:
-        """Where to put jobs for ``workers`` threads (started if fewer are running)."""
-        if cls._jobs is None:
-            cls._jobs, cls._started = queue.SimpleQueue(), 0
-        while cls._started < workers:
-            threading.Thread(
-                target=cls._work, args=(cls._jobs,), name="scratchnn-blocks", daemon=True
-            ).start()
-            cls._started += 1
-        return cls._jobs
-
-    @staticmethod
-    def _work(jobs: queue.SimpleQueue[_Block]) -> None:
-        while True:
-            jobs.get().run()
-
-    @classmethod
-    def forget(cls) -> None:
-        cls._jobs = None
-
-
-os.register_at_fork(after_in_child=_Pool.forget)
+    finally:  # never return while another thread still writes
+        for future in futures:
+            future.result()
