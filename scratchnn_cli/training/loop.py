@@ -19,7 +19,6 @@ from typing import Any, Protocol
 import numpy as np
 
 from scratchnn_cli.config import TrainConfig
-from scratchnn_cli.nn.layers.blocks import follow_blas
 from scratchnn_cli.nn.network import Network
 from scratchnn_cli.nn.optim.optimizers import make_optimizer
 from scratchnn_cli.nn.optim.schedules import Schedule, make_schedule
@@ -382,7 +381,6 @@ class Trainer:
 
     def start(self) -> None:
         """Before the first epoch: the clock, and the state every later failure goes back to."""
-        follow_blas()  # element-wise layer work on as many threads as BLAS uses
         self.start_time = time.perf_counter()
         self.last_good = self.snapshot()  # end of the last finished epoch: divergence, Ctrl-C
         self.last_saved = time.monotonic()

@@ -10,7 +10,6 @@ from __future__ import annotations
 import numpy as np
 
 from scratchnn_cli.nn.layers.base import Layer
-from scratchnn_cli.nn.layers.blocks import in_blocks
 
 
 def sigmoid(Z: np.ndarray) -> np.ndarray:
@@ -78,13 +77,10 @@ class ReLU(Activation):
     kind = "relu"
 
     def g(self, Z: np.ndarray) -> np.ndarray:
-        A = np.empty_like(Z)
-        in_blocks(lambda z, a: np.maximum(z, 0.0, out=a), Z, A)  # A = max(Z, 0), blocks of samples
-        return A
+        return np.maximum(Z, 0.0)
 
     def dZ(self, Z: np.ndarray, A: np.ndarray, dA: np.ndarray) -> np.ndarray:
-        in_blocks(lambda d, z: np.multiply(d, z > 0, out=d), dA, Z)  # dA * (Z > 0), in place
-        return dA
+        return np.multiply(dA, Z > 0, out=dA)
 
 
 class LeakyReLU(Activation):

@@ -20,7 +20,6 @@ from __future__ import annotations
 import numpy as np
 
 from scratchnn_cli.nn.layers.base import Layer, Shape
-from scratchnn_cli.nn.layers.blocks import in_blocks
 from scratchnn_cli.nn.layers.channels import column_sum, per_channel
 
 
@@ -67,12 +66,11 @@ class BatchNorm(Layer):
         rows = A_prev.reshape(A_prev.shape[0], -1)  # the same numbers, a sample a row
         gamma, beta = self.params["gamma"], self.params["beta"]
         self.training = training
-        n = X.shape[0]
-        mean = column_sum(X) / X.dtype.type(n) if training else self.running_mean
-        centred = np.empty_like(rows)  # x - mu, by blocks of samples
-        in_blocks(lambda x, c: np.subtract(x, per_channel(mean, x), out=c), rows, centred)
         if training:
-            columns = centred.reshape(-1, C)  # a channel a column again
+            n = X.shape[0]
+            mean = column_sum(X) / X.dtype.type(n)
+            centred = rows - per_channel(mean, rows)
+            columns = centred.reshape(-1, C)  # x - mu, a channel a column again
             var = np.einsum("ij,ij->j", columns, columns) / X.dtype.type(n)
             keep = self.momentum
             self.running_mean *= keep
@@ -80,18 +78,12 @@ class BatchNorm(Layer):
             self.running_var *= keep
             self.running_var += (1 - keep) * var * (n / max(n - 1, 1))
         else:
-            var = self.running_var
+            centred, var = rows - per_channel(self.running_mean, rows), self.running_var
         self.inv_std = 1.0 / np.sqrt(var + X.dtype.type(self.epsilon))
         self.x_hat = centred  # (m, P C) rows, P positions of C channels
-        A = np.empty_like(rows)
-        inv_std, gamma_row, beta_row = (per_channel(v, rows) for v in (self.inv_std, gamma, beta))
-
-        def normalise(x_hat: np.ndarray, A: np.ndarray) -> None:  # a block of samples
-            x_hat *= inv_std  # x^ = (x - mu) / sqrt(var + eps)
-            np.multiply(x_hat, gamma_row, out=A)
-            A += beta_row  # A = gamma x^ + beta
-
-        in_blocks(normalise, self.x_hat, A)
+        self.x_hat *= per_channel(self.inv_std, rows)
+        A = self.x_hat * per_channel(gamma, rows)
+        A += per_channel(beta, rows)
         return A.reshape(A_prev.shape)
 
     def backward(self, dA: np.ndarray, need_dA_prev: bool = True) -> np.ndarray:
@@ -103,20 +95,13 @@ class BatchNorm(Layer):
         np.einsum("ij,ij->j", dA.reshape(-1, C), x_hat.reshape(-1, C), out=dgamma)
         dbeta[...] = column_sum(dA.reshape(-1, C))
         scale = per_channel(self.params["gamma"] * self.inv_std, rows)
-        dX = np.empty_like(rows)
         if not self.training:  # the statistics are constants: an affine map
-            in_blocks(lambda d, out: np.multiply(d, scale, out=out), rows, dX)
-            return dX.reshape(shape)
+            return (rows * scale).reshape(shape)
         n = dA.dtype.type(dA.size // C)
-        dgamma_n, dbeta_n = per_channel(dgamma / n, rows), per_channel(dbeta / n, rows)
-
-        def dx(d: np.ndarray, x_hat: np.ndarray, out: np.ndarray) -> None:  # a block of samples
-            np.multiply(x_hat, dgamma_n, out=out)
-            np.subtract(d, out, out=out)
-            out -= dbeta_n
-            out *= scale  # gamma / sqrt(var + eps) (dA - dbeta / N - x^ dgamma / N)
-
-        in_blocks(dx, rows, x_hat, dX)
+        dX = x_hat * per_channel(dgamma / n, rows)
+        np.subtract(rows, dX, out=dX)
+        dX -= per_channel(dbeta / n, rows)
+        dX *= scale
         return dX.reshape(shape)
 
     def describe(self) -> str:

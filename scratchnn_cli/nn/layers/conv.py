@@ -27,7 +27,6 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from scratchnn_cli.nn.init import init_weights
 from scratchnn_cli.nn.layers.base import Layer, Shape
-from scratchnn_cli.nn.layers.blocks import in_blocks
 from scratchnn_cli.nn.layers.channels import column_sum, per_channel
 
 
@@ -135,20 +134,14 @@ class Conv2D(Layer):
         """cols[(n, y, x), (i, j, c)] = X[n, s y + i, s x + j, c], X the padded input."""
         m, C = X.shape[0], X.shape[3]
         (Ho, Wo, _), (kh, kw), s = self.output_shape, self.kernel, self.stride
-        offsets = self._offsets()
-
-        def copy(X: np.ndarray, cols: np.ndarray) -> None:  # a block of samples
-            if C == 1:  # one copy per kernel offset: runs of Wo numbers (module docstring)
-                for i, j, rows, columns in offsets:
-                    cols[:, :, :, i, j, :] = X[:, rows, columns, :]
-                return
-            windows = sliding_window_view(X, (kh, kw), axis=(1, 2))[:, ::s, ::s][:, :Ho, :Wo]
-            # (m, Ho, Wo, C, kh, kw) -> (m, Ho, Wo, kh, kw, C), the order of W's rows
-            cols[...] = windows.transpose(0, 1, 2, 4, 5, 3)
-
-        cols = np.empty((m, Ho, Wo, kh, kw, C), dtype=X.dtype)
-        in_blocks(copy, X, cols)
-        return cols.reshape(m * Ho * Wo, kh * kw * C)
+        if C == 1:  # one copy per kernel offset: runs of Wo numbers (see the module docstring)
+            cols = np.empty((m, Ho, Wo, kh, kw, C), dtype=X.dtype)
+            for i, j, rows, columns in self._offsets():
+                cols[:, :, :, i, j, :] = X[:, rows, columns, :]
+            return cols.reshape(m * Ho * Wo, kh * kw * C)
+        windows = sliding_window_view(X, (kh, kw), axis=(1, 2))[:, ::s, ::s][:, :Ho, :Wo]
+        # (m, Ho, Wo, C, kh, kw) -> (m, Ho, Wo, kh, kw, C), the order of W's rows; reshape copies
+        return windows.transpose(0, 1, 2, 4, 5, 3).reshape(m * Ho * Wo, kh * kw * C)
 
     def forward(self, A_prev: np.ndarray, training: bool = False) -> np.ndarray:
         """Z = im2col(A_prev) W + b."""
@@ -159,7 +152,7 @@ class Conv2D(Layer):
         self.cols = self.im2col(X)
         Z = self.cols @ self.W.reshape(-1, F)
         rows = Z.reshape(m, Ho * Wo * F)
-        in_blocks(lambda z: np.add(z, per_channel(self.b, z), out=z), rows)  # + b, every pixel
+        rows += per_channel(self.b, rows)
         return Z.reshape(m, Ho, Wo, F)
 
     def backward(self, dZ: np.ndarray, need_dA_prev: bool = True) -> np.ndarray | None:
@@ -175,8 +168,7 @@ class Conv2D(Layer):
         (top, bottom), (left, right) = self.pads
         dX = np.zeros((m, H + top + bottom, W + left + right, C), dtype=dZ.dtype)
         for i, j, rows, columns in self._offsets():
-            dX_ij = (dZ2 @ self.W[i, j].T).reshape(m, Ho, Wo, C)
-            in_blocks(lambda d, g: np.add(d, g, out=d), dX[:, rows, columns, :], dX_ij)
+            dX[:, rows, columns, :] += (dZ2 @ self.W[i, j].T).reshape(m, Ho, Wo, C)
         return dX[:, top : top + H, left : left + W, :]
 
     def describe(self) -> str:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import numpy as np
 
 from scratchnn_cli.nn.layers.base import Layer, Shape
-from scratchnn_cli.nn.layers.blocks import in_blocks
 from scratchnn_cli.nn.layers.conv import image_shape, pair, window_count
 
 
@@ -60,15 +59,10 @@ class MaxPool2D(_Pool2D):
     kind = "maxpool2d"
 
     def forward(self, A_prev: np.ndarray, training: bool = False) -> np.ndarray:
-        (r0, c0), *offsets = self._offsets()
-
-        def pool(X: np.ndarray, A: np.ndarray) -> None:  # a block of samples
-            A[...] = X[:, r0, c0, :]
-            for r, c in offsets:  # element-wise maxima of strided views: no window copies
-                np.maximum(A, X[:, r, c, :], out=A)
-
-        A = np.empty((A_prev.shape[0], *self.output_shape), dtype=A_prev.dtype)
-        in_blocks(pool, A_prev, A)
+        offsets = self._offsets()
+        A = A_prev[:, offsets[0][0], offsets[0][1], :].copy()
+        for r, c in offsets[1:]:  # element-wise maxima of strided views: no window copies
+            np.maximum(A, A_prev[:, r, c, :], out=A)
         self.A_prev, self.A = A_prev, A
         return A
 
@@ -84,19 +78,13 @@ class MaxPool2D(_Pool2D):
             return dX
         # windows that tile the input: a view (m, Ho, k, Wo, k, C), window (y, x) = [:, y, :, x]
         (Ho, Wo, C), k = self.output_shape, self.size
-
-        def route(windows: np.ndarray, A: np.ndarray, dA: np.ndarray, dX: np.ndarray) -> None:
-            at_max = windows == A[:, :, None, :, None, :]  # a block of samples
-            # the mask's bytes as counts (uint16 past 255 entries): whole-number adds, no casts
-            counts = at_max.view(np.uint8) if k * k < 256 else at_max.astype(np.uint16)
-            ties = sum(counts[:, :, i, :, j, :] for i in range(k) for j in range(k))
-            share = dA / ties
-            np.multiply(at_max, share[:, :, None, :, None, :], out=dX)
-
         windows = self.A_prev.reshape(-1, Ho, k, Wo, k, C)
-        dX = np.empty(windows.shape, dtype=dA.dtype)
-        in_blocks(route, windows, self.A, dA, dX)
-        return dX.reshape(self.A_prev.shape)
+        at_max = windows == self.A[:, :, None, :, None, :]
+        # the mask's bytes as counts (uint16 past 255 entries): whole-number adds, no float casts
+        counts = at_max.view(np.uint8) if k * k < 256 else at_max.astype(np.uint16)
+        ties = sum(counts[:, :, i, :, j, :] for i in range(k) for j in range(k))
+        share = dA / ties
+        return (at_max * share[:, :, None, :, None, :]).reshape(self.A_prev.shape)
 
 
 class AvgPool2D(_Pool2D):
