@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import pytest
@@ -92,3 +93,21 @@ def require_dask() -> None:
         if os.environ.get("CI") == "true":
             pytest.fail("dask.distributed is not installed: pip install -e '.[test,dask]'")
         pytest.skip("dask.distributed is not installed (pip install -e '.[dask]')")
+
+
+@contextlib.contextmanager
+def loopback_cluster() -> Iterator[str]:
+    """A Dask LocalCluster (one single-threaded worker, in this process) on 127.0.0.1 over tcp,
+    reached by its address like a remote one: yields the scheduler address; closed after."""
+    require_dask()
+    from dask.distributed import LocalCluster
+
+    with LocalCluster(
+        n_workers=1,
+        threads_per_worker=1,
+        processes=False,
+        host="127.0.0.1",
+        protocol="tcp",
+        dashboard_address=None,
+    ) as cluster:
+        yield cluster.scheduler_address

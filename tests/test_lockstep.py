@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import TINY_SWEEP, invoke, require_dask
+from helpers import TINY_SWEEP, invoke, loopback_cluster
 
 from scratchnn_cli.config import TrainConfig
 from scratchnn_cli.nn.layers import Dense
@@ -575,18 +575,7 @@ def test_lockstep_groups_on_a_dask_cluster_equal_the_local_ones(
 ) -> None:
     """Lockstep groups are units of work like sub-runs: sent to a real LocalCluster on loopback
     (reached through --scheduler like a remote one), they give the local lockstep sweep."""
-    require_dask()
-    from dask.distributed import LocalCluster
-
-    with LocalCluster(
-        n_workers=1,
-        threads_per_worker=1,
-        processes=False,
-        host="127.0.0.1",
-        protocol="tcp",
-        dashboard_address=None,
-    ) as cluster:
-        address = cluster.scheduler_address
+    with loopback_cluster() as address:
         args = ("--engine", "lockstep", "--backend", "dask", "--scheduler", address)
         result, found = sweep_in(tmp_path, *GRID, *args)
     assert result.exit_code == 0, result.output

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from helpers import TINY_SWEEP, invoke, require_dask
+from helpers import TINY_SWEEP, invoke, loopback_cluster, require_dask
 
 from scratchnn_cli import experiment
 from scratchnn_cli.config import build_config, load_config
@@ -317,18 +317,7 @@ def test_a_dask_local_cluster_gives_the_local_results(serial: Path, tmp_path: Pa
     """A real LocalCluster on loopback (one single-threaded worker in this process), reached
     through --scheduler tcp://127.0.0.1:PORT like a remote one. Without dask installed this
     fails under CI=true (make install installs the dask extra) and is skipped elsewhere."""
-    require_dask()
-    from dask.distributed import LocalCluster
-
-    with LocalCluster(
-        n_workers=1,
-        threads_per_worker=1,
-        processes=False,
-        host="127.0.0.1",
-        protocol="tcp",
-        dashboard_address=None,
-    ) as cluster:
-        address = cluster.scheduler_address
+    with loopback_cluster() as address:
         assert address.startswith("tcp://127.0.0.1:")
         result = sweep(
             write(tmp_path),
