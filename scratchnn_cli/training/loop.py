@@ -270,17 +270,16 @@ class Trainer:
     def record(self, order: np.ndarray, lr: float) -> EpochRecord:
         """The epoch's row: J_epoch (+ penalty), train accuracy, and validation when due."""
         net, n_seen = self.net, len(order)
-        if self.epoch_scores is None:
-            self.epoch_scores = self.scores(self.Z_epoch[:n_seen], self.Y[order], self.y[order])
-        (J, train_acc), self.epoch_scores = self.epoch_scores, None
+        Z = self.Z_epoch[:n_seen]
+        J, train_acc = self.epoch_scores or self.scores(Z, self.Y[order], self.y[order])
+        self.epoch_scores = None
         if self.cfg.l1 > 0 or self.cfg.l2 > 0:
             J += penalty(self.weights, self.cfg.l1, self.cfg.l2)
         val_cost = val_acc = None
         if self.evaluates():
-            if self.val_scores is None:
-                X_val, y_val, Y_val = self.val
-                self.val_scores = self.scores(net.logits(X_val), Y_val, y_val)
-            (val_cost, val_acc), self.val_scores = self.val_scores, None
+            X_val, y_val, Y_val = self.val
+            val_cost, val_acc = self.val_scores or self.scores(net.logits(X_val), Y_val, y_val)
+            self.val_scores = None
         return EpochRecord(
             epoch=self.result.epochs,
             iteration=self.result.iterations,
