@@ -269,7 +269,7 @@ class Task:
     """One sub-run to train (``resume``: the folder of an interrupted one to go on with)."""
 
     point: int
-    fold: int  # which of the point's sub-runs: the fold (``SweepPlan.sub_run`` with seeds)
+    run: int  # which of the point's sub-runs (``SweepPlan.sub_run``: its seed and fold)
     name: str
     spec: dict[str, Any]
     resume: str | None = None
@@ -302,7 +302,7 @@ def run_task(task: Task, sweep_dir: str, plots: bool = False) -> dict[str, Any]:
     from scratchnn_cli.experiment import resume_experiment, run_experiment
 
     console = Console(quiet=True)  # renders nothing (a sub-run's table, progress lines...)
-    done = {"point": task.point, "fold": task.fold}
+    done = {"point": task.point, "run": task.run}
     try:
         with threadpool_limits(1):
             if task.resume is not None:
@@ -334,7 +334,7 @@ def run_group(group: Group, sweep_dir: str) -> list[dict[str, Any]]:
         outcomes = run_in_lockstep(configs, Path(sweep_dir))
     results = []
     for task, outcome in zip(group.tasks, outcomes, strict=True):
-        done = {"point": task.point, "fold": task.fold}
+        done = {"point": task.point, "run": task.run}
         if isinstance(outcome, Exception):
             note = f"{type(outcome).__name__}: {one_line(outcome)}"
             results.append({**done, "status": "failed", "note": note})
@@ -423,18 +423,18 @@ def find_sub_run(sweep_dir: Path, name: str) -> Path | None:
     return found[-1] if found else None
 
 
-def _prepare(sweep_dir: Path, name: str, point: int, fold: int, spec: dict[str, Any]) -> Any:
+def _prepare(sweep_dir: Path, name: str, point: int, run: int, spec: dict[str, Any]) -> Any:
     """A finished sub-run's result (dict), or the Task that trains or resumes it."""
     folder = find_sub_run(sweep_dir, name)
     if folder is not None and not (folder / "run.json").is_file():
         shutil.rmtree(folder)  # never got as far as run.json (or it was lost): start again
         folder = None
     if folder is None:
-        return Task(point, fold, name, spec)
+        return Task(point, run, name, spec)
     result = read_sub_run(folder)
     if result["status"] in FINISHED:
-        return {"point": point, "fold": fold, **result}
-    return Task(point, fold, name, spec, resume=str(folder))
+        return {"point": point, "run": run, **result}
+    return Task(point, run, name, spec, resume=str(folder))
 
 
 # --------------------------------------------------------------------------- running
@@ -520,7 +520,7 @@ def point_row(
     deviation of its validation accuracy over the folds, mean epochs, total seconds, status."""
     row: dict[str, Any] = {"point": point}
     row.update({key: _cell(value) for key, value in plan.points[point].items()})
-    results = sorted(results, key=lambda r: r["fold"])
+    results = sorted(results, key=lambda r: r["run"])
     accuracies = [r.get("val_accuracy") for r in results]
     scored = [a for a in accuracies if a is not None]
     statuses = [r["status"] for r in results]
@@ -643,7 +643,7 @@ def _sweep(
             point = result["point"]
             results[point].append(result)
             if result["status"] != "completed":
-                seed, fold = plan.sub_run(result["fold"])
+                seed, fold = plan.sub_run(result["run"])
                 progress.console.print(
                     f"point {point} ({_label(plan, point)}) "
                     f"{'' if seed is None else f'seed {seed} '}fold {fold}: "
