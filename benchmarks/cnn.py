@@ -645,7 +645,7 @@ def kinds_table(profiles: Sequence[Profile], n_epoch: int) -> Table:
 
 
 def estimate_bytes(case: CnnCase) -> int:
-    """The training-memory estimate of ``experiment.py`` for this network, less the data: the
+    """The training-memory estimate of ``build.py`` for this network, less the data: the
     weights x (6 + the optimizer's arrays per weight) + 3 x batch x the layers' per-sample
     caches (``cache_per_sample``) and outputs, in bytes."""
     net = build_ours(case)
@@ -659,7 +659,7 @@ def memory_table(peaks: dict[str, int], n_updates: int, n_samples: int) -> Table
         title=f"Peak memory of our epoch (tracemalloc: NumPy's allocations in train() on "
         f"{n_samples:,} images, cut to {n_updates} updates; the input images not counted)"
     )
-    cols = ("network", "peak MiB", "/ 128 samples, KiB", "experiment.py's estimate MiB")
+    cols = ("network", "peak MiB", "/ 128 samples, KiB", "build.py's estimate MiB")
     for col in cols:
         table.add_column(col, justify="left" if col == "network" else "right")
     for case in CASES:

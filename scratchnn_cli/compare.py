@@ -33,10 +33,10 @@ from pydantic import ValidationError
 
 from scratchnn_cli.config import ExperimentConfig
 from scratchnn_cli.errors import RunFolderError, UserInputError
+from scratchnn_cli.metrics import SPLITS
 from scratchnn_cli.runs import KILLED, is_locked, load_run_record, read_json
 from scratchnn_cli.runs.folder import read_config_yaml
 
-SPLITS = ("train", "val", "test")
 #: Shown for a key a run's config does not have, and for a missing number.
 MISSING = "-"
 #: The columns after the parameters.

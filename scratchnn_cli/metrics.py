@@ -1,17 +1,22 @@
-"""Classification metrics from a confusion matrix: pure functions, no I/O.
+"""Classification metrics: a network's scores on a split (``score``: what metrics.json and
+``scratchnn evaluate`` hold), and the functions of a confusion matrix they use. No I/O.
 
 A confusion matrix here is a square array of counts, rows the true class and columns the
 predicted class (``confusion_matrix`` below, which equals scikit-learn's with
-``labels=range(k)``, as ``experiment.score`` writes it into metrics.json). A nested list of
+``labels=range(k)``, as ``score`` writes it into metrics.json). A nested list of
 ints is accepted too.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from scratchnn_cli.data import Dataset
+    from scratchnn_cli.nn.network import Network
 
 #: How many pairs ``confused_pairs`` returns unless told.
 TOP_PAIRS = 5
@@ -121,3 +126,38 @@ def _names(class_names: Sequence[str] | None, k: int) -> list[str]:
     if len(names) != k:
         raise ValueError(f"{len(names)} class names for a {k} x {k} confusion matrix")
     return names
+
+
+SPLITS = ("train", "val", "test")
+
+
+def score(
+    net: Network,
+    X: np.ndarray,
+    y: np.ndarray,
+    n_classes: int,
+    class_names: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """Accuracy, confusion matrix (rows true, columns predicted), per-class accuracy (recall,
+    in class order; None for a class without samples) and the most confused pairs of classes
+    (``metrics.confused_pairs``, by ``class_names``: default "0", "1", ...) of ``net`` on (X, y)."""
+    with np.errstate(over="ignore", invalid="ignore"):  # huge weights still give a prediction
+        predicted = net.predict(np.asarray(X, dtype=net.dtype))
+    matrix = confusion_matrix(y, predicted, n_classes)
+    return {
+        "n": int(len(y)),
+        "accuracy": float(np.mean(predicted == y)),
+        "confusion_matrix": matrix.tolist(),
+        "per_class_accuracy": per_class_accuracy(matrix),
+        "confused_pairs": confused_pairs(matrix, class_names),
+    }
+
+
+def score_splits(net: Network, dataset: Dataset) -> dict[str, Any]:
+    """metrics.json: ``score`` of every non-empty split, by split name."""
+    metrics = {}
+    for split in SPLITS:
+        X, y = dataset.split(split)
+        if len(y):
+            metrics[split] = score(net, X, y, dataset.n_classes, dataset.class_names)
+    return metrics

@@ -363,7 +363,7 @@ AUTO_LOCKSTEP_LIMIT = 50_000
 def _lockstep_key(spec: dict[str, Any]) -> tuple[Any, ...] | None:
     """Which sub-runs may share a stack (None: this one trains alone); the lockstep engine
     itself splits a group further by training-set size."""
-    from scratchnn_cli.experiment import lockstep_reason
+    from scratchnn_cli.build import lockstep_reason
 
     config = build_config(copy.deepcopy(spec), "sub-run")
     if lockstep_reason(config) is not None:
@@ -385,7 +385,7 @@ def _lockstep_key(spec: dict[str, Any]) -> tuple[Any, ...] | None:
 def _pays(spec: dict[str, Any], size: int) -> bool:
     """``auto``: stack a group of ``size`` runs of ``spec`` when there are several and the
     network's parameters x batch size is at most ``AUTO_LOCKSTEP_LIMIT``."""
-    from scratchnn_cli.experiment import build_network
+    from scratchnn_cli.build import build_network
 
     config = build_config(copy.deepcopy(spec), "sub-run")
     dataset = load_dataset(config.data, config.seed, config.model.dtype)

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from scratchnn_cli.build import augmenter, build_network, rng_streams, training_set
 from scratchnn_cli.config import build_config
 from scratchnn_cli.data import load_dataset
-from scratchnn_cli.experiment import augmenter, build_network, rng_streams, training_set
 from scratchnn_cli.training import Hooks, train
 
 SPEC = {

@@ -18,6 +18,7 @@ import pytest
 import yaml
 from helpers import assert_one_line_error, invoke, numeric_grad
 
+import scratchnn_cli.build as build
 import scratchnn_cli.experiment as experiment
 from scratchnn_cli.config import build_config
 from scratchnn_cli.data import load_dataset
@@ -826,14 +827,14 @@ NOT_FLAT = [{"type": "conv2d", "filters": 4, "kernel": 3}, "relu"]
 def test_a_non_flat_last_layer_is_a_config_error(digits: Any) -> None:
     config = build_config(digits_spec(NOT_FLAT), "spec.yaml")
     with pytest.raises(ConfigError, match=r"^model\.layers: dense: needs flat input") as info:
-        experiment.build_network(config, digits)
+        build.build_network(config, digits)
     assert "\n" not in str(info.value)
     with pytest.raises(
         ConfigError,
         match=r"^model\.layers: the last layer gives \(6, 6, 4\) per sample; the output layer "
         "needs flat input: end with flatten or global_avgpool$",
     ):
-        experiment.check_memory(config, digits)
+        build.check_memory(config, digits)
 
 
 def test_image_layer_errors_through_the_experiment(digits: Any) -> None:
@@ -841,10 +842,10 @@ def test_image_layer_errors_through_the_experiment(digits: Any) -> None:
     with pytest.raises(
         ConfigError, match=r"^model\.layers: conv2d: the height of the window \(9\) is larger"
     ):
-        experiment.check_memory(big, digits)
+        build.check_memory(big, digits)
     untiled = build_config(digits_spec([{"type": "maxpool2d", "size": 3}, "flatten"]), "s")
     with pytest.raises(ConfigError, match=r"^model\.layers: maxpool2d: windows of 3 at stride 3"):
-        experiment.build_network(untiled, digits)
+        build.build_network(untiled, digits)
     tabular = build_config(
         {"data": {"dataset": "blobs400"}, "model": {"layers": ["global_avgpool"]}}, "s"
     )
@@ -852,7 +853,7 @@ def test_image_layer_errors_through_the_experiment(digits: Any) -> None:
     with pytest.raises(
         ConfigError, match=r"^model\.layers: global_avgpool needs images, but blobs400 is tabular"
     ):
-        experiment.build_network(tabular, blobs)
+        build.build_network(tabular, blobs)
 
 
 def no_run_folders(runs_dir: Path) -> bool:
@@ -871,8 +872,8 @@ def test_batchnorm_with_batches_of_one_is_refused(tmp_path: Path, digits: Any) -
     layers = [{"type": "conv2d", "filters": 2, "kernel": 3}, {"type": "batchnorm"}, "flatten"]
     config = build_config(digits_spec(layers, batch_size=1), "spec.yaml")
     with pytest.raises(ConfigError, match=r"batchnorm needs mini-batches \(train\.batch_size >= 2"):
-        experiment.check_compatible(config, digits)
-    experiment.check_compatible(build_config(digits_spec(layers, batch_size=2), "s"), digits)
+        build.check_compatible(config, digits)
+    build.check_compatible(build_config(digits_spec(layers, batch_size=2), "s"), digits)
 
     path = tmp_path / "bn.yaml"
     path.write_text(yaml.safe_dump(digits_spec(layers, batch_size=1)), encoding="utf-8")

@@ -30,9 +30,9 @@ from helpers import SMALL_CONFIG, assert_one_line_error, invoke
 from typer.testing import Result
 
 from scratchnn_cli import runs
+from scratchnn_cli.build import build_network, rng_streams, training_set
 from scratchnn_cli.config import ExperimentConfig
 from scratchnn_cli.data import load_dataset
-from scratchnn_cli.experiment import build_network, rng_streams, training_set
 from scratchnn_cli.nn.layers.activations import Sigmoid
 from scratchnn_cli.training import Hooks, Snapshot, TrainResult, train
 

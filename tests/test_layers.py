@@ -11,10 +11,11 @@ import pytest
 import yaml
 from helpers import SMALL_CONFIG, invoke, numeric_grad
 
+from scratchnn_cli.build import build_network, rng_streams, training_set
 from scratchnn_cli.config import build_config
 from scratchnn_cli.data import load_dataset
 from scratchnn_cli.errors import ConfigError
-from scratchnn_cli.experiment import build_network, rng_streams, run_experiment, training_set
+from scratchnn_cli.experiment import run_experiment
 from scratchnn_cli.nn import layers
 from scratchnn_cli.nn.layers import Dense, Dropout, Flatten, LeakyReLU, ReLU, Sigmoid, Tanh
 from scratchnn_cli.nn.losses import SoftmaxCrossEntropy

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from helpers import invoke
 
+from scratchnn_cli.build import build_network
 from scratchnn_cli.config import load_config
 from scratchnn_cli.data import load_dataset
-from scratchnn_cli.experiment import build_network
 
 CONFIG = """\
 name: resumable

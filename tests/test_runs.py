@@ -20,6 +20,7 @@ import yaml
 from helpers import SMALL_CONFIG, assert_one_line_error, invoke
 
 import scratchnn_cli.experiment as experiment
+import scratchnn_cli.runs.writer as writer
 from scratchnn_cli.errors import RunFolderError
 from scratchnn_cli.runs import (
     KILLED,
@@ -376,7 +377,7 @@ def test_a_ctrl_c_while_the_folder_is_set_up_leaves_nothing(
     def interrupted(*args: Any) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(experiment, "write_files", interrupted)  # config.yaml + run.json
+    monkeypatch.setattr(writer, "write_files", interrupted)  # config.yaml + run.json
     config = tmp_path / "small.yaml"
     config.write_text(SMALL_CONFIG.format(name="small", max_iterations=100), encoding="utf-8")
     result = invoke("train", config, "--runs-dir", tmp_path / "runs")
@@ -436,15 +437,15 @@ def test_load_run_record_of_folders_that_are_not_runs(tmp_path: Path) -> None:
 
 
 def _batches(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
-    """The names of the files of each ``write_files`` call of experiment, as they happen."""
+    """The names of the files of each ``write_files`` call of a run folder, as they happen."""
     calls: list[list[str]] = []
-    real = experiment.write_files
+    real = writer.write_files
 
     def spy(directory: Path, files: Any) -> None:
         calls.append([name for name, _ in files])
         real(directory, files)
 
-    monkeypatch.setattr(experiment, "write_files", spy)
+    monkeypatch.setattr(writer, "write_files", spy)
     return calls
 
 

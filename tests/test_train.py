@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
 
+from scratchnn_cli.build import build_network, rng_streams, training_set
 from scratchnn_cli.config import ExperimentConfig, TrainConfig
 from scratchnn_cli.data import Dataset, load_dataset
-from scratchnn_cli.experiment import build_network, rng_streams, score, training_set
+from scratchnn_cli.metrics import score
 from scratchnn_cli.nn.network import Network
 from scratchnn_cli.training.loop import TrainResult, train
 

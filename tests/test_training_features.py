@@ -22,17 +22,12 @@ import pytest
 from helpers import numeric_grad
 
 import scratchnn_cli.training.loop as train_module
+from scratchnn_cli.build import build_network, check_compatible, rng_streams, training_set
 from scratchnn_cli.config import ExperimentConfig, TrainConfig, build_config, load_config
 from scratchnn_cli.data import Dataset, load_dataset
 from scratchnn_cli.errors import ConfigError
-from scratchnn_cli.experiment import (
-    build_network,
-    check_compatible,
-    rng_streams,
-    run_experiment,
-    score,
-    training_set,
-)
+from scratchnn_cli.experiment import run_experiment
+from scratchnn_cli.metrics import score
 from scratchnn_cli.nn.init import init_dense
 from scratchnn_cli.nn.layers import Dropout
 from scratchnn_cli.nn.network import Network

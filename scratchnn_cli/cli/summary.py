@@ -23,9 +23,9 @@ def summary(
     the network, output layer included; trains and writes nothing. Refuses (exit 2) a network
     too large to train in this machine's memory, as train does.
     """
+    from scratchnn_cli.build import build_network, check_memory
     from scratchnn_cli.config import load_config
     from scratchnn_cli.data import load_dataset
-    from scratchnn_cli.experiment import build_network, check_memory
     from scratchnn_cli.report.plots import summary_table
 
     spec = load_config(config, set_ or [])

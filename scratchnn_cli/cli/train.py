@@ -12,7 +12,7 @@ from scratchnn_cli.cli.app import err, handle_errors, say
 from scratchnn_cli.errors import EXIT_DIVERGED
 
 if TYPE_CHECKING:
-    from scratchnn_cli.experiment import RunOutcome
+    from scratchnn_cli.runs.writer import RunOutcome
 
 
 @handle_errors

@@ -35,11 +35,13 @@ import jinja2
 import numpy as np
 
 from scratchnn_cli import __version__
+from scratchnn_cli.build import training_set
 from scratchnn_cli.config import ExperimentConfig
 from scratchnn_cli.data import Dataset
 from scratchnn_cli.errors import RunFolderError, one_line
-from scratchnn_cli.experiment import SPLITS, load_run_model, training_set
+from scratchnn_cli.experiment import load_run_model
 from scratchnn_cli.metrics import (
+    SPLITS,
     TOP_PAIRS,
     as_confusion_matrix,
     confused_pairs,

@@ -1,0 +1,214 @@
+"""From a spec and its data to the pieces of a run, before anything is trained or written.
+
+The random streams of a seed, the network the spec describes (sized for the data), the
+augmenter of training batches, the samples training uses and what it validates on; and the
+checks that only the data can make (layer shapes, memory, settings that need a validation
+split), each a one-line ``ConfigError``. ``experiment.py`` puts these together into a run.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+
+from scratchnn_cli.config import ExperimentConfig
+from scratchnn_cli.data import Dataset
+from scratchnn_cli.data.augment import Augmenter
+from scratchnn_cli.errors import ConfigError
+from scratchnn_cli.nn.layers import ACTIVATIONS
+from scratchnn_cli.nn.network import Network, plan
+from scratchnn_cli.nn.optim.optimizers import make_optimizer
+
+
+def rng_streams(seed: int) -> dict[str, np.random.Generator]:
+    """One seed, independent streams: data split [seed, 1] (in data/dataset.py), initial weights
+    [seed, 2], sampling [seed, 3], dropout masks [seed, 4], gradient check [seed, 5]
+    (``experiment.gradcheck_experiment``), training-batch augmentation [seed, 6], the
+    augmentation.png examples [seed, 7]."""
+    return {
+        "init": np.random.default_rng([seed, 2]),
+        "sampling": np.random.default_rng([seed, 3]),
+        "dropout": np.random.default_rng([seed, 4]),
+        "augment": np.random.default_rng([seed, 6]),
+    }
+
+
+def augmenter(
+    config: ExperimentConfig, dataset: Dataset, rng: np.random.Generator
+) -> Augmenter | None:
+    """The ``data.augment`` transforms of training batches (None when the spec has none)."""
+    if config.data.augment is None:
+        return None
+    if dataset.image_shape is None:
+        raise ConfigError(f"data.augment: {config.data.dataset} is not image data")
+    shape = dataset.image_shape
+    return Augmenter(config.data.augment, (*shape, 1) if len(shape) == 2 else shape, rng)
+
+
+def output_kind(config: ExperimentConfig, n_classes: int) -> str:
+    """'sigmoid' (one output unit) for two classes, 'softmax' for more, unless the spec says."""
+    chosen = config.model.output
+    if chosen == "auto":
+        return "sigmoid" if n_classes == 2 else "softmax"
+    if chosen == "sigmoid" and n_classes != 2:
+        raise ConfigError(
+            f"model.output: a sigmoid output needs exactly 2 classes, the data has {n_classes}"
+        )
+    return chosen
+
+
+def build_network(
+    config: ExperimentConfig,
+    dataset: Dataset,
+    rng: np.random.Generator | None = None,
+    dropout_rng: np.random.Generator | None = None,
+) -> Network:
+    """The network the spec describes, sized for the dataset: its hidden layers (``model.layers``
+    or the short form), then the output layer; weights from ``rng`` (default: the spec's
+    initial-weight stream), dropout masks from ``dropout_rng`` (default: its dropout stream)."""
+    output = output_kind(config, dataset.n_classes)
+    n_outputs = 1 if output == "sigmoid" else dataset.n_classes
+    streams = rng_streams(config.seed)
+    try:
+        return Network.from_layers(
+            [spec.make() for spec in config.model.layer_specs()],
+            input_shape(config, dataset),
+            n_outputs,
+            output=output,
+            rng=rng if rng is not None else streams["init"],
+            mu=config.model.mu,
+            sigma=config.model.sigma,
+            dtype=np.dtype(config.model.dtype),
+            init=config.model.init,
+            dropout_rng=dropout_rng if dropout_rng is not None else streams["dropout"],
+        )
+    except ValueError as exc:  # a layer that does not fit its input (dense on images...)
+        raise ConfigError(f"model.layers: {exc}") from None
+
+
+IMAGE_LAYERS = ("conv2d", "maxpool2d", "avgpool2d", "global_avgpool")
+
+
+def input_shape(config: ExperimentConfig, dataset: Dataset) -> tuple[int, ...]:
+    """The shape of one sample as the network sees it: (H, W, C) images when the model has
+    convolution or pooling layers, else (n_features,) rows. ConfigError for images the data
+    does not have."""
+    kinds = [spec.type for spec in config.model.layer_specs()]
+    if not any(kind in IMAGE_LAYERS for kind in kinds):
+        return (dataset.n_features,)
+    if dataset.image_shape is None:
+        first = next(kind for kind in kinds if kind in IMAGE_LAYERS)
+        raise ConfigError(
+            f"model.layers: {first} needs images, but {config.data.dataset} is tabular data "
+            "(a CSV of pixels can say data.image_shape: [channels, height, width])"
+        )
+    shape = dataset.image_shape
+    return (*shape, 1) if len(shape) == 2 else tuple(shape)
+
+
+def check_memory(config: ExperimentConfig, dataset: Dataset) -> None:
+    """Refuse (ConfigError) a network whose training would not fit in this machine's memory."""
+    needed = training_bytes(config, dataset)
+    total = physical_memory()
+    if total is not None and needed > total:
+        raise ConfigError(
+            f"model: this network and its data need ~{needed / 2**30:.3g} GiB to train, this "
+            f"machine has {total / 2**30:.3g} GiB; use fewer or smaller layers"
+        )
+
+
+def training_bytes(config: ExperimentConfig, dataset: Dataset) -> int:
+    """An estimate of the memory training needs, from the layer shapes (nothing allocated):
+
+    parameters x (theta, dtheta, the optimizer's moments and scratch, the copies a snapshot,
+    a checkpoint and the best weights keep), the activations of one batch forward and back,
+    and the data."""
+    specs = config.model.layer_specs()
+    layers = [spec.make() for spec in specs]
+    n_out = 1 if output_kind(config, dataset.n_classes) == "sigmoid" else dataset.n_classes
+    try:
+        shapes = plan(layers, input_shape(config, dataset))
+    except ValueError as exc:
+        raise ConfigError(f"model.layers: {exc}") from None
+    if shapes and len(shapes[-1]) != 1:
+        raise ConfigError(
+            f"model.layers: the last layer gives {shapes[-1]} per sample; the output layer needs "
+            "flat input: end with flatten or global_avgpool"
+        )
+    width = shapes[-1][0] if shapes else dataset.n_features
+    n_params = sum(math.prod(s) for layer in layers for s in layer.param_shapes().values())
+    n_params += (width + 1) * n_out
+    rule = config.train.optimizer
+    moments = make_optimizer(rule.name, [np.zeros(1)], 1.0, **rule.hyper()).arrays_per_param()
+    itemsize = np.dtype(config.model.dtype).itemsize
+    n_train = len(dataset.y_train) + len(dataset.y_val)
+    batch = n_train if config.train.batch_size == "full" else min(config.train.batch_size, n_train)
+    activations = 3 * batch * (sum(layer.cache_per_sample() for layer in layers) + n_out)
+    data = sum(a.nbytes for a in (dataset.X_train, dataset.X_val, dataset.X_test))
+    return itemsize * (n_params * (6 + moments) + activations) + data
+
+
+def physical_memory() -> int | None:
+    """This machine's memory in bytes (None where the OS does not say)."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def training_set(config: ExperimentConfig, dataset: Dataset) -> tuple[np.ndarray, np.ndarray]:
+    """The samples training uses: train, or train + val when ``data.train_on: train+val``."""
+    if config.data.train_on == "train+val":
+        return (
+            np.concatenate([dataset.X_train, dataset.X_val]),
+            np.concatenate([dataset.y_train, dataset.y_val]),
+        )
+    return dataset.X_train, dataset.y_train
+
+
+def validation_set(
+    config: ExperimentConfig, dataset: Dataset
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """What training scores every epoch: the val split, or None when it trains on it."""
+    return None if config.data.train_on == "train+val" else dataset.split("val")
+
+
+def check_compatible(config: ExperimentConfig, dataset: Dataset) -> None:
+    """Refuse combinations that only the data can reveal (before any folder is created)."""
+    kinds = [spec.type for spec in config.model.layer_specs()]
+    if "batchnorm" in kinds and config.train.batch_size == 1:
+        raise ConfigError(
+            "model.layers: batchnorm needs mini-batches (train.batch_size >= 2): the variance "
+            "of a batch of one sample is 0"
+        )
+    if config.train.early_stopping is not None:
+        if len(dataset.y_val) == 0:
+            raise ConfigError("train.early_stopping: needs a validation split (data.split[1] > 0)")
+        if config.data.train_on == "train+val":
+            raise ConfigError(
+                "train.early_stopping: monitors the validation split, but data.train_on: "
+                "train+val trains on it; use train_on: train"
+            )
+
+
+def checked_network(
+    config: ExperimentConfig, dataset: Dataset
+) -> tuple[dict[str, np.random.Generator], Network]:
+    """Refuse what only the data reveals (shapes, memory), then the run's random generators
+    and its initial network."""
+    check_compatible(config, dataset)
+    check_memory(config, dataset)
+    streams = rng_streams(config.seed)
+    return streams, build_network(config, dataset, streams["init"], streams["dropout"])
+
+
+def lockstep_reason(config: ExperimentConfig) -> str | None:
+    """Why runs of this spec cannot train in a lockstep stack, or None when they can."""
+    for spec in config.model.layer_specs():
+        if spec.type not in ("dense", *ACTIVATIONS):
+            return f"its network has a {spec.type} layer"
+    if config.data.augment is not None:
+        return "it augments its images"
+    return None
