@@ -3,7 +3,8 @@
 The formulas are written for any leading axes: one network sees A_prev (m, n_in) and W
 (n_in, n_out); a lockstep stack of K networks (``training/lockstep.py``) sees A_prev
 (K, m, n_in), W (K, n_in, n_out) and b (K, n_out), and the same lines compute all K at once
-(``T`` transposes each network's own matrix; b is added to every row of its network).
+(``M.mT`` is NumPy's transpose of the last two axes: each network's own matrix M^T; b is added
+to every row of its network).
 """
 
 from __future__ import annotations
@@ -12,11 +13,6 @@ import numpy as np
 
 from scratchnn_cli.nn.init import init_dense
 from scratchnn_cli.nn.layers.base import Layer, Shape
-
-
-def T(M: np.ndarray) -> np.ndarray:
-    """M^T of each matrix in M (the last two axes swapped): ``M.T`` for one matrix."""
-    return M.T if M.ndim == 2 else M.swapaxes(-1, -2)
 
 
 class Dense(Layer):
@@ -66,12 +62,12 @@ class Dense(Layer):
     def backward(self, dZ: np.ndarray, need_dA_prev: bool = True) -> np.ndarray | None:
         """dW = A_prev^T dZ, db = sum_i dZ_i, and (unless not needed) dA_prev = dZ W^T."""
         if dZ.shape[-2] == 1:  # one sample: dW is an outer product, cheaper than a k=1 matmul
-            np.multiply(T(self.A_prev), dZ, out=self.dW)
+            np.multiply(self.A_prev.mT, dZ, out=self.dW)
             self.db_row[...] = dZ
         else:
-            np.matmul(T(self.A_prev), dZ, out=self.dW)
+            np.matmul(self.A_prev.mT, dZ, out=self.dW)
             np.sum(dZ, axis=-2, out=self.db)
-        return dZ @ T(self.W) if need_dA_prev else None
+        return dZ @ self.W.mT if need_dA_prev else None
 
     def describe(self) -> str:
         return f"dense({self.units})"
