@@ -39,11 +39,11 @@ import numpy as np
 import pandas as pd
 import yaml
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from scratchnn_cli.config import apply_overrides, build_config, read_yaml
 from scratchnn_cli.data import load_dataset
 from scratchnn_cli.errors import ConfigError, RunFolderError, UserInputError, one_line
+from scratchnn_cli.report.progress import SweepProgress
 from scratchnn_cli.runs import create_run_dir, write_text, write_yaml
 
 SWEEP_FILE = "sweep.yaml"
@@ -612,30 +612,20 @@ def _sweep(
     rows: dict[int, dict[str, Any]] = {}
 
     total = len(plan.points)
-    with Progress(
-        TextColumn("[bold]sweep {task.fields[name]}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("{task.fields[best]}", markup=False),
-        console=console,
-        transient=False,
-    ) as progress:
-        bar = progress.add_task("sweep", total=total, name=plan.name, best="")
+    with SweepProgress(console, plan.name, total) as progress:
 
         def advance(point: int) -> None:
             rows[point] = point_row(plan, point, results[point], invalid.get(point))
             best = best_row(list(rows.values()))
-            shown = (
+            progress.point_done(
                 ""
                 if best is None
-                else (f"best {best['mean_val_accuracy']:.4f}: {_label(plan, best['point'])}")
+                else f"best {best['mean_val_accuracy']:.4f}: {_label(plan, best['point'])}"
             )
-            progress.update(bar, advance=1, best=shown)
 
         for point in range(total):
             if point in invalid:
-                progress.console.print(f"point {point}: invalid: {invalid[point]}", markup=False)
+                progress.say(f"point {point}: invalid: {invalid[point]}")
             if point in invalid or len(results[point]) == plan.runs_per_point:
                 advance(point)
 
@@ -644,13 +634,10 @@ def _sweep(
             results[point].append(result)
             if result["status"] != "completed":
                 seed, fold = plan.sub_run(result["run"])
-                progress.console.print(
+                progress.say(
                     f"point {point} ({_label(plan, point)}) "
                     f"{'' if seed is None else f'seed {seed} '}fold {fold}: "
-                    f"{result['status']}: {result.get('note') or ''}",
-                    markup=False,
-                    highlight=False,
-                    soft_wrap=True,
+                    f"{result['status']}: {result.get('note') or ''}"
                 )
             if len(results[point]) == plan.runs_per_point:
                 advance(point)
@@ -658,11 +645,7 @@ def _sweep(
         try:
             execute(units(tasks), sweep_dir, on_result)
         except KeyboardInterrupt:
-            progress.console.print(
-                f"interrupted: finish it with scratchnn sweep --resume {sweep_dir}",
-                markup=False,
-                soft_wrap=True,
-            )
+            progress.say(f"interrupted: finish it with scratchnn sweep --resume {sweep_dir}")
             raise
     ordered = [rows[point] for point in range(total)]
     best = best_row(ordered)

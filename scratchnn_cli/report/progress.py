@@ -1,4 +1,5 @@
-"""The live training display: a Rich progress bar with the epoch cost, or plain lines in logs."""
+"""The live displays: training's Rich progress bar with the epoch cost (or plain lines in logs),
+and a sweep's bar of points done with the best point so far."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import time
 from rich.console import Console
 from rich.progress import (
     BarColumn,
+    MofNCompleteColumn,
     Progress,
     TaskProgressColumn,
     TextColumn,
@@ -123,3 +125,35 @@ class TrainingProgress:
             self._progress.__exit__(None, None, None)
         elif self._last is not None and self._printed is not self._last:
             self._plain(self._last)
+
+
+class SweepProgress:
+    """Context manager: a sweep's bar (points done of ``total``, elapsed time, the best point so
+    far) and, above it, a line for each point or sub-run that did not complete."""
+
+    def __init__(self, console: Console, name: str, total: int) -> None:
+        self._progress = Progress(
+            TextColumn("[bold]sweep {task.fields[name]}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("{task.fields[best]}", markup=False),
+            console=console,
+            transient=False,
+        )
+        self._bar = self._progress.add_task("sweep", total=total, name=name, best="")
+
+    def __enter__(self) -> SweepProgress:
+        self._progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._progress.__exit__(*exc)
+
+    def point_done(self, best: str) -> None:
+        """One more point finished; ``best`` describes the best point so far."""
+        self._progress.update(self._bar, advance=1, best=best)
+
+    def say(self, line: str) -> None:
+        """A line above the bar, printed as it is (no markup, no highlighting)."""
+        self._progress.console.print(line, markup=False, highlight=False, soft_wrap=True)
