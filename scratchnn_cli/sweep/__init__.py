@@ -1,0 +1,97 @@
+"""Hyper-parameter sweeps: a grid (or a seeded random sample of it) of ``--set``-style keys,
+each point trained on every fold of a stratified, seeded k-fold split of train + val (or on
+the spec's own train / val split without ``cv``), never on test; then the best point refitted
+on train + val and scored once on test.
+
+A sweep folder ``runs/sweep-<name>-<YYYYmmdd-HHMMSS>/`` holds ``sweep.yaml`` (the plan: base
+spec, grid, points), one ordinary run folder per point and fold (``<stamp>-<name>-p003-f2``:
+its spec says ``data.cv: {folds: 5, fold: 2}``, so it stays a reproducible run), then
+``results.csv``, ``summary.md``, ``sweep.png``, ``best.yaml`` and the refit run
+(``<stamp>-<name>-best``).
+
+Each sub-run loads its data from its own spec (workers need the data: built-ins need nothing,
+a CSV must be at the same path, Fashion-MNIST under ``$SCRATCHNN_DATA``) and writes its run
+folder into the sweep folder (a Dask cluster needs a filesystem shared with this machine).
+Every worker trains with one BLAS thread, so any number of jobs, or Dask, gives the same
+numbers as ``--jobs 1``.
+
+Units of work (``plan_units``): a sub-run alone (``Task``), or, with the lockstep engine, a
+``Group`` of new sub-runs whose networks train as one stack (``training/lockstep.py``), with the
+same results; a group is split into ``--jobs`` parts, each a unit for joblib or Dask.
+
+The package: ``plan.py`` (the grid, points, folds, seeds and every sub-run's spec), ``units.py``
+(sub-runs and lockstep groups), ``run.py`` (workers, progress, results, refit), ``files.py``
+(results.csv, summary.md, sweep.png, best.yaml).
+"""
+
+from scratchnn_cli.sweep.files import (
+    RESULT_COLUMNS,
+    results_frame,
+    summary_markdown,
+    write_sweep_files,
+)
+from scratchnn_cli.sweep.plan import (
+    SWEEP_FILE,
+    SweepPlan,
+    best_spec,
+    expand_points,
+    parse_grid_option,
+    parse_seeds_option,
+    plan_sweep,
+    point_label,
+    point_spec,
+    read_plan,
+    sub_run_name,
+    sub_run_spec,
+    sweep_section,
+)
+from scratchnn_cli.sweep.run import SweepResult, best_row, executor, point_row, run_sweep
+from scratchnn_cli.sweep.units import (
+    AUTO_LOCKSTEP_LIMIT,
+    ENGINES,
+    FINISHED,
+    Group,
+    Task,
+    Unit,
+    plan_units,
+    read_sub_run,
+    run_group,
+    run_task,
+    run_unit,
+)
+
+__all__ = [
+    "AUTO_LOCKSTEP_LIMIT",
+    "ENGINES",
+    "FINISHED",
+    "RESULT_COLUMNS",
+    "SWEEP_FILE",
+    "Group",
+    "SweepPlan",
+    "SweepResult",
+    "Task",
+    "Unit",
+    "best_row",
+    "best_spec",
+    "executor",
+    "expand_points",
+    "parse_grid_option",
+    "parse_seeds_option",
+    "plan_sweep",
+    "plan_units",
+    "point_label",
+    "point_row",
+    "point_spec",
+    "read_plan",
+    "read_sub_run",
+    "results_frame",
+    "run_group",
+    "run_sweep",
+    "run_task",
+    "run_unit",
+    "sub_run_name",
+    "sub_run_spec",
+    "summary_markdown",
+    "sweep_section",
+    "write_sweep_files",
+]

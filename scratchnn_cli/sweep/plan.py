@@ -1,0 +1,238 @@
+"""A sweep's plan: the grid (``--grid`` / ``sweep.grid``, or a seeded random sample of it), the
+folds and seeds, the points, and the spec of every sub-run and of the refit; ``sweep.yaml``
+holds it (``read_plan``)."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from scratchnn_cli.config import apply_overrides, build_config, read_yaml
+from scratchnn_cli.errors import ConfigError, RunFolderError, UserInputError, one_line
+
+SWEEP_FILE = "sweep.yaml"
+
+
+SWEEP_KEYS = ("grid", "random", "cv", "seeds")
+
+
+@dataclass
+class SweepPlan:
+    """What a sweep trains (written to ``sweep.yaml``; ``--resume`` reads it back)."""
+
+    name: str
+    seed: int
+    base: dict[str, Any]  # the spec without its sweep key, --set applied, data path resolved
+    grid: dict[str, list[Any]]
+    random: int | None
+    cv: int | None
+    points: list[dict[str, Any]]
+    seeds: list[int] | None = None  # --seeds: every point trained with each (older sweeps: none)
+
+    @property
+    def folds(self) -> int:
+        return self.cv or 1
+
+    @property
+    def runs_per_point(self) -> int:
+        """Sub-runs of a point: one per fold, for each of ``seeds``."""
+        return self.folds * len(self.seeds or [None])
+
+    def sub_run(self, k: int) -> tuple[int | None, int]:
+        """(seed, fold) of a point's sub-run ``k``: the folds of the first seed, then the next
+        (seed None without ``seeds``: the spec's own)."""
+        repeat, fold = divmod(k, self.folds)
+        return (None if self.seeds is None else self.seeds[repeat]), fold
+
+
+def parse_grid_option(items: Iterable[str]) -> dict[str, list[Any]]:
+    """``--grid key.path=v1,v2,v3`` (each value read as YAML, so ``model.struct=[5],[10,5]``
+    is two lists) -> ``{key.path: [v1, v2, v3]}``."""
+    grid: dict[str, list[Any]] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip() or not text.strip():
+            raise UserInputError(
+                f"--grid {item!r}: expected key.path=v1,v2,..., e.g. train.lr=0.1,0.01"
+            )
+        try:
+            values = yaml.safe_load(f"[{text}]")
+        except (yaml.YAMLError, ValueError):
+            raise UserInputError(f"--grid {item!r}: the values are not a YAML list") from None
+        grid[key.strip()] = values
+    return grid
+
+
+def sweep_section(raw: Any, source: str) -> dict[str, Any]:
+    """The spec's top-level ``sweep:`` key, checked: ``{grid: {key.path: [values]},
+    random: N | null, cv: K | null}``."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: sweep: must be a mapping (grid:, random:, cv:)")
+    unknown = sorted(set(raw) - set(SWEEP_KEYS))
+    if unknown:
+        raise ConfigError(
+            f"{source}: sweep.{unknown[0]}: unknown key (use {', '.join(SWEEP_KEYS)})"
+        )
+    grid = raw.get("grid") or {}
+    if not isinstance(grid, dict):
+        raise ConfigError(f"{source}: sweep.grid: must map key.path to a list of values")
+    return {**raw, "grid": dict(grid)}
+
+
+def _check_grid(grid: dict[str, Any]) -> dict[str, list[Any]]:
+    if not grid:
+        raise UserInputError(
+            "nothing to sweep: give --grid key.path=v1,v2 or sweep.grid in the spec"
+        )
+    for key, values in grid.items():
+        if not isinstance(values, list) or not values:
+            raise UserInputError(f"sweep grid {key}: needs a non-empty list of values")
+        if key.split(".")[0] == "seed":
+            raise UserInputError(
+                f"sweep grid {key}: every point shares the seed; to train each point with "
+                "several seeds, give --seeds 0,1,2 (sweep.seeds)"
+            )
+        if key.split(".")[0] in ("name", "sweep") or key.startswith(("data.cv", "data.seed")):
+            raise UserInputError(f"sweep grid {key}: this key cannot be swept")
+    return grid
+
+
+def _check_seeds(seeds: Any) -> list[int] | None:
+    if seeds is None:
+        return None
+    if (
+        not isinstance(seeds, list)
+        or not seeds
+        or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds)
+        or len(set(seeds)) < len(seeds)
+    ):
+        raise UserInputError(f"seeds: must be distinct whole numbers >= 0, not {seeds!r}")
+    return seeds
+
+
+def parse_seeds_option(text: str | None) -> list[int] | None:
+    """``--seeds 0,1,2`` -> [0, 1, 2] (None when not given)."""
+    if text is None:
+        return None
+    try:
+        return _check_seeds([int(part) for part in text.split(",")])
+    except ValueError:
+        raise UserInputError(f"--seeds {text!r}: expected whole numbers, e.g. 0,1,2") from None
+
+
+def _count(value: Any, what: str, least: int) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise UserInputError(f"{what}: must be a whole number >= {least}, not {value!r}")
+    return value
+
+
+def expand_points(
+    grid: dict[str, list[Any]], random: int | None, seed: int
+) -> list[dict[str, Any]]:
+    """The points of ``grid``: all of them (scikit-learn's ``ParameterGrid``), or ``random`` of
+    them drawn without replacement (``ParameterSampler``, random_state from the stream
+    ``[seed, 9]``). Keys keep the grid's order."""
+    from sklearn.model_selection import ParameterGrid, ParameterSampler
+
+    every = ParameterGrid(grid)
+    if random is None:
+        points = list(every)
+    else:
+        state = int(np.random.default_rng([seed, 9]).integers(2**31))
+        points = list(ParameterSampler(grid, n_iter=min(random, len(every)), random_state=state))
+    return [{key: point[key] for key in grid} for point in points]
+
+
+def plan_sweep(
+    config_path: Path,
+    overrides: list[str] | None = None,
+    grid_options: list[str] | None = None,
+    random: int | None = None,
+    cv: int | None = None,
+    seeds: list[int] | None = None,
+) -> SweepPlan:
+    """Read the spec, its ``sweep:`` key and the command-line options (which win) into a plan."""
+    raw = read_yaml(config_path)
+    section = sweep_section(raw.pop("sweep", None), str(config_path))
+    raw = apply_overrides(raw, overrides or [])
+    config = build_config(copy.deepcopy(raw), str(config_path), default_name=config_path.stem)
+    grid = _check_grid({**section.get("grid", {}), **parse_grid_option(grid_options or [])})
+    random = _count(random if random is not None else section.get("random"), "random", 1)
+    cv = _count(cv if cv is not None else section.get("cv"), "cv", 2)
+    seeds = _check_seeds(seeds if seeds is not None else section.get("seeds"))
+    if cv is None and config.data.split[1] == 0:
+        raise ConfigError(
+            f"{config_path}: data.split has no val part: a sweep without cv scores val"
+        )
+    raw["name"] = config.name
+    raw.setdefault("data", {})["dataset"] = config.data.dataset  # a CSV: absolute path
+    points = expand_points(grid, random, config.seed)
+    return SweepPlan(config.name or "sweep", config.seed, raw, grid, random, cv, points, seeds)
+
+
+def point_spec(plan: SweepPlan, params: dict[str, Any]) -> dict[str, Any]:
+    """The base spec with one point's values set (as ``--set key.path=value`` would)."""
+    items = [f"{key}={json.dumps(value)}" for key, value in params.items()]
+    return apply_overrides(copy.deepcopy(plan.base), items)
+
+
+def sub_run_name(plan: SweepPlan, point: int, k: int) -> str:
+    """``<name>-p003-f2`` (``-p003-s1-f2`` with seeds) for sub-run ``k`` of point 3."""
+    seed, fold = plan.sub_run(k)
+    return f"{plan.name}-p{point:03d}{'' if seed is None else f'-s{seed}'}-f{fold}"
+
+
+def sub_run_spec(plan: SweepPlan, point: int, k: int) -> dict[str, Any]:
+    """Point ``point``'s spec for its sub-run ``k``: trained on a fold's train part, validated on
+    its held-out part, the test split empty (``data.cv``); with seeds, the run's seed is one of
+    them while ``data.seed`` keeps the sweep's, so every seed sees the same folds."""
+    seed, fold = plan.sub_run(k)
+    raw = point_spec(plan, plan.points[point])
+    raw["name"] = sub_run_name(plan, point, k)
+    raw["data"].update(train_on="train", cv={"folds": plan.folds, "fold": fold})
+    if seed is not None:
+        raw["data"].setdefault("seed", plan.seed)
+        raw["seed"] = seed
+    return raw
+
+
+def best_spec(plan: SweepPlan, params: dict[str, Any]) -> dict[str, Any]:
+    """best.yaml: the winning point's spec, trained on train + val (train only when the spec
+    has early stopping, which monitors val), scored on test."""
+    raw = point_spec(plan, params)
+    raw["name"] = f"{plan.name}-best"
+    train = raw.get("train") or {}
+    if not train.get("early_stopping"):
+        raw["data"]["train_on"] = "train+val"
+    return raw
+
+
+def param_cell(value: Any) -> Any:
+    """A parameter value as a results.csv cell: lists and mappings as JSON text."""
+    return json.dumps(value) if isinstance(value, list | dict) else value
+
+
+def point_label(plan: SweepPlan, point: int) -> str:
+    return " ".join(f"{k}={param_cell(v)}" for k, v in plan.points[point].items())
+
+
+def read_plan(sweep_dir: Path) -> SweepPlan:
+    """The plan in a sweep folder's sweep.yaml (RunFolderError when it is not a sweep folder)."""
+    path = Path(sweep_dir) / SWEEP_FILE
+    if not path.is_file():
+        raise RunFolderError(f"{sweep_dir}: not a sweep folder (no {SWEEP_FILE})")
+    try:
+        return SweepPlan(**yaml.safe_load(path.read_text(encoding="utf-8")))
+    except (OSError, yaml.YAMLError, TypeError) as exc:
+        raise RunFolderError(f"{path}: unreadable ({one_line(exc)})") from None
