@@ -44,7 +44,10 @@ def augmenter(
     if dataset.image_shape is None:
         raise ConfigError(f"data.augment: {config.data.dataset} is not image data")
     shape = dataset.image_shape
-    return Augmenter(config.data.augment, (*shape, 1) if len(shape) == 2 else shape, rng)
+    try:
+        return Augmenter(config.data.augment, (*shape, 1) if len(shape) == 2 else shape, rng)
+    except ValueError as exc:  # a shift too large for a CSV's data.image_shape
+        raise ConfigError(f"data.augment: {str(exc).removeprefix('augment ')}") from None
 
 
 def output_kind(config: ExperimentConfig, n_classes: int) -> str:
@@ -183,6 +186,7 @@ def check_compatible(config: ExperimentConfig, dataset: Dataset) -> None:
             "model.layers: batchnorm needs mini-batches (train.batch_size >= 2): the variance "
             "of a batch of one sample is 0"
         )
+    augmenter(config, dataset, np.random.default_rng(0))  # its data.augment checks, if any
     if config.train.early_stopping is not None:
         if len(dataset.y_val) == 0:
             raise ConfigError("train.early_stopping: needs a validation split (data.split[1] > 0)")

@@ -20,6 +20,7 @@ from scratchnn_cli.build import (
     augmenter,
     build_network,
     check_compatible,
+    check_memory,
     checked_network,
     lockstep_reason,
     rng_streams,
@@ -438,6 +439,7 @@ def gradcheck_experiment(
     model = config.model.model_copy(update={"dtype": "float64"})
     config = config.model_copy(update={"model": model})
     dataset = load_dataset(config.data, config.seed, config.model.dtype)
+    check_memory(config, dataset)  # a network too big for memory: one line, as train says
     rng = np.random.default_rng([config.seed, 5])
     net = build_network(config, dataset)
     net.theta += rng.normal(0.0, 0.01, size=net.theta.size)

@@ -52,6 +52,11 @@ def _bad_yaml(tmp_path: Path, body: str) -> Path:
     return write_config(tmp_path, "name: bad\nseed: 0\n" + body)
 
 
+# a conv2d layer on digits, its kernel to be added (block style: the bodies go through format)
+CONV_ON_DIGITS = (
+    "data:\n  dataset: digits\nmodel:\n  layers:\n    - type: conv2d\n      filters: 4\n"
+)
+
 REFUSED = {
     # id: (config text after name/seed, extra args, substrings the message must hold)
     "unknown-key": (
@@ -93,6 +98,37 @@ REFUSED = {
         ["--set", "train.lr", "key.path=value"],
     ),
     "set-bad-value": ("data:\n  dataset: blobs400\n", ["--set", "train.lr=-1"], ["train.lr"]),
+    "seed-bool": ("data:\n  dataset: blobs400\n", ["--set", "seed=true"], ["seed", "boolean"]),
+    "data-seed-bool": (
+        "data:\n  dataset: blobs400\n",
+        ["--set", "data.seed=true"],
+        ["data.seed", "boolean"],
+    ),
+    "name-too-long": (
+        "data:\n  dataset: blobs400\n",
+        ["--set", "name=" + "x" * 300],
+        ["name", "at most 100 characters"],
+    ),
+    "kernel-zero": (
+        CONV_ON_DIGITS + "      kernel: 0\n",
+        [],
+        ["model.layers.0.kernel: must be a positive whole number or a list [height, width]"],
+    ),
+    "kernel-list-of-one": (
+        CONV_ON_DIGITS + "      kernel: [3]\n",
+        [],
+        ["model.layers.0.kernel: must be a positive whole number or a list [height, width]"],
+    ),
+    "set-empty-key-part": (
+        "data:\n  dataset: blobs400\n",
+        ["--set", "train..lr=0.1"],
+        ["--set 'train..lr=0.1': empty part in the key path"],
+    ),
+    "duplicate-key": (
+        "data:\n  dataset: blobs400\ntrain:\n  lr: 0.1\n  lr: 0.5\n",
+        [],
+        ["exp.yaml:7:3:", "duplicate key 'lr'"],
+    ),
     "sigmoid-output-for-10-classes": (
         "data:\n  dataset: digits\nmodel:\n  output: sigmoid\n",
         [],
@@ -194,6 +230,35 @@ def test_bad_csv_is_refused_before_the_run_folder(tmp_path: Path) -> None:
     line = assert_one_line_error(invoke("train", config, "--runs-dir", tmp_path / "runs"))
     assert "data.csv" in line and "'b'" in line
     assert run_folders(tmp_path / "runs") == []
+
+
+def test_augmenting_a_tabular_csv_is_refused_before_the_run_folder(tmp_path: Path) -> None:
+    csv = tmp_path / "data.csv"
+    csv.write_text("a,b,label\n" + "".join(f"{i},{i % 3},{i % 2}\n" for i in range(40)))
+    config = _bad_yaml(tmp_path, f"data:\n  dataset: {csv}\n  augment: {{hflip: true}}\n")
+    line = assert_one_line_error(invoke("train", config, "--runs-dir", tmp_path / "runs"))
+    assert line == f"error: data.augment: {csv} is not image data", line
+    assert run_folders(tmp_path / "runs") == []
+
+
+def test_a_shift_too_large_for_a_csvs_images_is_refused_before_the_run_folder(
+    tmp_path: Path,
+) -> None:
+    csv = tmp_path / "pixels.csv"
+    pixels = [f"p{i}" for i in range(16)]
+    rows = "".join(",".join(str((i * j) % 7) for j in range(16)) + f",{i % 2}\n" for i in range(40))
+    csv.write_text(",".join([*pixels, "label"]) + "\n" + rows, encoding="utf-8")
+    body = f"data:\n  dataset: {csv}\n  image_shape: [1, 4, 4]\n  augment: {{shift: 2}}\n"
+    result = invoke("train", _bad_yaml(tmp_path, body), "--runs-dir", tmp_path / "runs")
+    line = assert_one_line_error(result)  # was: exit 1, an internal error, a failed run folder
+    assert "data.augment: shift: 2 must be below half the image size (4x4: at most 1)" in line
+    assert run_folders(tmp_path / "runs") == []
+
+
+def test_a_long_file_stem_is_cut_to_the_longest_name(tmp_path: Path) -> None:
+    text = SMALL_CONFIG.format(name="x", max_iterations=10).replace("name: x\n", "")
+    config = write_config(tmp_path, text, filename="s" * 200 + ".yaml")
+    assert load_config(config).name == "s" * 100
 
 
 # --------------------------------------------------------------------------- config resolution
@@ -518,6 +583,19 @@ def test_evaluate_a_run_whose_model_does_not_fit(
     np.savez(copy / "model.npz", W0=np.zeros((2, 2)), b0=np.zeros(2))
     line = assert_one_line_error(invoke("evaluate", copy))
     assert "model.npz" in line
+
+
+@pytest.mark.parametrize("command", ["evaluate", "report"])
+def test_a_truncated_model_npz_is_one_line_exit_2(
+    finished_run: tuple[Result, Path], tmp_path: Path, command: str
+) -> None:
+    _, run_dir = finished_run
+    copy = tmp_path / "runs" / run_dir.name
+    shutil.copytree(run_dir, copy)
+    whole = (copy / "model.npz").read_bytes()
+    (copy / "model.npz").write_bytes(whole[: len(whole) // 2])  # the zip's directory is gone
+    line = assert_one_line_error(invoke(command, copy))  # was: exit 1, BadZipFile
+    assert line == f"error: {copy / 'model.npz'}: unreadable model file (File is not a zip file)"
 
 
 # ------------------------------------------------------- per-class accuracy and confused pairs

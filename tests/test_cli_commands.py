@@ -228,3 +228,19 @@ def test_summary_of_a_bad_spec_is_one_line_exit_2(args: list[str], expected: str
 def test_summary_of_a_missing_file_is_exit_2(tmp_path: Path) -> None:
     line = assert_one_line_error(invoke("summary", tmp_path / "nope.yaml"))
     assert "not found" in line and "nope.yaml" in line, line
+
+
+# --------------------------------------------------------------------------- gradcheck: bad input
+
+
+@pytest.mark.parametrize("tolerance", ["nan", "-1"])
+def test_gradcheck_refuses_a_tolerance_nothing_passes(tolerance: str) -> None:
+    result = invoke("gradcheck", CONFIGS / "circles_shallow.yaml", "--tolerance", tolerance)
+    line = assert_one_line_error(result)  # was: every row FAIL, exit 4
+    assert line == f"error: --tolerance must be a number >= 0 (got {float(tolerance):g})"
+
+
+def test_gradcheck_refuses_a_network_too_big_for_memory() -> None:
+    result = invoke("gradcheck", CONFIGS / "circles_shallow.yaml", "--set", "model.struct=[1e12]")
+    line = assert_one_line_error(result)  # was: exit 1, MemoryError
+    assert line.startswith("error: model: this network and its data need ~"), line

@@ -481,6 +481,24 @@ def test_resume_refuses_a_completed_run(uninterrupted: Path) -> None:
     assert (uninterrupted / "run.json").read_bytes() == before
 
 
+def test_resume_refuses_a_truncated_checkpoint_and_changes_nothing(
+    uninterrupted: Path, tmp_path: Path
+) -> None:
+    run_dir = tmp_path / uninterrupted.name
+    shutil.copytree(uninterrupted, run_dir)
+    info = read_json(run_dir / "run.json")
+    (run_dir / "run.json").write_text(json.dumps({**info, "status": "interrupted"}))
+    whole = (run_dir / "checkpoint.npz").read_bytes()
+    (run_dir / "checkpoint.npz").write_bytes(whole[:200])
+    before = {p.name: p.read_bytes() for p in run_dir.iterdir()}
+    line = assert_one_line_error(invoke("train", "--resume", run_dir))  # was: exit 1
+    assert (
+        line
+        == f"error: {run_dir / 'checkpoint.npz'}: unreadable checkpoint (File is not a zip file)"
+    )
+    assert {p.name: p.read_bytes() for p in run_dir.iterdir()} == before
+
+
 def test_train_wants_exactly_one_of_config_and_resume(tmp_path: Path) -> None:
     config = write_config(tmp_path, SMALL_CONFIG.format(name="x", max_iterations=100))
     both = invoke("train", config, "--resume", tmp_path, "--runs-dir", tmp_path / "runs")

@@ -36,8 +36,11 @@ def gradcheck(
     and prints the relative error per layer and parameter; exits with 4 above the tolerance.
     """
     from scratchnn_cli.config import load_config
+    from scratchnn_cli.errors import UserInputError
     from scratchnn_cli.experiment import gradcheck_experiment
 
+    if not tolerance >= 0:  # NaN too: every check would fail
+        raise UserInputError(f"--tolerance must be a number >= 0 (got {tolerance:g})")
     spec = load_config(config, set_ or [])
     rows, n_used = gradcheck_experiment(spec, samples, max_entries)
     title = f"gradient check: {spec.name} ({n_used} samples, float64)"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from pathlib import Path
 from typing import Any
 
@@ -9,8 +10,32 @@ import yaml
 from pydantic import ValidationError
 
 from scratchnn_cli.config.overrides import apply_overrides
-from scratchnn_cli.config.schema import ExperimentConfig, format_validation_error
+from scratchnn_cli.config.schema import (
+    NAME_MAX_LENGTH,
+    ExperimentConfig,
+    format_validation_error,
+)
 from scratchnn_cli.errors import ConfigError
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key given twice in one mapping (PyYAML keeps the last
+    silently: ``lr: 0.1`` then ``lr: 0.5`` further down would train with 0.5, unnoticed)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # <<: keys a later key may override
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            if not isinstance(key, Hashable):  # the base class says so
+                continue
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"found duplicate key {key!r}", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
@@ -23,7 +48,7 @@ def read_yaml(path: Path) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read config {path}: {exc}") from None
     try:
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
@@ -75,7 +100,7 @@ def build_config(
         raise ConfigError(format_validation_error(exc, source)) from None
     if config.name is None and default_name:
         safe = "".join(c if c.isalnum() or c in "._-" else "-" for c in default_name)
-        config.name = safe or "experiment"
+        config.name = (safe or "experiment")[:NAME_MAX_LENGTH]  # a run folder's name fits
     return config
 
 

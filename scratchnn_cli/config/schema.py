@@ -59,6 +59,11 @@ Count = Annotated[int, BeforeValidator(_whole_number), Field(gt=0)]
 PositiveFloat = Annotated[Number, Field(gt=0)]
 NonNegativeFloat = Annotated[Number, Field(ge=0)]
 Fraction = Annotated[Number, Field(ge=0, le=1)]
+Seed = Annotated[int, BeforeValidator(_not_bool), Field(ge=0)]
+
+#: the longest ``name``: it names run folders (``<timestamp>-<name>-p003-s1-f2`` in a sweep),
+#: and a file name has at most 255 bytes
+NAME_MAX_LENGTH = 100
 
 
 class _Section(BaseModel):
@@ -121,7 +126,7 @@ class DataConfig(_Section):
     cv: CVConfig | None = None  # a cross-validation fold (scratchnn sweep --cv)
     # the seed of the train / val / test split, the CV folds and train_size's sample (default:
     # the run's seed); sweep --seeds keeps it while the runs' seeds (weights, order) vary
-    seed: Annotated[int, Field(ge=0)] | None = None
+    seed: Seed | None = None
 
     @field_validator("cv")
     @classmethod
@@ -230,7 +235,23 @@ class FlattenSpec(_LayerSpec):
     type: Literal["flatten"]
 
 
-KernelSize = Count | Annotated[list[Count], Field(min_length=2, max_length=2)]
+def _kernel_size(value: Any) -> Any:
+    """``kernel: 3`` or ``kernel: [3, 5]``: a positive whole number, or a list of two (one
+    clear error, rather than one per member of a union)."""
+
+    def positive(size: Any) -> bool:
+        return isinstance(size, int) and size > 0
+
+    if isinstance(value, list):
+        sizes = [_whole_number(v) for v in value]
+        if len(sizes) == 2 and all(map(positive, sizes)):
+            return sizes
+    elif positive(size := _whole_number(value)):
+        return size
+    raise ValueError("must be a positive whole number or a list [height, width] of two")
+
+
+KernelSize = Annotated[int | list[int], BeforeValidator(_kernel_size)]
 
 
 class Conv2DSpec(_LayerSpec):
@@ -481,8 +502,13 @@ class TrainConfig(_Section):
 class ExperimentConfig(_Section):
     """The whole experiment spec, as written in ``configs/*.yaml``."""
 
-    name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9._-]+$")] | None = None
-    seed: Annotated[int, Field(ge=0)] = 0
+    name: (
+        Annotated[
+            str, Field(min_length=1, max_length=NAME_MAX_LENGTH, pattern=r"^[A-Za-z0-9._-]+$")
+        ]
+        | None
+    ) = None
+    seed: Seed = 0
     data: DataConfig
     model: ModelConfig = Field(default_factory=ModelConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)

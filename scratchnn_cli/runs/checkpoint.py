@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +63,7 @@ def read_checkpoint(path: Path) -> Any:
         with np.load(path, allow_pickle=False) as data:
             arrays = {key: data[key] for key in data.files}
         return _snapshot(arrays, json.loads(str(arrays.pop("meta"))))
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as exc:
         raise RunFolderError(f"{path}: unreadable checkpoint ({exc})") from None
 
 

@@ -17,6 +17,7 @@ import os
 import queue
 import tempfile
 import threading
+import zipfile
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -300,5 +301,5 @@ def load_model_arrays(run_dir: Path) -> dict[str, np.ndarray]:
     try:
         with np.load(path, allow_pickle=False) as data:
             return {key: data[key] for key in data.files}
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:  # truncated: BadZipFile
         raise RunFolderError(f"{path}: unreadable model file ({exc})") from None
