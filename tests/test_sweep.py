@@ -104,6 +104,12 @@ def test_the_sweep_key_of_a_spec_and_the_options_that_win(tmp_path: Path) -> Non
         (["--grid", "train.lrr=0.1,0.2"], "train.lrr"),
         (["--grid", "seed=1,2"], "--seeds"),
         (["--grid", "train.lr=0.1", "--jobs", "0"], "--jobs"),
+        (["--grid", "train.lr=0.1", "--grid", "train.lr=0.2"], "--grid train.lr: given twice"),
+        (["--grid", "train..lr=0.1,0.2"], "sweep grid 'train..lr=0.1': empty part"),
+        (  # was: sweep.yaml left in a new sweep folder (auto engine), or 2,000 failed sub-runs
+            ["--grid", "train.lr=0.1,0.2", "--cv", "1000"],
+            "point 0 (train.lr=0.1): data.cv: circles500: 1000 folds need at least 1000 rows",
+        ),
     ],
 )
 def test_bad_sweeps_are_refused_with_one_line_and_nothing_written(
@@ -254,6 +260,18 @@ def test_an_invalid_point_is_recorded_and_the_others_run(tmp_path: Path) -> None
     frame = pd.read_csv(the_sweep(tmp_path) / "results.csv")
     assert list(frame["status"]) == ["completed", "invalid"]
     assert "model.struct" in frame["note"][1]
+
+
+def test_a_point_whose_data_is_unusable_is_recorded_invalid(tmp_path: Path) -> None:
+    result = sweep(
+        write(tmp_path), "--grid", "data.classes=[0,1],[0,5]", "--no-refit", "--runs-dir", tmp_path
+    )
+    assert result.exit_code == 3, result.output
+    frame = pd.read_csv(the_sweep(tmp_path) / "results.csv")
+    assert list(frame["status"]) == ["completed", "invalid"]  # was: failed, its sub-run trained
+    assert "unknown class 5 in circles500" in frame["note"][1]
+    (trained,) = sub_runs(the_sweep(tmp_path))
+    assert "-p000-" in trained.name
 
 
 def test_resume_after_an_interruption_ends_like_an_uninterrupted_sweep(

@@ -66,6 +66,8 @@ def parse_grid_option(items: Iterable[str]) -> dict[str, list[Any]]:
             values = yaml.safe_load(f"[{text}]")
         except (yaml.YAMLError, ValueError):
             raise UserInputError(f"--grid {item!r}: the values are not a YAML list") from None
+        if key.strip() in grid:
+            raise UserInputError(f"--grid {key.strip()}: given twice; list all its values in one")
         grid[key.strip()] = values
     return grid
 
@@ -184,7 +186,7 @@ def plan_sweep(
 def point_spec(plan: SweepPlan, params: dict[str, Any]) -> dict[str, Any]:
     """The base spec with one point's values set (as ``--set key.path=value`` would)."""
     items = [f"{key}={json.dumps(value)}" for key, value in params.items()]
-    return apply_overrides(copy.deepcopy(plan.base), items)
+    return apply_overrides(copy.deepcopy(plan.base), items, option="sweep grid")
 
 
 def sub_run_name(plan: SweepPlan, point: int, k: int) -> str:

@@ -13,7 +13,9 @@ from typing import Any
 import numpy as np
 from rich.console import Console
 
+from scratchnn_cli.build import check_compatible, check_memory
 from scratchnn_cli.config import build_config
+from scratchnn_cli.data import Dataset, load_dataset
 from scratchnn_cli.errors import ConfigError, UserInputError, one_line
 from scratchnn_cli.report.progress import SweepProgress
 from scratchnn_cli.runs import create_run_dir, write_yaml
@@ -268,15 +270,27 @@ def _sweep(
 
 
 def _invalid_points(plan: SweepPlan) -> dict[int, str]:
-    """Point -> why its spec is invalid; ConfigError when no point is valid."""
+    """Point -> why its spec is invalid, or its data (an unknown class, more folds than rows of
+    a class, a network too big for it); ConfigError when no point is valid, before the sweep
+    folder exists. Points with the same data section share one load of it."""
     invalid = {}
+    loaded: tuple[str, Dataset] | None = None  # the last data loaded, by what it depends on
     for point in range(len(plan.points)):
+        label = f"point {point} ({point_label(plan, point)})"
         try:
-            build_config(
-                sub_run_spec(plan, point, 0), f"point {point} ({point_label(plan, point)})"
-            )
+            config = build_config(sub_run_spec(plan, point, 0), label)
         except ConfigError as exc:
             invalid[point] = str(exc)
+            continue
+        try:
+            key = f"{config.data.model_dump_json()} {config.seed} {config.model.dtype}"
+            if loaded is None or loaded[0] != key:
+                loaded = None  # the last one is freed before the next is loaded
+                loaded = key, load_dataset(config.data, config.seed, config.model.dtype)
+            check_compatible(config, loaded[1])
+            check_memory(config, loaded[1])
+        except UserInputError as exc:
+            invalid[point] = f"{label}: {exc}"
     if len(invalid) == len(plan.points):
         raise ConfigError(next(iter(invalid.values())))
     return invalid
