@@ -23,7 +23,7 @@ from rich.table import Table
 
 from scratchnn_cli.config import load_config
 from scratchnn_cli.data import data_dir
-from scratchnn_cli.errors import ConfigError, DataError
+from scratchnn_cli.errors import ConfigError, DataError, one_line
 from scratchnn_cli.runs import create_run_dir, write_text
 
 
@@ -44,13 +44,26 @@ class Row:
     seconds: float | None = None
 
 
+MANIFEST_KEYS = ("id", "title", "config")  # what every experiment of the manifest names
+
+
 def read_manifest(path: Path) -> list[dict[str, Any]]:
     """The experiments listed in ``configs/reproduce.yaml``."""
     try:
         manifest = yaml.safe_load(path.read_text(encoding="utf-8"))
-        return list(manifest["experiments"])
-    except (OSError, yaml.YAMLError, KeyError, TypeError) as exc:
-        raise ConfigError(f"{path}: not a reproduce manifest ({exc})") from None
+        entries = list(manifest["experiments"])
+    except (OSError, ValueError, yaml.YAMLError, KeyError, TypeError) as exc:
+        raise ConfigError(f"{path}: not a reproduce manifest ({one_line(exc)})") from None
+    for i, entry in enumerate(entries):
+        missing = [k for k in MANIFEST_KEYS if not isinstance(entry, dict) or k not in entry]
+        if missing:
+            raise ConfigError(f"{path}: experiments.{i}: needs {', '.join(missing)}")
+        seconds, reported = entry.get("seconds", 0), entry.get("reported", {})
+        if isinstance(seconds, bool) or not isinstance(seconds, int | float):
+            raise ConfigError(f"{path}: experiments.{i}.seconds: must be a number")
+        if not isinstance(reported, dict):
+            raise ConfigError(f"{path}: experiments.{i}.reported: must be a mapping (val:, test:)")
+    return entries
 
 
 def start_order(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:

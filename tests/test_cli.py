@@ -119,6 +119,11 @@ REFUSED = {
         [],
         ["model.layers.0.kernel: must be a positive whole number or a list [height, width]"],
     ),
+    "classes-bool": (
+        "data:\n  dataset: blobs400\n",
+        ["--set", "data.classes=[true, false]"],
+        ["data.classes.0", "boolean true"],
+    ),
     "set-empty-key-part": (
         "data:\n  dataset: blobs400\n",
         ["--set", "train..lr=0.1"],
@@ -842,6 +847,31 @@ def test_reproduce_help_names_the_folder_it_writes() -> None:
     result = invoke("reproduce", "--help")
     assert result.exit_code == 0, result.output
     assert "reproduce-<timestamp>" in result.stdout, result.stdout  # not eaten as an HTML tag
+
+
+@pytest.mark.parametrize(
+    "entry, message",
+    [
+        ("{title: x}", "experiments.0: needs id, config"),
+        (
+            "{id: 1, title: x, config: c.yaml, seconds: abc}",
+            "experiments.0.seconds: must be a number",
+        ),
+        (
+            "{id: 1, title: x, config: c.yaml, reported: 5}",
+            "experiments.0.reported: must be a mapping",
+        ),
+    ],
+)
+def test_a_bad_reproduce_manifest_is_refused_before_its_folder(
+    tmp_path: Path, entry: str, message: str
+) -> None:
+    manifest = tmp_path / "reproduce.yaml"
+    manifest.write_text(f"experiments:\n  - {entry}\n", encoding="utf-8")
+    result = invoke("reproduce", "--configs-dir", tmp_path, "--runs-dir", tmp_path / "runs")
+    line = assert_one_line_error(result)  # was: exit 1 (KeyError, ValueError), a stray folder
+    assert line.startswith(f"error: {manifest}: {message}"), line
+    assert run_folders(tmp_path / "runs") == []
 
 
 def test_reproduce_starts_the_longest_experiments_first() -> None:

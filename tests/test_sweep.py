@@ -328,6 +328,40 @@ def test_resume_refuses_a_folder_that_is_not_a_sweep(tmp_path: Path) -> None:
     assert sweep("--resume", tmp_path, "--cv", 3).exit_code == 2
 
 
+def _corrupt_sweep_yaml(sweep_dir: Path) -> str:
+    (sweep_dir / "sweep.yaml").write_bytes(b"\xe6\x00\xff garbage")
+    return f"{sweep_dir / 'sweep.yaml'}: unreadable ('utf-8' codec can't decode byte 0xe6"
+
+
+def _sweep_yaml_cv_text(sweep_dir: Path) -> str:
+    text = (sweep_dir / "sweep.yaml").read_text(encoding="utf-8")
+    (sweep_dir / "sweep.yaml").write_text(text.replace("cv: 3", "cv: abc"), encoding="utf-8")
+    return f"{sweep_dir / 'sweep.yaml'}: not a valid sweep plan (cv: must be a whole number >= 2"
+
+
+def _corrupt_sub_run_json(sweep_dir: Path) -> str:
+    first = sub_runs(sweep_dir)[0]
+    (first / "run.json").write_bytes(b"\xb9 not json")
+    return f"{first / 'run.json'}: unreadable ('utf-8' codec can't decode byte 0xb9"
+
+
+@pytest.mark.parametrize(
+    "corrupt", [_corrupt_sweep_yaml, _sweep_yaml_cv_text, _corrupt_sub_run_json]
+)
+def test_resume_of_a_corrupt_sweep_folder_is_one_line_exit_2(
+    serial: Path, tmp_path: Path, corrupt: Any
+) -> None:
+    copy = tmp_path / serial.name
+    shutil.copytree(serial, copy)
+    expected = corrupt(copy)
+    before = sorted(p.relative_to(copy) for p in copy.rglob("*"))
+    result = sweep("--resume", copy, "--no-refit")  # was: exit 1, an internal error
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith(f"error: {expected}"), result.output
+    assert len(result.output.strip().splitlines()) == 1, result.output
+    assert sorted(p.relative_to(copy) for p in copy.rglob("*")) == before
+
+
 # --------------------------------------------------------------------------- dask
 
 

@@ -117,7 +117,7 @@ class DataConfig(_Section):
     dataset: str
     target: str | None = None
     split: tuple[Fraction, Fraction, Fraction] = (0.5, 0.25, 0.25)
-    classes: list[str | int] | None = None
+    classes: list[Annotated[str | int, BeforeValidator(_not_bool)]] | None = None
     train_size: Count | None = None
     train_on: Literal["train", "train+val"] = "train"
     image_shape: Annotated[list[Count], Field(min_length=2, max_length=3)] | None = None

@@ -235,6 +235,16 @@ def read_plan(sweep_dir: Path) -> SweepPlan:
     if not path.is_file():
         raise RunFolderError(f"{sweep_dir}: not a sweep folder (no {SWEEP_FILE})")
     try:
-        return SweepPlan(**yaml.safe_load(path.read_text(encoding="utf-8")))
-    except (OSError, yaml.YAMLError, TypeError) as exc:
+        plan = SweepPlan(**yaml.safe_load(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError, yaml.YAMLError, TypeError) as exc:
         raise RunFolderError(f"{path}: unreadable ({one_line(exc)})") from None
+    try:  # written by plan_sweep: checked as its options were
+        _check_grid(plan.grid)
+        _count(plan.random, "random", 1)
+        _count(plan.cv, "cv", 2)
+        _check_seeds(plan.seeds)
+        if not isinstance(plan.base, dict) or not isinstance(plan.points, list):
+            raise UserInputError("base: must be a mapping, points: a list")
+    except UserInputError as exc:
+        raise RunFolderError(f"{path}: not a valid sweep plan ({exc})") from None
+    return plan

@@ -17,7 +17,8 @@ from rich.console import Console
 
 from scratchnn_cli.config import build_config
 from scratchnn_cli.data import load_dataset
-from scratchnn_cli.errors import one_line
+from scratchnn_cli.errors import RunFolderError, one_line
+from scratchnn_cli.runs import load_run_record, read_json
 
 FINISHED = ("completed", "diverged")
 
@@ -34,10 +35,14 @@ class Task:
 
 
 def read_sub_run(run_dir: Path) -> dict[str, Any]:
-    """Status, validation accuracy, epochs and seconds of a sub-run folder, from its files."""
-    info = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+    """Status, validation accuracy, epochs and seconds of a sub-run folder, from its files
+    (RunFolderError, one line, when run.json or metrics.json is unreadable)."""
+    _, info = load_run_record(run_dir)
     metrics_path = run_dir / "metrics.json"
-    metrics = json.loads(metrics_path.read_text(encoding="utf-8")) if metrics_path.is_file() else {}
+    try:
+        metrics = read_json(metrics_path) if metrics_path.is_file() else {}
+    except (OSError, ValueError) as exc:
+        raise RunFolderError(f"{metrics_path}: unreadable ({one_line(exc)})") from None
     stop = info.get("stop") or {}
     note = info.get("error") or (stop.get("reason") if info["status"] == "diverged" else None)
     return {
