@@ -883,3 +883,29 @@ def test_reproduce_starts_the_longest_experiments_first() -> None:
     assert ids[:2] == [4, 8]  # circles 3M steps, Fashion 10 classes: side by side on 2 workers
     ties = [{"id": 1, "seconds": 5}, {"id": 2}, {"id": 3, "seconds": 5}, {"id": 4, "seconds": 9}]
     assert [e["id"] for e in start_order(ties)] == [4, 1, 3, 2]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["sweep", "--cv", "1", "x.yaml"], "Invalid value for '--cv'"),
+        (["sweep", "--jobs", "abc", "x.yaml"], "Invalid value for '--jobs'"),
+        (["train", "a.yaml", "b.yaml"], "Got unexpected extra argument(s) (b.yaml)"),
+        (["train", "--bogus", "a.yaml"], "No such option: --bogus"),
+        (["evaluate"], "Missing argument 'run_dir'"),
+        (["nosuch"], "No such command 'nosuch'"),
+    ],
+)
+def test_command_line_errors_are_one_line_with_exit_2(args: list[str], message: str) -> None:
+    """Click's usage box (three lines and a frame) becomes one line naming the --help to read."""
+    line = assert_one_line_error(invoke(*args))
+    assert message in line
+    command = "scratchnn" if args[0] == "nosuch" else f"scratchnn {args[0]}"
+    assert line.endswith(f"(see {command} --help)"), line
+
+
+def test_help_and_version_still_exit_0() -> None:
+    for args in (["--help"], ["train", "--help"], ["--version"]):
+        result = invoke(*args)
+        assert result.exit_code == 0, (args, result.output)
+        assert "error:" not in result.output

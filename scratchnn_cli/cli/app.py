@@ -18,6 +18,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 from rich.console import Console
 from rich.markup import escape
+from typer.core import TyperGroup
 
 from scratchnn_cli import __version__
 from scratchnn_cli.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, ScratchnnError
@@ -28,8 +29,36 @@ EXIT_CODES_HELP = (
     "130 interrupted (Ctrl-C, SIGTERM)."
 )
 
+
+class OneLineErrors(TyperGroup):
+    """Typer's command group, with command-line errors (a bad option value, a missing or extra
+    argument, an unknown option or command) as one line and exit code 2, like every other bad
+    input, instead of Click's usage box. ``typer.TyperException`` is the public base of Click's
+    exceptions in Typer (``typer.Exit`` and ``typer.Abort`` are not among them)."""
+
+    def make_context(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().make_context(*args, **kwargs)
+        except typer.TyperException as exc:
+            raise _usage_error(exc) from None
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except typer.TyperException as exc:
+            raise _usage_error(exc) from None
+
+
+def _usage_error(exc: typer.TyperException) -> typer.Exit:
+    context = getattr(exc, "ctx", None)
+    command = context.command_path if context is not None else "scratchnn"
+    message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+    return _fail(f"{message} (see {command} --help)", 2)
+
+
 app = typer.Typer(
     name="scratchnn",
+    cls=OneLineErrors,
     help="Neural networks from scratch in NumPy: train from a YAML spec, evaluate runs.\n\n"
     + EXIT_CODES_HELP,
     no_args_is_help=True,
