@@ -5,7 +5,7 @@ The networks (input 28 x 28 x 1, output dense 10 + softmax cross-entropy, both s
 
 - ``issue``: conv2d 32 3x3 same -> batchnorm -> relu -> maxpool 2 -> conv2d 64 3x3 same ->
   batchnorm -> relu -> maxpool 2 -> flatten -> dense 128 -> relu -> dropout 0.3 -> dense 10
-  (the network of the CNN issue, ``configs/fashion_cnn.yaml``);
+  (the network of the CNN issue; ``configs/fashion_cnn.yaml`` adds a third conv block);
 - ``small``: conv2d 16 3x3 same -> relu -> maxpool 2 -> conv2d 32 3x3 same -> relu -> maxpool 2 ->
   flatten -> dense 10.
 
