@@ -909,3 +909,11 @@ def test_help_and_version_still_exit_0() -> None:
         result = invoke(*args)
         assert result.exit_code == 0, (args, result.output)
         assert "error:" not in result.output
+
+
+def test_runs_of_a_file_says_it_is_not_a_folder(tmp_path: Path) -> None:
+    path = tmp_path / "notes.txt"
+    path.write_text("x", encoding="utf-8")
+    assert assert_one_line_error(invoke("runs", path)).endswith("notes.txt: a file, not a folder")
+    line = assert_one_line_error(invoke("runs", tmp_path / "missing"))
+    assert line.endswith("missing: no such folder")

@@ -106,6 +106,12 @@ def test_the_sweep_key_of_a_spec_and_the_options_that_win(tmp_path: Path) -> Non
         (["--grid", "train.lr=0.1", "--jobs", "0"], "--jobs"),
         (["--grid", "train.lr=0.1", "--grid", "train.lr=0.2"], "--grid train.lr: given twice"),
         (["--grid", "train..lr=0.1,0.2"], "sweep grid 'train..lr=0.1': empty part"),
+        (["--grid", "train.lr=0.1,0.1"], "sweep grid train.lr: the value 0.1 is listed twice"),
+        (["--grid", "model.struct=[5],[5]"], "sweep grid model.struct: the value [5] is listed"),
+        (
+            ["--grid", "train.lr=0.1", "--scheduler", "tcp://127.0.0.1:1"],
+            "--scheduler: a Dask scheduler needs --backend dask",
+        ),
         (  # was: sweep.yaml left in a new sweep folder (auto engine), or 2,000 failed sub-runs
             ["--grid", "train.lr=0.1,0.2", "--cv", "1000"],
             "point 0 (train.lr=0.1): data.cv: circles500: 1000 folds need at least 1000 rows",

@@ -22,7 +22,8 @@ def list_runs(runs_dir: Path) -> list[dict[str, Any]]:
     be read, or does not fit ``RunRecord``, gives status "unreadable"."""
     runs_dir = Path(runs_dir)
     if not runs_dir.is_dir():
-        raise RunFolderError(f"{runs_dir}: no such folder")
+        what = "a file, not a folder" if runs_dir.exists() else "no such folder"
+        raise RunFolderError(f"{runs_dir}: {what}")
     now = datetime.now().timestamp()
     folders = sorted(p for p in runs_dir.iterdir() if (p / "run.json").is_file())
     return [_summary(folder, now) for folder in folders]

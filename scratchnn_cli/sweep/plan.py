@@ -108,6 +108,18 @@ def _check_grid(grid: dict[str, Any]) -> dict[str, list[Any]]:
     return grid
 
 
+def _refuse_repeated_values(grid: dict[str, list[Any]]) -> None:
+    """A value listed twice for one key would train the same points twice (checked for new
+    plans only: a sweep.yaml an earlier version wrote is resumed as it is)."""
+    for key, values in grid.items():
+        seen = set()
+        for value in values:
+            text = json.dumps(value, sort_keys=True, default=str)
+            if text in seen:
+                raise UserInputError(f"sweep grid {key}: the value {text} is listed twice")
+            seen.add(text)
+
+
 def _check_seeds(seeds: Any) -> list[int] | None:
     if seeds is None:
         return None
@@ -170,6 +182,7 @@ def plan_sweep(
     raw = apply_overrides(raw, overrides or [])
     config = build_config(copy.deepcopy(raw), str(config_path), default_name=config_path.stem)
     grid = _check_grid({**section.get("grid", {}), **parse_grid_option(grid_options or [])})
+    _refuse_repeated_values(grid)
     random = _count(random if random is not None else section.get("random"), "random", 1)
     cv = _count(cv if cv is not None else section.get("cv"), "cv", 2)
     seeds = _check_seeds(seeds if seeds is not None else section.get("seeds"))

@@ -189,6 +189,8 @@ def run_sweep(
         raise UserInputError(f"--backend {backend}: use local or dask")
     if engine not in ENGINES:
         raise UserInputError(f"--engine {engine}: use {', '.join(ENGINES)}")
+    if scheduler is not None and backend != "dask":
+        raise UserInputError("--scheduler: a Dask scheduler needs --backend dask")
     if resume is not None:
         plan, sweep_dir = read_plan(resume), Path(resume)
     else:
