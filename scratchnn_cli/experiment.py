@@ -1,7 +1,10 @@
 """One experiment from spec to run folder: data -> network -> training -> metrics -> files.
 
-This is the glue between the maths (``nn``, ``train``) and the files (``runs``, ``report``); the
-CLI only parses arguments and calls ``run_experiment`` or ``evaluate_run``.
+The flow only: ``build.py`` makes a run's pieces from its spec and data (and refuses what only
+the data reveals), ``training/`` trains, ``runs/writer.py`` writes the folder, ``metrics.py``
+scores. Here they are put together: a run alone (``run_experiment``), several in lockstep
+(``run_in_lockstep``), resumed (``resume_experiment``), scored again (``evaluate_run``), or
+gradient-checked (``gradcheck_experiment``). The CLI only parses arguments and calls these.
 """
 
 from __future__ import annotations
