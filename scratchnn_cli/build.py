@@ -50,6 +50,13 @@ def augmenter(
         raise ConfigError(f"data.augment: {str(exc).removeprefix('augment ')}") from None
 
 
+def data_key(config: ExperimentConfig) -> str:
+    """What the loaded data of a spec depends on (its data section, the seed of its split and
+    the dtype): specs with equal keys can share one ``load_dataset``."""
+    data_seed = config.seed if config.data.seed is None else config.data.seed
+    return f"{config.data.model_dump_json()} {data_seed} {config.model.dtype}"
+
+
 def output_kind(config: ExperimentConfig, n_classes: int) -> str:
     """'sigmoid' (one output unit) for two classes, 'softmax' for more, unless the spec says."""
     chosen = config.model.output

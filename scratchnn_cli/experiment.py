@@ -25,6 +25,7 @@ from scratchnn_cli.build import (
     check_compatible,
     check_memory,
     checked_network,
+    data_key,
     lockstep_reason,
     rng_streams,
     training_set,
@@ -149,8 +150,7 @@ def _lockstep_member(
     why = lockstep_reason(config)
     if why is not None:
         raise ConfigError(f"{config.name}: cannot train in lockstep: {why}")
-    data_seed = config.seed if config.data.seed is None else config.data.seed
-    key = f"{config.data.model_dump_json()} {data_seed} {config.model.dtype}"
+    key = data_key(config)
     if key not in datasets:
         datasets[key] = load_dataset(config.data, config.seed, config.model.dtype)
     dataset = datasets[key]

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from rich.console import Console
 
-from scratchnn_cli.build import check_compatible, check_memory
+from scratchnn_cli.build import check_compatible, check_memory, data_key
 from scratchnn_cli.config import build_config
 from scratchnn_cli.data import Dataset, load_dataset
 from scratchnn_cli.errors import ConfigError, UserInputError, one_line
@@ -285,7 +285,7 @@ def _invalid_points(plan: SweepPlan) -> dict[int, str]:
             invalid[point] = str(exc)
             continue
         try:
-            key = f"{config.data.model_dump_json()} {config.seed} {config.model.dtype}"
+            key = data_key(config)
             if loaded is None or loaded[0] != key:
                 loaded = None  # the last one is freed before the next is loaded
                 loaded = key, load_dataset(config.data, config.seed, config.model.dtype)
