@@ -82,6 +82,7 @@ from scratchnn_cli.nn.layers import (
 )
 from scratchnn_cli.nn.network import Network
 from scratchnn_cli.nn.optim.optimizers import Optimizer, make_optimizer
+from scratchnn_cli.nn.threads import threads as our_threads
 from scratchnn_cli.training import train
 
 IMAGE = (28, 28, 1)
@@ -288,10 +289,12 @@ def load_data(n_samples: int) -> Data:
 # --------------------------------------------------------------------------------------------------
 
 
-def ours_epoch(case: CnnCase, data: Data, n: int) -> float:
-    """One epoch of train() on the first n samples; ``result.seconds``."""
+def ours_epoch(case: CnnCase, data: Data, thread_count: int, n: int) -> float:
+    """One epoch of train() on the first n samples, our layers on ``thread_count`` threads
+    (``nn/threads.py``); ``result.seconds``."""
     net = build_ours(case)
-    result = train(net, data.X[:n], data.y[:n], N_CLASSES, ours_config(), rng())
+    with our_threads(thread_count):
+        result = train(net, data.X[:n], data.y[:n], N_CLASSES, ours_config(), rng())
     if result.iterations != math.ceil(n / BATCH):
         raise RuntimeError(f"train() did {result.iterations} updates: {result.stop_reason}")
     if net.dtype != DTYPE:
@@ -338,13 +341,14 @@ class Contender:
     best: float = math.inf
 
 
-def make_contenders(data: Data, torch: Any | None) -> list[Contender]:
+def make_contenders(data: Data, torch: Any | None, thread_count: int) -> list[Contender]:
     contenders = []
     if torch is not None:
         X = torch.from_numpy(data.X).permute(0, 3, 1, 2)  # (N, 1, 28, 28): C = 1, the same bytes
         y = torch.from_numpy(data.y)
     for case in CASES:
-        contenders.append(Contender(OURS, case, functools.partial(ours_epoch, case, data)))
+        epoch = functools.partial(ours_epoch, case, data, thread_count)
+        contenders.append(Contender(OURS, case, epoch))
         if torch is not None:
             for fmt, impl in TORCH_FORMATS.items():
                 contenders.append(
@@ -459,7 +463,7 @@ def _layer_gemms(
     return forward, backward
 
 
-def profile_layers(case: CnnCase, data: Data, plan: Plan, threads: int) -> Profile:
+def profile_layers(case: CnnCase, data: Data, plan: Plan, thread_count: int) -> Profile:
     """Each layer's forward / backward seconds per update, over ``plan.profile_batches`` updates
     of train() (after 2 warm-up updates), and its matrix products timed alone."""
     net = build_ours(case)
@@ -474,9 +478,10 @@ def profile_layers(case: CnnCase, data: Data, plan: Plan, threads: int) -> Profi
 
     n = plan.profile_batches
     with capture_optimizer(time_steps):
-        train(net, data.X, data.y, N_CLASSES, ours_config(2), rng())  # warm-up
-        totals.clear()
-        result = train(net, data.X, data.y, N_CLASSES, ours_config(n), rng())
+        with our_threads(thread_count):
+            train(net, data.X, data.y, N_CLASSES, ours_config(2), rng())  # warm-up
+            totals.clear()
+            result = train(net, data.X, data.y, N_CLASSES, ours_config(n), rng())
     if result.iterations != n:
         raise RuntimeError(f"train() did {result.iterations} updates: {result.stop_reason}")
     layers = []
@@ -495,7 +500,7 @@ def profile_layers(case: CnnCase, data: Data, plan: Plan, threads: int) -> Profi
     in_layers = sum(t.forward + t.backward for t in layers)
     outside = {OUTSIDE[0]: totals[OUTSIDE[0]] / n}
     outside[OUTSIDE[1]] = result.seconds / n - in_layers - outside[OUTSIDE[0]]
-    profile = Profile(threads, layers, outside, result.seconds / n, n)
+    profile = Profile(thread_count, layers, outside, result.seconds / n, n)
 
     # The conv and dense layers' GEMMs alone (the first layer computes no dA_prev).
     gen = np.random.default_rng(SEED)
@@ -729,7 +734,7 @@ def cnn(opts: argparse.Namespace, console: Console) -> None:
     profiles = []
     for threads in THREADS:
         with n_threads(threads, torch):
-            contenders = make_contenders(data, torch)
+            contenders = make_contenders(data, torch, threads)
             n_rounds = time_contenders(contenders, plan, repeats)
             busy = others_load(threads)
             profiles.append(profile_layers(CASES[0], data, plan, threads))

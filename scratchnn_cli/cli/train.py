@@ -36,6 +36,14 @@ def train(
             "train.* keys (not the optimizer) from there on."
         ),
     ] = None,
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Threads for the layers' work (default: one per CPU core; BLAS then keeps to "
+            "one). A speed setting only: any count trains to the same numbers.",
+        ),
+    ] = None,
 ) -> None:
     """Train the network a YAML spec describes and write a run folder under RUNS_DIR.
 
@@ -48,12 +56,15 @@ def train(
 
     if (config is None) == (resume is None):
         raise UserInputError("give either CONFIG or --resume RUN_DIR (not both)")
+    from scratchnn_cli.nn.threads import threads as layer_threads
+
     _stop_cleanly_on_signals()
-    if resume is not None:
-        outcome = resume_experiment(resume, set_ or [], console=err)
-    else:
-        spec = load_config(config, set_ or [])
-        outcome = run_experiment(spec, runs_dir, console=err, config_path=config)
+    with layer_threads(threads):
+        if resume is not None:
+            outcome = resume_experiment(resume, set_ or [], console=err)
+        else:
+            spec = load_config(config, set_ or [])
+            outcome = run_experiment(spec, runs_dir, console=err, config_path=config)
     _print_outcome(outcome)
     if outcome.status == "diverged":
         raise typer.Exit(EXIT_DIVERGED)

@@ -34,6 +34,7 @@ from scratchnn_cli.data import Dataset
 from scratchnn_cli.errors import RunWriteError
 from scratchnn_cli.metrics import score_splits
 from scratchnn_cli.nn.network import Network
+from scratchnn_cli.nn.threads import thread_count
 from scratchnn_cli.report.plots import confusion_matrix_png
 from scratchnn_cli.runs.checkpoint import checkpoint_bytes
 from scratchnn_cli.runs.folder import (
@@ -146,6 +147,7 @@ def new_run_info(
         "network": network_record(config, net),
         "data": _data_record(dataset),
         "versions": _versions(),
+        "threads": thread_count(),  # the layers' threads (a speed setting: same numbers)
     }
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from scratchnn_cli.nn.layers.base import Layer
+from scratchnn_cli.nn.threads import in_parallel
 
 
 def sigmoid(Z: np.ndarray) -> np.ndarray:
@@ -77,10 +78,13 @@ class ReLU(Activation):
     kind = "relu"
 
     def g(self, Z: np.ndarray) -> np.ndarray:
-        return np.maximum(Z, 0.0)
+        A = np.empty_like(Z)  # max(Z, 0), a slice of the samples per thread (nn/threads.py)
+        in_parallel(len(Z), lambda s: np.maximum(Z[s], 0.0, out=A[s]), Z.size)
+        return A
 
     def dZ(self, Z: np.ndarray, A: np.ndarray, dA: np.ndarray) -> np.ndarray:
-        return np.multiply(dA, Z > 0, out=dA)
+        in_parallel(len(dA), lambda s: np.multiply(dA[s], Z[s] > 0, out=dA[s]), dA.size)
+        return dA  # dA * [Z > 0], in place
 
 
 class LeakyReLU(Activation):

@@ -21,6 +21,7 @@ import numpy as np
 
 from scratchnn_cli.nn.layers.base import Layer, Shape
 from scratchnn_cli.nn.layers.channels import column_sum, per_channel
+from scratchnn_cli.nn.threads import in_parallel
 
 
 class BatchNorm(Layer):
@@ -64,13 +65,14 @@ class BatchNorm(Layer):
         C = A_prev.shape[-1]
         X = A_prev.reshape(-1, C)  # every value of a feature / channel in one column
         rows = A_prev.reshape(A_prev.shape[0], -1)  # the same numbers, a sample a row
-        gamma, beta = self.params["gamma"], self.params["beta"]
         self.training = training
+        centred = np.empty_like(rows)  # x - mu, filled a slice of the samples per thread
         if training:
             n = X.shape[0]
             mean = column_sum(X) / X.dtype.type(n)
-            centred = rows - per_channel(mean, rows)
-            columns = centred.reshape(-1, C)  # x - mu, a channel a column again
+            mean_row = per_channel(mean, rows)
+            in_parallel(len(rows), lambda s: np.subtract(rows[s], mean_row, out=centred[s]), X.size)
+            columns = centred.reshape(-1, C)  # a channel a column again
             var = np.einsum("ij,ij->j", columns, columns) / X.dtype.type(n)
             keep = self.momentum
             self.running_mean *= keep
@@ -78,12 +80,20 @@ class BatchNorm(Layer):
             self.running_var *= keep
             self.running_var += (1 - keep) * var * (n / max(n - 1, 1))
         else:
-            centred, var = rows - per_channel(self.running_mean, rows), self.running_var
+            mean_row, var = per_channel(self.running_mean, rows), self.running_var
+            in_parallel(len(rows), lambda s: np.subtract(rows[s], mean_row, out=centred[s]), X.size)
         self.inv_std = 1.0 / np.sqrt(var + X.dtype.type(self.epsilon))
         self.x_hat = centred  # (m, P C) rows, P positions of C channels
-        self.x_hat *= per_channel(self.inv_std, rows)
-        A = self.x_hat * per_channel(gamma, rows)
-        A += per_channel(beta, rows)
+        A = np.empty_like(rows)
+        gamma, beta = self.params["gamma"], self.params["beta"]
+        inv_std, gamma, beta = (per_channel(v, rows) for v in (self.inv_std, gamma, beta))
+
+        def normalise(s: slice) -> None:  # x^ = (x - mu) / sqrt(var + eps); A = gamma x^ + beta
+            self.x_hat[s] *= inv_std
+            np.multiply(self.x_hat[s], gamma, out=A[s])
+            A[s] += beta
+
+        in_parallel(len(rows), normalise, X.size)
         return A.reshape(A_prev.shape)
 
     def backward(self, dA: np.ndarray, need_dA_prev: bool = True) -> np.ndarray:
@@ -95,13 +105,20 @@ class BatchNorm(Layer):
         np.einsum("ij,ij->j", dA.reshape(-1, C), x_hat.reshape(-1, C), out=dgamma)
         dbeta[...] = column_sum(dA.reshape(-1, C))
         scale = per_channel(self.params["gamma"] * self.inv_std, rows)
+        dX = np.empty_like(rows)
         if not self.training:  # the statistics are constants: an affine map
-            return (rows * scale).reshape(shape)
+            in_parallel(len(rows), lambda s: np.multiply(rows[s], scale, out=dX[s]), dA.size)
+            return dX.reshape(shape)
         n = dA.dtype.type(dA.size // C)
-        dX = x_hat * per_channel(dgamma / n, rows)
-        np.subtract(rows, dX, out=dX)
-        dX -= per_channel(dbeta / n, rows)
-        dX *= scale
+        dgamma_n, dbeta_n = per_channel(dgamma / n, rows), per_channel(dbeta / n, rows)
+
+        def dx(s: slice) -> None:  # the samples s (a slice per thread, nn/threads.py)
+            np.multiply(x_hat[s], dgamma_n, out=dX[s])
+            np.subtract(rows[s], dX[s], out=dX[s])
+            dX[s] -= dbeta_n
+            dX[s] *= scale
+
+        in_parallel(len(rows), dx, dA.size)
         return dX.reshape(shape)
 
     def describe(self) -> str:

@@ -28,6 +28,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from scratchnn_cli.nn.init import init_weights
 from scratchnn_cli.nn.layers.base import Layer, Shape
 from scratchnn_cli.nn.layers.channels import column_sum, per_channel
+from scratchnn_cli.nn.threads import in_parallel, matmul
 
 
 def pair(name: str, value: int | tuple[int, int] | list[int]) -> tuple[int, int]:
@@ -134,25 +135,40 @@ class Conv2D(Layer):
         """cols[(n, y, x), (i, j, c)] = X[n, s y + i, s x + j, c], X the padded input."""
         m, C = X.shape[0], X.shape[3]
         (Ho, Wo, _), (kh, kw), s = self.output_shape, self.kernel, self.stride
+        cols = np.empty((m, Ho, Wo, kh, kw, C), dtype=X.dtype)
         if C == 1:  # one copy per kernel offset: runs of Wo numbers (see the module docstring)
-            cols = np.empty((m, Ho, Wo, kh, kw, C), dtype=X.dtype)
-            for i, j, rows, columns in self._offsets():
-                cols[:, :, :, i, j, :] = X[:, rows, columns, :]
-            return cols.reshape(m * Ho * Wo, kh * kw * C)
-        windows = sliding_window_view(X, (kh, kw), axis=(1, 2))[:, ::s, ::s][:, :Ho, :Wo]
-        # (m, Ho, Wo, C, kh, kw) -> (m, Ho, Wo, kh, kw, C), the order of W's rows; reshape copies
-        return windows.transpose(0, 1, 2, 4, 5, 3).reshape(m * Ho * Wo, kh * kw * C)
+            offsets = self._offsets()
+
+            def copy(n: slice) -> None:  # the samples n (a slice per thread, nn/threads.py)
+                for i, j, rows, columns in offsets:
+                    cols[n, :, :, i, j, :] = X[n, rows, columns, :]
+
+        else:
+            windows = sliding_window_view(X, (kh, kw), axis=(1, 2))[:, ::s, ::s][:, :Ho, :Wo]
+
+            def copy(n: slice) -> None:  # (m, Ho, Wo, C, kh, kw) -> (m, Ho, Wo, kh, kw, C)
+                cols[n] = windows[n].transpose(0, 1, 2, 4, 5, 3)
+
+        in_parallel(m, copy, cols.size)
+        return cols.reshape(m * Ho * Wo, kh * kw * C)
 
     def forward(self, A_prev: np.ndarray, training: bool = False) -> np.ndarray:
         """Z = im2col(A_prev) W + b."""
         m, (Ho, Wo, F) = A_prev.shape[0], self.output_shape
         X = A_prev
         if self.padding == "same" and any(p for pads in self.pads for p in pads):
-            X = np.pad(A_prev, ((0, 0), *self.pads, (0, 0)))
+            (top, bottom), (left, right) = self.pads
+            H, W, C = self.input_shape
+            X = np.zeros((m, H + top + bottom, W + left + right, C), dtype=A_prev.dtype)
+
+            def pad(n: slice) -> None:
+                X[n, top : top + H, left : left + W, :] = A_prev[n]
+
+            in_parallel(m, pad, A_prev.size)
         self.cols = self.im2col(X)
-        Z = self.cols @ self.W.reshape(-1, F)
-        rows = Z.reshape(m, Ho * Wo * F)
-        rows += per_channel(self.b, rows)
+        Z = matmul(self.cols, self.W.reshape(-1, F))
+        rows, b = Z.reshape(m, Ho * Wo * F), per_channel(self.b, Z.reshape(m, Ho * Wo * F))
+        in_parallel(m, lambda n: np.add(rows[n], b, out=rows[n]), rows.size)
         return Z.reshape(m, Ho, Wo, F)
 
     def backward(self, dZ: np.ndarray, need_dA_prev: bool = True) -> np.ndarray | None:
@@ -160,15 +176,21 @@ class Conv2D(Layer):
         (i, j) saw gets dZ W[i, j]^T."""
         m, Ho, Wo, F = dZ.shape
         dZ2 = dZ.reshape(m * Ho * Wo, F)
-        np.matmul(self.cols.T, dZ2, out=self.dW.reshape(-1, F))
+        matmul(self.cols.T, dZ2, out=self.dW.reshape(-1, F))
         self.db[...] = column_sum(dZ2)
         if not need_dA_prev:
             return None
         H, W, C = self.input_shape
         (top, bottom), (left, right) = self.pads
         dX = np.zeros((m, H + top + bottom, W + left + right, C), dtype=dZ.dtype)
-        for i, j, rows, columns in self._offsets():
-            dX[:, rows, columns, :] += (dZ2 @ self.W[i, j].T).reshape(m, Ho, Wo, C)
+        offsets, dZ_samples = self._offsets(), dZ2.reshape(m, Ho * Wo, F)
+
+        def col2im(n: slice) -> None:  # the samples n (a slice per thread, nn/threads.py)
+            dZ_n = dZ_samples[n].reshape(-1, F)
+            for i, j, rows, columns in offsets:
+                dX[n, rows, columns, :] += (dZ_n @ self.W[i, j].T).reshape(-1, Ho, Wo, C)
+
+        in_parallel(m, col2im, dX.size + dZ.size)
         return dX[:, top : top + H, left : left + W, :]
 
     def describe(self) -> str:

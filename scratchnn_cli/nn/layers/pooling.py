@@ -16,6 +16,7 @@ import numpy as np
 
 from scratchnn_cli.nn.layers.base import Layer, Shape
 from scratchnn_cli.nn.layers.conv import image_shape, pair, window_count
+from scratchnn_cli.nn.threads import in_parallel
 
 
 class _Pool2D(Layer):
@@ -59,10 +60,15 @@ class MaxPool2D(_Pool2D):
     kind = "maxpool2d"
 
     def forward(self, A_prev: np.ndarray, training: bool = False) -> np.ndarray:
-        offsets = self._offsets()
-        A = A_prev[:, offsets[0][0], offsets[0][1], :].copy()
-        for r, c in offsets[1:]:  # element-wise maxima of strided views: no window copies
-            np.maximum(A, A_prev[:, r, c, :], out=A)
+        (r0, c0), *rest = self._offsets()
+        A = np.empty((len(A_prev), *self.output_shape), dtype=A_prev.dtype)
+
+        def window_max(s: slice) -> None:  # the samples s (a slice per thread, nn/threads.py)
+            A[s] = A_prev[s, r0, c0, :]
+            for r, c in rest:  # element-wise maxima of strided views: no window copies
+                np.maximum(A[s], A_prev[s, r, c, :], out=A[s])
+
+        in_parallel(len(A_prev), window_max, A_prev.size)
         self.A_prev, self.A = A_prev, A
         return A
 
@@ -79,12 +85,18 @@ class MaxPool2D(_Pool2D):
         # windows that tile the input: a view (m, Ho, k, Wo, k, C), window (y, x) = [:, y, :, x]
         (Ho, Wo, C), k = self.output_shape, self.size
         windows = self.A_prev.reshape(-1, Ho, k, Wo, k, C)
-        at_max = windows == self.A[:, :, None, :, None, :]
-        # the mask's bytes as counts (uint16 past 255 entries): whole-number adds, no float casts
-        counts = at_max.view(np.uint8) if k * k < 256 else at_max.astype(np.uint16)
-        ties = sum(counts[:, :, i, :, j, :] for i in range(k) for j in range(k))
-        share = dA / ties
-        return (at_max * share[:, :, None, :, None, :]).reshape(self.A_prev.shape)
+        dX = np.empty(windows.shape, dtype=dA.dtype)
+
+        def route(s: slice) -> None:  # the samples s
+            at_max = windows[s] == self.A[s, :, None, :, None, :]
+            # the mask's bytes as counts (uint16 past 255 entries): whole-number adds, no casts
+            counts = at_max.view(np.uint8) if k * k < 256 else at_max.astype(np.uint16)
+            ties = sum(counts[:, :, i, :, j, :] for i in range(k) for j in range(k))
+            share = dA[s] / ties
+            np.multiply(at_max, share[:, :, None, :, None, :], out=dX[s])
+
+        in_parallel(len(dA), route, windows.size)
+        return dX.reshape(self.A_prev.shape)
 
 
 class AvgPool2D(_Pool2D):

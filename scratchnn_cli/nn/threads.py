@@ -1,0 +1,125 @@
+"""The image layers' work split over threads, by samples (rows).
+
+A convolutional network's batch is many samples treated alike: im2col copies each sample's
+windows, ReLU and pooling look at one sample at a time, and a matrix product's rows are one
+sample's (or one position's) dot products. ``in_parallel(m, step, size)`` calls ``step(rows)``
+for slices ``rows`` that cover the m samples, each slice on its own thread (NumPy releases the
+GIL inside its loops, copies and BLAS calls); ``matmul(A, B)`` is A @ B with A's rows (or B's
+columns) split so.
+
+Every number is computed by the same operations in the same order whichever slice holds it, so
+a network trains to the same bits with 1 thread or with 8 (tests/test_threads.py checks it,
+matrix products included: NumPy's OpenBLAS computes an entry of A @ B the same way however many
+rows or columns it is given); the thread count is a speed setting, not part of an experiment.
+
+``with threads(n):`` sets the count for the code inside (a context variable: another thread,
+or a Dask task, keeps its own: 1, outside any ``threads``) and holds BLAS to 1 thread there:
+the n threads are ours, and BLAS's own (which spin on a core for a while after each product)
+would take the cores they need. With 1 thread, or work too small to pay for a hand-off (tens of
+microseconds), ``step`` runs once on every sample, as plain NumPy code.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor, wait
+from contextlib import contextmanager
+from contextvars import ContextVar
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+#: Below this many numbers touched, a step runs on one thread (a hand-off costs ~20-50 us).
+MIN_SPLIT = 1 << 18
+#: A matrix product is split only if each part keeps this many rows (columns) and multiply-adds:
+#: OpenBLAS computes small products with other kernels (another order of the sums), so a part
+#: that fell below its "small matrix" limit (about 10^6 multiply-adds) would change the bits.
+MIN_PART_SIDE = 16
+MIN_PART_PRODUCT = 1 << 23
+
+#: (the pool of helper threads, the thread count) where ``threads(n > 1)`` is in force
+_pool: ContextVar[tuple[ThreadPoolExecutor, int] | None] = ContextVar(
+    "scratchnn_threads", default=None
+)
+
+
+@contextmanager
+def threads(n: int | None) -> Iterator[int]:
+    """Split the layers' work over ``n`` threads inside the block, BLAS on one (``None``: one
+    per CPU core this process may use). Yields the count used."""
+    count = usable_cores() if n is None else n
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise ValueError(f"threads must be a whole number >= 1, got {n!r}")
+    # the calling thread works too: count - 1 helpers
+    pool = ThreadPoolExecutor(count - 1, thread_name_prefix="scratchnn") if count > 1 else None
+    token = _pool.set(None if pool is None else (pool, count))
+    try:
+        with threadpool_limits(1):
+            yield count
+    finally:
+        _pool.reset(token)
+        if pool is not None:
+            pool.shutdown()
+
+
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask where the OS has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def thread_count() -> int:
+    """How many threads ``in_parallel`` splits over here."""
+    current = _pool.get()
+    return 1 if current is None else current[1]
+
+
+def parts(m: int, count: int) -> list[slice]:
+    """range(m) in at most ``count`` slices of ceil(m / count), the last one maybe shorter."""
+    size = math.ceil(m / count)
+    return [slice(i, min(i + size, m)) for i in range(0, m, size)]
+
+
+def in_parallel(m: int, step: Callable[[slice], object], size: int) -> None:
+    """``step(part)`` for slices of range(m) that cover it (samples, rows): one slice per thread
+    when ``size`` (the numbers the step touches) is worth splitting, else ``step(slice(None))``
+    once."""
+    current = _pool.get()
+    if current is None or size < MIN_SPLIT or m < 2:
+        step(slice(None))
+        return
+    pool, count = current
+    first, *rest = parts(m, count)
+    futures = [pool.submit(step, part) for part in rest]
+    try:
+        step(first)  # the calling thread takes the first slice
+    finally:
+        wait(futures)  # no helper still writing once this returns or raises
+    for future in futures:
+        future.result()
+
+
+def matmul(A: np.ndarray, B: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """A @ B for 2-D arrays, split over the threads when every part stays a large product
+    (else one plain call, with nothing added to a tiny network's step): by the rows of A, or by
+    the columns of B when B is the bigger operand (each thread reads all of the other one)."""
+    current = _pool.get()
+    if current is None or A.ndim != 2 or B.ndim != 2:
+        return A @ B if out is None else np.matmul(A, B, out=out)
+    (M, K), N = A.shape, B.shape[1]
+    by_rows = A.size >= B.size
+    split, other = (M, N) if by_rows else (N, M)
+    last = parts(split, current[1])[-1]
+    smallest = last.stop - last.start
+    if smallest < MIN_PART_SIDE or smallest * other * K < MIN_PART_PRODUCT:
+        return A @ B if out is None else np.matmul(A, B, out=out)
+    if out is None:
+        out = np.empty((M, N), dtype=np.result_type(A, B))
+    if by_rows:
+        in_parallel(M, lambda r: np.matmul(A[r], B, out=out[r]), MIN_SPLIT)
+    else:
+        in_parallel(N, lambda c: np.matmul(A, B[:, c], out=out[:, c]), MIN_SPLIT)
+    return out
