@@ -13,7 +13,6 @@ import numpy as np
 
 from scratchnn_cli.nn.init import init_dense
 from scratchnn_cli.nn.layers.base import Layer, Shape
-from scratchnn_cli.nn.threads import matmul
 
 
 class Dense(Layer):
@@ -56,7 +55,7 @@ class Dense(Layer):
     def forward(self, A_prev: np.ndarray, training: bool = False) -> np.ndarray:
         """Z = A_prev W + b."""
         self.A_prev = A_prev
-        Z = matmul(A_prev, self.W)  # A_prev @ W (rows split over threads, nn/threads.py)
+        Z = A_prev @ self.W
         Z += self.b_row  # b added to every row (sample)
         return Z
 
@@ -66,9 +65,9 @@ class Dense(Layer):
             np.multiply(self.A_prev.mT, dZ, out=self.dW)
             self.db_row[...] = dZ
         else:
-            matmul(self.A_prev.mT, dZ, out=self.dW)
+            np.matmul(self.A_prev.mT, dZ, out=self.dW)
             np.sum(dZ, axis=-2, out=self.db)
-        return matmul(dZ, self.W.mT) if need_dA_prev else None
+        return dZ @ self.W.mT if need_dA_prev else None
 
     def describe(self) -> str:
         return f"dense({self.units})"
