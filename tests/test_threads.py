@@ -278,6 +278,13 @@ def test_training_through_the_cli_gives_the_same_model_on_any_thread_count(
     for name in models[0]:
         assert np.array_equal(models[0][name], models[1][name]), name
     assert [r["threads"] for r in records] == [1, 3]
+    scored = []
+    for count in (1, 3):
+        result = invoke("evaluate", run_dir, "--threads", count)
+        assert result.exit_code == 0, result.output
+        scored.append(json.loads((run_dir / "evaluation.json").read_text(encoding="utf-8")))
+    assert scored[0] == scored[1]
+    assert sum(map(sum, scored[0]["confusion_matrix"])) == scored[0]["n"] > 0
 
 
 def test_a_thread_count_below_one_is_a_usage_error(tmp_path: Path) -> None:

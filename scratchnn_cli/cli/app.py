@@ -69,6 +69,18 @@ out = Console()
 err = Console(stderr=True)
 
 
+#: ``--threads`` of the commands that run a network (train, evaluate): nn/threads.py
+ThreadsOption = Annotated[
+    int | None,
+    typer.Option(
+        "--threads",
+        min=1,
+        help="Threads for the layers' work (default: one per CPU core; BLAS then keeps to one). "
+        "A speed setting only: any count gives the same numbers.",
+    ),
+]
+
+
 def say(text: str) -> None:
     """Print a plain line to stdout: no markup or highlighting, never wrapped (paths stay whole)."""
     out.print(text, markup=False, highlight=False, soft_wrap=True)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from scratchnn_cli.cli.app import err, handle_errors, out, say
+from scratchnn_cli.cli.app import ThreadsOption, err, handle_errors, out, say
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -21,15 +21,18 @@ def evaluate(
         typer.Argument(help="A finished run folder, e.g. runs/20261125-101500-circles_shallow."),
     ],
     split: Annotated[str, typer.Option(help="Which split to score: test, val or train.")] = "test",
+    threads: ThreadsOption = None,
 ) -> None:
     """Reload a finished run, rebuild its data and score it on held-out data."""
     from scratchnn_cli.errors import UserInputError
     from scratchnn_cli.experiment import evaluate_run
+    from scratchnn_cli.nn.threads import threads as layer_threads
     from scratchnn_cli.report.plots import confusion_table
 
     if split not in ("train", "val", "test"):
         raise UserInputError(f"--split must be test, val or train (got {split!r})")
-    result = evaluate_run(run_dir, split)
+    with layer_threads(threads):
+        result = evaluate_run(run_dir, split)
     out.print(
         confusion_table(
             result["confusion_matrix"], result["class_names"], title=f"{split} confusion matrix"

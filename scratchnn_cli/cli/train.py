@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from scratchnn_cli.cli.app import err, handle_errors, say
+from scratchnn_cli.cli.app import ThreadsOption, err, handle_errors, say
 from scratchnn_cli.errors import EXIT_DIVERGED
 
 if TYPE_CHECKING:
@@ -36,14 +36,7 @@ def train(
             "train.* keys (not the optimizer) from there on."
         ),
     ] = None,
-    threads: Annotated[
-        int | None,
-        typer.Option(
-            min=1,
-            help="Threads for the layers' work (default: one per CPU core; BLAS then keeps to "
-            "one). A speed setting only: any count trains to the same numbers.",
-        ),
-    ] = None,
+    threads: ThreadsOption = None,
 ) -> None:
     """Train the network a YAML spec describes and write a run folder under RUNS_DIR.
 
