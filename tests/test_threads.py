@@ -81,6 +81,21 @@ def test_small_work_and_one_thread_run_the_step_once_on_every_sample(
     assert calls == [slice(None)] * 3
 
 
+def test_a_step_that_multiplies_matrices_is_cut_only_into_large_products(
+    split_everything: None,
+) -> None:
+    calls: list[slice] = []
+    with threads(2):
+        in_parallel(10, calls.append, 10, product=(1, 64, 64))  # 5 rows x 64 x 64 a part
+        assert calls == [slice(None)]
+        calls.clear()
+        in_parallel(64, calls.append, 10, product=(4, 1, 10**9))  # 32 samples, 128 rows a part
+        assert sorted(c.start for c in calls) == [0, 32]
+        calls.clear()
+        in_parallel(6, calls.append, 10, product=(5, 10**6, 10**6))  # 15 rows: too few
+        assert calls == [slice(None)]
+
+
 def test_an_error_in_a_helper_reaches_the_caller_once_every_slice_is_done(
     split_everything: None,
 ) -> None:

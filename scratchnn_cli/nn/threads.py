@@ -33,9 +33,11 @@ from threadpoolctl import threadpool_limits
 
 #: Below this many numbers touched, a step runs on one thread (a hand-off costs ~20-50 us).
 MIN_SPLIT = 1 << 18
-#: A matrix product is split only if each part keeps this many rows and multiply-adds:
-#: OpenBLAS computes small products with other kernels (another order of the sums), so a part
-#: that fell below its "small matrix" limit (about 10^6 multiply-adds) would change the bits.
+#: A matrix product is split only if each part keeps this many rows and multiply-adds, so that
+#: every part takes the same path through NumPy and OpenBLAS as the whole product would: a one-row
+#: part goes another way (7 x 5 @ 5 x 3 cut into rows 3 + 3 + 1 changed float64 bits), and
+#: OpenBLAS has other kernels for products below about 10^6 multiply-adds. Cuts of larger ones
+#: measured bit-identical (tests/test_threads.py).
 MIN_PART_ROWS = 16
 MIN_PART_PRODUCT = 1 << 23
 
@@ -83,16 +85,27 @@ def parts(m: int, count: int) -> list[slice]:
     return [slice(i, min(i + size, m)) for i in range(0, m, size)]
 
 
-def in_parallel(m: int, step: Callable[[slice], object], size: int) -> None:
+def in_parallel(
+    m: int,
+    step: Callable[[slice], object],
+    size: int,
+    product: tuple[int, int, int] | None = None,
+) -> None:
     """``step(part)`` for slices of range(m) that cover it (samples, rows): one slice per thread
     when ``size`` (the numbers the step touches) is worth splitting, else ``step(slice(None))``
-    once."""
+    once. ``product = (rows per sample, K, N)``: the step multiplies its samples' rows by a K x N
+    matrix, so slices are cut only while each keeps a large product (``MIN_PART_PRODUCT``)."""
     current = _pool.get()
     if current is None or size < MIN_SPLIT or m < 2:
         step(slice(None))
         return
     pool, count = current
     first, *rest = parts(m, count)
+    if product is not None:
+        rows = (rest[-1].stop - rest[-1].start if rest else m) * product[0]
+        if rows < MIN_PART_ROWS or rows * product[1] * product[2] < MIN_PART_PRODUCT:
+            step(slice(None))
+            return
     futures = [pool.submit(step, part) for part in rest]
     try:
         step(first)  # the calling thread takes the first slice
@@ -107,14 +120,10 @@ def matmul(A: np.ndarray, B: np.ndarray, out: np.ndarray | None = None) -> np.nd
     product (else one plain call, with nothing added to a tiny network's step). Never by the
     columns of B: for the one-channel conv's dW = cols^T dZ (9 rows) two column halves on two
     threads took 4.0 ms against 2.2 ms for one call (and BLAS's own two threads 2.0 ms)."""
-    current = _pool.get()
-    if current is None or A.ndim != 2 or B.ndim != 2:
-        return A @ B if out is None else np.matmul(A, B, out=out)
-    last = parts(len(A), current[1])[-1]
-    smallest = last.stop - last.start  # rows of the last (shortest) part
-    if smallest < MIN_PART_ROWS or smallest * A.shape[1] * B.shape[1] < MIN_PART_PRODUCT:
+    if _pool.get() is None or A.ndim != 2 or B.ndim != 2:
         return A @ B if out is None else np.matmul(A, B, out=out)
     if out is None:
         out = np.empty((len(A), B.shape[1]), dtype=np.result_type(A, B))
-    in_parallel(len(A), lambda r: np.matmul(A[r], B, out=out[r]), MIN_SPLIT)
+    step = lambda r: np.matmul(A[r], B, out=out[r])  # noqa: E731
+    in_parallel(len(A), step, A.size + out.size, product=(1, *B.shape))
     return out

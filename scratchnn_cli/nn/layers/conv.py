@@ -190,7 +190,7 @@ class Conv2D(Layer):
             for i, j, rows, columns in offsets:
                 dX[n, rows, columns, :] += (dZ_n @ self.W[i, j].T).reshape(-1, Ho, Wo, C)
 
-        in_parallel(m, col2im, dX.size + dZ.size)
+        in_parallel(m, col2im, dX.size + dZ.size, product=(Ho * Wo, F, C))
         return dX[:, top : top + H, left : left + W, :]
 
     def describe(self) -> str:
