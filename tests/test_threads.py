@@ -143,8 +143,9 @@ def test_the_count_and_the_blas_limit_hold_inside_the_block_only() -> None:
 @pytest.mark.parametrize(
     ("rows", "inner", "cols"),
     [
-        (7, 5, 3),  # small: never split (OpenBLAS's small-matrix kernels sum in another order)
+        (7, 5, 3),  # parts of 3 rows: never split (few-row products go another way)
         (1001, 33, 17),  # parts below the product limit: one call
+        (144, 512, 32),  # cols^T @ dZ of a small conv: parts of 48 rows would change the bits
         (25088, 288, 64),  # conv2d's cols @ W (batch 128, 14 x 14 x 32 in): rows split
         (288, 25088, 64),  # conv2d's dW = cols^T dZ (cols^T is a transposed view, below)
         (4001, 3136, 128),  # dense: an odd number of rows, the last part shorter
@@ -185,8 +186,8 @@ def test_matmul_splits_only_products_whose_parts_stay_large(
         matmul(np.ones((9, 100352)), np.ones((100352, 32)), out=np.empty((9, 32)))  # 5 + 4 rows
         assert calls == [(9, 32)]
         calls.clear()
-        matmul(np.ones((1001, 33)), np.ones((33, 17)), out=np.empty((1001, 17)))
-        assert calls == [(1001, 17)]
+        matmul(np.ones((101, 33)), np.ones((33, 17)), out=np.empty((101, 17)))  # 29k a part
+        assert calls == [(101, 17)]
 
 
 # --------------------------------------------------------------------------- the layers

@@ -34,12 +34,14 @@ from threadpoolctl import threadpool_limits
 #: Below this many numbers touched, a step runs on one thread (a hand-off costs ~20-50 us).
 MIN_SPLIT = 1 << 18
 #: A matrix product is split only if each part keeps this many rows and multiply-adds, so that
-#: every part takes the same path through NumPy and OpenBLAS as the whole product would: a one-row
-#: part goes another way (7 x 5 @ 5 x 3 cut into rows 3 + 3 + 1 changed float64 bits), and
-#: OpenBLAS has other kernels for products below about 10^6 multiply-adds. Cuts of larger ones
-#: measured bit-identical (tests/test_threads.py).
+#: each part takes the path through NumPy and OpenBLAS that the whole product takes. Measured
+#: here (float32 and float64): parts of one row always changed the bits, of 2-8 rows sometimes;
+#: and OpenBLAS computes products below about 10^6 multiply-adds with other kernels: cutting
+#: cols^T @ dZ of 144 x 512 @ 512 x 32 into parts of 48 rows (786k each) changed the bits, into
+#: parts of 72 (1.2M) did not. Larger cuts never did (up to 25088 x 288 @ 288 x 64, and
+#: transposed); the limit keeps a margin of 4.
 MIN_PART_ROWS = 16
-MIN_PART_PRODUCT = 1 << 23
+MIN_PART_PRODUCT = 1 << 22
 
 #: (the pool of helper threads, the thread count) where ``threads(n > 1)`` is in force
 _pool: ContextVar[tuple[ThreadPoolExecutor, int] | None] = ContextVar(
@@ -94,7 +96,7 @@ def in_parallel(
     """``step(part)`` for slices of range(m) that cover it (samples, rows): one slice per thread
     when ``size`` (the numbers the step touches) is worth splitting, else ``step(slice(None))``
     once. ``product = (rows per sample, K, N)``: the step multiplies its samples' rows by a K x N
-    matrix, so slices are cut only while each keeps a large product (``MIN_PART_PRODUCT``)."""
+    matrix, so slices are cut only while each keeps MIN_PART_ROWS rows and MIN_PART_PRODUCT."""
     current = _pool.get()
     if current is None or size < MIN_SPLIT or m < 2:
         step(slice(None))
