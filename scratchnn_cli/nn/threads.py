@@ -126,6 +126,10 @@ def matmul(A: np.ndarray, B: np.ndarray, out: np.ndarray | None = None) -> np.nd
         return A @ B if out is None else np.matmul(A, B, out=out)
     if out is None:
         out = np.empty((len(A), B.shape[1]), dtype=np.result_type(A, B))
-    step = lambda r: np.matmul(A[r], B, out=out[r])  # noqa: E731
-    in_parallel(len(A), step, A.size + out.size, product=(1, *B.shape))
+    result = out
+
+    def rows(r: slice) -> None:
+        np.matmul(A[r], B, out=result[r])
+
+    in_parallel(len(A), rows, A.size + out.size, product=(1, *B.shape))
     return out
