@@ -53,7 +53,7 @@ def test_each_sample_goes_to_one_slice_and_each_slice_to_its_own_thread(
     seen: list[tuple[int, int, str]] = []
 
     def step(rows: slice) -> None:
-        time.sleep(0.05)  # long enough that one helper cannot take two slices
+        time.sleep(0.2)  # long enough that one helper cannot take two slices
         seen.append((rows.start, rows.stop, threading.current_thread().name))
 
     with threads(3):
