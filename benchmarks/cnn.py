@@ -343,8 +343,11 @@ class Contender:
     impl: str
     case: CnnCase
     epoch: Callable[[int], float]
-    best: float = math.inf
     times: list[float] = field(default_factory=list)  # each round's epoch, in order
+
+    @property
+    def best(self) -> float:
+        return min(self.times, default=math.inf)
 
 
 def make_contenders(data: Data, torch: Any | None, thread_count: int) -> list[Contender]:
@@ -369,13 +372,12 @@ def time_contenders(
     """A warm-up epoch each, then round-robin rounds of one epoch each (up to ``repeats``, within
     ``budget_s``); keeps each one's epochs and its best."""
     for c in contenders:
-        c.best, c.times = math.inf, []
+        c.times = []
         c.epoch(plan.warmup_samples)
     n_rounds = 0
     for _ in rounds(repeats, budget_s):
         for c in contenders:
             c.times.append(c.epoch(plan.n_samples))
-            c.best = min(c.times)
         n_rounds += 1
     return n_rounds
 

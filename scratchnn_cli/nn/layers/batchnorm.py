@@ -66,12 +66,11 @@ class BatchNorm(Layer):
         X = A_prev.reshape(-1, C)  # every value of a feature / channel in one column
         rows = A_prev.reshape(A_prev.shape[0], -1)  # the same numbers, a sample a row
         self.training = training
-        centred = np.empty_like(rows)  # x - mu, filled a slice of the samples per thread
+        n = X.shape[0]
+        mean = column_sum(X) / X.dtype.type(n) if training else self.running_mean
+        mean_row, centred = per_channel(mean, rows), np.empty_like(rows)  # x - mu, a slice a thread
+        in_parallel(len(rows), lambda s: np.subtract(rows[s], mean_row, out=centred[s]), X.size)
         if training:
-            n = X.shape[0]
-            mean = column_sum(X) / X.dtype.type(n)
-            mean_row = per_channel(mean, rows)
-            in_parallel(len(rows), lambda s: np.subtract(rows[s], mean_row, out=centred[s]), X.size)
             columns = centred.reshape(-1, C)  # a channel a column again
             var = np.einsum("ij,ij->j", columns, columns) / X.dtype.type(n)
             keep = self.momentum
@@ -80,13 +79,13 @@ class BatchNorm(Layer):
             self.running_var *= keep
             self.running_var += (1 - keep) * var * (n / max(n - 1, 1))
         else:
-            mean_row, var = per_channel(self.running_mean, rows), self.running_var
-            in_parallel(len(rows), lambda s: np.subtract(rows[s], mean_row, out=centred[s]), X.size)
+            var = self.running_var
         self.inv_std = 1.0 / np.sqrt(var + X.dtype.type(self.epsilon))
         self.x_hat = centred  # (m, P C) rows, P positions of C channels
         A = np.empty_like(rows)
-        gamma, beta = self.params["gamma"], self.params["beta"]
-        inv_std, gamma, beta = (per_channel(v, rows) for v in (self.inv_std, gamma, beta))
+        inv_std, gamma, beta = (
+            per_channel(v, rows) for v in (self.inv_std, self.params["gamma"], self.params["beta"])
+        )
 
         def normalise(s: slice) -> None:  # x^ = (x - mu) / sqrt(var + eps); A = gamma x^ + beta
             self.x_hat[s] *= inv_std

@@ -167,7 +167,8 @@ class Conv2D(Layer):
             in_parallel(m, pad, A_prev.size)
         self.cols = self.im2col(X)
         Z = matmul(self.cols, self.W.reshape(-1, F))
-        rows, b = Z.reshape(m, Ho * Wo * F), per_channel(self.b, Z.reshape(m, Ho * Wo * F))
+        rows = Z.reshape(m, Ho * Wo * F)
+        b = per_channel(self.b, rows)
         in_parallel(m, lambda n: np.add(rows[n], b, out=rows[n]), rows.size)
         return Z.reshape(m, Ho, Wo, F)
 
