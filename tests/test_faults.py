@@ -583,6 +583,75 @@ def test_second_ctrl_c_during_the_final_writes_leaves_no_temp_file(tmp_path: Pat
     assert not runs.is_locked(run_dir)
 
 
+# the first Ctrl-C at epoch 3; the second one when everything is saved: right after the run
+# folder is marked (before the command's error line) or during Python's shutdown (atexit)
+LATE_CTRL_C_DRIVER = """\
+import atexit, os, signal, sys, time
+
+import scratchnn_cli.experiment as experiment
+from scratchnn_cli.cli import app
+from scratchnn_cli.runs.writer import RunWriter
+
+real_train = experiment.train
+
+
+def train(*args, hooks, **kwargs):
+    on_epoch = hooks.on_epoch
+
+    def stop_at_3(record):
+        on_epoch(record)
+        if record.epoch == 3:
+            raise KeyboardInterrupt
+
+    hooks.on_epoch = stop_at_3
+    return real_train(*args, hooks=hooks, **kwargs)
+
+
+def second_ctrl_c():
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(1)
+
+
+experiment.train = train
+if sys.argv[3] == "after-saving":
+    real_interrupted = RunWriter.interrupted
+
+    def interrupted(self):
+        real_interrupted(self)
+        second_ctrl_c()
+
+    RunWriter.interrupted = interrupted
+else:
+    atexit.register(second_ctrl_c)
+sys.argv = ["scratchnn", "train", sys.argv[1], "--runs-dir", sys.argv[2]]
+app()
+"""
+
+
+@pytest.mark.parametrize("when", ["after-saving", "at-shutdown"])
+def test_a_late_second_ctrl_c_exits_130_without_a_traceback(tmp_path: Path, when: str) -> None:
+    """A second Ctrl-C after the run is saved, wherever it lands (Python's shutdown included:
+    CI once saw a KeyboardInterrupt traceback from threading._shutdown), ends with 130."""
+    driver = tmp_path / "driver.py"
+    driver.write_text(LATE_CTRL_C_DRIVER, encoding="utf-8")
+    config = write_config(tmp_path, SMALL_CONFIG.format(name="late", max_iterations=10**6))
+    proc = subprocess.run(
+        [sys.executable, str(driver), str(config), str(tmp_path / "runs"), when],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 130, output
+    assert "Traceback" not in output
+    assert "KeyboardInterrupt" not in output
+    assert "error: interrupted" in output
+    run_dir = only_run(tmp_path / "runs")
+    info = assert_folder_whole(run_dir, lock_may_remain=True)
+    assert info["status"] == "interrupted"
+    assert (run_dir / "model.npz").is_file()
+
+
 def test_ctrl_c_just_after_the_folder_is_created_marks_it_interrupted(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -10,7 +10,10 @@ log file), 2 bad input, 3 training diverged, 4 gradient check failed, 130 interr
 from __future__ import annotations
 
 import functools
+import os
+import signal
 import tempfile
+import threading
 import traceback
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
@@ -114,6 +117,7 @@ def handle_errors(command: F) -> F:
         except ScratchnnError as exc:
             raise _fail(str(exc), exc.exit_code) from None
         except KeyboardInterrupt:
+            _exit_on_the_next_signal()
             raise _fail("interrupted", EXIT_INTERRUPTED) from None
         except (typer.Exit, typer.Abort):
             raise
@@ -125,6 +129,19 @@ def handle_errors(command: F) -> F:
             ) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _exit_on_the_next_signal() -> None:
+    """Interrupted, with everything saved: from here a second Ctrl-C (or SIGTERM) ends the
+    process at once with 130, wherever it lands (printing the last line, Click's exit, Python's
+    shutdown), instead of raising a KeyboardInterrupt that would print a traceback."""
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, _exit_interrupted)
+
+
+def _exit_interrupted(signum: int, frame: object) -> None:
+    os._exit(EXIT_INTERRUPTED)
 
 
 def _version(value: bool) -> None:
