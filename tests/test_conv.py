@@ -390,6 +390,14 @@ def test_pooling_forward_equals_the_naive_loops(
     np.testing.assert_allclose(A, expected, **FORWARD_TOL)
 
 
+def test_maxpool_of_size_1_is_the_identity_both_ways() -> None:
+    pool, _ = built(MaxPool2D(1), (3, 4, 2))
+    X = np.random.default_rng(6).normal(size=(2, 3, 4, 2))
+    np.testing.assert_array_equal(pool.forward(X), X)
+    dA = np.random.default_rng(7).normal(size=X.shape)
+    np.testing.assert_array_equal(pool.backward(dA.copy()), dA)
+
+
 def test_pool_stride_defaults_to_the_size() -> None:
     pool, _ = built(MaxPool2D(3), (6, 9, 2))
     assert pool.output_shape == (2, 3, 2)
