@@ -10,6 +10,7 @@ they would run on one thread and the comparisons would prove nothing).
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from pathlib import Path
@@ -301,6 +302,15 @@ def test_training_through_the_cli_gives_the_same_model_on_any_thread_count(
         scored.append(json.loads((run_dir / "evaluation.json").read_text(encoding="utf-8")))
     assert scored[0] == scored[1]
     assert sum(map(sum, scored[0]["confusion_matrix"])) == scored[0]["n"] > 0
+    pages = []
+    for count in (1, 3):
+        result = invoke("report", run_dir, "--threads", count)
+        assert result.exit_code == 0, result.output
+        page = (run_dir / "report.html").read_text(encoding="utf-8")
+        pages.append(re.sub(r"generated [^<]*</footer>", "generated -</footer>", page, count=1))
+    assert "generated -</footer>" in pages[0]  # the time of writing, the one difference
+    assert pages[0] == pages[1]
+    assert "misclassified" in pages[0].lower()
 
 
 def test_a_thread_count_below_one_is_a_usage_error(tmp_path: Path) -> None:

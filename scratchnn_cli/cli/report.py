@@ -7,15 +7,19 @@ from typing import Annotated
 
 import typer
 
-from scratchnn_cli.cli.app import handle_errors, say
+from scratchnn_cli.cli.app import ThreadsOption, handle_errors, say
 
 
 @handle_errors
 def report(
     run_dir: Annotated[Path, typer.Argument(help="A finished run folder.")],
+    threads: ThreadsOption = None,
 ) -> None:
     """Write RUN_DIR/report.html: one self-contained page with the config, the curves, the
     confusion matrix, per-class accuracy, and decision boundary or misclassified images."""
+    from scratchnn_cli.nn.threads import threads as layer_threads
     from scratchnn_cli.report.html import write_html_report
 
-    say(str(write_html_report(run_dir)))
+    with layer_threads(threads):  # the predictions behind the misclassified images
+        path = write_html_report(run_dir)
+    say(str(path))
