@@ -628,6 +628,70 @@ app()
 """
 
 
+# a real first Ctrl-C at epoch 3 (the command's own handler runs), the second one the moment
+# the run writer starts saving: before its guard is in place
+EARLY_SECOND_CTRL_C_DRIVER = """\
+import os, signal, sys, time
+
+import scratchnn_cli.experiment as experiment
+from scratchnn_cli.cli import app
+from scratchnn_cli.runs.writer import RunWriter
+
+real_train = experiment.train
+
+
+def train(*args, hooks, **kwargs):
+    on_epoch = hooks.on_epoch
+
+    def stop_at_3(record):
+        on_epoch(record)
+        if record.epoch == 3:
+            os.kill(os.getpid(), signal.SIGINT)  # the first Ctrl-C
+            time.sleep(5)
+
+    hooks.on_epoch = stop_at_3
+    return real_train(*args, hooks=hooks, **kwargs)
+
+
+real_interrupted = RunWriter.interrupted
+
+
+def interrupted(self):
+    os.kill(os.getpid(), signal.SIGINT)  # the second Ctrl-C, before the writer's guard
+    time.sleep(0.5)
+    real_interrupted(self)
+
+
+experiment.train = train
+RunWriter.interrupted = interrupted
+sys.argv = ["scratchnn", "train", sys.argv[1], "--runs-dir", sys.argv[2]]
+app()
+"""
+
+
+def test_a_second_ctrl_c_before_the_save_is_marked_waits_for_it(tmp_path: Path) -> None:
+    """Between the first Ctrl-C and run.json saying interrupted, a second one is ignored: CI
+    once saw run.json left saying running when it landed there."""
+    driver = tmp_path / "driver.py"
+    driver.write_text(EARLY_SECOND_CTRL_C_DRIVER, encoding="utf-8")
+    config = write_config(tmp_path, SMALL_CONFIG.format(name="early2", max_iterations=10**6))
+    proc = subprocess.run(
+        [sys.executable, str(driver), str(config), str(tmp_path / "runs")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 130, output
+    assert "Traceback" not in output
+    assert "error: interrupted" in output
+    run_dir = only_run(tmp_path / "runs")
+    info = assert_folder_whole(run_dir)
+    assert info["status"] == "interrupted"
+    assert info["stop"]["stopped_by"] == "interrupted"
+    assert (run_dir / "model.npz").is_file()
+
+
 @pytest.mark.parametrize("when", ["after-saving", "at-shutdown"])
 def test_a_late_second_ctrl_c_exits_130_without_a_traceback(tmp_path: Path, when: str) -> None:
     """A second Ctrl-C after the run is saved, wherever it lands (Python's shutdown included:

@@ -51,7 +51,7 @@ def train(
         raise UserInputError("give either CONFIG or --resume RUN_DIR (not both)")
     from scratchnn_cli.nn.threads import threads as layer_threads
 
-    _stop_cleanly_on_signals()
+    _stop_cleanly_on_signals(then_ignore=True)
     with layer_threads(threads):
         if resume is not None:
             outcome = resume_experiment(resume, set_ or [], console=err)
@@ -63,15 +63,25 @@ def train(
         raise typer.Exit(EXIT_DIVERGED)
 
 
-def _stop_cleanly_on_signals() -> None:
+def _stop_cleanly_on_signals(then_ignore: bool = False) -> None:
     """Ctrl-C and SIGTERM raise KeyboardInterrupt (training then saves and stops), even where
     the shell started us with SIGINT ignored (a background job of a non-interactive shell:
-    Python then installs no handler)."""
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+    Python then installs no handler). ``then_ignore``: after the first, the next ones are
+    ignored until the run folder says interrupted (``runs.writer.interrupt_guard`` then lets one
+    end the process at once); else a second Ctrl-C just after the first could stop the saving
+    before run.json is marked, leaving it saying running."""
+    handler = _interrupt_then_ignore if then_ignore else _interrupt
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, handler)
 
 
-def _sigterm_as_interrupt(signum: int, frame: object) -> None:
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _interrupt_then_ignore(signum: int, frame: object) -> None:
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
     raise KeyboardInterrupt
 
 
