@@ -513,127 +513,15 @@ def test_resume_refuses_folders_that_are_not_runs(tmp_path: Path) -> None:
     assert_one_line_error(invoke("train", "--resume", tmp_path))
 
 
-# a driver that reproduces, deterministically, a second Ctrl-C arriving while model.npz is
-# being written after the first one (the user hammering Ctrl-C on a slow disk)
-SECOND_CTRL_C_DRIVER = """\
-import os, signal, sys, time
+# Ctrl-C twice, deterministically: a driver runs `scratchnn train` whose first Ctrl-C (a real
+# SIGINT, so the command's own handler runs) comes at the end of epoch 3; each test adds where
+# the second one lands
+CTRL_C_DRIVER_START = """\
+import atexit, os, signal, sys, time
 from pathlib import Path
 
 import scratchnn_cli.experiment as experiment
 import scratchnn_cli.runs.folder as run_files
-from scratchnn_cli.cli import app
-
-real_train = experiment.train
-
-
-def train(*args, hooks, **kwargs):
-    on_epoch = hooks.on_epoch
-
-    def stop_at_3(record):
-        on_epoch(record)
-        if record.epoch == 3:
-            raise KeyboardInterrupt  # the first Ctrl-C
-
-    hooks.on_epoch = stop_at_3
-    return real_train(*args, hooks=hooks, **kwargs)
-
-
-experiment.train = train
-real_atomic_write = run_files.atomic_write
-
-
-def atomic_write(path, write):
-    def slow_write(f):
-        if Path(path).name == "model.npz":
-            f.write(b"PK")
-            f.flush()
-            os.kill(os.getpid(), signal.SIGINT)  # the second Ctrl-C, mid-write
-            time.sleep(2)
-        write(f)
-
-    real_atomic_write(path, slow_write)
-
-
-run_files.atomic_write = atomic_write  # what write_npz & co. call
-sys.argv = ["scratchnn", "train", sys.argv[1], "--runs-dir", sys.argv[2]]
-app()
-"""
-
-
-def test_second_ctrl_c_during_the_final_writes_leaves_no_temp_file(tmp_path: Path) -> None:
-    """Once run.json says interrupted a second Ctrl-C ends the process at once (os._exit);
-    arriving in the middle of model.npz's atomic write it must not leave the temp file."""
-    driver = tmp_path / "driver.py"
-    driver.write_text(SECOND_CTRL_C_DRIVER, encoding="utf-8")
-    config = write_config(tmp_path, SMALL_CONFIG.format(name="twice", max_iterations=10**6))
-    proc = subprocess.run(
-        [sys.executable, str(driver), str(config), str(tmp_path / "runs")],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert proc.returncode == 130, proc.stdout + proc.stderr
-    run_dir = only_run(tmp_path / "runs")
-    assert read_json(run_dir / "run.json")["status"] == "interrupted"
-    # the second Ctrl-C did land in model.npz's write: the process ended before it was saved
-    assert not (run_dir / "model.npz").exists()
-    # no temp file; the lock file stays (the process ended at once), but nothing holds it
-    assert temp_files(run_dir, lock_may_remain=True) == []
-    assert_folder_whole(run_dir, lock_may_remain=True)
-    assert not runs.is_locked(run_dir)
-
-
-# the first Ctrl-C at epoch 3; the second one when everything is saved: right after the run
-# folder is marked (before the command's error line) or during Python's shutdown (atexit)
-LATE_CTRL_C_DRIVER = """\
-import atexit, os, signal, sys, time
-
-import scratchnn_cli.experiment as experiment
-from scratchnn_cli.cli import app
-from scratchnn_cli.runs.writer import RunWriter
-
-real_train = experiment.train
-
-
-def train(*args, hooks, **kwargs):
-    on_epoch = hooks.on_epoch
-
-    def stop_at_3(record):
-        on_epoch(record)
-        if record.epoch == 3:
-            raise KeyboardInterrupt
-
-    hooks.on_epoch = stop_at_3
-    return real_train(*args, hooks=hooks, **kwargs)
-
-
-def second_ctrl_c():
-    os.kill(os.getpid(), signal.SIGINT)
-    time.sleep(1)
-
-
-experiment.train = train
-if sys.argv[3] == "after-saving":
-    real_interrupted = RunWriter.interrupted
-
-    def interrupted(self):
-        real_interrupted(self)
-        second_ctrl_c()
-
-    RunWriter.interrupted = interrupted
-else:
-    atexit.register(second_ctrl_c)
-sys.argv = ["scratchnn", "train", sys.argv[1], "--runs-dir", sys.argv[2]]
-app()
-"""
-
-
-# a real first Ctrl-C at epoch 3 (the command's own handler runs), the second one the moment
-# the run writer starts saving: before its guard is in place
-EARLY_SECOND_CTRL_C_DRIVER = """\
-import os, signal, sys, time
-
-import scratchnn_cli.experiment as experiment
 from scratchnn_cli.cli import app
 from scratchnn_cli.runs.writer import RunWriter
 
@@ -653,67 +541,161 @@ def train(*args, hooks, **kwargs):
     return real_train(*args, hooks=hooks, **kwargs)
 
 
-real_interrupted = RunWriter.interrupted
-
-
-def interrupted(self):
-    os.kill(os.getpid(), signal.SIGINT)  # the second Ctrl-C, before the writer's guard
-    time.sleep(0.5)
-    real_interrupted(self)
+def second_ctrl_c():
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(1)
 
 
 experiment.train = train
-RunWriter.interrupted = interrupted
+"""
+CTRL_C_DRIVER_END = """
 sys.argv = ["scratchnn", "train", sys.argv[1], "--runs-dir", sys.argv[2]]
 app()
 """
 
 
-def test_a_second_ctrl_c_before_the_save_is_marked_waits_for_it(tmp_path: Path) -> None:
-    """Between the first Ctrl-C and run.json saying interrupted, a second one is ignored: CI
-    once saw run.json left saying running when it landed there."""
+def run_ctrl_c_driver(tmp_path: Path, second: str, *args: str) -> tuple[int, str, Path]:
+    """(exit code, stdout + stderr, the run folder) of the driver with ``second`` added."""
     driver = tmp_path / "driver.py"
-    driver.write_text(EARLY_SECOND_CTRL_C_DRIVER, encoding="utf-8")
-    config = write_config(tmp_path, SMALL_CONFIG.format(name="early2", max_iterations=10**6))
+    driver.write_text(CTRL_C_DRIVER_START + second + CTRL_C_DRIVER_END, encoding="utf-8")
+    config = write_config(tmp_path, SMALL_CONFIG.format(name="twice", max_iterations=10**6))
     proc = subprocess.run(
-        [sys.executable, str(driver), str(config), str(tmp_path / "runs")],
+        [sys.executable, str(driver), str(config), str(tmp_path / "runs"), *args],
         capture_output=True,
         text=True,
         timeout=120,
     )
-    output = proc.stdout + proc.stderr
-    assert proc.returncode == 130, output
+    return proc.returncode, proc.stdout + proc.stderr, only_run(tmp_path / "runs")
+
+
+# the user hammering Ctrl-C on a slow disk: the second one in the middle of model.npz's write
+MID_WRITE = """
+real_atomic_write = run_files.atomic_write
+
+
+def atomic_write(path, write):
+    def slow_write(f):
+        if Path(path).name == "model.npz":
+            f.write(b"PK")
+            f.flush()
+            second_ctrl_c()
+        write(f)
+
+    real_atomic_write(path, slow_write)
+
+
+run_files.atomic_write = atomic_write  # what write_npz & co. call
+"""
+
+
+def test_second_ctrl_c_during_the_final_writes_leaves_no_temp_file(tmp_path: Path) -> None:
+    """Once run.json says interrupted a second Ctrl-C ends the process at once (os._exit);
+    arriving in the middle of model.npz's atomic write it must not leave the temp file."""
+    code, output, run_dir = run_ctrl_c_driver(tmp_path, MID_WRITE)
+    assert code == 130, output
+    assert read_json(run_dir / "run.json")["status"] == "interrupted"
+    # the second Ctrl-C did land in model.npz's write: the process ended before it was saved
+    assert not (run_dir / "model.npz").exists()
+    # no temp file; the lock file stays (the process ended at once), but nothing holds it
+    assert temp_files(run_dir, lock_may_remain=True) == []
+    assert_folder_whole(run_dir, lock_may_remain=True)
+    assert not runs.is_locked(run_dir)
+
+
+# the second Ctrl-C the moment the run writer starts saving, before its guard is in place
+BEFORE_THE_GUARD = """
+real_interrupted = RunWriter.interrupted
+
+
+def interrupted(self):
+    second_ctrl_c()
+    real_interrupted(self)
+
+
+RunWriter.interrupted = interrupted
+"""
+
+
+def test_a_second_ctrl_c_before_the_save_is_marked_waits_for_it(tmp_path: Path) -> None:
+    """Between the first Ctrl-C and run.json saying interrupted, a second one is ignored: a
+    test run once left run.json saying running when it landed there."""
+    code, output, run_dir = run_ctrl_c_driver(tmp_path, BEFORE_THE_GUARD)
+    assert code == 130, output
     assert "Traceback" not in output
     assert "error: interrupted" in output
-    run_dir = only_run(tmp_path / "runs")
     info = assert_folder_whole(run_dir)
     assert info["status"] == "interrupted"
     assert info["stop"]["stopped_by"] == "interrupted"
     assert (run_dir / "model.npz").is_file()
 
 
+# the second Ctrl-C when everything is saved: right after the run folder is marked (before the
+# command's error line) or during Python's shutdown (atexit)
+WHEN_SAVED = """
+if sys.argv[3] == "after-saving":
+    real_interrupted = RunWriter.interrupted
+
+    def interrupted(self):
+        real_interrupted(self)
+        second_ctrl_c()
+
+    RunWriter.interrupted = interrupted
+else:
+    atexit.register(second_ctrl_c)
+"""
+
+
 @pytest.mark.parametrize("when", ["after-saving", "at-shutdown"])
 def test_a_late_second_ctrl_c_exits_130_without_a_traceback(tmp_path: Path, when: str) -> None:
     """A second Ctrl-C after the run is saved, wherever it lands (Python's shutdown included:
     CI once saw a KeyboardInterrupt traceback from threading._shutdown), ends with 130."""
-    driver = tmp_path / "driver.py"
-    driver.write_text(LATE_CTRL_C_DRIVER, encoding="utf-8")
-    config = write_config(tmp_path, SMALL_CONFIG.format(name="late", max_iterations=10**6))
-    proc = subprocess.run(
-        [sys.executable, str(driver), str(config), str(tmp_path / "runs"), when],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    output = proc.stdout + proc.stderr
-    assert proc.returncode == 130, output
+    code, output, run_dir = run_ctrl_c_driver(tmp_path, WHEN_SAVED, when)
+    assert code == 130, output
     assert "Traceback" not in output
     assert "KeyboardInterrupt" not in output
     assert "error: interrupted" in output
-    run_dir = only_run(tmp_path / "runs")
     info = assert_folder_whole(run_dir, lock_may_remain=True)
     assert info["status"] == "interrupted"
     assert (run_dir / "model.npz").is_file()
+
+
+# any command interrupted (Python's own SIGINT handler in place, as in evaluate or reproduce),
+# then a second Ctrl-C during Python's shutdown
+HANDLE_ERRORS_DRIVER = """\
+import atexit, os, signal, sys, time
+
+import typer
+
+from scratchnn_cli.cli.app import handle_errors
+
+
+def second_ctrl_c():
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(1)
+
+
+@handle_errors
+def command():
+    raise KeyboardInterrupt  # the first Ctrl-C
+
+
+atexit.register(second_ctrl_c)
+try:
+    command()
+except typer.Exit as exc:
+    sys.exit(exc.exit_code)
+"""
+
+
+def test_any_interrupted_command_exits_130_at_a_second_ctrl_c(tmp_path: Path) -> None:
+    driver = tmp_path / "driver.py"
+    driver.write_text(HANDLE_ERRORS_DRIVER, encoding="utf-8")
+    proc = subprocess.run([sys.executable, str(driver)], capture_output=True, text=True, timeout=60)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 130, output
+    assert "error: interrupted" in output
+    assert "Traceback" not in output
+    assert "KeyboardInterrupt" not in output
 
 
 def test_ctrl_c_just_after_the_folder_is_created_marks_it_interrupted(
