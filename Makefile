@@ -56,6 +56,7 @@ bench: $(STAMP)  ## speed benchmarks (prints tables; not part of make test)
 BASELINE     ?= $(shell git rev-parse -q --verify 'v0.1.0^{commit}' >/dev/null && echo v0.1.0)
 BASELINE_DIR := .bench-baseline
 REPEATS      ?= 5
+CASES        ?= abcd
 
 bench-versions: $(STAMP)  ## time this code against BASELINE=<rev> (default v0.1.0): within 5%?
 	@test -n "$(BASELINE)" || { echo "no tag v0.1.0: say which rev, make bench-versions BASELINE=<rev>" >&2; exit 2; }
@@ -70,7 +71,7 @@ bench-versions: $(STAMP)  ## time this code against BASELINE=<rev> (default v0.1
 		$(BASELINE_DIR)/$(BIN)/python -m pip install --quiet -e $(BASELINE_DIR); \
 		touch $(BASELINE_DIR)/$(VENV)/.installed; \
 	fi
-	$(BIN)/python benchmarks/versions.py --baseline-python $(BASELINE_DIR)/$(BIN)/python --repeats $(REPEATS)
+	$(BIN)/python benchmarks/versions.py --baseline-python $(BASELINE_DIR)/$(BIN)/python --repeats $(REPEATS) --cases $(CASES)
 
 reproduce-all: $(STAMP)  ## rerun every experiment of the course assignment, print ours beside theirs
 	$(BIN)/scratchnn reproduce --runs-dir runs

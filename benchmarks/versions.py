@@ -13,7 +13,12 @@ initial weights):
 - ``mlp f32 adam``: 784-256-128-10 ReLU/softmax, float32, Adam (lr 0.001), batch 128, shuffled,
   on the first 20,000 Fashion-MNIST training images / 255 (random data of that shape when the
   files are not found), 2 epochs: seconds per 60,000-sample epoch (scaled);
-- ``mlp f64 sgd``: the same MLP in float64, plain SGD (lr 0.01), batch 64.
+- ``mlp f64 sgd``: the same MLP in float64, plain SGD (lr 0.01), batch 64;
+- ``cnn small``: conv 16 3x3 same -> relu -> maxpool 2 -> conv 32 3x3 same -> relu -> maxpool 2
+  -> flatten -> softmax 10 (the small network of the bench's ``cnn`` section), float32, He
+  initialisation, Adam, batch 128, on the first 5,120 Fashion-MNIST training images as
+  28 x 28 x 1, 1 epoch (40 updates): seconds per 60,000-image epoch (scaled). Versions with the
+  layer list only (from the CNN issue on); the layers run on one thread.
 
 Two clocks, from the same runs, each with its table: the wall time ``result.seconds`` as
 ``train()`` measures it (the exit status follows it unless ``--clock cpu_seconds``), and the
@@ -27,6 +32,8 @@ another process spoils one sample, not one version. The verdict is ``ok`` when n
 ratio of the times, so above 1 is slower) is at most 1 + ``--tolerance``.
 
 Usage: ``python benchmarks/versions.py --baseline-python PATH [--repeats 5] [--cases a,c]``
+(default cases a-d, which every version has; add ``e`` against a baseline with the layer list:
+``make bench-versions BASELINE=<rev> CASES=abcde``)
 """
 
 from __future__ import annotations
@@ -65,14 +72,15 @@ def data():
 
             X_train, y_train, _, _ = load_fashion_mnist(download=False)
             n = spec["n"]
-            X = X_train[:n].reshape(n, -1).astype(np.float32) / np.float32(255)
+            X = X_train[:n].reshape(n, *spec.get("image", [-1])).astype(np.float32)
+            X /= np.float32(255)
             return X, np.asarray(y_train[:n], dtype=np.int64), "fashion-mnist"
         except Exception as exc:  # noqa: BLE001 - any failure: fall back to random data
             source = f"random ({type(exc).__name__})"
     else:
         source = "random"
     rng = np.random.default_rng(1)
-    X = rng.random((spec["n"], spec["n_features"]))
+    X = rng.random((spec["n"], *spec.get("image", [spec["n_features"]])))
     if spec["n_outputs"] == 1:
         y = (np.sum((X - 0.5) ** 2, axis=1) < 0.5 * spec["n_features"] / 6).astype(np.int64)
     else:
@@ -80,9 +88,22 @@ def data():
     return X, y, source
 
 
-def run(X, y, epochs):
-    net = Network.build(
-        X.shape[1],
+def network():
+    if "layers" in spec:  # a layer list: [kind, {options}] each
+        from scratchnn_cli.nn import layers as L
+
+        kinds = {"conv2d": L.Conv2D, "relu": L.ReLU, "maxpool2d": L.MaxPool2D, "flatten": L.Flatten}
+        return Network.from_layers(
+            [kinds[kind](**options) for kind, options in spec["layers"]],
+            tuple(spec["image"]),
+            spec["n_outputs"],
+            spec["output"],
+            rng=np.random.default_rng(0),
+            init="he",
+            dtype=np.dtype(spec["dtype"]),
+        )
+    return Network.build(
+        spec["n_features"],
         spec["struct"],
         spec["n_outputs"],
         activation=spec["activation"],
@@ -90,6 +111,10 @@ def run(X, y, epochs):
         rng=np.random.default_rng(0),
         dtype=np.dtype(spec["dtype"]),
     )
+
+
+def run(X, y, epochs):
+    net = network()
     cfg = TrainConfig.model_validate({**spec["cfg"], "eps": 0, "max_epochs": epochs})
     n_classes = max(2, spec["n_outputs"])
     cpu = time.process_time()
@@ -211,6 +236,37 @@ CASES = (
             },
             "epochs": 2,
             "warmup": 2_000,
+        },
+    ),
+    Case(
+        "e",
+        "cnn small conv16-conv32 f32 adam b128",
+        "s/epoch",
+        {
+            "data": "fashion",
+            "n": 5_120,
+            "n_features": 784,
+            "image": [28, 28, 1],
+            "layers": [
+                ["conv2d", {"filters": 16, "kernel": 3, "padding": "same"}],
+                ["relu", {}],
+                ["maxpool2d", {"size": 2}],
+                ["conv2d", {"filters": 32, "kernel": 3, "padding": "same"}],
+                ["relu", {}],
+                ["maxpool2d", {"size": 2}],
+                ["flatten", {}],
+            ],
+            "n_outputs": 10,
+            "output": "softmax",
+            "dtype": "float32",
+            "cfg": {
+                "lr": 0.001,
+                "batch_size": 128,
+                "sampling": "shuffle",
+                "optimizer": {"name": "adam"},
+            },
+            "epochs": 1,
+            "warmup": 512,
         },
     ),
 )
