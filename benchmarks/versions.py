@@ -161,6 +161,7 @@ class Case:
 
 SGD = {"lr": 0.1, "batch_size": 1, "sampling": "random", "optimizer": {"name": "sgd"}}
 MLP = {"struct": [256, 128], "n_outputs": 10, "activation": "relu", "output": "softmax"}
+ADAM_B128 = {"lr": 0.001, "batch_size": 128, "sampling": "shuffle", "optimizer": {"name": "adam"}}
 CASES = (
     Case(
         "a",
@@ -208,12 +209,7 @@ CASES = (
             "n_features": 784,
             **MLP,
             "dtype": "float32",
-            "cfg": {
-                "lr": 0.001,
-                "batch_size": 128,
-                "sampling": "shuffle",
-                "optimizer": {"name": "adam"},
-            },
+            "cfg": ADAM_B128,
             "epochs": 2,
             "warmup": 2_000,
         },
@@ -259,12 +255,7 @@ CASES = (
             "n_outputs": 10,
             "output": "softmax",
             "dtype": "float32",
-            "cfg": {
-                "lr": 0.001,
-                "batch_size": 128,
-                "sampling": "shuffle",
-                "optimizer": {"name": "adam"},
-            },
+            "cfg": ADAM_B128,
             "epochs": 1,
             "warmup": 512,
         },
