@@ -72,7 +72,7 @@ out = Console()
 err = Console(stderr=True)
 
 
-#: ``--threads`` of the commands that run a network (train, evaluate): nn/threads.py
+#: ``--threads`` of the commands that run a network (train, evaluate, report): nn/threads.py
 ThreadsOption = Annotated[
     int | None,
     typer.Option(
