@@ -172,6 +172,7 @@ def _lockstep_member(
         validation=validation_set(config, dataset),
         hooks=Hooks(None, writer.save_checkpoint, config.train.checkpoint_every),
         result=writer.result,
+        engine="numpy",  # the stack steps the members with the NumPy layers
     )
     return writer, trainer, lock
 

@@ -472,6 +472,7 @@ class TrainConfig(_Section):
     early_stopping: EarlyStoppingConfig | None = None
     eval_every: Count = 1
     checkpoint_every: Count | None = None
+    engine: Literal["auto", "numpy", "compiled"] = "auto"  # nn/engines.py
 
     @field_validator("batch_size", mode="before")
     @classmethod

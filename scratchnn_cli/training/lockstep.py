@@ -93,8 +93,8 @@ class Stack:
             cfg.optimizer.name, [self.net.theta], cfg.lr, **cfg.optimizer.hyper()
         )
         self.optimizer.t = first.optimizer.t
-        for name, (arrays, _) in self.optimizer._moments().items():
-            member_arrays = [tr.optimizer._moments()[name][0][0] for tr in self.members]
+        for name, (arrays, _) in self.optimizer.moments().items():
+            member_arrays = [tr.optimizer.moments()[name][0][0] for tr in self.members]
             arrays[0][...] = np.stack(member_arrays)
         self.weights, self.weight_grads = self.net.weights()
         dtype = net.dtype
@@ -157,11 +157,11 @@ class Stack:
 
     def write_back(self) -> None:
         """Copy each row of the stack (weights, optimizer moments, t) into its member."""
-        moments = self.optimizer._moments()
+        moments = self.optimizer.moments()
         for k, tr in enumerate(self.members):
             tr.net.theta[...] = self.net.theta[k]
             tr.optimizer.t = self.optimizer.t
-            for name, (arrays, _) in tr.optimizer._moments().items():
+            for name, (arrays, _) in tr.optimizer.moments().items():
                 arrays[0][...] = moments[name][0][0][k]
 
 

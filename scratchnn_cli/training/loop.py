@@ -19,6 +19,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from scratchnn_cli.config import TrainConfig
+from scratchnn_cli.nn.engines import CompiledEpoch, EngineError, choose_engine, compiled_unsupported
 from scratchnn_cli.nn.network import Network
 from scratchnn_cli.nn.optim.optimizers import make_optimizer
 from scratchnn_cli.nn.optim.schedules import Schedule, make_schedule
@@ -60,6 +61,7 @@ def train(
     resume_from: Snapshot | None = None,
     result: TrainResult | None = None,
     augment: Augmentation | None = None,
+    engine: str | None = None,
 ) -> TrainResult:
     """Train ``net`` in place on (X, y); ``rng`` draws the samples, ``net.rng`` the dropout masks.
 
@@ -67,9 +69,11 @@ def train(
     needs it). Pass ``result`` to keep the history even when training is interrupted (Ctrl-C).
     ``resume_from`` continues from a Snapshot and ends with the same weights as a run that was
     never stopped. ``augment`` transforms every training batch (never validation data).
+    ``engine`` (``numpy`` or ``compiled``) runs the epochs; None: as ``cfg.engine`` chooses
+    (``nn/engines.py``).
     """
     return trainer_for(
-        net, X, y, n_classes, cfg, rng, validation, hooks, resume_from, result, augment
+        net, X, y, n_classes, cfg, rng, validation, hooks, resume_from, result, augment, engine
     ).run()
 
 
@@ -85,10 +89,12 @@ def trainer_for(
     resume_from: Snapshot | None = None,
     result: TrainResult | None = None,
     augment: Augmentation | None = None,
+    engine: str | None = None,
 ) -> Trainer:
     """``train``'s Trainer, ready but not run: the lockstep engine runs many of them at once."""
     trainer = Trainer(net, X, y, n_classes, cfg, rng, validation, hooks or Hooks(), result)
     trainer.augment = augment  # before restore: the snapshot holds its generator's state
+    trainer.use_engine(engine)
     if resume_from is not None:
         trainer.restore(resume_from)
     return trainer
@@ -145,6 +151,30 @@ class Trainer:
         self.epoch_scores: tuple[float, float] | None = None
         self.val_scores: tuple[float, float] | None = None
         self._rows: tuple[np.ndarray, tuple[list[np.ndarray], ...]] | None = None
+        self.engine = "numpy"
+        self.compiled: CompiledEpoch | None = None
+
+    def use_engine(self, engine: str | None = None) -> str:
+        """Run the epochs with ``engine`` (``numpy`` or ``compiled``; None: as ``cfg.engine``
+        chooses); returns it. EngineError for ``compiled`` on what it cannot run."""
+        if engine is None:
+            engine, _ = choose_engine(
+                self.cfg.engine, self.net, self.cfg.optimizer.name, self.B, self.augment is not None
+            )
+        elif engine == "compiled":
+            why = compiled_unsupported(self.net, self.cfg.optimizer.name, self.augment is not None)
+            if why is not None:
+                raise EngineError(f"the compiled engine cannot train this run: {why}")
+        elif engine != "numpy":
+            raise EngineError(f"unknown engine {engine!r}: numpy or compiled")
+        self.engine = engine
+        self.compiled = None
+        if engine == "compiled":
+            cfg = self.cfg
+            self.compiled = CompiledEpoch(
+                self.net, self.optimizer, cfg.optimizer.name, cfg.l1, cfg.l2
+            )
+        return engine
 
     # --- snapshots ---------------------------------------------------------------------------
 
@@ -228,6 +258,16 @@ class Trainer:
 
     def run_epoch(self, order: np.ndarray) -> None:
         """One update per batch of ``order``: forward, dZ = (A - Y) / m, backprop, step."""
+        if self.compiled is not None:  # the same formulas as loops, compiled (nn/compiled.py)
+            self.compiled.run(self.X, self.Y, order, self.B, self.Z_epoch)
+        else:
+            self.run_epoch_numpy(order)
+        self.result.iterations += math.ceil(len(order) / self.B)
+        self.result.epochs += 1
+
+    def run_epoch_numpy(self, order: np.ndarray) -> None:
+        """``run_epoch`` with the NumPy layers: forward, loss, backward and the optimizer's step,
+        one call each per batch."""
         net, X, Y, B, Z_epoch = self.net, self.X, self.Y, self.B, self.Z_epoch
         forward, backward, dZ, step = net.forward, net.backward, net.loss.dZ, self.optimizer.step
         grads = [net.dtheta]
@@ -256,8 +296,6 @@ class Trainer:
             for s in range(0, len(order), B):
                 batch = order[s : s + B]
                 update(X[batch], Y[batch], Z_epoch[s : s + B])
-        self.result.iterations += math.ceil(len(order) / B)
-        self.result.epochs += 1
 
     def scores(self, Z: np.ndarray, Y: np.ndarray, y: np.ndarray) -> tuple[float, float]:
         """(cost J, accuracy) of logits Z against targets Y and labels y."""

@@ -108,20 +108,25 @@ class Optimizer:
 
     # --- state: moments, checkpointing, subnormal flushing ----------------------------------
 
-    def _moments(self) -> dict[str, tuple[list[np.ndarray], float]]:
+    def moments(self) -> dict[str, tuple[list[np.ndarray], float]]:
         """Name -> (one state array per parameter, factor it decays by per step when g = 0)."""
         return {}
 
+    def flush_thresholds(self) -> dict[str, list[float]]:
+        """Name -> per parameter, the value below which a moment entry is set to 0 every
+        ``flush_every`` steps (0: never; see the module docstring)."""
+        return {name: list(values) for name, values in self._flush_below.items()}
+
     def arrays_per_param(self) -> int:
         """How many arrays of a parameter's size the rule keeps (moments and scratch)."""
-        return sum(1 for _ in self._moments()) + (1 if hasattr(self, "_scratch") else 0)
+        return sum(1 for _ in self.moments()) + (1 if hasattr(self, "_scratch") else 0)
 
     def _zeros(self) -> list[np.ndarray]:
         return [np.zeros_like(p) for p in self.params]
 
     def _plan_flush(self) -> None:
         """Choose ``flush_every`` and the thresholds (see the module docstring)."""
-        moments = self._moments()
+        moments = self.moments()
         every = FLUSH_EVERY_MAX
         for _, beta in moments.values():
             if beta > 0:
@@ -143,7 +148,7 @@ class Optimizer:
 
     def _flush(self) -> None:
         """Set to 0 the moment entries so small that decaying would make them subnormal."""
-        for name, (arrays, _) in self._moments().items():
+        for name, (arrays, _) in self.moments().items():
             for x, below, scratch in zip(
                 arrays, self._flush_below[name], self._scratch, strict=True
             ):
@@ -155,7 +160,7 @@ class Optimizer:
         state: StateDict = {"t": self.t, "lr": float(self.lr)}
         for name in self.hyperparameters():
             state[name] = getattr(self, name)
-        for name, (arrays, _) in self._moments().items():
+        for name, (arrays, _) in self.moments().items():
             for i, x in enumerate(arrays):
                 state[f"{name}{i}"] = x.copy()
         return state
@@ -182,7 +187,7 @@ class Optimizer:
         self.t = t
         for name, value in scalars.items():
             setattr(self, name, value)
-        for name, (arrays, _) in self._moments().items():
+        for name, (arrays, _) in self.moments().items():
             for i, x in enumerate(arrays):
                 np.copyto(x, state[f"{name}{i}"])
         self._plan_flush()
@@ -208,7 +213,7 @@ class Momentum(Optimizer):
         self._scratch = self._zeros()
         self._plan_flush()
 
-    def _moments(self) -> dict[str, tuple[list[np.ndarray], float]]:
+    def moments(self) -> dict[str, tuple[list[np.ndarray], float]]:
         return {"v": (self.v, self.beta)}
 
     def step(self, grads: list[np.ndarray]) -> None:
@@ -256,7 +261,7 @@ class RMSprop(Optimizer):
         self._scratch = self._zeros()
         self._plan_flush()
 
-    def _moments(self) -> dict[str, tuple[list[np.ndarray], float]]:
+    def moments(self) -> dict[str, tuple[list[np.ndarray], float]]:
         return {"s": (self.s, self.beta)}
 
     def step(self, grads: list[np.ndarray]) -> None:
@@ -299,7 +304,7 @@ class Adam(Optimizer):
         self._scratch = self._zeros()
         self._plan_flush()
 
-    def _moments(self) -> dict[str, tuple[list[np.ndarray], float]]:
+    def moments(self) -> dict[str, tuple[list[np.ndarray], float]]:
         return {"m": (self.m, self.beta1), "v": (self.v, self.beta2)}
 
     def step(self, grads: list[np.ndarray]) -> None:

@@ -1,0 +1,180 @@
+"""Which engine trains an epoch: the NumPy layers, or the same formulas compiled (``compiled.py``).
+
+``train.engine`` is ``auto`` (the default), ``numpy`` or ``compiled``. The compiled engine runs a
+dense network (any depth; sigmoid, tanh, relu, leaky_relu or no activation between the dense
+layers; a sigmoid or softmax output with its cross-entropy), any update rule, L1 / L2, float64
+or float32. ``auto`` takes it where it runs the spec and pays: while an update's multiply-adds
+(parameters x rows per update) stay below ``COMPILED_PAYS_BELOW``, past which NumPy's matrix
+products (BLAS) win. This is the one definition of both, used by training, sweeps, ``scratchnn
+summary`` and the estimator.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+
+import numpy as np
+
+from scratchnn_cli.nn.layers import Activation, Dense, Layer
+from scratchnn_cli.nn.network import Network
+from scratchnn_cli.nn.optim.optimizers import Optimizer
+
+ENGINES = ("auto", "numpy", "compiled")
+RULES = ("sgd", "momentum", "nesterov", "rmsprop", "adam", "adamw")
+ACTIVATION_CODES = {"identity": 0, "sigmoid": 1, "tanh": 2, "relu": 3, "leaky_relu": 4}
+#: auto takes the compiled engine while parameters x rows per update stay below this (measured
+#: by ``make bench``, section engines: the crossover of the two engines' epoch times)
+COMPILED_PAYS_BELOW = 2_000_000
+
+
+class EngineError(ValueError):
+    """``train.engine: compiled`` asked for a spec the compiled engine cannot run."""
+
+
+def dense_plan(layers: Sequence[Layer]) -> tuple[list[int], list[Activation | None]] | str:
+    """(units of each dense layer, the activation after each hidden one, None for none) when
+    ``layers`` are dense layers each followed by at most one element-wise activation; else why
+    not (a phrase)."""
+    units: list[int] = []
+    acts: list[Activation | None] = []
+    for layer in layers:
+        if isinstance(layer, Dense):
+            if len(acts) < len(units):
+                acts.append(None)  # dense right after dense: no activation between
+            units.append(layer.units)
+        elif isinstance(layer, Activation) and layer.kind in ACTIVATION_CODES:
+            if len(acts) == len(units):
+                return f"an activation ({layer.kind}) that does not follow a dense layer"
+            acts.append(layer)
+        else:
+            return f"a {layer.kind} layer"
+    if len(acts) == len(units):
+        return "an activation after its output layer"
+    return units, acts
+
+
+def compiled_unsupported(
+    net: Network, optimizer: str, augments: bool = False, dtype: np.dtype | None = None
+) -> str | None:
+    """Why the compiled engine cannot train ``net`` with the update rule ``optimizer`` (a
+    phrase naming what it does not run), or None when it can."""
+    if len(net.input_shape) != 1:
+        return f"image input of shape {net.input_shape} (flat rows only)"
+    plan = dense_plan(net.layers)
+    if isinstance(plan, str):
+        return f"the network has {plan}"
+    if optimizer not in RULES:
+        return f"the update rule {optimizer}"
+    if augments:
+        return "image augmentation"
+    if np.dtype(dtype or net.dtype) not in (np.float64, np.float32):
+        return f"dtype {np.dtype(dtype or net.dtype)}"
+    return None
+
+
+def compiled_pays(net: Network, rows_per_update: int) -> bool:
+    """Whether an update is small enough for the compiled loops to beat NumPy's BLAS."""
+    return net.theta.shape[-1] * rows_per_update < COMPILED_PAYS_BELOW
+
+
+@functools.cache
+def numba_missing() -> str | None:
+    """Why numba cannot be imported here (one line), or None when it can."""
+    try:
+        import numba  # noqa: F401
+    except Exception as exc:  # an ImportError, or a numba built for another NumPy
+        return f"numba cannot be imported ({type(exc).__name__}: {exc})"
+    return None
+
+
+def choose_engine(
+    requested: str, net: Network, optimizer: str, rows_per_update: int, augments: bool = False
+) -> tuple[str, str]:
+    """(the engine that trains, why): ``numpy`` or ``compiled``. EngineError when ``compiled``
+    is asked for and cannot run the spec (the message names what it does not run)."""
+    if requested not in ENGINES:
+        raise EngineError(f"train.engine: {requested!r} is not one of {', '.join(ENGINES)}")
+    if requested == "numpy":
+        return "numpy", "train.engine: numpy"
+    why = compiled_unsupported(net, optimizer, augments)
+    if requested == "compiled":
+        if why is None:
+            why = numba_missing()
+        if why is not None:
+            raise EngineError(f"train.engine: compiled cannot train this spec: {why}")
+        return "compiled", "train.engine: compiled"
+    if why is not None:
+        return "numpy", f"auto: the compiled engine does not run {why}"
+    if not compiled_pays(net, rows_per_update):
+        return "numpy", "auto: updates this large are faster as NumPy matrix products"
+    missing = numba_missing()
+    if missing is not None:
+        return "numpy", f"auto: {missing}; training with numpy"
+    return "compiled", "auto: a dense network with small updates"
+
+
+class CompiledEpoch:
+    """``net`` and its ``optimizer`` bound to the compiled loops: ``run(X, Y, order, B, Z_out)``
+    trains one epoch exactly where the NumPy engine would (theta, dtheta, the optimizer's moments
+    and step count t)."""
+
+    def __init__(self, net: Network, optimizer: Optimizer, rule: str, l1: float, l2: float):
+        from scratchnn_cli.nn import compiled  # numba: imported only when this engine runs
+
+        plan = dense_plan(net.layers)
+        if isinstance(plan, str) or rule not in RULES:
+            raise EngineError(compiled_unsupported(net, rule) or "unsupported")
+        units, acts = plan
+        self.kernel = compiled.run_epoch
+        self.net, self.optimizer, self.rule = net, optimizer, RULES.index(rule)
+        self.sizes = np.array([net.input_shape[0], *units], dtype=np.int64)
+        codes = [ACTIVATION_CODES[a.kind] if a is not None else 0 for a in acts]
+        self.acts = np.array([*codes, 0], dtype=np.int64)
+        self.alphas = np.array([*(getattr(a, "alpha", 0.0) for a in acts), 0.0], dtype=np.float64)
+        self.output = 1 if net.loss.name == "softmax" else 0
+        self.l1, self.l2 = float(l1), float(l2)
+        self.none = np.empty(0, dtype=net.dtype)
+
+    def run(
+        self, X: np.ndarray, Y: np.ndarray, order: np.ndarray, B: int, Z_out: np.ndarray
+    ) -> None:
+        """One update per batch of B rows of ``order``; the logits land in Z_out's rows."""
+        opt, net = self.optimizer, self.net
+        moments = [arrays[0] for arrays, _ in opt.moments().values()]
+        below = [values[0] for values in opt.flush_thresholds().values()]
+        m1, m2 = [*moments, self.none, self.none][:2]
+        below1, below2 = [*below, 0.0, 0.0][:2]
+        hyper = np.array(
+            [
+                opt.lr,
+                getattr(opt, "beta", getattr(opt, "beta1", 0.0)),
+                getattr(opt, "beta2", 0.0),
+                getattr(opt, "epsilon", 0.0),
+                getattr(opt, "weight_decay", 0.0),
+                self.l1,
+                self.l2,
+            ],
+            dtype=np.float64,
+        )
+        opt.t = self.kernel(
+            net.theta,
+            net.dtheta,
+            self.sizes,
+            self.acts,
+            self.alphas,
+            self.output,
+            X,
+            Y,
+            np.ascontiguousarray(order, dtype=np.int64),
+            B,
+            Z_out,
+            self.rule,
+            hyper,
+            m1,
+            m2,
+            opt.t,
+            opt.flush_every,
+            float(below1),
+            float(below2),
+        )
