@@ -17,6 +17,7 @@ from scratchnn_cli.config import ExperimentConfig
 from scratchnn_cli.data import Dataset
 from scratchnn_cli.data.augment import Augmenter
 from scratchnn_cli.errors import ConfigError
+from scratchnn_cli.nn.engines import EngineChoice, EngineError, choose_engine
 from scratchnn_cli.nn.layers import ACTIVATIONS
 from scratchnn_cli.nn.network import Network, plan
 from scratchnn_cli.nn.optim.optimizers import make_optimizer
@@ -215,8 +216,34 @@ def checked_network(
     return streams, build_network(config, dataset, streams["init"], streams["dropout"])
 
 
+def rows_per_update(config: ExperimentConfig, n_samples: int) -> int:
+    """How many training rows one update sees: the batch size, or all of them."""
+    batch = config.train.batch_size
+    return n_samples if batch == "full" else min(batch, n_samples)
+
+
+def choose_run_engine(config: ExperimentConfig, dataset: Dataset, net: Network) -> EngineChoice:
+    """The engine that trains this spec (``nn/engines.py``); ConfigError when ``train.engine:
+    compiled`` cannot run it."""
+    n_samples = len(training_set(config, dataset)[1])
+    try:
+        return choose_engine(
+            config.train.engine,
+            net,
+            config.train.optimizer.name,
+            rows_per_update(config, n_samples),
+            config.data.augment is not None,
+        )
+    except EngineError as exc:
+        raise ConfigError(str(exc)) from None
+
+
 def lockstep_reason(config: ExperimentConfig) -> str | None:
-    """Why runs of this spec cannot train in a lockstep stack, or None when they can."""
+    """Why runs of this spec cannot train in a lockstep stack, or None when they can. The stack
+    steps with the NumPy layers, so only specs that ask for ``train.engine: numpy`` stack (the
+    compiled engine trains the others, faster)."""
+    if config.train.engine != "numpy":
+        return f"train.engine is {config.train.engine}, and the stack steps with numpy"
     for spec in config.model.layer_specs():
         if spec.type not in ("dense", *ACTIVATIONS):
             return f"its network has a {spec.type} layer"

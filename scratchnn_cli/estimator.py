@@ -22,6 +22,9 @@ scikit-learn's ``MLPClassifier`` instead:
 | ``train_eps`` | 1e-4 | 1e-8 | tol=1e-4 (over 10 epochs) |
 | ``train_l2`` | 1e-4 | 0 | alpha=1e-4 |
 
+``train_engine`` (auto, numpy or compiled) is ``train.engine``: auto trains small dense networks
+with the compiled loops (``nn/engines.py``), the same numbers to rounding.
+
 The network's dtype follows the input: float32 X trains and predicts in float32, anything else
 in float64. ``random_state`` (None, an int, or a RandomState) seeds the initial weights, the
 sampling order and the dropout masks, as ``seed`` does in a spec: same data and random_state,
@@ -76,6 +79,7 @@ class ScratchnnClassifier(ClassifierMixin, BaseEstimator):
         train_eps: float = 1e-4,
         train_l1: float = 0.0,
         train_l2: float = 1e-4,
+        train_engine: str = "auto",
         random_state: int | np.random.RandomState | None = None,
     ) -> None:
         self.model_struct = model_struct
@@ -94,6 +98,7 @@ class ScratchnnClassifier(ClassifierMixin, BaseEstimator):
         self.train_eps = train_eps
         self.train_l1 = train_l1
         self.train_l2 = train_l2
+        self.train_engine = train_engine
         self.random_state = random_state
 
     # --- the spec ------------------------------------------------------------------------
@@ -127,6 +132,7 @@ class ScratchnnClassifier(ClassifierMixin, BaseEstimator):
             "eps": self.train_eps,
             "l1": self.train_l1,
             "l2": self.train_l2,
+            "engine": self.train_engine,
         }
         try:
             spec = _Spec.model_validate({"model": model, "train": train_section})

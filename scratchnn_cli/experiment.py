@@ -25,6 +25,7 @@ from scratchnn_cli.build import (
     check_compatible,
     check_memory,
     checked_network,
+    choose_run_engine,
     data_key,
     lockstep_reason,
     rng_streams,
@@ -36,6 +37,7 @@ from scratchnn_cli.data import Dataset, load_dataset
 from scratchnn_cli.data.augment import augmentation_examples
 from scratchnn_cli.errors import ConfigError, RunFolderError, RunWriteError
 from scratchnn_cli.metrics import score
+from scratchnn_cli.nn.engines import numba_missing
 from scratchnn_cli.nn.gradcheck import GradCheckRow, check_gradients
 from scratchnn_cli.nn.network import Network
 from scratchnn_cli.report.plots import (
@@ -81,12 +83,18 @@ def run_experiment(
     """
     dataset = load_dataset(config.data, config.seed, config.model.dtype)
     streams, net = checked_network(config, dataset)
+    choice = choose_run_engine(config, dataset, net)
+    if choice.note:  # numba missing: auto trains with numpy, and says so
+        (console or Console(stderr=True)).print(f"note: {choice.note}", markup=False)
     run_dir = create_run_dir(runs_dir, config.name or "experiment")
     lock = RunLock(run_dir)
     try:
         info = new_run_info(config, config_path, net, dataset)
+        info["engine"] = choice.engine
         start_run_folder(run_dir, lock, config, info)
-        return _train_in(run_dir, config, dataset, net, streams, info, None, console, plots=plots)
+        return _train_in(
+            run_dir, config, dataset, net, streams, info, None, console, plots, choice.engine
+        )
     finally:
         lock.release()
 
@@ -224,12 +232,26 @@ def _resume_locked(
     check_compatible(config, dataset)
     streams = rng_streams(config.seed)
     net = build_network(config, dataset, streams["init"], streams["dropout"])
+    engine = resumed_engine(run_dir, info)
     snapshot, restarted = _checkpoint_to_resume(run_dir, net)
     if restarted:
         console = console or Console(stderr=True)
         console.print(f"note: {run_dir}/checkpoint.npz: {restarted}")
     _mark_resumed(run_dir, info, config, overrides, snapshot, restarted)
-    return _train_in(run_dir, config, dataset, net, streams, info, snapshot, console, plots)
+    return _train_in(run_dir, config, dataset, net, streams, info, snapshot, console, plots, engine)
+
+
+def resumed_engine(run_dir: Path, info: dict[str, Any]) -> str:
+    """The engine a run started with goes on training it: run.json's ``engine``; numpy for a
+    folder written before there was a choice (or by the lockstep engine, whose stack steps with
+    the NumPy layers). ConfigError when that is the compiled engine and numba is missing."""
+    engine = info.get("engine")
+    if engine != "compiled":
+        return "numpy"
+    missing = numba_missing()
+    if missing is not None:
+        raise ConfigError(f"{run_dir}: trained by the compiled engine, but {missing}")
+    return engine
 
 
 def _check_resumable(run_dir: Path, status: str, overrides: list[str]) -> None:
@@ -311,6 +333,7 @@ def _train_in(
     snapshot: Snapshot | None,
     console: Console | None,
     plots: bool = True,
+    engine: str = "numpy",
 ) -> RunOutcome:
     """Train (from ``snapshot`` if given) and finish the run folder, whatever happens."""
     console = console or Console(stderr=True)
@@ -327,6 +350,7 @@ def _train_in(
             writer.save_checkpoint,
             console,
             plots,
+            engine,
         )
         writer.trained()
     except KeyboardInterrupt:
@@ -361,8 +385,10 @@ def _fit(
     save_checkpoint: Callable[[Snapshot], None],
     console: Console,
     plots: bool = True,
+    engine: str = "numpy",
 ) -> None:
-    """Train with the live display and the live learning curve (fills ``result``)."""
+    """Train with the live display and the live learning curve (fills ``result``); ``engine``
+    (numpy or compiled) runs the epochs."""
     if snapshot is None:
         if not console.quiet:  # a quiet console shows nothing: the table is not even rendered
             console.print(summary_table(net, config.name or ""), highlight=False)
@@ -390,6 +416,7 @@ def _fit(
             resume_from=snapshot,
             result=result,
             augment=augmenter(config, dataset, streams["augment"]),
+            engine=engine,
         )
     if plots:
         curve.finish(result.history, f"{config.name}: stopped by {result.stopped_by}")

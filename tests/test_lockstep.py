@@ -100,12 +100,17 @@ class Member:
     def solo(self) -> tuple[Network, TrainResult]:
         """The reference: this run trained alone by ``train``."""
         net = self.network()
-        result = train(net, *self.args(), validation=(self.data.X_val, self.data.y_val))
+        result = train(
+            net, *self.args(), validation=(self.data.X_val, self.data.y_val), engine="numpy"
+        )
         return net, result
 
     def trainer(self) -> Trainer:
         return trainer_for(
-            self.network(), *self.args(), validation=(self.data.X_val, self.data.y_val)
+            self.network(),
+            *self.args(),
+            validation=(self.data.X_val, self.data.y_val),
+            engine="numpy",
         )
 
 

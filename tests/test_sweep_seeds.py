@@ -103,7 +103,7 @@ def test_the_processes_engine_gives_the_lockstep_results(
         pd.read_csv(lockstep_sweep / "results.csv").drop(columns=drop),
     )
     engines = {read_json(p / "run.json").get("engine") for p in processes.glob("*-p0*")}
-    assert engines == {None}  # (the processes engine writes no engine note)
+    assert engines == {"numpy"}  # the spec's train.engine (tests/helpers.py: TINY_SWEEP)
 
 
 def test_the_seeds_of_a_point_share_one_lockstep_stack(tmp_path: Path) -> None:

@@ -214,12 +214,15 @@ def reference_single_sample_sgd(
     return epoch_costs
 
 
+@pytest.mark.parametrize("engine", ["numpy", "compiled"])
 @pytest.mark.parametrize(
     ("config_file", "n_train"), [("circles_shallow.yaml", 375), ("blobs_logistic.yaml", 200)]
 )
 def test_defaults_reproduce_the_assignment_single_sample_sgd_bit_for_bit(
-    config_file: str, n_train: int
+    config_file: str, n_train: int, engine: str
 ) -> None:
+    """The NumPy engine bit for bit; the compiled one (other rounding: BLAS sums, its own exp)
+    to 1e-12."""
     config = load_config(CONFIGS / config_file, ["train.max_iterations=3000"])
     cfg = config.train
     default = TrainConfig(lr=cfg.lr, eps=cfg.eps, max_iterations=3000)
@@ -235,7 +238,9 @@ def test_defaults_reproduce_the_assignment_single_sample_sgd_bit_for_bit(
     streams = rng_streams(config.seed)
     net = build_network(config, dataset, streams["init"], streams["dropout"])
     val = None if config.data.train_on == "train+val" else dataset.split("val")
-    result = train(net, X, y, dataset.n_classes, default, streams["sampling"], validation=val)
+    result = train(
+        net, X, y, dataset.n_classes, default, streams["sampling"], validation=val, engine=engine
+    )
 
     # the reference loop, from the same seeds
     ref_streams = rng_streams(config.seed)
@@ -250,8 +255,13 @@ def test_defaults_reproduce_the_assignment_single_sample_sgd_bit_for_bit(
     assert [h.iteration for h in result.history] == [
         min(n_train * e, 3000) for e in range(1, len(ref_costs) + 1)
     ]
-    assert [h.cost for h in result.history] == ref_costs  # bit-identical
-    assert_same_weights(weights_of(net), weights_of(ref_net))
+    if engine == "numpy":
+        assert [h.cost for h in result.history] == ref_costs  # bit-identical
+        assert_same_weights(weights_of(net), weights_of(ref_net))
+        return
+    np.testing.assert_allclose([h.cost for h in result.history], ref_costs, rtol=1e-12)
+    for ours, theirs in zip(net.params(), ref_net.params(), strict=True):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-12, atol=1e-14)
 
 
 def _notebook_port() -> ModuleType:
@@ -264,8 +274,11 @@ def _notebook_port() -> ModuleType:
     return module
 
 
+@pytest.mark.parametrize("engine", ["numpy", "compiled"])
 @pytest.mark.parametrize("struct", [[3], [4, 3]])
-def test_single_sample_sgd_with_hidden_layers_matches_the_notebook_loops(struct: list[int]) -> None:
+def test_single_sample_sgd_with_hidden_layers_matches_the_notebook_loops(
+    struct: list[int], engine: str
+) -> None:
     """The trainer against an oracle that shares none of its code: the notebook's loops
     (scalar sigmoid, per-element forward, backward and update) from the same initial weights and
     the same sample draws (sampling stream [seed, 3]), 3000 steps of lr 0.05 on blobs400."""
@@ -291,7 +304,14 @@ def test_single_sample_sgd_with_hidden_layers_matches_the_notebook_loops(struct:
     port = _notebook_port().LoopNet([p.copy() for p in net.params()])
 
     result = train(
-        net, X, y, dataset.n_classes, config.train, streams["sampling"], dataset.split("val")
+        net,
+        X,
+        y,
+        dataset.n_classes,
+        config.train,
+        streams["sampling"],
+        dataset.split("val"),
+        engine=engine,
     )
     port_costs, _ = port.train(
         np.asarray(X, dtype=np.float64), y, lr, steps, np.random.default_rng([seed, 3])
@@ -317,7 +337,7 @@ def test_an_epoch_is_ceil_n_over_b_updates(N: int, B: int) -> None:
     X, y = tiny_problem(N)
     net = tiny_net()
     batches = record_batches(net)
-    cfg = TrainConfig(lr=0.01, eps=0, max_epochs=3, batch_size=B)
+    cfg = TrainConfig(lr=0.01, eps=0, max_epochs=3, batch_size=B, engine="numpy")
     result = train(net, X, y, 2, cfg, np.random.default_rng(0))
     per_epoch = math.ceil(N / B)
     assert result.stopped_by == "max_epochs"
@@ -337,7 +357,7 @@ def test_random_sampling_draws_with_replacement_from_the_sampling_rng(B: int) ->
     X, y = tiny_problem(N)
     net = tiny_net()
     batches = record_batches(net)
-    cfg = TrainConfig(lr=0.01, eps=0, max_epochs=3, batch_size=B, sampling="random")
+    cfg = TrainConfig(lr=0.01, eps=0, max_epochs=3, batch_size=B, sampling="random", engine="numpy")
     train(net, X, y, 2, cfg, np.random.default_rng(42))
     replay = np.random.default_rng(42)
     expected = []
@@ -353,7 +373,9 @@ def test_shuffle_sees_every_sample_exactly_once_per_epoch(B: int) -> None:
     X, y = tiny_problem(N)
     net = tiny_net()
     batches = record_batches(net)
-    cfg = TrainConfig(lr=0.01, eps=0, max_epochs=epochs, batch_size=B, sampling="shuffle")
+    cfg = TrainConfig(
+        lr=0.01, eps=0, max_epochs=epochs, batch_size=B, sampling="shuffle", engine="numpy"
+    )
     train(net, X, y, 2, cfg, np.random.default_rng(7))
     per_epoch = math.ceil(N / B)
     assert len(batches) == epochs * per_epoch
@@ -385,7 +407,7 @@ def test_full_batch_is_one_plain_gradient_step_per_epoch() -> None:
     batches = record_batches(net)
     rng = np.random.default_rng(0)
     rng_state = rng.bit_generator.state
-    cfg = TrainConfig(lr=lr, eps=0, max_epochs=1, batch_size="full")
+    cfg = TrainConfig(lr=lr, eps=0, max_epochs=1, batch_size="full", engine="numpy")
     result = train(net, X, y, 2, cfg, rng)
     assert result.iterations == 1 and result.epochs == 1
     assert [h.iteration for h in result.history] == [1]
@@ -402,7 +424,9 @@ def test_full_batch_does_one_update_per_epoch_over_several_epochs() -> None:
     batches = record_batches(net)
     rng = np.random.default_rng(0)
     state = rng.bit_generator.state
-    cfg = TrainConfig(lr=0.01, eps=0, max_epochs=5, batch_size="full", sampling="shuffle")
+    cfg = TrainConfig(
+        lr=0.01, eps=0, max_epochs=5, batch_size="full", sampling="shuffle", engine="numpy"
+    )
     result = train(net, X, y, 2, cfg, rng)
     assert rng.bit_generator.state == state  # full batch: fixed order, even with shuffle
     assert result.iterations == 5 and result.epochs == 5
@@ -426,7 +450,7 @@ def test_max_iterations_counts_updates_and_stops_mid_epoch(
     X, y = tiny_problem(N)
     net = tiny_net()
     batches = record_batches(net)
-    cfg = TrainConfig(lr=0.01, eps=0, max_iterations=max_iterations, batch_size=B)
+    cfg = TrainConfig(lr=0.01, eps=0, max_iterations=max_iterations, batch_size=B, engine="numpy")
     result = train(net, X, y, 2, cfg, np.random.default_rng(0))
     assert result.stopped_by == "max_iterations"
     assert result.iterations == max_iterations == len(batches)

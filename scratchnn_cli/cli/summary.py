@@ -20,10 +20,11 @@ def summary(
     """Show the network a spec describes: per layer its output shape and parameter count.
 
     Loads the spec's data (its width and classes size the input and output layers) and builds
-    the network, output layer included; trains and writes nothing. Refuses (exit 2) a network
-    too large to train in this machine's memory, as train does.
+    the network, output layer included; trains and writes nothing. Says which engine would train
+    it (train.engine). Refuses (exit 2) a network too large to train in this machine's memory,
+    and train.engine: compiled for a network it cannot run, as train does.
     """
-    from scratchnn_cli.build import build_network, check_memory
+    from scratchnn_cli.build import build_network, check_memory, choose_run_engine
     from scratchnn_cli.config import load_config
     from scratchnn_cli.data import load_dataset
     from scratchnn_cli.report.plots import summary_table
@@ -34,3 +35,5 @@ def summary(
     net = build_network(spec, dataset)
     out.print(summary_table(net, spec.name or ""))
     say(f"total: {net.theta.size:,} parameters ({net.loss.name} output)")
+    choice = choose_run_engine(spec, dataset, net)
+    say(f"engine: {choice.engine} ({choice.why})")

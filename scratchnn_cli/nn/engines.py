@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -78,6 +79,16 @@ def compiled_pays(net: Network, rows_per_update: int) -> bool:
     return net.theta.shape[-1] * rows_per_update < COMPILED_PAYS_BELOW
 
 
+@dataclass(frozen=True)
+class EngineChoice:
+    """The engine that trains (``numpy`` or ``compiled``), why, and a line to show the user
+    when the choice is not the one they would expect (numba missing)."""
+
+    engine: str
+    why: str
+    note: str | None = None
+
+
 @functools.cache
 def numba_missing() -> str | None:
     """Why numba cannot be imported here (one line), or None when it can."""
@@ -90,28 +101,28 @@ def numba_missing() -> str | None:
 
 def choose_engine(
     requested: str, net: Network, optimizer: str, rows_per_update: int, augments: bool = False
-) -> tuple[str, str]:
-    """(the engine that trains, why): ``numpy`` or ``compiled``. EngineError when ``compiled``
-    is asked for and cannot run the spec (the message names what it does not run)."""
+) -> EngineChoice:
+    """Which engine trains ``net`` for ``train.engine: requested``. EngineError when
+    ``compiled`` is asked for and cannot run the spec (the message names what it does not run)."""
     if requested not in ENGINES:
         raise EngineError(f"train.engine: {requested!r} is not one of {', '.join(ENGINES)}")
     if requested == "numpy":
-        return "numpy", "train.engine: numpy"
+        return EngineChoice("numpy", "train.engine: numpy")
     why = compiled_unsupported(net, optimizer, augments)
     if requested == "compiled":
         if why is None:
             why = numba_missing()
         if why is not None:
             raise EngineError(f"train.engine: compiled cannot train this spec: {why}")
-        return "compiled", "train.engine: compiled"
+        return EngineChoice("compiled", "train.engine: compiled")
     if why is not None:
-        return "numpy", f"auto: the compiled engine does not run {why}"
+        return EngineChoice("numpy", f"auto: the compiled engine does not run {why}")
     if not compiled_pays(net, rows_per_update):
-        return "numpy", "auto: updates this large are faster as NumPy matrix products"
+        return EngineChoice("numpy", "auto: updates this large run faster as matrix products")
     missing = numba_missing()
     if missing is not None:
-        return "numpy", f"auto: {missing}; training with numpy"
-    return "compiled", "auto: a dense network with small updates"
+        return EngineChoice("numpy", f"auto: {missing}", f"{missing}: training with numpy")
+    return EngineChoice("compiled", "auto: a dense network with small updates")
 
 
 class CompiledEpoch:

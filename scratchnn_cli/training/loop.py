@@ -19,7 +19,13 @@ from typing import Any, Protocol
 import numpy as np
 
 from scratchnn_cli.config import TrainConfig
-from scratchnn_cli.nn.engines import CompiledEpoch, EngineError, choose_engine, compiled_unsupported
+from scratchnn_cli.nn.engines import (
+    CompiledEpoch,
+    EngineError,
+    choose_engine,
+    compiled_unsupported,
+    numba_missing,
+)
 from scratchnn_cli.nn.network import Network
 from scratchnn_cli.nn.optim.optimizers import make_optimizer
 from scratchnn_cli.nn.optim.schedules import Schedule, make_schedule
@@ -158,12 +164,12 @@ class Trainer:
         """Run the epochs with ``engine`` (``numpy`` or ``compiled``; None: as ``cfg.engine``
         chooses); returns it. EngineError for ``compiled`` on what it cannot run."""
         if engine is None:
-            engine, _ = choose_engine(
+            engine = choose_engine(
                 self.cfg.engine, self.net, self.cfg.optimizer.name, self.B, self.augment is not None
-            )
+            ).engine
         elif engine == "compiled":
             why = compiled_unsupported(self.net, self.cfg.optimizer.name, self.augment is not None)
-            if why is not None:
+            if why is not None or (why := numba_missing()) is not None:
                 raise EngineError(f"the compiled engine cannot train this run: {why}")
         elif engine != "numpy":
             raise EngineError(f"unknown engine {engine!r}: numpy or compiled")
