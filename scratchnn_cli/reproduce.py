@@ -74,9 +74,8 @@ def start_order(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def _run_one(entry: dict[str, Any], configs_dir: Path, out_dir: Path) -> Row:
     """Train one experiment (in a worker process, single-threaded BLAS, quiet console)."""
-    from threadpoolctl import threadpool_limits
-
     from scratchnn_cli.experiment import run_experiment
+    from scratchnn_cli.nn.threads import blas_threads
 
     overrides, data = [], "built-in"
     csv = entry.get("course_csv")
@@ -96,7 +95,7 @@ def _run_one(entry: dict[str, Any], configs_dir: Path, out_dir: Path) -> Row:
         config = load_config(configs_dir / entry["config"], overrides)
         if config.data.dataset == "fashion-mnist":
             row.data = "fashion-mnist"
-        with threadpool_limits(1):
+        with blas_threads(1):
             outcome = run_experiment(config, out_dir, console=Console(file=io.StringIO()))
     except DataError as exc:
         row.status = f"skipped: {exc}"

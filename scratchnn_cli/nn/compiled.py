@@ -18,6 +18,9 @@ Speed: the step touches no NumPy array object. Every buffer is one flat array an
 part of it is found by its offset (W_l's entry (i, j) is ``theta[w + i * n_out + j]``), so a step
 creates no views and counts no references: only the arithmetic is left.
 
+Division follows NumPy (x / 0 is inf or nan, never an exception): divergence is detected
+after the epoch, as with the NumPy engine.
+
 dtype: every scalar is cast to the network's dtype before it meets an array, so a float32
 network computes in float32 (as NumPy does with a Python float and a float32 array).
 """
@@ -38,7 +41,7 @@ SGD, MOMENTUM, NESTEROV, RMSPROP, ADAM, ADAMW = 0, 1, 2, 3, 4, 5
 LR, BETA1, BETA2, EPSILON, WEIGHT_DECAY, L1, L2 = 0, 1, 2, 3, 4, 5, 6
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", error_model="numpy")
 def sigmoid(z, one):  # numba compiles one version per dtype
     """sigma(z) = 1 / (1 + e^-z), from the side where the exponential cannot overflow (``one``:
     1 in z's dtype)."""
@@ -48,7 +51,7 @@ def sigmoid(z, one):  # numba compiles one version per dtype
     return e / (one + e)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", error_model="numpy")
 def dense_forward(A, a, theta, w, n_in, n_out, Z, z, m):
     """Z = A_prev W + b for m rows: A_prev's rows from A[a], Z's from Z[z], W (n_in, n_out) from
     theta[w], then b (n_out,)."""
@@ -65,7 +68,7 @@ def dense_forward(A, a, theta, w, n_in, n_out, Z, z, m):
             Z[out + j] += theta[b + j]
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", error_model="numpy")
 def activate(Z, A, at, size, act, alpha):
     """A = g(Z) for the ``size`` numbers from ``at``, for the hidden activation ``act``."""
     one, zero = Z.dtype.type(1.0), Z.dtype.type(0.0)
@@ -87,7 +90,7 @@ def activate(Z, A, at, size, act, alpha):
             A[k] = Z[k]
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", error_model="numpy")
 def activation_backward(dA, Z, A, at, size, act, alpha):
     """dZ = dA * g'(Z), in place on dA[:size] (Z and A from ``at``): g' = A (1 - A), 1 - A^2,
     [Z > 0], or 1 / alpha."""
@@ -109,7 +112,7 @@ def activation_backward(dA, Z, A, at, size, act, alpha):
                 dA[k] = dA[k] * alpha
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", error_model="numpy")
 def output_dZ(Z, z, Y, y, m, k, output, dZ):
     """dZ = (A - Y) / m for m rows of k logits (Z from Z[z], Y's rows from Y[y]), A = sigmoid(Z)
     or softmax(Z): the loss's output, fused with its cross-entropy (no division for one row)."""
@@ -134,7 +137,7 @@ def output_dZ(Z, z, Y, y, m, k, output, dZ):
                 dZ[d + j] /= m
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", error_model="numpy")
 def dense_backward(A, a, dZ, theta, dtheta, w, n_in, n_out, m, l1, l2):
     """dW = A_prev^T dZ (+ l1 sign(W) + l2 W), db = the sum of dZ's m rows; A_prev's rows from
     A[a], W from theta[w] and dW from dtheta[w], then b and db."""
@@ -161,7 +164,7 @@ def dense_backward(A, a, dZ, theta, dtheta, w, n_in, n_out, m, l1, l2):
             dtheta[k] += l2 * theta[k]
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", error_model="numpy")
 def dense_dA_prev(dZ, theta, w, n_in, n_out, m, dA_prev):
     """dA_prev = dZ W^T for m rows (W from theta[w], before this step's update)."""
     for r in range(m):
@@ -174,7 +177,7 @@ def dense_dA_prev(dZ, theta, w, n_in, n_out, m, dA_prev):
             dA_prev[out + i] = total
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", error_model="numpy")
 def update(rule, theta, g, m1, m2, hyper, t):
     """One step of the update rule on every parameter (t counts the steps, this one included):
 
@@ -223,7 +226,7 @@ def update(rule, theta, g, m1, m2, hyper, t):
             theta[k] -= m1[k] / (math.sqrt(m2[k]) + eps_hat) * alpha
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", error_model="numpy")
 def flush(x, below):
     """Set to 0 the moment entries below ``below`` (see "Subnormal numbers" in optimizers.py)."""
     if below > 0:
@@ -232,7 +235,7 @@ def flush(x, below):
                 x[k] = 0
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def run_epoch(
     theta,  # (P,) every W and b, layer after layer
     dtheta,  # (P,) their gradients

@@ -21,6 +21,7 @@ microseconds), ``step`` runs once on every sample, as plain NumPy code.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from collections.abc import Callable, Iterator
@@ -29,7 +30,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 
 import numpy as np
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 #: Below this many numbers touched, a step runs on one thread (a hand-off costs ~20-50 us).
 MIN_SPLIT = 1 << 18
@@ -49,6 +50,18 @@ _pool: ContextVar[tuple[ThreadPoolExecutor, int] | None] = ContextVar(
 )
 
 
+@functools.cache
+def _blas() -> ThreadpoolController:
+    """The BLAS libraries this process loaded (found once: a search costs ~3 ms)."""
+    return ThreadpoolController()
+
+
+def blas_threads(n: int):  # noqa: ANN201 (threadpoolctl's limiter, a context manager)
+    """``with blas_threads(1):`` holds BLAS to n threads inside the block (where several
+    trainings run at once, one thread each: unpinned they were 10-60x slower here)."""
+    return _blas().limit(limits=n)
+
+
 @contextmanager
 def threads(n: int | None) -> Iterator[int]:
     """Split the layers' work over ``n`` threads inside the block, BLAS on one (``None``: one
@@ -60,7 +73,7 @@ def threads(n: int | None) -> Iterator[int]:
     pool = ThreadPoolExecutor(count - 1, thread_name_prefix="scratchnn") if count > 1 else None
     token = _pool.set(None if pool is None else (pool, count))
     try:
-        with threadpool_limits(1):
+        with blas_threads(1):
             yield count
     finally:
         _pool.reset(token)

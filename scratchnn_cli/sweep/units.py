@@ -60,14 +60,13 @@ def read_sub_run(run_dir: Path) -> dict[str, Any]:
 def run_task(task: Task, sweep_dir: str, plots: bool = False) -> dict[str, Any]:
     """Train (or resume) one sub-run with one BLAS thread and a silent console; never raises
     for a run that fails (KeyboardInterrupt goes on: the run is then marked interrupted)."""
-    from threadpoolctl import threadpool_limits
-
     from scratchnn_cli.experiment import resume_experiment, run_experiment
+    from scratchnn_cli.nn.threads import blas_threads
 
     console = Console(quiet=True)  # renders nothing (a sub-run's table, progress lines...)
     done = {"point": task.point, "run": task.run}
     try:
-        with threadpool_limits(1):
+        with blas_threads(1):
             if task.resume is not None:
                 outcome = resume_experiment(Path(task.resume), [], console, plots=plots)
             else:
@@ -88,12 +87,11 @@ class Group:
 def run_group(group: Group, sweep_dir: str) -> list[dict[str, Any]]:
     """Train the group's sub-runs in lockstep with one BLAS thread; one result per task, as
     ``run_task`` gives (a sub-run that fails is a failed result; KeyboardInterrupt goes on)."""
-    from threadpoolctl import threadpool_limits
-
     from scratchnn_cli.experiment import run_in_lockstep
+    from scratchnn_cli.nn.threads import blas_threads
 
     configs = [build_config(copy.deepcopy(t.spec), t.name) for t in group.tasks]
-    with threadpool_limits(1):
+    with blas_threads(1):
         outcomes = run_in_lockstep(configs, Path(sweep_dir))
     results = []
     for task, outcome in zip(group.tasks, outcomes, strict=True):
