@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from helpers import assert_one_line_error, invoke
 
@@ -250,3 +251,22 @@ def test_summary_says_which_engine_would_train(tmp_path: Path) -> None:
     assert "engine: numpy (auto: the compiled engine does not run the network has a dropout" in (
         result.output
     )
+
+
+def test_a_compiled_sweep_gives_the_same_results_on_any_jobs(tmp_path: Path) -> None:
+    path = tmp_path / "tiny.yaml"
+    path.write_text(SPEC.format(engine="auto", extra="").replace("2000", "600"))
+    tables = []
+    for jobs in (1, 2):
+        runs = tmp_path / f"jobs{jobs}"
+        args = ("--grid", "train.lr=0.3,0.03", "--cv", 2, "--no-refit", "--jobs", jobs)
+        result = invoke("sweep", path, *args, "--runs-dir", runs)
+        assert result.exit_code == 0, result.output
+        (sweep_dir,) = runs.iterdir()
+        sub_runs = [p for p in sweep_dir.iterdir() if p.is_dir()]
+        assert len(sub_runs) == 4
+        assert {json.loads((p / "run.json").read_text())["engine"] for p in sub_runs} == {
+            "compiled"
+        }
+        tables.append(pd.read_csv(sweep_dir / "results.csv").drop(columns=["seconds"]))
+    pd.testing.assert_frame_equal(tables[0], tables[1])

@@ -62,9 +62,10 @@ def sweep(
     engine: Annotated[
         str,
         typer.Option(
-            help="processes: each sub-run alone; lockstep: sub-runs of the same network shape "
-            "and optimizer trained as one NumPy computation (same results); auto: lockstep "
-            "where it pays (small networks)."
+            help="processes: each sub-run alone; lockstep: sub-runs of a train.engine: numpy "
+            "spec with the same network shape and optimizer trained as one NumPy computation "
+            "(same results; other specs train alone, compiled where train.engine allows); "
+            "auto: lockstep where it pays."
         ),
     ] = "auto",
     backend: Annotated[
