@@ -155,7 +155,7 @@ def training_bytes(config: ExperimentConfig, dataset: Dataset) -> int:
     moments = make_optimizer(rule.name, [np.zeros(1)], 1.0, **rule.hyper()).arrays_per_param()
     itemsize = np.dtype(config.model.dtype).itemsize
     n_train = len(dataset.y_train) + len(dataset.y_val)
-    batch = n_train if config.train.batch_size == "full" else min(config.train.batch_size, n_train)
+    batch = config.train.rows_per_update(n_train)
     activations = 3 * batch * (sum(layer.cache_per_sample() for layer in layers) + n_out)
     data = sum(a.nbytes for a in (dataset.X_train, dataset.X_val, dataset.X_test))
     return itemsize * (n_params * (6 + moments) + activations) + data
@@ -216,22 +216,18 @@ def checked_network(
     return streams, build_network(config, dataset, streams["init"], streams["dropout"])
 
 
-def rows_per_update(config: ExperimentConfig, n_samples: int) -> int:
-    """How many training rows one update sees: the batch size, or all of them."""
-    batch = config.train.batch_size
-    return n_samples if batch == "full" else min(batch, n_samples)
-
-
 def choose_run_engine(config: ExperimentConfig, dataset: Dataset, net: Network) -> EngineChoice:
     """The engine that trains this spec (``nn/engines.py``); ConfigError when ``train.engine:
     compiled`` cannot run it."""
-    n_samples = len(training_set(config, dataset)[1])
+    n_fit = len(dataset.y_train)
+    if config.data.train_on == "train+val":
+        n_fit += len(dataset.y_val)
     try:
         return choose_engine(
             config.train.engine,
             net,
             config.train.optimizer.name,
-            rows_per_update(config, n_samples),
+            config.train.rows_per_update(n_fit),
             config.data.augment is not None,
         )
     except EngineError as exc:

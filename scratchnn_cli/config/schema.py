@@ -474,6 +474,10 @@ class TrainConfig(_Section):
     checkpoint_every: Count | None = None
     engine: Literal["auto", "numpy", "compiled"] = "auto"  # nn/engines.py
 
+    def rows_per_update(self, n_samples: int) -> int:
+        """How many of ``n_samples`` training rows one update sees: the batch, or all of them."""
+        return n_samples if self.batch_size == "full" else min(self.batch_size, n_samples)
+
     @field_validator("batch_size", mode="before")
     @classmethod
     def _batch_size(cls, value: Any) -> Any:

@@ -19,13 +19,12 @@ import numpy as np
 
 from scratchnn_cli.nn.layers import Activation, Dense, Layer
 from scratchnn_cli.nn.network import Network
-from scratchnn_cli.nn.optim.optimizers import Optimizer
+from scratchnn_cli.nn.optim.optimizers import OPTIMIZERS, Optimizer
 
 ENGINES = ("auto", "numpy", "compiled")
 RULES = ("sgd", "momentum", "nesterov", "rmsprop", "adam", "adamw")
 ACTIVATION_CODES = {"identity": 0, "sigmoid": 1, "tanh": 2, "relu": 3, "leaky_relu": 4}
-#: auto takes the compiled engine while parameters x rows per update stay below this (measured
-#: by ``make bench``, section engines: the crossover of the two engines' epoch times)
+#: auto takes the compiled engine while parameters x rows per update stay below this
 COMPILED_PAYS_BELOW = 2_000_000
 
 
@@ -55,9 +54,7 @@ def dense_plan(layers: Sequence[Layer]) -> tuple[list[int], list[Activation | No
     return units, acts
 
 
-def compiled_unsupported(
-    net: Network, optimizer: str, augments: bool = False, dtype: np.dtype | None = None
-) -> str | None:
+def compiled_unsupported(net: Network, optimizer: str, augments: bool = False) -> str | None:
     """Why the compiled engine cannot train ``net`` with the update rule ``optimizer`` (a
     phrase naming what it does not run), or None when it can."""
     if len(net.input_shape) != 1:
@@ -69,8 +66,8 @@ def compiled_unsupported(
         return f"the update rule {optimizer}"
     if augments:
         return "image augmentation"
-    if np.dtype(dtype or net.dtype) not in (np.float64, np.float32):
-        return f"dtype {np.dtype(dtype or net.dtype)}"
+    if net.dtype not in (np.float64, np.float32):
+        return f"dtype {net.dtype}"
     return None
 
 
@@ -130,13 +127,13 @@ class CompiledEpoch:
     trains one epoch exactly where the NumPy engine would (theta, dtheta, the optimizer's moments
     and step count t)."""
 
-    def __init__(self, net: Network, optimizer: Optimizer, rule: str, l1: float, l2: float):
+    def __init__(self, net: Network, optimizer: Optimizer, l1: float, l2: float) -> None:
         from scratchnn_cli.nn import compiled  # numba: imported only when this engine runs
 
-        plan = dense_plan(net.layers)
-        if isinstance(plan, str) or rule not in RULES:
-            raise EngineError(compiled_unsupported(net, rule) or "unsupported")
+        plan = dense_plan(net.layers)  # choose_engine said it runs: a plan, not a reason
+        assert not isinstance(plan, str), plan
         units, acts = plan
+        rule = next(name for name, cls in OPTIMIZERS.items() if type(optimizer) is cls)
         self.kernel = compiled.run_epoch
         self.net, self.optimizer, self.rule = net, optimizer, RULES.index(rule)
         self.sizes = np.array([net.input_shape[0], *units], dtype=np.int64)

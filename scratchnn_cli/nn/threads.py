@@ -26,7 +26,7 @@ import math
 import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, wait
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from contextvars import ContextVar
 
 import numpy as np
@@ -56,7 +56,7 @@ def _blas() -> ThreadpoolController:
     return ThreadpoolController()
 
 
-def blas_threads(n: int):  # noqa: ANN201 (threadpoolctl's limiter, a context manager)
+def blas_threads(n: int) -> AbstractContextManager[object]:
     """``with blas_threads(1):`` holds BLAS to n threads inside the block (where several
     trainings run at once, one thread each: unpinned they were 10-60x slower here)."""
     return _blas().limit(limits=n)

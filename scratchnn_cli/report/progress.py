@@ -35,7 +35,7 @@ def sparkline(values: list[float], width: int = 24) -> str:
 
 def planned_updates(cfg: TrainConfig, n_train: int) -> int:
     """The most updates training can make: max_iterations, or max_epochs if that comes first."""
-    batch = n_train if cfg.batch_size == "full" else min(cfg.batch_size, n_train)
+    batch = cfg.rows_per_update(n_train)
     if cfg.max_epochs is None:
         return cfg.max_iterations
     return min(cfg.max_iterations, cfg.max_epochs * math.ceil(n_train / batch))

@@ -153,7 +153,7 @@ def _pays(spec: dict[str, Any], size: int) -> bool:
     config = build_config(copy.deepcopy(spec), "sub-run")
     dataset = load_dataset(config.data, config.seed, config.model.dtype)
     parameters = build_network(config, dataset, np.random.default_rng(0)).theta.size
-    batch = len(dataset.y_train) if config.train.batch_size == "full" else config.train.batch_size
+    batch = config.train.rows_per_update(len(dataset.y_train))
     return size >= 2 and parameters * batch <= AUTO_LOCKSTEP_LIMIT
 
 

@@ -19,13 +19,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from scratchnn_cli.config import TrainConfig
-from scratchnn_cli.nn.engines import (
-    CompiledEpoch,
-    EngineError,
-    choose_engine,
-    compiled_unsupported,
-    numba_missing,
-)
+from scratchnn_cli.nn.engines import CompiledEpoch, choose_engine
 from scratchnn_cli.nn.network import Network
 from scratchnn_cli.nn.optim.optimizers import make_optimizer
 from scratchnn_cli.nn.optim.schedules import Schedule, make_schedule
@@ -127,7 +121,7 @@ class Trainer:
         self.y = y
         self.Y = net.loss.targets(y, n_classes, net.dtype)
         self.N = N = self.X.shape[0]
-        self.B = N if cfg.batch_size == "full" else min(cfg.batch_size, N)
+        self.B = cfg.rows_per_update(N)
         self.val: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         if validation is not None and len(validation[1]) > 0:
             X_val, y_val = validation
@@ -161,26 +155,17 @@ class Trainer:
         self.compiled: CompiledEpoch | None = None
 
     def use_engine(self, engine: str | None = None) -> str:
-        """Run the epochs with ``engine`` (``numpy`` or ``compiled``; None: as ``cfg.engine``
-        chooses); returns it. EngineError for ``compiled`` on what it cannot run."""
-        if engine is None:
-            engine = choose_engine(
-                self.cfg.engine, self.net, self.cfg.optimizer.name, self.B, self.augment is not None
-            ).engine
-        elif engine == "compiled":
-            why = compiled_unsupported(self.net, self.cfg.optimizer.name, self.augment is not None)
-            if why is not None or (why := numba_missing()) is not None:
-                raise EngineError(f"the compiled engine cannot train this run: {why}")
-        elif engine != "numpy":
-            raise EngineError(f"unknown engine {engine!r}: numpy or compiled")
-        self.engine = engine
+        """Run the epochs with ``engine`` (numpy, compiled, or auto; None: ``cfg.engine``), as
+        ``nn/engines.py`` resolves it; returns numpy or compiled. EngineError for compiled on
+        what it cannot run."""
+        cfg = self.cfg
+        augments = self.augment is not None
+        choice = choose_engine(engine or cfg.engine, self.net, cfg.optimizer.name, self.B, augments)
+        self.engine = choice.engine
         self.compiled = None
-        if engine == "compiled":
-            cfg = self.cfg
-            self.compiled = CompiledEpoch(
-                self.net, self.optimizer, cfg.optimizer.name, cfg.l1, cfg.l2
-            )
-        return engine
+        if self.engine == "compiled":
+            self.compiled = CompiledEpoch(self.net, self.optimizer, cfg.l1, cfg.l2)
+        return self.engine
 
     # --- snapshots ---------------------------------------------------------------------------
 
