@@ -23,6 +23,10 @@ Section ``single-sample``
     ``@`` included) and every indexing operation, and replays each logged call alone to show what
     bounds a step on a tiny net: number of calls x per-call overhead.
 
+Section ``engines`` (in ``engines.py``)
+    One epoch of the compiled engine against the NumPy engine, by network (2-5-1 to
+    784-256-128-10) and batch size (1 to 256), SGD and Adam: where ``auto`` should switch.
+
 Section ``mlp`` (in ``mlp.py``)
     One training epoch of a 784-256-128-10 ReLU/softmax MLP, batch 128, on 60,000 Fashion-MNIST
     images (random pixels when the files are absent): ``train()`` with plain SGD and Adam in
@@ -64,6 +68,7 @@ from unittest import mock
 
 import numpy as np
 from cnn import cnn
+from engines import engines
 from lockstep import lockstep
 from mlp import mlp
 from notebook_port import LoopNet
@@ -596,6 +601,7 @@ SECTIONS: dict[str, SectionFn] = {
     "mlp": mlp,
     "cnn": cnn,
     "lockstep": lockstep,
+    "engines": engines,
 }
 
 

@@ -194,6 +194,16 @@ def test_auto_takes_the_compiled_engine_for_small_updates_only() -> None:
         choose_engine("compiled", net_of(Dense(4), Dropout(0.5)), "sgd", 1)
 
 
+def test_auto_takes_single_samples_compiled_whatever_the_size_and_batches_while_small() -> None:
+    wide = net_of(Dense(256), ReLU(), Dense(128), ReLU(), n_in=784)  # 234k parameters
+    assert choose_engine("auto", wide, "adam", 1).engine == "compiled"
+    assert choose_engine("auto", wide, "adam", 2).engine == "numpy"
+    tiny = net_of(Dense(5), Tanh())  # 21 parameters
+    assert choose_engine("auto", tiny, "adam", 256).engine == "compiled"
+    medium = net_of(Dense(32), ReLU(), n_in=64)  # 2,113 parameters x 16 = 33,808
+    assert choose_engine("auto", medium, "sgd", 16).engine == "numpy"
+
+
 def test_without_numba_auto_trains_with_numpy_and_says_so(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

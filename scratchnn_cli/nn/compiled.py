@@ -113,28 +113,44 @@ def activation_backward(dA, Z, A, at, size, act, alpha):
 
 
 @njit(cache=True, inline="always", error_model="numpy")
-def output_dZ(Z, z, Y, y, m, k, output, dZ):
-    """dZ = (A - Y) / m for m rows of k logits (Z from Z[z], Y's rows from Y[y]), A = sigmoid(Z)
-    or softmax(Z): the loss's output, fused with its cross-entropy (no division for one row)."""
+def output_layer(Z, z, Y, y, m, k, output, dZ):
+    """The loss on m rows of k logits (Z from Z[z], Y's rows from Y[y]), as ``losses.py``: the
+    output A = sigmoid(Z) or softmax(Z) fused with its cross-entropy. Writes dZ = (A - Y) / m (no
+    division for one row) and returns (the sum of the rows' costs L, how many rows the logits
+    classify right): sigmoid L = log(1 + e^z) - y z, predicted 1 where z > 0; softmax
+    L = logsumexp(z) - z . y, predicted the first largest z."""
     one = Z.dtype.type(1.0)
+    total, hits = 0.0, 0
     for r in range(m):
         zr, yr, d = z + r * k, y + r * k, r * k
         if output == SOFTMAX_OUTPUT:
-            z_max = Z[zr]
+            best = 0
             for j in range(1, k):
-                z_max = max(z_max, Z[zr + j])
-            total = Z.dtype.type(0.0)
+                if Z[zr + j] > Z[zr + best]:
+                    best = j
+            z_max = Z[zr + best]
+            sum_e = Z.dtype.type(0.0)
+            z_y = 0.0
             for j in range(k):  # e_j = exp(z_j - max z), then a_j = e_j / sum e
                 dZ[d + j] = math.exp(Z[zr + j] - z_max)
-                total += dZ[d + j]
+                sum_e += dZ[d + j]
+                z_y += Z[zr + j] * Y[yr + j]
             for j in range(k):
-                dZ[d + j] = dZ[d + j] / total - Y[yr + j]
+                dZ[d + j] = dZ[d + j] / sum_e - Y[yr + j]
+            total += math.log(sum_e) + z_max - z_y
+            hits += Y[yr + best] == 1
         else:
             for j in range(k):
-                dZ[d + j] = sigmoid(Z[zr + j], one) - Y[yr + j]
+                z_j, y_j = Z[zr + j], Y[yr + j]
+                e = math.exp(-abs(z_j))  # sigma(z) from the side where e^-|z| cannot overflow
+                a = one / (one + e) if z_j >= 0 else e / (one + e)
+                dZ[d + j] = a - y_j
+                total += max(z_j, 0.0) + math.log1p(e) - y_j * z_j
+            hits += (Z[zr] > 0) == (Y[yr] == 1)
         if m > 1:
             for j in range(k):
                 dZ[d + j] /= m
+    return total, hits
 
 
 @njit(cache=True, inline="always", error_model="numpy")
@@ -257,7 +273,9 @@ def run_epoch(
     below1,  # flush threshold of m1
     below2,  # flush threshold of m2
 ):
-    """For each batch of ``order``: forward, dZ = (A - Y) / m, backprop, step. Returns t."""
+    """For each batch of ``order``: forward, dZ = (A - Y) / m, backprop, step. Returns t (the
+    steps taken), the sum of the samples' costs and how many the updates' logits classified right
+    (what the epoch's record reports)."""
     L = sizes.size - 1
     n0, k = sizes[0], sizes[L]
     cast = theta.dtype.type
@@ -279,6 +297,7 @@ def run_epoch(
     X_batch, Y_batch = np.empty(B * n0, theta.dtype), np.empty(B * k, theta.dtype)
     Z_logits = Z_out.reshape(-1)
     n = order.size
+    cost_sum, hits = 0.0, 0
     for s in range(0, n, B):
         m = min(B, n - s)
         if m == 1:  # one sample: its rows of X and Y where they are
@@ -294,10 +313,13 @@ def run_epoch(
         for l in range(1, L):  # noqa: E741
             activate(Zs, As, u[l - 1], m * sizes[l], acts[l - 1], alphas[l - 1])
             dense_forward(As, u[l - 1], theta, w[l], sizes[l], sizes[l + 1], Zs, u[l], m)
-        for j in range(m * k):  # the logits, for the epoch's cost and accuracy
+        for j in range(m * k):  # the logits, as the NumPy engine keeps them
             Z_logits[s * k + j] = Zs[u[L - 1] + j]
-        # backward: dZ_L = (A_L - Y) / m, then per layer dW, db and dZ_(l-1)
-        output_dZ(Zs, u[L - 1], Yb, yb, m, k, output, dZ)
+
+        # the loss, and backward: dZ_L = (A_L - Y) / m, then per layer dW, db and dZ_(l-1)
+        batch_cost, batch_hits = output_layer(Zs, u[L - 1], Yb, yb, m, k, output, dZ)
+        cost_sum += batch_cost
+        hits += batch_hits
         for l in range(L - 1, 0, -1):  # noqa: E741
             n_in, n_out = sizes[l], sizes[l + 1]
             dense_backward(As, u[l - 1], dZ, theta, dtheta, w[l], n_in, n_out, m, l1, l2)
@@ -311,4 +333,4 @@ def run_epoch(
         if t % flush_every == 0:
             flush(m1, below1)
             flush(m2, below2)
-    return t
+    return t, cost_sum, hits

@@ -3,10 +3,10 @@
 ``train.engine`` is ``auto`` (the default), ``numpy`` or ``compiled``. The compiled engine runs a
 dense network (any depth; sigmoid, tanh, relu, leaky_relu or no activation between the dense
 layers; a sigmoid or softmax output with its cross-entropy), any update rule, L1 / L2, float64
-or float32. ``auto`` takes it where it runs the spec and pays: while an update's multiply-adds
-(parameters x rows per update) stay below ``COMPILED_PAYS_BELOW``, past which NumPy's matrix
-products (BLAS) win. This is the one definition of both, used by training, sweeps, ``scratchnn
-summary`` and the estimator.
+or float32. ``auto`` takes it where it runs the spec and pays: for one sample per update, and
+for mini-batches while parameters x rows per update stay below ``COMPILED_PAYS_BELOW``, past which
+NumPy's matrix products (BLAS) win. This is the one definition of both, used by training,
+sweeps, ``scratchnn summary`` and the estimator.
 """
 
 from __future__ import annotations
@@ -24,8 +24,11 @@ from scratchnn_cli.nn.optim.optimizers import OPTIMIZERS, Optimizer
 ENGINES = ("auto", "numpy", "compiled")
 RULES = ("sgd", "momentum", "nesterov", "rmsprop", "adam", "adamw")
 ACTIVATION_CODES = {"identity": 0, "sigmoid": 1, "tanh": 2, "relu": 3, "leaky_relu": 4}
-#: auto takes the compiled engine while parameters x rows per update stay below this
-COMPILED_PAYS_BELOW = 2_000_000
+#: auto takes the compiled engine for mini-batches while parameters x rows per update stay below
+#: this. ``make bench`` (section engines) measured one sample per update paying on every network
+#: tried (2-5-1 to 784-256-128-10), batches paying up to 5,376 (2-5-1, batch 256: 1.5x) and losing
+#: from 38,560 (64-32-10, batch 16: 0.7-0.9x)
+COMPILED_PAYS_BELOW = 20_000
 
 
 class EngineError(ValueError):
@@ -72,8 +75,8 @@ def compiled_unsupported(net: Network, optimizer: str, augments: bool = False) -
 
 
 def compiled_pays(net: Network, rows_per_update: int) -> bool:
-    """Whether an update is small enough for the compiled loops to beat NumPy's BLAS."""
-    return net.theta.shape[-1] * rows_per_update < COMPILED_PAYS_BELOW
+    """Whether the compiled loops beat NumPy's matrix products on updates of this size."""
+    return rows_per_update == 1 or net.theta.shape[-1] * rows_per_update < COMPILED_PAYS_BELOW
 
 
 @dataclass(frozen=True)
@@ -146,8 +149,9 @@ class CompiledEpoch:
 
     def run(
         self, X: np.ndarray, Y: np.ndarray, order: np.ndarray, B: int, Z_out: np.ndarray
-    ) -> None:
-        """One update per batch of B rows of ``order``; the logits land in Z_out's rows."""
+    ) -> tuple[float, float]:
+        """One update per batch of B rows of ``order``; the logits land in Z_out's rows.
+        Returns the epoch's (cost J, accuracy) over the samples its updates saw."""
         opt, net = self.optimizer, self.net
         moments = [arrays[0] for arrays, _ in opt.moments().values()]
         below = [values[0] for values in opt.flush_thresholds().values()]
@@ -165,7 +169,7 @@ class CompiledEpoch:
             ],
             dtype=np.float64,
         )
-        opt.t = self.kernel(
+        opt.t, cost_sum, hits = self.kernel(
             net.theta,
             net.dtheta,
             self.sizes,
@@ -186,3 +190,5 @@ class CompiledEpoch:
             float(below1),
             float(below2),
         )
+        n = len(order)
+        return cost_sum / n, hits / n

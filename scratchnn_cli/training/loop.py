@@ -146,8 +146,8 @@ class Trainer:
         self.seconds_before = 0.0
         self.start_time = time.perf_counter()
         self.augment: Augmentation | None = None
-        # (cost, accuracy) of the epoch (J before its penalty) and of validation, when a
-        # lockstep stack computed them for all its members at once
+        # (cost, accuracy) of the epoch (J before its penalty) and of validation, when the
+        # compiled engine or a lockstep stack computed them
         self.epoch_scores: tuple[float, float] | None = None
         self.val_scores: tuple[float, float] | None = None
         self._rows: tuple[np.ndarray, tuple[list[np.ndarray], ...]] | None = None
@@ -250,7 +250,7 @@ class Trainer:
     def run_epoch(self, order: np.ndarray) -> None:
         """One update per batch of ``order``: forward, dZ = (A - Y) / m, backprop, step."""
         if self.compiled is not None:  # the same formulas as loops, compiled (nn/compiled.py)
-            self.compiled.run(self.X, self.Y, order, self.B, self.Z_epoch)
+            self.epoch_scores = self.compiled.run(self.X, self.Y, order, self.B, self.Z_epoch)
         else:
             self.run_epoch_numpy(order)
         self.result.iterations += math.ceil(len(order) / self.B)
