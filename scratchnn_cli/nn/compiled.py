@@ -32,13 +32,20 @@ import math
 import numpy as np
 from numba import njit
 
-# Hidden activations (``act`` codes), output kinds and update rules (``rule`` codes): the
-# integers ``nn/engines.py`` passes in.
-IDENTITY, SIGMOID, TANH, RELU, LEAKY_RELU = 0, 1, 2, 3, 4
-SIGMOID_OUTPUT, SOFTMAX_OUTPUT = 0, 1
-SGD, MOMENTUM, NESTEROV, RMSPROP, ADAM, ADAMW = 0, 1, 2, 3, 4, 5
-# Positions in ``hyper`` (float64; unused ones are 0)
-LR, BETA1, BETA2, EPSILON, WEIGHT_DECAY, L1, L2 = 0, 1, 2, 3, 4, 5, 6
+from scratchnn_cli.nn.engines import ACTIVATION_CODES, HYPER, OUTPUT_CODES, RULES
+
+# The integers ``nn/engines.py`` passes in, named (numba compiles them in as constants): hidden
+# activations, output kinds, update rules, and positions in ``hyper``
+IDENTITY, SIGMOID, TANH, RELU, LEAKY_RELU = (
+    ACTIVATION_CODES[g] for g in ("identity", "sigmoid", "tanh", "relu", "leaky_relu")
+)
+SIGMOID_OUTPUT, SOFTMAX_OUTPUT = OUTPUT_CODES["sigmoid"], OUTPUT_CODES["softmax"]
+SGD, MOMENTUM, NESTEROV, RMSPROP, ADAM, ADAMW = (
+    RULES.index(r) for r in ("sgd", "momentum", "nesterov", "rmsprop", "adam", "adamw")
+)
+LR, BETA1, BETA2, EPSILON, WEIGHT_DECAY, L1, L2 = (
+    HYPER.index(h) for h in ("lr", "beta1", "beta2", "epsilon", "weight_decay", "l1", "l2")
+)
 
 
 @njit(cache=True, inline="always", error_model="numpy")
@@ -265,7 +272,7 @@ def run_epoch(
     B,  # rows per update
     Z_out,  # (n, n_L): each sample's logits as its update saw them
     rule,  # the update rule's code
-    hyper,  # float64 [lr, beta or beta1, beta2, epsilon, weight_decay, l1, l2]
+    hyper,  # float64, in the order of engines.HYPER (beta1 is momentum's beta too; 0: unused)
     m1,  # (P,) the rule's first moment (empty when it has none)
     m2,  # (P,) its second moment (adam)
     t,  # steps taken before this epoch

@@ -23,7 +23,11 @@ from scratchnn_cli.nn.optim.optimizers import OPTIMIZERS, Optimizer
 
 ENGINES = ("auto", "numpy", "compiled")
 RULES = ("sgd", "momentum", "nesterov", "rmsprop", "adam", "adamw")
+# The kernel's codes (``compiled.py`` reads its constants from these): a rule is its position in
+# RULES, a hyper-parameter its position in HYPER (``beta1`` holds momentum's and rmsprop's beta)
 ACTIVATION_CODES = {"identity": 0, "sigmoid": 1, "tanh": 2, "relu": 3, "leaky_relu": 4}
+OUTPUT_CODES = {"sigmoid": 0, "softmax": 1}
+HYPER = ("lr", "beta1", "beta2", "epsilon", "weight_decay", "l1", "l2")
 #: auto takes the compiled engine for mini-batches while parameters x rows per update stay below
 #: this. ``make bench`` (section engines) measured one sample per update paying on every network
 #: tried (2-5-1 to 784-256-128-10), batches paying up to 5,376 (2-5-1, batch 256: 1.5x) and losing
@@ -143,7 +147,7 @@ class CompiledEpoch:
         codes = [ACTIVATION_CODES[a.kind] if a is not None else 0 for a in acts]
         self.acts = np.array([*codes, 0], dtype=np.int64)
         self.alphas = np.array([*(getattr(a, "alpha", 0.0) for a in acts), 0.0], dtype=np.float64)
-        self.output = 1 if net.loss.name == "softmax" else 0
+        self.output = OUTPUT_CODES[net.loss.name]
         self.l1, self.l2 = float(l1), float(l2)
         self.none = np.empty(0, dtype=net.dtype)
 
@@ -157,18 +161,9 @@ class CompiledEpoch:
         below = [values[0] for values in opt.flush_thresholds().values()]
         m1, m2 = [*moments, self.none, self.none][:2]
         below1, below2 = [*below, 0.0, 0.0][:2]
-        hyper = np.array(
-            [
-                opt.lr,
-                getattr(opt, "beta", getattr(opt, "beta1", 0.0)),
-                getattr(opt, "beta2", 0.0),
-                getattr(opt, "epsilon", 0.0),
-                getattr(opt, "weight_decay", 0.0),
-                self.l1,
-                self.l2,
-            ],
-            dtype=np.float64,
-        )
+        values = {"beta1": getattr(opt, "beta", 0.0), "l1": self.l1, "l2": self.l2, "lr": opt.lr}
+        values |= {name: getattr(opt, name) for name in opt.hyperparameters()}
+        hyper = np.array([values.get(name, 0.0) for name in HYPER], dtype=np.float64)
         opt.t, cost_sum, hits = self.kernel(
             net.theta,
             net.dtheta,
