@@ -25,7 +25,8 @@ Section ``single-sample``
 
 Section ``engines`` (in ``engines.py``)
     One epoch of the compiled engine against the NumPy engine, by network (2-5-1 to
-    784-256-128-10) and batch size (1 to 256), SGD and Adam: where ``auto`` should switch.
+    784-256-128-10) and batch size (1 to 256), SGD and Adam: where ``auto`` should switch. Then a
+    125-run circles sweep with NumPy and with compiled sub-runs (``--jobs 2``), whole wall time.
 
 Section ``mlp`` (in ``mlp.py``)
     One training epoch of a 784-256-128-10 ReLU/softmax MLP, batch 128, on 60,000 Fashion-MNIST
@@ -43,12 +44,6 @@ Section ``cnn`` (in ``cnn.py``)
     threads; the goal (ours at most 2x PyTorch's time); each layer's forward / backward time in an
     update of the first network against its matrix products alone; the peak memory of our epoch
     (tracemalloc).
-
-Section ``lockstep`` (in ``lockstep.py``)
-    The lockstep issue's 125-run circles sweep with the processes engine (``--jobs 2``) and the
-    lockstep engine (``--jobs 1`` and ``2``), whole-sweep wall time and net-steps per second;
-    then K solo runs against one stack of K for net sizes up to a Fashion-MNIST MLP, which says
-    where stacking stops paying (``sweep --engine auto``).
 """
 
 from __future__ import annotations
@@ -69,7 +64,6 @@ from unittest import mock
 import numpy as np
 from cnn import cnn
 from engines import engines
-from lockstep import lockstep
 from mlp import mlp
 from notebook_port import LoopNet
 from rich.console import Console
@@ -600,7 +594,6 @@ SECTIONS: dict[str, SectionFn] = {
     "single-sample": single_sample,
     "mlp": mlp,
     "cnn": cnn,
-    "lockstep": lockstep,
     "engines": engines,
 }
 

@@ -1,19 +1,29 @@
-"""Section ``engines`` of ``make bench``: where the compiled engine stops paying.
+"""Section ``engines`` of ``make bench``: where the compiled engine stops paying, and a sweep.
 
-One epoch of 2,048 random samples, the same network, optimizer and sample order, trained by the
+1. One epoch of 2,048 random samples, the same network, optimizer and sample order, trained by the
 compiled engine and by the NumPy engine (``train.engine``), one BLAS thread, best of
 ``--repeats`` (default 5, interleaved). Networks from the assignment's (2-5-1, 784-10-5-1) to a
 Fashion-MNIST MLP (784-256-128-10), batches of 1 to 256, plain SGD and Adam. The ratio numpy /
 compiled against parameters x rows per update is what ``nn/engines.COMPILED_PAYS_BELOW`` is
 read from: ``auto`` takes the compiled engine below it.
+2. A 125-run sweep of the assignment's circles net (2-5-1 sigmoid, single-sample SGD, 5 learning
+rates x 5 seeds x 5 CV folds, ``--jobs 2``, no refit), its sub-runs trained by the NumPy engine
+and then by the compiled one, each sweep with fresh joblib workers (a user's sweep starts its
+own): the whole wall time, run folders and sweep.png included, and equal results where the
+engines agree.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
+import shutil
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from rich.console import Console
 from rich.table import Table
 from threadpoolctl import threadpool_limits
@@ -21,6 +31,7 @@ from threadpoolctl import threadpool_limits
 from scratchnn_cli.config import TrainConfig
 from scratchnn_cli.nn.engines import COMPILED_PAYS_BELOW
 from scratchnn_cli.nn.network import Network
+from scratchnn_cli.sweep import plan_sweep, run_sweep
 from scratchnn_cli.training.loop import train
 
 N = 2048
@@ -62,9 +73,73 @@ def epoch_seconds(sizes: tuple[int, ...], batch: int, rule: str, engine: str) ->
     return time.perf_counter() - start
 
 
+CIRCLES_SPEC = """\
+name: bench_sweep
+seed: 0
+data:
+  dataset: circles500
+model:
+  struct: [5]
+  activation: sigmoid
+  sigma: 0.5
+train:
+  lr: 0.1
+  eps: 0
+  max_iterations: {steps}
+  engine: {engine}
+"""
+
+
+def fresh_workers() -> None:
+    """Stop joblib's worker processes, so that the next sweep starts its own as a user's would
+    (kept warm, a sweep timed after another skipped ~1.5 s of start-up and imports)."""
+    from joblib.externals.loky import get_reusable_executor
+
+    get_reusable_executor().shutdown(wait=True)
+
+
+def circles_sweep(opts: argparse.Namespace, console: Console) -> None:
+    steps = 600 if opts.quick else 30_000
+    n_runs = 125
+    table = Table(title=f"125-run circles sweep (2-5-1, single-sample SGD, {steps:,} steps each)")
+    for col in ("sub-runs", "jobs", "wall s", "net-steps/s", "vs numpy"):
+        table.add_column(col, justify="right")
+    rows, frames = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        for engine in ("numpy", "compiled"):
+            spec = Path(tmp) / "bench_sweep.yaml"
+            spec.write_text(CIRCLES_SPEC.format(steps=steps, engine=engine), "utf-8")
+            fresh_workers()
+            start = time.perf_counter()
+            plan = plan_sweep(spec, [], ["train.lr=0.03,0.1,0.3,1,3"], None, 5, [0, 1, 2, 3, 4])
+            runs = Path(tmp) / engine
+            outcome = run_sweep(
+                plan, runs, jobs=2, refit=False, console=Console(file=io.StringIO())
+            )
+            rows.append((engine, time.perf_counter() - start))
+            frames.append(pd.read_csv(outcome.sweep_dir / "results.csv"))
+            shutil.rmtree(runs)
+    for engine, seconds in rows:
+        rate = n_runs * steps / seconds
+        speedup = f"{rows[0][1] / seconds:.1f}x"
+        table.add_row(engine, "2", f"{seconds:.1f}", f"{rate:,.0f}", speedup)
+    console.print(table)
+    accuracy = [frame["mean_val_accuracy"].round(6).tolist() for frame in frames]
+    same = accuracy[0] == accuracy[1]
+    console.print(
+        f"  mean validation accuracy of the 5 points equal to 6 digits: {same}."
+        f" Goal: compiled sub-runs at least 30x the NumPy ones: {rows[0][1] / rows[1][1]:.1f}x."
+    )
+
+
 def engines(opts: argparse.Namespace, console: Console) -> None:
     """The compiled engine's epoch against the NumPy engine's, by network and batch size."""
-    console.rule("[bold]engines[/]: compiled loops against NumPy layers, one epoch")
+    console.rule("[bold]engines[/]: compiled loops against NumPy layers")
+    crossover(opts, console)
+    circles_sweep(opts, console)
+
+
+def crossover(opts: argparse.Namespace, console: Console) -> None:
     repeats = opts.repeats or (2 if opts.quick else 5)
     epoch_seconds((2, 5, 1), 1, "sgd", "compiled")  # compile (or load the cache) first
     table = Table(title=f"One epoch of {N:,} samples, 1 BLAS thread, best of {repeats}")

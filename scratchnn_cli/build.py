@@ -18,7 +18,6 @@ from scratchnn_cli.data import Dataset
 from scratchnn_cli.data.augment import Augmenter
 from scratchnn_cli.errors import ConfigError
 from scratchnn_cli.nn.engines import EngineChoice, EngineError, choose_engine
-from scratchnn_cli.nn.layers import ACTIVATIONS
 from scratchnn_cli.nn.network import Network, plan
 from scratchnn_cli.nn.optim.optimizers import make_optimizer
 
@@ -232,17 +231,3 @@ def choose_run_engine(config: ExperimentConfig, dataset: Dataset, net: Network) 
         )
     except EngineError as exc:
         raise ConfigError(str(exc)) from None
-
-
-def lockstep_reason(config: ExperimentConfig) -> str | None:
-    """Why runs of this spec cannot train in a lockstep stack, or None when they can. The stack
-    steps with the NumPy layers, so only specs that ask for ``train.engine: numpy`` stack (the
-    compiled engine trains the others, faster)."""
-    if config.train.engine != "numpy":
-        return f"train.engine is {config.train.engine}, and the stack steps with numpy"
-    for spec in config.model.layer_specs():
-        if spec.type not in ("dense", *ACTIVATIONS):
-            return f"its network has a {spec.type} layer"
-    if config.data.augment is not None:
-        return "it augments its images"
-    return None

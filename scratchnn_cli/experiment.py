@@ -2,16 +2,16 @@
 
 The flow only: ``build.py`` makes a run's pieces from its spec and data (and refuses what only
 the data reveals), ``training/`` trains, ``runs/writer.py`` writes the folder, ``metrics.py``
-scores. Here they are put together: a run alone (``run_experiment``), several in lockstep
-(``run_in_lockstep``), resumed (``resume_experiment``), scored again (``evaluate_run``), or
-gradient-checked (``gradcheck_experiment``). The CLI only parses arguments and calls these.
+scores. Here they are put together: a run (``run_experiment``), resumed
+(``resume_experiment``), scored again (``evaluate_run``), or gradient-checked
+(``gradcheck_experiment``). The CLI only parses arguments and calls these.
 """
 
 from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -26,8 +26,6 @@ from scratchnn_cli.build import (
     check_memory,
     checked_network,
     choose_run_engine,
-    data_key,
-    lockstep_reason,
     rng_streams,
     training_set,
     validation_set,
@@ -59,8 +57,7 @@ from scratchnn_cli.runs import (
     write_yaml,
 )
 from scratchnn_cli.runs.writer import RunOutcome, RunWriter, new_run_info, start_run_folder
-from scratchnn_cli.training.lockstep import train_lockstep
-from scratchnn_cli.training.loop import Trainer, train, trainer_for
+from scratchnn_cli.training.loop import train
 from scratchnn_cli.training.snapshot import EpochRecord, Hooks, Snapshot, TrainResult
 from scratchnn_cli.training.stopping import divergence
 
@@ -97,92 +94,6 @@ def run_experiment(
         )
     finally:
         lock.release()
-
-
-def run_in_lockstep(
-    configs: Sequence[ExperimentConfig], runs_dir: Path, plots: bool = False
-) -> list[RunOutcome | Exception]:
-    """Train the specs as ``run_experiment`` would, one run folder each, in lockstep stacks
-    (``training/lockstep.py``): the runs' weights, histories and files are those of their solo
-    runs; run.json notes the engine. A spec that fails before training gives its exception in
-    its place, and the others go on. Ctrl-C marks every unfinished run interrupted (with its
-    last checkpoint) and goes on as KeyboardInterrupt."""
-    members: list[RunWriter | Exception] = []
-    writers: dict[int, RunWriter] = {}
-    datasets: dict[str, Dataset] = {}  # the specs of one fold share their data
-    trainers, locks = [], []
-    try:
-        for config in configs:
-            try:
-                writer, trainer, lock = _lockstep_member(config, runs_dir, plots, datasets)
-            except Exception as exc:  # this spec's data or folder: the others go on
-                members.append(exc)
-                continue
-            locks.append(lock)
-            writers[id(trainer)] = writer
-            trainers.append(trainer)
-            members.append(writer)
-        pending = dict(writers)
-
-        def on_done(trainer: Trainer) -> None:
-            pending[id(trainer)].trained()  # pending until its files are written
-            del pending[id(trainer)]
-
-        try:
-            train_lockstep(trainers, on_done)
-        except KeyboardInterrupt:
-            for writer in pending.values():
-                writer.interrupted()
-            raise
-        except Exception as exc:
-            unwritten = []
-            for writer in pending.values():  # every unfinished run says failed, if it can
-                try:
-                    writer.failed(exc)
-                except RunWriteError as write_error:
-                    unwritten.append(write_error)
-            if unwritten:
-                raise unwritten[0] from None
-            raise
-    finally:
-        for lock in locks:
-            lock.release()
-    return [m if isinstance(m, Exception) else m.outcome() for m in members]
-
-
-def _lockstep_member(
-    config: ExperimentConfig, runs_dir: Path, plots: bool, datasets: dict[str, Dataset]
-) -> tuple[RunWriter, Trainer, RunLock]:
-    """A new run folder (locked, config.yaml and run.json written) and its Trainer, not run.
-    ``datasets``: the data already loaded, by spec (loaded data is never modified)."""
-    why = lockstep_reason(config)
-    if why is not None:
-        raise ConfigError(f"{config.name}: cannot train in lockstep: {why}")
-    key = data_key(config)
-    if key not in datasets:
-        datasets[key] = load_dataset(config.data, config.seed, config.model.dtype)
-    dataset = datasets[key]
-    streams, net = checked_network(config, dataset)
-    run_dir = create_run_dir(runs_dir, config.name or "experiment")
-    lock = RunLock(run_dir)
-    info = new_run_info(config, None, net, dataset)
-    info["engine"] = "lockstep"
-    start_run_folder(run_dir, lock, config, info)
-    writer = RunWriter(run_dir, config, dataset, net, info, plots)
-    X_fit, y_fit = training_set(config, dataset)
-    trainer = trainer_for(
-        net,
-        X_fit,
-        y_fit,
-        dataset.n_classes,
-        config.train,
-        streams["sampling"],
-        validation=validation_set(config, dataset),
-        hooks=Hooks(None, writer.save_checkpoint, config.train.checkpoint_every),
-        result=writer.result,
-        engine="numpy",  # the stack steps the members with the NumPy layers
-    )
-    return writer, trainer, lock
 
 
 RESUMABLE = ("interrupted", "diverged", "failed")
@@ -243,8 +154,9 @@ def _resume_locked(
 
 def resumed_engine(run_dir: Path, info: dict[str, Any]) -> str:
     """The engine a run started with goes on training it: run.json's ``engine``; numpy for a
-    folder written before there was a choice (or by the lockstep engine, whose stack steps with
-    the NumPy layers). ConfigError when that is the compiled engine and numba is missing."""
+    folder written before there was a choice (or by the retired lockstep engine of 0.2.0's
+    development, whose stack stepped with the NumPy layers). ConfigError when that is the
+    compiled engine and numba is missing."""
     engine = info.get("engine")
     if engine != "compiled":
         return "numpy"

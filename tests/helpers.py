@@ -30,8 +30,6 @@ train:
 
 
 # a sweep's base spec: circles500, a leaky-ReLU hidden layer of 4, 1,000 single-sample updates
-# engine: numpy, so that a lockstep sweep (which steps with the NumPy layers) writes what a
-# processes sweep writes, bit for bit
 TINY_SWEEP = """\
 name: tiny
 seed: 0
@@ -46,7 +44,6 @@ train:
   eps: 0
   max_iterations: 1000
   checkpoint_every: 1
-  engine: numpy
 """
 
 

@@ -280,3 +280,12 @@ def test_a_compiled_sweep_gives_the_same_results_on_any_jobs(tmp_path: Path) -> 
         }
         tables.append(pd.read_csv(sweep_dir / "results.csv").drop(columns=["seconds"]))
     pd.testing.assert_frame_equal(tables[0], tables[1])
+
+
+def test_a_run_resumes_with_the_engine_run_json_names_and_older_ones_with_numpy() -> None:
+    from scratchnn_cli.experiment import resumed_engine
+
+    assert resumed_engine(Path("run"), {"engine": "compiled"}) == "compiled"
+    assert resumed_engine(Path("run"), {"engine": "numpy"}) == "numpy"
+    assert resumed_engine(Path("run"), {"engine": "lockstep"}) == "numpy"  # 0.2.0 development
+    assert resumed_engine(Path("run"), {}) == "numpy"  # written before train.engine

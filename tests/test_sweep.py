@@ -304,9 +304,7 @@ def test_resume_after_an_interruption_ends_like_an_uninterrupted_sweep(
 
     with monkeypatch.context() as patch:
         patch.setattr(experiment, "train", train)
-        stopped = sweep(
-            write(tmp_path), *GRID, "--cv", 3, "--engine", "processes", "--runs-dir", tmp_path
-        )
+        stopped = sweep(write(tmp_path), *GRID, "--cv", 3, "--runs-dir", tmp_path)
     assert stopped.exit_code == 130, stopped.output
     sweep_dir = the_sweep(tmp_path)
     assert "--resume" in stopped.output and not (sweep_dir / "results.csv").exists()

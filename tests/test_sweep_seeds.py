@@ -1,6 +1,5 @@
 """``scratchnn sweep --seeds``: every point and fold trained with each seed, on the same folds
 (``data.seed`` keeps the sweep's split); the point's score is the mean over all its sub-runs;
-the lockstep engine stacks the seeds together with the same results as the processes engine;
 bad seeds and a ``seed`` grid key are refused; sweep folders without seeds still read."""
 
 from __future__ import annotations
@@ -18,9 +17,7 @@ from helpers import TINY_SWEEP, assert_one_line_error, invoke
 from scratchnn_cli.config import build_config, load_config
 from scratchnn_cli.data import load_dataset
 from scratchnn_cli.sweep import (
-    Group,
     plan_sweep,
-    plan_units,
     read_plan,
     sub_run_name,
     sub_run_spec,
@@ -36,11 +33,9 @@ def spec(tmp_path: Path) -> Path:
     return path
 
 
-def run(tmp_path: Path, engine: str) -> Path:
-    runs = tmp_path / engine
-    result = invoke(
-        "sweep", spec(tmp_path), *GRID, "--seeds", "4,7", "--engine", engine, "--runs-dir", runs
-    )
+def run(tmp_path: Path) -> Path:
+    runs = tmp_path / "runs"
+    result = invoke("sweep", spec(tmp_path), *GRID, "--seeds", "4,7", "--runs-dir", runs)
     assert result.exit_code == 0, result.output
     (sweep_dir,) = [p for p in runs.iterdir() if p.name.startswith("sweep-")]
     return sweep_dir
@@ -51,14 +46,14 @@ def read_json(path: Path) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def lockstep_sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return run(tmp_path_factory.mktemp("seeds"), "lockstep")
+def seeded_sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return run(tmp_path_factory.mktemp("seeds"))
 
 
 def test_every_point_and_fold_is_trained_with_each_seed_on_the_same_folds(
-    lockstep_sweep: Path,
+    seeded_sweep: Path,
 ) -> None:
-    subs = {p.name.split("-tiny-")[1]: p for p in lockstep_sweep.iterdir() if "-p0" in p.name}
+    subs = {p.name.split("-tiny-")[1]: p for p in seeded_sweep.iterdir() if "-p0" in p.name}
     expected = {f"p{p:03d}-s{s}-f{f}" for p in range(2) for s in SEEDS for f in range(3)}
     assert set(subs) == expected
     for name, folder in subs.items():
@@ -75,12 +70,12 @@ def test_every_point_and_fold_is_trained_with_each_seed_on_the_same_folds(
     assert not np.array_equal(*weights)  # the seed did change the run
 
 
-def test_the_score_of_a_point_is_the_mean_over_its_seeds_and_folds(lockstep_sweep: Path) -> None:
-    table = pd.read_csv(lockstep_sweep / "results.csv")
+def test_the_score_of_a_point_is_the_mean_over_its_seeds_and_folds(seeded_sweep: Path) -> None:
+    table = pd.read_csv(seeded_sweep / "results.csv")
     for point in range(2):
         accuracies = [
             read_json(folder / "metrics.json")["val"]["accuracy"]
-            for folder in lockstep_sweep.iterdir()
+            for folder in seeded_sweep.iterdir()
             if f"-p{point:03d}-s" in folder.name
         ]
         assert len(accuracies) == 6
@@ -88,36 +83,14 @@ def test_the_score_of_a_point_is_the_mean_over_its_seeds_and_folds(lockstep_swee
         assert row["mean_val_accuracy"] == pytest.approx(np.mean(accuracies), abs=1e-9)
         assert row["std_val_accuracy"] == pytest.approx(np.std(accuracies), abs=1e-9)
         assert len(str(row["fold_val_accuracy"]).split()) == 6
-    summary = (lockstep_sweep / "summary.md").read_text()
+    summary = (seeded_sweep / "summary.md").read_text()
     assert "seeds 4, 7" in summary
-    assert read_plan(lockstep_sweep).seeds == SEEDS  # --resume reads them back
+    assert read_plan(seeded_sweep).seeds == SEEDS  # --resume reads them back
 
 
-def test_the_processes_engine_gives_the_lockstep_results(
-    lockstep_sweep: Path, tmp_path: Path
-) -> None:
-    processes = run(tmp_path, "processes")
-    drop = ["seconds"]
-    pd.testing.assert_frame_equal(
-        pd.read_csv(processes / "results.csv").drop(columns=drop),
-        pd.read_csv(lockstep_sweep / "results.csv").drop(columns=drop),
-    )
-    engines = {read_json(p / "run.json").get("engine") for p in processes.glob("*-p0*")}
-    assert engines == {"numpy"}  # the spec's train.engine (tests/helpers.py: TINY_SWEEP)
-
-
-def test_the_seeds_of_a_point_share_one_lockstep_stack(tmp_path: Path) -> None:
-    plan = plan_sweep(spec(tmp_path), [], ["train.lr=0.3,0.03"], None, 3, SEEDS)
-    assert plan.runs_per_point == 6
-    from scratchnn_cli.sweep import Task
-
-    tasks = [
-        Task(p, k, sub_run_name(plan, p, k), sub_run_spec(plan, p, k))
-        for p in range(2)
-        for k in range(plan.runs_per_point)
-    ]
-    (unit,) = plan_units(tasks, "lockstep", jobs=1)
-    assert isinstance(unit, Group) and len(unit.tasks) == 12
+def test_every_sub_run_trains_with_the_engine_its_spec_gets(seeded_sweep: Path) -> None:
+    engines = {read_json(p / "run.json").get("engine") for p in seeded_sweep.glob("*-p0*")}
+    assert engines == {"compiled"}  # auto, for TINY_SWEEP's small dense network
 
 
 def test_data_seed_fixes_the_split_while_the_run_seed_changes(tmp_path: Path) -> None:

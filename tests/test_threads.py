@@ -166,7 +166,7 @@ def test_matmul_split_over_threads_gives_the_bits_of_one_product(
         assert matmul(A, B, out=out) is out
         assert np.array_equal(out, A @ B)
         stacked = gen.standard_normal((2, 3, inner)).astype(dtype)
-        assert np.array_equal(matmul(stacked, B), stacked @ B)  # the lockstep stack: one call
+        assert np.array_equal(matmul(stacked, B), stacked @ B)  # a 3-D product: one call
 
 
 def test_matmul_splits_only_products_whose_parts_stay_large(

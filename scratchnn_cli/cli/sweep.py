@@ -59,15 +59,6 @@ def sweep(
         bool,
         typer.Option(help="Train best.yaml on train + val and score it once on test."),
     ] = True,
-    engine: Annotated[
-        str,
-        typer.Option(
-            help="processes: each sub-run alone; lockstep: sub-runs of a train.engine: numpy "
-            "spec with the same network shape and optimizer trained as one NumPy computation "
-            "(same results; other specs train alone, compiled where train.engine allows); "
-            "auto: lockstep where it pays."
-        ),
-    ] = "auto",
     backend: Annotated[
         str, typer.Option(help="local (joblib processes) or dask (pip install '.[dask]').")
     ] = "local",
@@ -114,7 +105,6 @@ def sweep(
         resume=resume,
         jobs=jobs,
         refit=refit,
-        engine=engine,
         backend=backend,
         scheduler=scheduler,
         console=err,

@@ -25,7 +25,7 @@ class Loss:
         raise NotImplementedError
 
     def costs(self, Z: np.ndarray, Y: np.ndarray) -> np.ndarray:
-        """Per-sample costs L_i (m,) (or (K, m) for a lockstep stack); J is their mean."""
+        """Per-sample costs L_i (m,); J is their mean."""
         raise NotImplementedError
 
     def cost(self, Z: np.ndarray, Y: np.ndarray) -> float:
@@ -35,7 +35,7 @@ class Loss:
     def dZ(self, Z: np.ndarray, Y: np.ndarray) -> np.ndarray:
         """dJ/dZ = (A - Y) / m for both sigmoid + binary and softmax + categorical cross-entropy."""
         dZ = self.output(Z) - Y
-        m = Z.shape[-2]  # samples are rows (a lockstep stack adds a leading axis of networks)
+        m = Z.shape[0]  # samples are rows
         if m > 1:
             dZ /= m
         return dZ

@@ -56,29 +56,25 @@ class Network:
         input_shape: Shape | int,
         dtype: np.dtype | type = np.float64,
         rng: np.random.Generator | None = None,
-        stack: int | None = None,
     ) -> None:
         """Allocate ``theta`` / ``dtheta`` (zeros) and bind every layer's arrays to views of them.
 
-        ``rng`` drives the training-time randomness of the layers (dropout masks). ``stack=K``
-        makes K networks in one: theta is (K, P) and every array gains a leading axis of K
-        (the lockstep engine's stack, ``training/lockstep.py``; inputs are then (K, m, ...))."""
+        ``rng`` drives the training-time randomness of the layers (dropout masks)."""
         self.layers = list(layers)
         self.loss = loss
         self.input_shape: Shape = (input_shape,) if isinstance(input_shape, int) else input_shape
         plan(self.layers, self.input_shape)
         shapes = [layer.param_shapes() for layer in self.layers]
         total = sum(math.prod(s) for layer_shapes in shapes for s in layer_shapes.values())
-        lead = () if stack is None else (stack,)
-        self.theta = np.zeros((*lead, total), dtype=dtype)
-        self.dtheta = np.zeros((*lead, total), dtype=dtype)
+        self.theta = np.zeros(total, dtype=dtype)
+        self.dtheta = np.zeros(total, dtype=dtype)
         offset = 0
         for layer, layer_shapes in zip(self.layers, shapes, strict=True):
             params, grads = {}, {}
             for name, shape in layer_shapes.items():
                 end = offset + math.prod(shape)
-                params[name] = _view(self.theta[..., offset:end], (*lead, *shape))
-                grads[name] = _view(self.dtheta[..., offset:end], (*lead, *shape))
+                params[name] = _view(self.theta[offset:end], shape)
+                grads[name] = _view(self.dtheta[offset:end], shape)
                 offset = end
             layer.bind(params, grads)
         self.rng = rng

@@ -5,9 +5,6 @@
 The penalty does not depend on the batch size: J_data is a mean over the samples, the penalty is
 added once. Pass only the weights, e.g. ``net.params()[0::2]`` and ``net.grads()[0::2]``.
 At W = 0 the L1 term uses the subgradient sign(0) = 0.
-
-In ``add_penalty_gradient`` l1 and l2 may also be arrays, one value per network of a lockstep
-stack (``training/lockstep.py``), shaped to broadcast against the stacked W (K, n_in, n_out).
 """
 
 from __future__ import annotations
@@ -33,25 +30,13 @@ def penalty(weights: list[np.ndarray], l1: float, l2: float) -> float:
     return total
 
 
-def _check_each(name: str, value: float | np.ndarray) -> float | np.ndarray:
-    if not isinstance(value, np.ndarray) or value.ndim == 0:
-        return non_negative(name, value)
-    if not (np.all(np.isfinite(value)) and np.all(value >= 0)):
-        raise ValueError(f"{name} must be numbers >= 0, got {value.ravel().tolist()}")
-    return value
-
-
 def add_penalty_gradient(
-    weights: list[np.ndarray],
-    grads: list[np.ndarray],
-    l1: float | np.ndarray,
-    l2: float | np.ndarray,
+    weights: list[np.ndarray], grads: list[np.ndarray], l1: float, l2: float
 ) -> None:
     """dW += l1 * sign(W) + l2 * W for every weight matrix W, in place on its gradient dW."""
-    l1, l2 = _check_each("l1", l1), _check_each("l2", l2)
-    use_l1, use_l2 = bool(np.any(l1)), bool(np.any(l2))
+    l1, l2 = _check(l1, l2)
     for W, dW in zip(weights, grads, strict=True):
-        if use_l1:
+        if l1:
             dW += l1 * np.sign(W)
-        if use_l2:
+        if l2:
             dW += l2 * W

@@ -15,13 +15,11 @@ folder into the sweep folder (a Dask cluster needs a filesystem shared with this
 Every worker trains with one BLAS thread, so any number of jobs, or Dask, gives the same
 numbers as ``--jobs 1``.
 
-Units of work (``plan_units``): a sub-run alone (``Task``), or, with the lockstep engine, a
-``Group`` of new sub-runs whose networks train as one stack (``training/lockstep.py``), with the
-same results; a group is split into ``--jobs`` parts, each a unit for joblib or Dask.
+The unit of work is one sub-run (``Task``), for this process, joblib or Dask.
 
-The package: ``plan.py`` (the grid, points, folds, seeds and every sub-run's spec), ``units.py``
-(sub-runs and lockstep groups), ``run.py`` (workers, progress, results, refit), ``files.py``
-(results.csv, summary.md, sweep.png, best.yaml).
+The package: ``plan.py`` (the grid, points, folds, seeds and every sub-run's spec),
+``units.py`` (a sub-run: train or resume it, read its result), ``run.py`` (workers, progress,
+results, refit), ``files.py`` (results.csv, summary.md, sweep.png, best.yaml).
 """
 
 from scratchnn_cli.sweep.files import (
@@ -46,31 +44,15 @@ from scratchnn_cli.sweep.plan import (
     sweep_section,
 )
 from scratchnn_cli.sweep.run import SweepResult, best_row, executor, point_row, run_sweep
-from scratchnn_cli.sweep.units import (
-    AUTO_LOCKSTEP_LIMIT,
-    ENGINES,
-    FINISHED,
-    Group,
-    Task,
-    Unit,
-    plan_units,
-    read_sub_run,
-    run_group,
-    run_task,
-    run_unit,
-)
+from scratchnn_cli.sweep.units import FINISHED, Task, read_sub_run, run_task
 
 __all__ = [
-    "AUTO_LOCKSTEP_LIMIT",
-    "ENGINES",
     "FINISHED",
     "RESULT_COLUMNS",
     "SWEEP_FILE",
-    "Group",
     "SweepPlan",
     "SweepResult",
     "Task",
-    "Unit",
     "best_row",
     "best_spec",
     "executor",
@@ -78,17 +60,14 @@ __all__ = [
     "parse_grid_option",
     "parse_seeds_option",
     "plan_sweep",
-    "plan_units",
     "point_label",
     "point_row",
     "point_spec",
     "read_plan",
     "read_sub_run",
     "results_frame",
-    "run_group",
     "run_sweep",
     "run_task",
-    "run_unit",
     "sub_run_name",
     "sub_run_spec",
     "summary_markdown",

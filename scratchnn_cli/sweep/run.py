@@ -30,16 +30,7 @@ from scratchnn_cli.sweep.plan import (
     sub_run_name,
     sub_run_spec,
 )
-from scratchnn_cli.sweep.units import (
-    ENGINES,
-    FINISHED,
-    Task,
-    Unit,
-    plan_units,
-    prepare_sub_run,
-    run_task,
-    run_unit,
-)
+from scratchnn_cli.sweep.units import FINISHED, Task, prepare_sub_run, run_task
 
 
 @dataclass
@@ -54,7 +45,7 @@ class SweepResult:
     failed: list[str] = field(default_factory=list)  # one line per point (or refit) not completed
 
 
-Execute = Callable[[list["Unit"], Path, Callable[[dict[str, Any]], None]], None]
+Execute = Callable[[list[Task], Path, Callable[[dict[str, Any]], None]], None]
 
 
 @contextlib.contextmanager
@@ -68,18 +59,16 @@ def executor(jobs: int, backend: str, scheduler: str | None) -> Iterator[Execute
             yield functools.partial(_execute_dask, client)
         return
 
-    def execute(units: list[Unit], sweep_dir: Path, on_result: Callable[..., None]) -> None:
-        if jobs == 1 or len(units) <= 1:
-            for unit in units:
-                for result in run_unit(unit, str(sweep_dir)):
-                    on_result(result)
+    def execute(tasks: list[Task], sweep_dir: Path, on_result: Callable[..., None]) -> None:
+        if jobs == 1 or len(tasks) <= 1:
+            for task in tasks:
+                on_result(run_task(task, str(sweep_dir)))
             return
         from joblib import Parallel, delayed
 
         parallel = Parallel(n_jobs=jobs, return_as="generator_unordered")
-        for results in parallel(delayed(run_unit)(unit, str(sweep_dir)) for unit in units):
-            for result in results:
-                on_result(result)
+        for result in parallel(delayed(run_task)(task, str(sweep_dir)) for task in tasks):
+            on_result(result)
 
     yield execute
 
@@ -111,15 +100,14 @@ def _dask_client(jobs: int, scheduler: str | None) -> Iterator[Any]:
 
 
 def _execute_dask(
-    client: Any, units: list[Unit], sweep_dir: Path, on_result: Callable[..., None]
+    client: Any, tasks: list[Task], sweep_dir: Path, on_result: Callable[..., None]
 ) -> None:
     """Each task a Dask future (its spec travels, not arrays: workers load their data)."""
     from dask.distributed import as_completed
 
-    futures = [client.submit(run_unit, unit, str(sweep_dir), pure=False) for unit in units]
+    futures = [client.submit(run_task, task, str(sweep_dir), pure=False) for task in tasks]
     for future in as_completed(futures):
-        for result in future.result():
-            on_result(result)
+        on_result(future.result())
 
 
 def point_row(
@@ -169,7 +157,6 @@ def run_sweep(
     resume: Path | None = None,
     jobs: int = 1,
     refit: bool = True,
-    engine: str = "auto",
     backend: str = "local",
     scheduler: str | None = None,
     console: Console | None = None,
@@ -178,17 +165,12 @@ def run_sweep(
     ``resume`` (completed and diverged sub-runs are kept, interrupted ones resumed from their
     checkpoints, missing ones trained); write the results; refit the best point unless told not
     to. Ctrl-C stops it (KeyboardInterrupt goes on) and leaves it ready for ``--resume``.
-
-    ``engine``: ``processes`` trains every sub-run alone; ``lockstep`` trains the new sub-runs
-    that can share a stack together (``training/lockstep.py``; same results, one BLAS thread);
-    ``auto`` does so where it pays (small networks, see ``AUTO_LOCKSTEP_LIMIT``)."""
+    Every sub-run trains alone, with the engine its spec's ``train.engine`` gives it."""
     console = console or Console(stderr=True)
     if jobs == 0:
         raise UserInputError("--jobs: 0 jobs; use 1, N or -1 (all cores)")
     if backend not in ("local", "dask"):
         raise UserInputError(f"--backend {backend}: use local or dask")
-    if engine not in ENGINES:
-        raise UserInputError(f"--engine {engine}: use {', '.join(ENGINES)}")
     if scheduler is not None and backend != "dask":
         raise UserInputError("--scheduler: a Dask scheduler needs --backend dask")
     if resume is not None:
@@ -197,8 +179,7 @@ def run_sweep(
         assert plan is not None
         sweep_dir = None
     with executor(jobs, backend, scheduler) as execute:
-        units = functools.partial(plan_units, engine=engine, jobs=jobs)
-        return _sweep(plan, runs_dir, sweep_dir, refit, console, execute, units)
+        return _sweep(plan, runs_dir, sweep_dir, refit, console, execute)
 
 
 def _sweep(
@@ -208,7 +189,6 @@ def _sweep(
     refit: bool,
     console: Console,
     execute: Execute,
-    units: Callable[[list[Task]], list[Unit]] = list,
 ) -> SweepResult:
     """``run_sweep`` once the workers are there."""
     invalid = _invalid_points(plan)
@@ -250,7 +230,7 @@ def _sweep(
                 advance(point)
 
         try:
-            execute(units(tasks), sweep_dir, on_result)
+            execute(tasks, sweep_dir, on_result)
         except KeyboardInterrupt:
             progress.say(f"interrupted: finish it with scratchnn sweep --resume {sweep_dir}")
             raise

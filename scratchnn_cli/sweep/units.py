@@ -1,22 +1,17 @@
-"""The units of work of a sweep: a sub-run alone (``Task``), or a lockstep ``Group`` of new
-sub-runs trained as one stack (``training/lockstep.py``), and which engine makes which
-(``plan_units``); each unit returns one result per sub-run, read from its run folder."""
+"""The unit of work of a sweep: one sub-run (``Task``), trained or resumed by ``run_task``,
+whose result is read from its run folder."""
 
 from __future__ import annotations
 
 import copy
-import json
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from rich.console import Console
 
 from scratchnn_cli.config import build_config
-from scratchnn_cli.data import load_dataset
 from scratchnn_cli.errors import RunFolderError, one_line
 from scratchnn_cli.runs import load_run_record, read_json
 
@@ -75,110 +70,6 @@ def run_task(task: Task, sweep_dir: str, plots: bool = False) -> dict[str, Any]:
         return {**done, **read_sub_run(outcome.run_dir)}
     except Exception as exc:
         return {**done, "status": "failed", "note": f"{type(exc).__name__}: {one_line(exc)}"}
-
-
-@dataclass
-class Group:
-    """Sub-runs trained together by the lockstep engine (``training/lockstep.py``)."""
-
-    tasks: list[Task]
-
-
-def run_group(group: Group, sweep_dir: str) -> list[dict[str, Any]]:
-    """Train the group's sub-runs in lockstep with one BLAS thread; one result per task, as
-    ``run_task`` gives (a sub-run that fails is a failed result; KeyboardInterrupt goes on)."""
-    from scratchnn_cli.experiment import run_in_lockstep
-    from scratchnn_cli.nn.threads import blas_threads
-
-    configs = [build_config(copy.deepcopy(t.spec), t.name) for t in group.tasks]
-    with blas_threads(1):
-        outcomes = run_in_lockstep(configs, Path(sweep_dir))
-    results = []
-    for task, outcome in zip(group.tasks, outcomes, strict=True):
-        done = {"point": task.point, "run": task.run}
-        if isinstance(outcome, Exception):
-            note = f"{type(outcome).__name__}: {one_line(outcome)}"
-            results.append({**done, "status": "failed", "note": note})
-        else:
-            results.append({**done, **read_sub_run(outcome.run_dir)})
-    return results
-
-
-Unit = Task | Group
-
-
-def run_unit(unit: Unit, sweep_dir: str) -> list[dict[str, Any]]:
-    """The results of one unit of work: a sub-run alone, or a lockstep group."""
-    if isinstance(unit, Group):
-        return run_group(unit, sweep_dir)
-    return [run_task(unit, sweep_dir)]
-
-
-ENGINES = ("auto", "processes", "lockstep")
-
-
-#: ``auto`` stacks a group of runs when its parameters x batch size is at most this: the bench
-#: (``make bench``, section lockstep) measured stacks paying up to 38,560 (64-32-10, batch 16:
-#: 1.5-1.9x) and losing from 814,240 (784-64-10, batch 16: 0.5-0.8x)
-AUTO_LOCKSTEP_LIMIT = 50_000
-
-
-def _lockstep_key(spec: dict[str, Any]) -> tuple[Any, ...] | None:
-    """Which sub-runs may share a stack (None: this one trains alone); the lockstep engine
-    itself splits a group further by training-set size."""
-    from scratchnn_cli.build import lockstep_reason
-
-    config = build_config(copy.deepcopy(spec), "sub-run")
-    if lockstep_reason(config) is not None:
-        return None
-    train, model = config.train, config.model
-    layers = json.dumps([spec.model_dump() for spec in model.layer_specs()], sort_keys=True)
-    optimizer = json.dumps(train.optimizer.hyper(), sort_keys=True, default=str)
-    return (
-        layers,
-        model.dtype,
-        train.optimizer.name,
-        optimizer,
-        str(train.batch_size),
-        train.sampling,
-        train.max_iterations,
-    )
-
-
-def _pays(spec: dict[str, Any], size: int) -> bool:
-    """``auto``: stack a group of ``size`` runs of ``spec`` when there are several and the
-    network's parameters x batch size is at most ``AUTO_LOCKSTEP_LIMIT``."""
-    from scratchnn_cli.build import build_network
-
-    config = build_config(copy.deepcopy(spec), "sub-run")
-    dataset = load_dataset(config.data, config.seed, config.model.dtype)
-    parameters = build_network(config, dataset, np.random.default_rng(0)).theta.size
-    batch = config.train.rows_per_update(len(dataset.y_train))
-    return size >= 2 and parameters * batch <= AUTO_LOCKSTEP_LIMIT
-
-
-def plan_units(tasks: list[Task], engine: str, jobs: int) -> list[Unit]:
-    """``tasks`` as units of work: with the lockstep (or auto) engine, new sub-runs that can
-    share a stack become groups, split into ``jobs`` parts so every worker has one; resumed
-    ones and the rest train alone."""
-    if engine == "processes":
-        return list(tasks)
-    groups: dict[tuple[Any, ...], list[Task]] = {}
-    units: list[Unit] = []
-    for task in tasks:
-        key = None if task.resume is not None else _lockstep_key(task.spec)
-        if key is None:
-            units.append(task)
-        else:
-            groups.setdefault(key, []).append(task)
-    workers = (os.cpu_count() or 1) if jobs < 0 else jobs
-    for members in groups.values():
-        if engine == "auto" and not _pays(members[0].spec, len(members)):
-            units.extend(members)
-            continue
-        parts = min(workers, len(members))
-        units.extend(Group(members[i::parts]) for i in range(parts))
-    return units
 
 
 def find_sub_run(sweep_dir: Path, name: str) -> Path | None:

@@ -91,7 +91,7 @@ def trainer_for(
     augment: Augmentation | None = None,
     engine: str | None = None,
 ) -> Trainer:
-    """``train``'s Trainer, ready but not run: the lockstep engine runs many of them at once."""
+    """``train``'s Trainer, ready but not run."""
     trainer = Trainer(net, X, y, n_classes, cfg, rng, validation, hooks or Hooks(), result)
     trainer.augment = augment  # before restore: the snapshot holds its generator's state
     trainer.use_engine(engine)
@@ -146,10 +146,9 @@ class Trainer:
         self.seconds_before = 0.0
         self.start_time = time.perf_counter()
         self.augment: Augmentation | None = None
-        # (cost, accuracy) of the epoch (J before its penalty) and of validation, when the
-        # compiled engine or a lockstep stack computed them
+        # (cost, accuracy) of the epoch (J before its penalty), when the compiled engine
+        # computed them with the epoch
         self.epoch_scores: tuple[float, float] | None = None
-        self.val_scores: tuple[float, float] | None = None
         self._rows: tuple[np.ndarray, tuple[list[np.ndarray], ...]] | None = None
         self.engine = "numpy"
         self.compiled: CompiledEpoch | None = None
@@ -242,7 +241,7 @@ class Trainer:
     def sample_rows(self) -> tuple[list[np.ndarray], ...]:
         """X, Y and the epoch's logits as lists of (1, n) row views, made once: indexing a list
         is ~10x cheaper than slicing an array, which single-sample SGD would do 3x per step."""
-        if self._rows is None or self._rows[0] is not self.Z_epoch:  # a stack may swap Z_epoch
+        if self._rows is None or self._rows[0] is not self.Z_epoch:
             rows = tuple(list(M[:, None]) for M in (self.X, self.Y, self.Z_epoch))
             self._rows = (self.Z_epoch, rows)
         return self._rows[1]
@@ -307,8 +306,7 @@ class Trainer:
         val_cost = val_acc = None
         if self.evaluates():
             X_val, y_val, Y_val = self.val
-            val_cost, val_acc = self.val_scores or self.scores(net.logits(X_val), Y_val, y_val)
-            self.val_scores = None
+            val_cost, val_acc = self.scores(net.logits(X_val), Y_val, y_val)
         return EpochRecord(
             epoch=self.result.epochs,
             iteration=self.result.iterations,

@@ -1,10 +1,6 @@
 """The fully connected layer: Z = A_prev @ W + b, and its backward pass.
 
-The formulas are written for any leading axes: one network sees A_prev (m, n_in) and W
-(n_in, n_out); a lockstep stack of K networks (``training/lockstep.py``) sees A_prev
-(K, m, n_in), W (K, n_in, n_out) and b (K, n_out), and the same lines compute all K at once
-(``M.mT`` is NumPy's transpose of the last two axes: each network's own matrix M^T; b is added
-to every row of its network).
+A_prev is (m, n_in), one sample per row; W is (n_in, n_out) and b (n_out,).
 """
 
 from __future__ import annotations
@@ -43,8 +39,8 @@ class Dense(Layer):
         super().bind(params, grads)
         self.W, self.b = params["W"], params["b"]
         self.dW, self.db = grads["W"], grads["b"]
-        self.b_row = self.b[..., None, :]  # b as a row (per network), added to every sample's
-        self.db_row = self.db[..., None, :]
+        self.b_row = self.b[None, :]  # b as a (1, n_out) row, added to every sample's
+        self.db_row = self.db[None, :]
 
     def fresh(self) -> Dense:
         return Dense(self.units)
@@ -61,13 +57,13 @@ class Dense(Layer):
 
     def backward(self, dZ: np.ndarray, need_dA_prev: bool = True) -> np.ndarray | None:
         """dW = A_prev^T dZ, db = sum_i dZ_i, and (unless not needed) dA_prev = dZ W^T."""
-        if dZ.shape[-2] == 1:  # one sample: dW is an outer product, cheaper than a k=1 matmul
-            np.multiply(self.A_prev.mT, dZ, out=self.dW)
+        if dZ.shape[0] == 1:  # one sample: dW is an outer product, cheaper than a k=1 matmul
+            np.multiply(self.A_prev.T, dZ, out=self.dW)
             self.db_row[...] = dZ
         else:
-            np.matmul(self.A_prev.mT, dZ, out=self.dW)
-            np.sum(dZ, axis=-2, out=self.db)
-        return dZ @ self.W.mT if need_dA_prev else None
+            np.matmul(self.A_prev.T, dZ, out=self.dW)
+            np.sum(dZ, axis=0, out=self.db)
+        return dZ @ self.W.T if need_dA_prev else None
 
     def describe(self) -> str:
         return f"dense({self.units})"

@@ -26,10 +26,6 @@ This changes no result that matters (the threshold is at most 2048 tiny: 2e-35 i
 5e-305 in float64) and costs two NumPy calls per moment array every ``flush_every`` steps.
 (A gradient that is 0 from the first step on is harmless: its moments stay exactly 0.)
 
-Lockstep stacks. ``training/lockstep.py`` trains K networks of the same shape as one: its
-optimizer updates a (K, P) theta, and its ``lr`` is a (K, 1) column, one rate per network; every
-rule goes through ``coef`` for the numbers it multiplies arrays by, so each row of the stack is
-updated exactly as that network's own optimizer would update it.
 float16 moments are not flushed: their tiny (6e-5) is not negligible, and NumPy computes float16
 in software anyway.
 """
@@ -87,15 +83,11 @@ class Optimizer:
         self.flush_every = FLUSH_EVERY_MAX
         self._flush_below: dict[str, list[float]] = {}
 
-    def coef(self, x: Any) -> Any:
+    @staticmethod
+    def coef(x: float) -> float:
         """A number the update multiplies arrays by, as a Python float, so float32 arithmetic
-        stays float32 (an np.float64 would not); a column of them (a lockstep stack's lr) in
-        the parameters' dtype, which rounds each row's number as the float would be."""
-        if type(x) is float:
-            return x
-        if np.ndim(x) == 0:
-            return float(x)
-        return np.asarray(x, dtype=self.params[0].dtype)
+        stays float32 (an np.float64 would not)."""
+        return float(x)
 
     @classmethod
     def hyperparameters(cls) -> dict[str, Any]:
@@ -309,7 +301,7 @@ class Adam(Optimizer):
 
     def step(self, grads: list[np.ndarray]) -> None:
         self.t += 1
-        lr = self.lr if isinstance(self.lr, np.ndarray) else float(self.lr)  # float64 until coef
+        lr = float(self.lr)  # float64 until coef
         b1, b2 = self.beta1, self.beta2
         # lr m_hat / (sqrt(v_hat) + eps) = alpha m / (sqrt(v) + eps_hat) with the two scalars
         # below: the same update, with the bias corrections folded into two Python floats.
@@ -349,7 +341,7 @@ class AdamW(Adam):
         self.weight_decay = non_negative("weight_decay", weight_decay)
 
     def step(self, grads: list[np.ndarray]) -> None:
-        lr = self.lr if isinstance(self.lr, np.ndarray) else float(self.lr)
+        lr = float(self.lr)
         shrink = self.coef(1.0 - lr * self.weight_decay)
         for p in self.params:  # every parameter given, biases too if they were passed
             p *= shrink
