@@ -258,7 +258,7 @@ def test_summary_says_which_engine_would_train(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "engine: compiled (auto: a dense network with small updates)" in result.output
     result = invoke("summary", spec(tmp_path, "auto", extra=", dropout: 0.2"))
-    assert "engine: numpy (auto: the compiled engine does not run the network has a dropout" in (
+    assert "engine: numpy (auto; the compiled engine cannot train it: the network has a " in (
         result.output
     )
 

@@ -120,7 +120,7 @@ def choose_engine(
             raise EngineError(f"train.engine: compiled cannot train this spec: {why}")
         return EngineChoice("compiled", "train.engine: compiled")
     if why is not None:
-        return EngineChoice("numpy", f"auto: the compiled engine does not run {why}")
+        return EngineChoice("numpy", f"auto; the compiled engine cannot train it: {why}")
     if not compiled_pays(net, rows_per_update):
         return EngineChoice("numpy", "auto: updates this large run faster as matrix products")
     missing = numba_missing()
