@@ -49,13 +49,10 @@ LR, BETA1, BETA2, EPSILON, WEIGHT_DECAY, L1, L2 = (
 
 
 @njit(cache=True, inline="always", error_model="numpy")
-def sigmoid(z, one):  # numba compiles one version per dtype
-    """sigma(z) = 1 / (1 + e^-z), from the side where the exponential cannot overflow (``one``:
-    1 in z's dtype)."""
-    if z >= 0:
-        return one / (one + math.exp(-z))
-    e = math.exp(z)
-    return e / (one + e)
+def sigmoid(z, e, one):  # numba compiles one version per dtype
+    """sigma(z) = 1 / (1 + e^-z), given e = e^-|z| (which never overflows): 1 / (1 + e) for
+    z >= 0, e / (1 + e) below (``one``: 1 in z's dtype)."""
+    return one / (one + e) if z >= 0 else e / (one + e)
 
 
 @njit(cache=True, inline="always", error_model="numpy")
@@ -82,7 +79,7 @@ def activate(Z, A, at, size, act, alpha):
     alpha = Z.dtype.type(alpha)
     if act == SIGMOID:
         for k in range(at, at + size):
-            A[k] = sigmoid(Z[k], one)
+            A[k] = sigmoid(Z[k], math.exp(-abs(Z[k])), one)
     elif act == TANH:
         for k in range(at, at + size):
             A[k] = math.tanh(Z[k])
@@ -149,9 +146,8 @@ def output_layer(Z, z, Y, y, m, k, output, dZ):
         else:
             for j in range(k):
                 z_j, y_j = Z[zr + j], Y[yr + j]
-                e = math.exp(-abs(z_j))  # sigma(z) from the side where e^-|z| cannot overflow
-                a = one / (one + e) if z_j >= 0 else e / (one + e)
-                dZ[d + j] = a - y_j
+                e = math.exp(-abs(z_j))  # shared by A = sigma(z) and L
+                dZ[d + j] = sigmoid(z_j, e, one) - y_j
                 total += max(z_j, 0.0) + math.log1p(e) - y_j * z_j
             hits += (Z[zr] > 0) == (Y[yr] == 1)
         if m > 1:
@@ -322,7 +318,6 @@ def run_epoch(
             dense_forward(As, u[l - 1], theta, w[l], sizes[l], sizes[l + 1], Zs, u[l], m)
         for j in range(m * k):  # the logits, as the NumPy engine keeps them
             Z_logits[s * k + j] = Zs[u[L - 1] + j]
-
         # the loss, and backward: dZ_L = (A_L - Y) / m, then per layer dW, db and dZ_(l-1)
         batch_cost, batch_hits = output_layer(Zs, u[L - 1], Yb, yb, m, k, output, dZ)
         cost_sum += batch_cost
