@@ -1439,3 +1439,31 @@ def test_labels_with_dollar_signs_are_plain_text(tmp_path: Path) -> None:
     result = invoke("train", config, "--runs-dir", tmp_path / "runs")
     assert result.exit_code == 0, result.output
     assert read_json(only_run(tmp_path / "runs") / "run.json")["status"] == "completed"
+
+
+@pytest.mark.parametrize("landing", [0, 1])
+def test_ctrl_c_just_after_a_temp_file_is_created_leaves_no_temp_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, landing: int
+) -> None:
+    """A Ctrl-C (KeyboardInterrupt) landing between the creation of a temp file and the code
+    that tracks it (seen in CI once checkpoints came every few milliseconds: a SIGTERM left
+    .checkpoint.npz.*.tmp). Simulated at the first and at the second file of a write."""
+    import scratchnn_cli.runs.folder as run_files
+
+    real_fdopen, calls = os.fdopen, []
+
+    def fdopen(fd: int, *args: Any, **kwargs: Any) -> Any:
+        calls.append(fd)
+        if len(calls) == landing + 1:  # the temp file exists: the interrupt lands now
+            os.close(fd)
+            raise KeyboardInterrupt
+        return real_fdopen(fd, *args, **kwargs)
+
+    monkeypatch.setattr(run_files.os, "fdopen", fdopen)
+    with pytest.raises(KeyboardInterrupt):
+        run_files.write_files(tmp_path, [("a.txt", b"a"), ("b.txt", b"b")])
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    calls[:] = [-1] * landing  # atomic_write opens one file: let the interrupt land there
+    with pytest.raises(KeyboardInterrupt):
+        run_files.atomic_write(tmp_path / "c.txt", lambda f: f.write(b"c"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == []

@@ -15,7 +15,7 @@ import io
 import json
 import os
 import queue
-import tempfile
+import secrets
 import threading
 import zipfile
 from collections.abc import Callable, Sequence
@@ -30,18 +30,34 @@ from scratchnn_cli.errors import RunFolderError, RunWriteError, one_line
 from scratchnn_cli.runs.record import RunRecord, parse_run_record
 
 
+def new_temp(directory: Path, name: str, made: list[Path]) -> IO[bytes]:
+    """A new temp file ``.<name>.<random>.tmp`` in ``directory``, open for writing. Its path goes
+    into ``made`` before the file exists, so a Ctrl-C landing anywhere (even between creating
+    the file and returning it) leaves no temp file that ``made`` does not name for removal."""
+    while True:
+        tmp = Path(directory) / f".{name}.{secrets.token_hex(4)}.tmp"
+        made.append(tmp)
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            made.pop()  # another writer's: not ours to remove
+            continue
+        return os.fdopen(fd, "wb")
+
+
 def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
     """Call ``write(f)`` on a temp file beside ``path``, fsync it, then rename it over ``path``."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    made: list[Path] = []
     try:
-        with os.fdopen(fd, "wb") as f:
+        with new_temp(path.parent, path.name, made) as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        os.replace(made[-1], path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        for tmp in made:
+            tmp.unlink(missing_ok=True)
         raise
 
 
@@ -53,12 +69,14 @@ def write_files(directory: Path, files: Sequence[tuple[str, bytes]]) -> None:
     after the others. On an error (or Ctrl-C) before a file's rename, it and every later file
     keep their old version (or stay absent), and no temp file is left."""
     directory = Path(directory)
-    temps: list[tuple[IO[bytes], str, Path]] = []
+    made: list[Path] = []  # every temp file created, in order (see new_temp)
+    renamed = 0  # how many of them are in place
+    temps: list[tuple[IO[bytes], Path, Path]] = []
     try:
         for name, data in files:
-            fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory)
-            temps.append((os.fdopen(fd, "wb"), tmp, directory / name))
-            temps[-1][0].write(data)
+            f = new_temp(directory, name, made)
+            temps.append((f, made[-1], directory / name))
+            f.write(data)
         for f, _, _ in temps:
             f.flush()
         fsync_all([f.fileno() for f, _, _ in temps])
@@ -66,11 +84,13 @@ def write_files(directory: Path, files: Sequence[tuple[str, bytes]]) -> None:
             f, tmp, path = temps[0]
             f.close()
             os.replace(tmp, path)
+            renamed += 1
             temps.pop(0)
     finally:
-        for f, tmp, _ in temps:  # not renamed: an error, or Ctrl-C
+        for f, _, _ in temps:  # not renamed: an error, or Ctrl-C
             f.close()
-            Path(tmp).unlink(missing_ok=True)
+        for tmp in made[renamed:]:
+            tmp.unlink(missing_ok=True)
 
 
 def fsync_all(fds: Sequence[int]) -> None:
