@@ -40,6 +40,11 @@ class RunWriteError(ScratchnnError):
     exit_code = EXIT_INTERNAL
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM stopped a command after it saved its work; the message says where the
+    work is and the command that goes on with it (printed as is, exit code 130)."""
+
+
 def one_line(exc: BaseException) -> str:
     """The first line of an exception's message (or its type name): for one-line errors."""
     lines = str(exc).strip().splitlines()

@@ -33,7 +33,7 @@ from scratchnn_cli.build import (
 from scratchnn_cli.config import ExperimentConfig, apply_overrides, build_config
 from scratchnn_cli.data import Dataset, load_dataset
 from scratchnn_cli.data.augment import augmentation_examples
-from scratchnn_cli.errors import ConfigError, RunFolderError, RunWriteError
+from scratchnn_cli.errors import ConfigError, Interrupted, RunFolderError, RunWriteError
 from scratchnn_cli.metrics import score
 from scratchnn_cli.nn.engines import numba_missing
 from scratchnn_cli.nn.gradcheck import GradCheckRow, check_gradients
@@ -267,7 +267,9 @@ def _train_in(
         writer.trained()
     except KeyboardInterrupt:
         writer.interrupted()
-        raise
+        raise Interrupted(
+            f"interrupted: {run_dir} is saved; go on with: scratchnn train --resume {run_dir}"
+        ) from None
     except Exception as exc:
         writer.failed(exc)
         raise

@@ -412,7 +412,11 @@ def test_a_signal_stops_cleanly_with_130(
     output = job.output()
     assert code == 130, output
     assert "Traceback" not in output
-    assert "error: interrupted" in output
+    run_dir = Path("runs") / job.run_dir().name  # as the command was given (--runs-dir runs)
+    # not an error: the folder to go on from and the command that does it, no 'error:' prefix
+    line = f"interrupted: {run_dir} is saved; go on with: scratchnn train --resume {run_dir}"
+    assert line in output.splitlines(), output
+    assert "error:" not in output
     check_interrupted_folder(job.run_dir())
 
 
@@ -622,7 +626,7 @@ def test_a_second_ctrl_c_before_the_save_is_marked_waits_for_it(tmp_path: Path) 
     code, output, run_dir = run_ctrl_c_driver(tmp_path, BEFORE_THE_GUARD)
     assert code == 130, output
     assert "Traceback" not in output
-    assert "error: interrupted" in output
+    assert "interrupted: " in output and "error:" not in output
     info = assert_folder_whole(run_dir)
     assert info["status"] == "interrupted"
     assert info["stop"]["stopped_by"] == "interrupted"
@@ -653,7 +657,7 @@ def test_a_late_second_ctrl_c_exits_130_without_a_traceback(tmp_path: Path, when
     assert code == 130, output
     assert "Traceback" not in output
     assert "KeyboardInterrupt" not in output
-    assert "error: interrupted" in output
+    assert "interrupted: " in output and "error:" not in output
     info = assert_folder_whole(run_dir, lock_may_remain=True)
     assert info["status"] == "interrupted"
     assert (run_dir / "model.npz").is_file()
@@ -693,7 +697,7 @@ def test_any_interrupted_command_exits_130_at_a_second_ctrl_c(tmp_path: Path) ->
     proc = subprocess.run([sys.executable, str(driver)], capture_output=True, text=True, timeout=60)
     output = proc.stdout + proc.stderr
     assert proc.returncode == 130, output
-    assert "error: interrupted" in output
+    assert output.splitlines()[-1] == "interrupted", output  # a plain command: no folder to name
     assert "Traceback" not in output
     assert "KeyboardInterrupt" not in output
 

@@ -307,7 +307,11 @@ def test_resume_after_an_interruption_ends_like_an_uninterrupted_sweep(
         stopped = sweep(write(tmp_path), *GRID, "--cv", 3, "--runs-dir", tmp_path)
     assert stopped.exit_code == 130, stopped.output
     sweep_dir = the_sweep(tmp_path)
-    assert "--resume" in stopped.output and not (sweep_dir / "results.csv").exists()
+    assert not (sweep_dir / "results.csv").exists()
+    # the sweep's command to go on (not the sub-run's), and no 'error:' prefix
+    said = " ".join(stopped.output.split())
+    assert f"interrupted: finish it with: scratchnn sweep --resume {sweep_dir}" in said, said
+    assert "train --resume" not in said and "error:" not in said
     subs = sub_runs(sweep_dir)
     assert len(subs) == 5
     assert read_json(subs[4] / "run.json")["status"] == "interrupted"

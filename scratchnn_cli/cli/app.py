@@ -25,6 +25,7 @@ from typer.core import TyperGroup
 
 from scratchnn_cli import __version__
 from scratchnn_cli.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, ScratchnnError
+from scratchnn_cli.report.text import printable
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 ok; 1 internal error or a failed write (disk full...); 2 bad input "
@@ -85,15 +86,16 @@ ThreadsOption = Annotated[
 
 
 def say(text: str) -> None:
-    """Print a plain line to stdout: no markup or highlighting, never wrapped (paths stay whole)."""
-    out.print(text, markup=False, highlight=False, soft_wrap=True)
+    """Print a plain line to stdout: no markup or highlighting, never wrapped (paths stay whole),
+    control characters shown as escapes (a line may carry a class or column name)."""
+    out.print(printable(text), markup=False, highlight=False, soft_wrap=True)
 
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _fail(message: str, code: int) -> typer.Exit:
-    message = message.replace("\r", "\\r").replace("\n", "\\n")  # always one line
+    message = printable(message)  # always one line, and data in it never drives the terminal
     err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
@@ -116,9 +118,12 @@ def handle_errors(command: F) -> F:
             return command(*args, **kwargs)
         except ScratchnnError as exc:
             raise _fail(str(exc), exc.exit_code) from None
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:  # not an error: what was done is saved
             _exit_on_the_next_signal()
-            raise _fail("interrupted", EXIT_INTERRUPTED) from None
+            err.print(
+                printable(str(exc) or "interrupted"), markup=False, highlight=False, soft_wrap=True
+            )
+            raise typer.Exit(EXIT_INTERRUPTED) from None
         except (typer.Exit, typer.Abort):
             raise
         except Exception as exc:

@@ -52,9 +52,9 @@ def per_class_table(matrix: Any, class_names: Sequence[str], split: str) -> Tabl
     counts; ``-`` and ``0 / 0`` for a class without samples."""
     import numpy as np
     from rich.table import Table
-    from rich.text import Text
 
     from scratchnn_cli.metrics import as_confusion_matrix, per_class_accuracy
+    from scratchnn_cli.report.text import cell
 
     mat = as_confusion_matrix(matrix)
     table = Table(title=f"{split} per-class accuracy")
@@ -64,7 +64,7 @@ def per_class_table(matrix: Any, class_names: Sequence[str], split: str) -> Tabl
     for c, (name, accuracy) in enumerate(zip(class_names, per_class_accuracy(mat), strict=True)):
         shown = "-" if accuracy is None else f"{accuracy:.4f}"
         counts = f"{int(mat[c, c]):,} / {int(np.sum(mat[c])):,}"
-        table.add_row(Text(str(name)), shown, counts)  # Text: a name is never Rich markup
+        table.add_row(cell(name), shown, counts)  # a name is never markup nor a control code
     return table
 
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from rich.table import Table
 
+from scratchnn_cli.report.text import cell
 from scratchnn_cli.runs import atomic_write
 
 if TYPE_CHECKING:
@@ -137,12 +138,12 @@ def confusion_matrix_png(matrix: np.ndarray, class_names: Sequence[str], title: 
 
 def confusion_table(matrix: np.ndarray, class_names: Sequence[str], title: str = "") -> Table:
     """A Rich table of the confusion matrix: rows true class, columns predicted class."""
-    table = Table(title=title or None, show_lines=False)
+    table = Table(title=cell(title) if title else None, show_lines=False)
     table.add_column("true \\ predicted", style="bold")
     for name in class_names:
-        table.add_column(str(name), justify="right")
+        table.add_column(cell(name), justify="right")
     for name, row in zip(class_names, np.asarray(matrix), strict=True):
-        table.add_row(str(name), *(str(int(v)) for v in row))
+        table.add_row(cell(name), *(str(int(v)) for v in row))
     return table
 
 

@@ -16,7 +16,7 @@ from rich.console import Console
 from scratchnn_cli.build import check_compatible, check_memory, data_key
 from scratchnn_cli.config import build_config
 from scratchnn_cli.data import Dataset, load_dataset
-from scratchnn_cli.errors import ConfigError, UserInputError, one_line
+from scratchnn_cli.errors import ConfigError, Interrupted, UserInputError, one_line
 from scratchnn_cli.report.progress import SweepProgress
 from scratchnn_cli.runs import create_run_dir, write_yaml
 from scratchnn_cli.sweep.files import write_sweep_files
@@ -232,8 +232,9 @@ def _sweep(
         try:
             execute(tasks, sweep_dir, on_result)
         except KeyboardInterrupt:
-            progress.say(f"interrupted: finish it with scratchnn sweep --resume {sweep_dir}")
-            raise
+            raise Interrupted(
+                f"interrupted: finish it with: scratchnn sweep --resume {sweep_dir}"
+            ) from None
     ordered = [rows[point] for point in range(total)]
     best = best_row(ordered)
     failed = [
