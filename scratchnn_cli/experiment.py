@@ -33,7 +33,13 @@ from scratchnn_cli.build import (
 from scratchnn_cli.config import ExperimentConfig, apply_overrides, build_config
 from scratchnn_cli.data import Dataset, load_dataset
 from scratchnn_cli.data.augment import augmentation_examples
-from scratchnn_cli.errors import ConfigError, Interrupted, RunFolderError, RunWriteError
+from scratchnn_cli.errors import (
+    ConfigError,
+    Interrupted,
+    RunFolderError,
+    RunWriteError,
+    one_line,
+)
 from scratchnn_cli.metrics import score
 from scratchnn_cli.nn.engines import numba_missing
 from scratchnn_cli.nn.gradcheck import GradCheckRow, check_gradients
@@ -352,23 +358,45 @@ def load_run_model(
 
 
 def evaluate_run(run_dir: Path, split: str = "test") -> dict[str, Any]:
-    """Score a finished run on one split of its data; writes and returns ``evaluation.json``."""
+    """Score a finished run on one split of its data (nothing written: ``save_evaluation``).
+
+    Refused, as ``--resume`` refuses it, when the data rebuilt from the run's spec is not what
+    it trained on (its fingerprint differs): the split would be another split. ``held_out``
+    says whether the model never trained on the split (train+val runs trained on val)."""
     config, dataset, net, info = load_run_model(run_dir)
+    if dataset.fingerprint != info.get("data", {}).get("fingerprint"):
+        raise RunFolderError(
+            f"{run_dir}: the data differs from what the run was trained on (its fingerprint "
+            "changed), so its splits are not the ones it was trained and tested on"
+        )
     X, y = dataset.split(split)
     if len(y) == 0:
         raise RunFolderError(f"{run_dir}: the {split} split of this run's data is empty")
-    recorded = info.get("data", {}).get("fingerprint")
-    evaluation = {
+    trained_on = ["train", "val"] if config.data.train_on == "train+val" else ["train"]
+    return {
         "run": str(run_dir),
         "split": split,
+        "held_out": split not in trained_on,
         **score(net, X, y, dataset.n_classes, dataset.class_names),
         "class_names": list(dataset.class_names),
         "data_fingerprint": dataset.fingerprint,
-        "data_matches_training": recorded == dataset.fingerprint,
         "evaluated": datetime.now().astimezone().isoformat(timespec="seconds"),
     }
-    write_json(Path(run_dir) / "evaluation.json", evaluation)
-    return evaluation
+
+
+def evaluation_path(run_dir: Path, split: str) -> Path:
+    """Where ``scratchnn evaluate`` keeps a split's scores: one file per split."""
+    return Path(run_dir) / f"evaluation-{split}.json"
+
+
+def save_evaluation(run_dir: Path, evaluation: dict[str, Any]) -> Path:
+    """Write ``evaluation`` to its split's file (RunWriteError, one line, when it cannot)."""
+    path = evaluation_path(run_dir, evaluation["split"])
+    try:
+        write_json(path, evaluation)
+    except OSError as exc:
+        raise RunWriteError(f"{path}: could not write ({one_line(exc)})") from None
+    return path
 
 
 def gradcheck_experiment(

@@ -538,12 +538,13 @@ def test_evaluate_reproduces_the_recorded_accuracy(
     args = ["evaluate", run_dir] + (["--split", split] if split != "test" else [])
     result = invoke(*args)
     assert result.exit_code == 0, result.output
-    evaluation = read_json(run_dir / "evaluation.json")
+    evaluation = read_json(run_dir / f"evaluation-{split}.json")  # one file per split
     assert evaluation["split"] == split
     assert evaluation["accuracy"] == metrics["accuracy"]
     assert evaluation["confusion_matrix"] == metrics["confusion_matrix"]
     assert evaluation["n"] == metrics["n"]
-    assert evaluation["data_matches_training"] is True
+    assert evaluation["held_out"] is (split != "train")
+    assert ("not a held-out score" in result.output) is (split == "train")
     assert evaluation["data_fingerprint"] == read_json(run_dir / "run.json")["data"]["fingerprint"]
     assert f"{split} accuracy: {metrics['accuracy']:.4f}" in result.stdout
 
@@ -748,7 +749,7 @@ def _table_rows(stdout: str, title: str) -> list[list[str]]:
 def test_evaluate_prints_per_class_accuracy_and_confused_pairs(digits_run: Path) -> None:
     result = invoke("evaluate", digits_run)
     assert result.exit_code == 0, result.output
-    evaluation = read_json(digits_run / "evaluation.json")
+    evaluation = read_json(digits_run / "evaluation-test.json")
     matrix = np.asarray(evaluation["confusion_matrix"])
     assert evaluation["per_class_accuracy"] == recall_by_numpy(evaluation["confusion_matrix"])
     assert evaluation["confused_pairs"] == pairs_by_numpy(matrix, evaluation["class_names"])
@@ -776,13 +777,13 @@ def test_evaluate_prints_per_class_accuracy_and_confused_pairs(digits_run: Path)
         next(i for i, line in enumerate(lines) if line.startswith("test accuracy:")),
     ]
     assert order == sorted(order)
-    assert lines[-1] == str(digits_run / "evaluation.json")
+    assert lines[-1] == str(digits_run / "evaluation-test.json")
 
 
 def test_evaluate_prints_class_names_verbatim(pairs_run: Path) -> None:
     result = invoke("evaluate", pairs_run)
     assert result.exit_code == 0, result.output
-    evaluation = read_json(pairs_run / "evaluation.json")
+    evaluation = read_json(pairs_run / "evaluation-test.json")
     matrix = np.asarray(evaluation["confusion_matrix"])
     names = evaluation["class_names"]
     rows = _table_rows(result.stdout, "test per-class accuracy")
@@ -792,7 +793,7 @@ def test_evaluate_prints_class_names_verbatim(pairs_run: Path) -> None:
     share = 100 * matrix[shirt, tee] / matrix[shirt].sum()
     line = f"  Shirt -> T-shirt/top: {matrix[shirt, tee]} ({share:.1f}% of Shirt)"
     assert line in result.stdout.splitlines()
-    assert result.stdout.strip().splitlines()[-1] == str(pairs_run / "evaluation.json")
+    assert result.stdout.strip().splitlines()[-1] == str(pairs_run / "evaluation-test.json")
 
 
 def test_evaluate_a_legacy_run_prints_the_new_sections(tmp_path: Path) -> None:
@@ -802,7 +803,7 @@ def test_evaluate_a_legacy_run_prints_the_new_sections(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     recorded = read_json(run_dir / "metrics.json")["test"]  # 0.1.0: no per-class keys
     assert "per_class_accuracy" not in recorded and "confused_pairs" not in recorded
-    evaluation = read_json(run_dir / "evaluation.json")
+    evaluation = read_json(run_dir / "evaluation-test.json")
     assert evaluation["per_class_accuracy"] == [0.96, 1.0]  # [[48, 2], [0, 50]]
     assert evaluation["confused_pairs"] == [
         {"true": "0", "predicted": "1", "count": 2, "share_of_true": 0.04}

@@ -949,9 +949,9 @@ def test_evaluate_gives_the_test_accuracy_of_metrics_json(whole_run: Path) -> No
     result = invoke("evaluate", whole_run)
     assert result.exit_code == 0, result.output
     accuracy = read_json(whole_run / "metrics.json")["test"]["accuracy"]
-    evaluation = read_json(whole_run / "evaluation.json")
+    evaluation = read_json(whole_run / "evaluation-test.json")
     assert evaluation["accuracy"] == accuracy
-    assert evaluation["data_matches_training"] is True
+    assert evaluation["held_out"] is True
     assert f"test accuracy: {accuracy:.4f}" in result.output
 
 

@@ -1429,7 +1429,7 @@ def test_string_labels_keep_their_class_names(tmp_path: Path) -> None:
     evaluation = invoke("evaluate", run_dir)
     assert evaluation.exit_code == 0, evaluation.output
     assert "cat" in evaluation.stdout and "dog" in evaluation.stdout
-    assert read_json(run_dir / "evaluation.json")["class_names"] == ["cat", "dog"]
+    assert read_json(run_dir / "evaluation-test.json")["class_names"] == ["cat", "dog"]
 
 
 def test_labels_with_dollar_signs_are_plain_text(tmp_path: Path) -> None:

@@ -130,7 +130,7 @@ def test_a_diverged_run_can_be_evaluated(tmp_path: Path) -> None:
     assert (info["status"], info["stop"]["epochs"]) == ("diverged", 1)
     evaluated = invoke("evaluate", run_dir)
     assert evaluated.exit_code == 0, evaluated.output
-    evaluation = json.loads((run_dir / "evaluation.json").read_text())
+    evaluation = json.loads((run_dir / "evaluation-test.json").read_text())
     # diverged in epoch 1: model.npz holds the initial weights, and evaluating it reproduces
     # the test accuracy that training recorded, and that of a freshly initialised network
     recorded = json.loads((run_dir / "metrics.json").read_text())["test"]

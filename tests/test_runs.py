@@ -140,11 +140,11 @@ def test_evaluate_a_legacy_run(legacy_copy: Any, name: str) -> None:
     run_dir = legacy_copy(name)
     result = invoke("evaluate", run_dir)
     assert result.exit_code == 0, result.output
-    evaluation = read_json(run_dir / "evaluation.json")
+    evaluation = read_json(run_dir / "evaluation-test.json")
     recorded = read_json(run_dir / "metrics.json")["test"]
     assert (evaluation["n"], evaluation["accuracy"]) == (recorded["n"], recorded["accuracy"])
     assert evaluation["confusion_matrix"] == recorded["confusion_matrix"]
-    assert evaluation["data_matches_training"] is True
+    assert evaluation["held_out"] is True
 
 
 def test_report_of_a_legacy_run(legacy_copy: Any) -> None:

@@ -225,7 +225,7 @@ def test_train_with_adam_on_raw_pixels_records_and_reapplies_the_scaling(
 
     result = invoke("evaluate", run_dir)  # rebuilds the data from config.yaml: same scaling
     assert result.exit_code == 0, result.output
-    evaluation = json.loads((run_dir / "evaluation.json").read_text(encoding="utf-8"))
-    assert evaluation["data_matches_training"] is True
+    evaluation = json.loads((run_dir / "evaluation-test.json").read_text(encoding="utf-8"))
+    assert evaluation["held_out"] is True
     assert evaluation["data_fingerprint"] == info["data"]["fingerprint"]
     assert evaluation["accuracy"] == metrics["test"]["accuracy"]

@@ -299,7 +299,7 @@ def test_training_through_the_cli_gives_the_same_model_on_any_thread_count(
     for count in (1, 3):
         result = invoke("evaluate", run_dir, "--threads", count)
         assert result.exit_code == 0, result.output
-        scored.append(json.loads((run_dir / "evaluation.json").read_text(encoding="utf-8")))
+        scored.append(json.loads((run_dir / "evaluation-test.json").read_text(encoding="utf-8")))
     for record in scored:  # when it was written: the one key that may differ
         del record["evaluated"]
     assert scored[0] == scored[1]

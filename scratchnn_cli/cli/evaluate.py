@@ -23,9 +23,10 @@ def evaluate(
     split: Annotated[str, typer.Option(help="Which split to score: test, val or train.")] = "test",
     threads: ThreadsOption = None,
 ) -> None:
-    """Reload a finished run, rebuild its data and score it on held-out data."""
+    """Reload a finished run, rebuild its data and score it on one split; the scores go to
+    RUN_DIR/evaluation-SPLIT.json (one file per split)."""
     from scratchnn_cli.errors import UserInputError
-    from scratchnn_cli.experiment import evaluate_run
+    from scratchnn_cli.experiment import evaluate_run, save_evaluation
     from scratchnn_cli.nn.threads import threads as layer_threads
     from scratchnn_cli.report.plots import confusion_table
 
@@ -42,9 +43,13 @@ def evaluate(
     for line in confused_pair_lines(result["confused_pairs"]):
         say(line)
     say(f"{split} accuracy: {result['accuracy']:.4f}  (n = {result['n']})")
-    if not result["data_matches_training"]:
-        err.print("warning: the rebuilt data differs from what the run recorded (fingerprint)")
-    say(str(Path(run_dir) / "evaluation.json"))
+    if not result["held_out"]:
+        err.print(
+            f"note: the model was trained on the {split} split: this is not a held-out score",
+            markup=False,
+            highlight=False,
+        )
+    say(str(save_evaluation(run_dir, result)))  # after the scores: a folder we cannot write
 
 
 def per_class_table(matrix: Any, class_names: Sequence[str], split: str) -> Table:

@@ -38,7 +38,7 @@ from scratchnn_cli import __version__
 from scratchnn_cli.build import training_set
 from scratchnn_cli.config import ExperimentConfig
 from scratchnn_cli.data import Dataset
-from scratchnn_cli.errors import RunFolderError, one_line
+from scratchnn_cli.errors import RunFolderError, RunWriteError, one_line
 from scratchnn_cli.experiment import load_run_model
 from scratchnn_cli.metrics import (
     SPLITS,
@@ -93,7 +93,10 @@ def write_html_report(run_dir: Path) -> Path:
     run = _load_run(run_dir)
     page = template_environment().get_template(TEMPLATE).render(_page(run))
     path = run_dir / REPORT_NAME
-    write_text(path, page)
+    try:
+        write_text(path, page)
+    except OSError as exc:  # a read-only run folder: one line, not an internal error
+        raise RunWriteError(f"{path}: could not write ({one_line(exc)})") from None
     return path
 
 
