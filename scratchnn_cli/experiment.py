@@ -196,6 +196,12 @@ def _checkpoint_to_resume(run_dir: Path, net: Network) -> tuple[Snapshot | None,
     laxer limits, could save. RunFolderError when it does not fit ``net``."""
     checkpoint = run_dir / "checkpoint.npz"
     if not checkpoint.is_file():
+        if _trained_epochs(run_dir):  # it was deleted: going on from scratch would lose them
+            raise RunFolderError(
+                f"{checkpoint} is missing, though the run trained {_trained_epochs(run_dir)} "
+                f"epoch(s): it cannot go on from where it stopped (train it again with: "
+                f"scratchnn train {run_dir / 'config.yaml'})"
+            )
         return None, None
     snapshot = read_checkpoint(checkpoint)
     if [p.shape for p in snapshot.params] != [p.shape for p in net.params()]:
@@ -205,6 +211,16 @@ def _checkpoint_to_resume(run_dir: Path, net: Network) -> tuple[Snapshot | None,
     if why is None:
         return snapshot, None
     return None, f"diverged at epoch {snapshot.epochs} ({why}): starting from the initial weights"
+
+
+def _trained_epochs(run_dir: Path) -> int:
+    """How many epochs history.csv records (0 when it is missing): each came with a
+    checkpoint."""
+    try:
+        with open(run_dir / "history.csv", "rb") as history:
+            return max(sum(1 for line in history if line.strip()) - 1, 0)
+    except OSError:
+        return 0
 
 
 def _mark_resumed(

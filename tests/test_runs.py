@@ -452,8 +452,9 @@ def _batches(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
 def test_a_run_writes_its_folder_in_three_kinds_of_batches(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The start (config.yaml, run.json), each checkpoint of the training (checkpoint.npz,
-    history.csv), and the end: the final checkpoint with the results, run.json last."""
+    """The start (config.yaml, run.json), each checkpoint of the training (history.csv whole
+    the first time, its new rows appended after, then checkpoint.npz), and the end: the final
+    checkpoint with the results (history.csv whole again), run.json last."""
     from scratchnn_cli.config import build_config
 
     calls = _batches(monkeypatch)
@@ -463,9 +464,9 @@ def test_a_run_writes_its_folder_in_three_kinds_of_batches(
     assert outcome.status == "completed"
     assert calls == [
         ["config.yaml", "run.json"],
-        ["checkpoint.npz", "history.csv"],
-        ["checkpoint.npz", "history.csv"],
-        ["checkpoint.npz", "history.csv", "model.npz", "metrics.json", "run.json"],
+        ["history.csv", "checkpoint.npz"],
+        ["checkpoint.npz"],  # epoch 4: its 2 rows appended to history.csv
+        ["history.csv", "checkpoint.npz", "model.npz", "metrics.json", "run.json"],
     ]
     checkpoint = read_checkpoint(outcome.run_dir / "checkpoint.npz")
     assert checkpoint.epochs == 5  # the final one, not the one of epoch 4
@@ -493,7 +494,7 @@ def test_an_interrupted_run_writes_its_last_checkpoint_before_run_json(
     with pytest.raises(KeyboardInterrupt):
         experiment.run_experiment(build_config(raw, "stopped"), tmp_path, plots=False)
     assert calls[0] == ["config.yaml", "run.json"]
-    assert calls[1] == ["checkpoint.npz", "history.csv", "run.json"]
+    assert calls[1] == ["history.csv", "checkpoint.npz", "run.json"]
     [run_dir] = [p for p in tmp_path.iterdir() if p.is_dir()]
     assert json.loads((run_dir / "run.json").read_text())["status"] == "interrupted"
     assert read_checkpoint(run_dir / "checkpoint.npz").epochs == 2  # the last finished epoch

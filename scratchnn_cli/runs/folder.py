@@ -317,9 +317,33 @@ def load_finished_run(
 
 def load_model_arrays(run_dir: Path) -> dict[str, np.ndarray]:
     """The arrays of ``model.npz`` (weights W0, b0, ...)."""
-    path = Path(run_dir) / "model.npz"
+    return read_npz(Path(run_dir) / "model.npz", "model file")
+
+
+def read_npz(path: Path, what: str) -> dict[str, np.ndarray]:
+    """Every array of the .npz file ``path`` (no pickles), each checked before it is read: an
+    array whose header claims more bytes than its member of the zip holds (a crafted file
+    could claim terabytes) is refused. RunFolderError, one line: "``path``: unreadable
+    ``what`` (why)"."""
     try:
+        with zipfile.ZipFile(path) as archive:
+            for member in archive.infolist():
+                with archive.open(member) as f:
+                    _check_npy_header(f, member.file_size, member.filename)
         with np.load(path, allow_pickle=False) as data:
             return {key: data[key] for key in data.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:  # truncated: BadZipFile
-        raise RunFolderError(f"{path}: unreadable model file ({exc})") from None
+        raise RunFolderError(f"{path}: unreadable {what} ({one_line(exc)})") from None
+
+
+def _check_npy_header(f: IO[bytes], size: int, name: str) -> None:
+    """ValueError unless the .npy header read from ``f`` describes at most ``size`` bytes."""
+    fmt = np.lib.format
+    read_header = {(1, 0): fmt.read_array_header_1_0, (2, 0): fmt.read_array_header_2_0}
+    version = fmt.read_magic(f)
+    if version not in read_header:
+        raise ValueError(f"{name}: .npy format {version} is not one this tool writes")
+    shape, _, dtype = read_header[version](f)
+    claimed = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    if claimed > size:
+        raise ValueError(f"{name} claims a {shape} array ({claimed:,} bytes) in {size:,} bytes")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -9,37 +11,88 @@ from typing import Any
 from scratchnn_cli.errors import RunFolderError
 from scratchnn_cli.runs.folder import load_run_record, read_json
 from scratchnn_cli.runs.lock import is_locked
+from scratchnn_cli.runs.record import RunRecord
 
 #: The status shown for a run whose run.json says "running" while no process holds its lock:
 #: it was killed without a chance to save (kill -9, a crash, a power cut); ``train --resume``
 #: continues it from its last checkpoint.
 KILLED = "killed"
+#: Shorter names of the stop rules (``stopped_by``), for tables in a narrow terminal.
+SHORT_STOP = {
+    "max_iterations": "max iter",
+    "max_epochs": "max epochs",
+    "early_stopping": "early stop",
+}
+
+
+@dataclass(frozen=True)
+class RunGroup:
+    """A folder that is not a run but holds run folders (a sweep's, ``reproduce``'s): its path,
+    and how many of its runs have each status."""
+
+    path: Path
+    statuses: dict[str, int]
+
+    @property
+    def runs(self) -> int:
+        return sum(self.statuses.values())
 
 
 def list_runs(runs_dir: Path) -> list[dict[str, Any]]:
     """One summary per run folder (a folder holding run.json) in ``runs_dir``, by name (so
     oldest first): run, status, test and val accuracy, stopped_by, age. A run.json that cannot
     be read, or does not fit ``RunRecord``, gives status "unreadable"."""
+    now = datetime.now().timestamp()
+    return [_summary(folder, now) for folder in _run_folders(_folder(runs_dir))]
+
+
+def run_groups(runs_dir: Path) -> list[RunGroup]:
+    """The folders of ``runs_dir`` that are not runs but hold run folders (``sweep-*``,
+    ``reproduce-*``), by name, each with the statuses of its runs: ``list_runs`` shows only
+    the runs directly in ``runs_dir``, and these say where the others are."""
+    groups = []
+    for folder in sorted(p for p in _folder(runs_dir).iterdir() if p.is_dir()):
+        if (folder / "run.json").is_file():
+            continue
+        runs = _run_folders(folder)
+        if runs:
+            groups.append(RunGroup(folder, dict(Counter(_status(run)[1] for run in runs))))
+    return groups
+
+
+def _folder(runs_dir: Path) -> Path:
+    """``runs_dir`` as a Path; RunFolderError (one line) when it is no folder."""
     runs_dir = Path(runs_dir)
     if not runs_dir.is_dir():
         what = "a file, not a folder" if runs_dir.exists() else "no such folder"
         raise RunFolderError(f"{runs_dir}: {what}")
-    now = datetime.now().timestamp()
-    folders = sorted(p for p in runs_dir.iterdir() if (p / "run.json").is_file())
-    return [_summary(folder, now) for folder in folders]
+    return runs_dir
+
+
+def _run_folders(folder: Path) -> list[Path]:
+    """The run folders (holding run.json) directly in ``folder``, by name."""
+    return sorted(p for p in folder.iterdir() if (p / "run.json").is_file())
+
+
+def _status(folder: Path) -> tuple[RunRecord | None, str]:
+    """A run folder's record (None when unreadable) and the status shown for it: run.json's,
+    "killed" for a run left "running" by a process that is gone, "unreadable"."""
+    try:
+        record, _ = load_run_record(folder)
+    except RunFolderError:
+        return None, "unreadable"
+    if record.status == "running" and not is_locked(folder):
+        return record, KILLED
+    return record, record.status
 
 
 def _summary(folder: Path, now: float) -> dict[str, Any]:
     """The row of one run folder (``now``: the time of the listing, for the age)."""
     row: dict[str, Any] = {"run": folder.name, "status": "unreadable", "test": None, "val": None}
     row.update(stopped_by="", age=_age(now - (folder / "run.json").stat().st_mtime))
-    try:
-        record, _ = load_run_record(folder)
-    except RunFolderError:
+    record, row["status"] = _status(folder)
+    if record is None:
         return row
-    row["status"] = record.status
-    if record.status == "running" and not is_locked(folder):
-        row["status"] = KILLED
     row["stopped_by"] = record.stop.stopped_by if record.stop else ""
     try:
         metrics = read_json(folder / "metrics.json")

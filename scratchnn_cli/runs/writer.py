@@ -11,7 +11,6 @@ last), so a folder never holds a half-written file.
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import platform
 import shutil
@@ -46,6 +45,7 @@ from scratchnn_cli.runs.folder import (
     write_text,
     yaml_bytes,
 )
+from scratchnn_cli.runs.history import append_history, history_csv
 from scratchnn_cli.runs.lock import RunLock
 from scratchnn_cli.training.snapshot import EpochRecord, Snapshot, TrainResult
 
@@ -58,36 +58,6 @@ class RunOutcome:
     status: str
     result: TrainResult
     metrics: dict[str, Any]
-
-
-
-HISTORY_COLUMNS = [
-    "epoch",
-    "iteration",
-    "cost",
-    "train_accuracy",
-    "val_cost",
-    "val_accuracy",
-    "lr",
-    "seconds",
-]
-
-
-
-def _history_csv(history: list[EpochRecord]) -> str:
-    """history.csv: one row per epoch; numbers as ``%.10g``, a missing (or NaN) value empty
-    (what pandas' ``to_csv(float_format="%.10g")`` wrote, at a tenth of the cost)."""
-    rows = [",".join(HISTORY_COLUMNS)]
-    rows += [",".join(_csv_cell(getattr(r, c)) for c in HISTORY_COLUMNS) for r in history]
-    return "\n".join(rows) + "\n"
-
-
-
-def _csv_cell(value: float | int | None) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return ""
-    return str(value) if isinstance(value, int) else f"{value:.10g}"
-
 
 
 def network_record(config: ExperimentConfig, net: Network) -> dict[str, Any]:
@@ -104,7 +74,6 @@ def network_record(config: ExperimentConfig, net: Network) -> dict[str, Any]:
     }
 
 
-
 def _versions() -> dict[str, str]:
     return {
         "scratchnn": __version__,
@@ -112,7 +81,6 @@ def _versions() -> dict[str, str]:
         "numpy": np.__version__,
         "scikit-learn": sklearn.__version__,
     }
-
 
 
 def _data_record(dataset: Dataset) -> dict[str, Any]:
@@ -127,7 +95,6 @@ def _data_record(dataset: Dataset) -> dict[str, Any]:
         "n_test": int(len(dataset.y_test)),
         "scale": dataset.scaling.describe(),
     }
-
 
 
 def new_run_info(
@@ -151,7 +118,6 @@ def new_run_info(
     }
 
 
-
 def start_run_folder(
     run_dir: Path, lock: RunLock, config: ExperimentConfig, info: dict[str, Any]
 ) -> None:
@@ -168,7 +134,6 @@ def start_run_folder(
         if isinstance(exc, OSError):
             raise RunWriteError(f"{run_dir}: could not write the run folder: {exc}") from None
         raise
-
 
 
 class RunWriter:
@@ -191,7 +156,7 @@ class RunWriter:
         self.seconds_before = float(info.get("seconds") or 0.0)
         self.result = TrainResult()
         self.metrics: dict[str, Any] = {}
-        self.history_written: str | None = None  # history.csv as last handed to ``write``
+        self.history_rows: int | None = None  # rows of history.csv written by this process
         self.last_checkpoint: list[tuple[str, bytes]] = []  # the final one, while it waits
 
     def finish(
@@ -223,29 +188,34 @@ class RunWriter:
         self.last_checkpoint = []
 
     def save_checkpoint(self, snap: Snapshot) -> None:
-        """checkpoint.npz and the history.csv it goes with, together. The final one, handed
-        over once training has stopped (``result.stopped_by`` is set), waits for what always
-        follows (the results, the interrupted state or the failure) to go in its
-        ``write_files``, before run.json: one fsync round less, the same order of renames."""
-        history = _history_csv(snap.history)
-        files = [("checkpoint.npz", checkpoint_bytes(snap)), ("history.csv", history.encode())]
-        self.history_written = history
+        """checkpoint.npz and the history.csv rows it goes with: the rows first (appended, or
+        the whole file on this process's first checkpoint), so history.csv always holds the
+        rows of the checkpoint in place. The final one, handed over once training has stopped
+        (``result.stopped_by`` is set), waits for what always follows (the results, the
+        interrupted state or the failure) to go in its ``write_files``, before run.json: one
+        fsync round less, the same order of renames."""
+        checkpoint = ("checkpoint.npz", checkpoint_bytes(snap))
         if self.result.stopped_by:
-            self.last_checkpoint = files
+            self.last_checkpoint = [*self.history_file(snap.history), checkpoint]
+        elif self.history_rows is None:
+            self.write([*self.history_file(snap.history), checkpoint])
         else:
-            self.write(files)
+            append_history(self.run_dir / "history.csv", snap.history[self.history_rows :])
+            self.write([checkpoint])
+        self.history_rows = len(snap.history)
 
-    def history_file(self) -> list[tuple[str, bytes]]:
-        """[history.csv of the result], or [] when the last checkpoint wrote that already."""
-        history = _history_csv(self.result.history)
-        return [] if history == self.history_written else [("history.csv", history.encode())]
+    def history_file(self, history: list[EpochRecord]) -> list[tuple[str, bytes]]:
+        """[history.csv of ``history``], or [] when the file holds those rows already."""
+        if self.history_rows == len(history):
+            return []
+        return [("history.csv", history_csv(history).encode())]
 
     def trained(self) -> None:
         """Training ended normally (completed or diverged): history, model, metrics (and the
         confusion matrix PNG), then run.json, in one ``write_files``."""
         metrics = score_splits(self.net, self.dataset)
         files = [
-            *self.history_file(),
+            *self.history_file(self.result.history),
             ("model.npz", npz_bytes(self.net.state())),
             ("metrics.json", json_bytes(metrics)),
         ]
@@ -261,7 +231,7 @@ class RunWriter:
         with interrupt_guard(self.run_dir) as marked:  # a 2nd Ctrl-C exits; files stay whole
             self.finish("interrupted", "interrupted (Ctrl-C or SIGTERM)")
             marked()
-            write_files(self.run_dir, self.history_file())
+            write_files(self.run_dir, self.history_file(self.result.history))
             write_npz(self.run_dir / "model.npz", self.net.state())
 
     def failed(self, exc: Exception) -> None:
@@ -280,7 +250,6 @@ class RunWriter:
         return RunOutcome(self.run_dir, self.info["status"], self.result, self.metrics)
 
 
-
 def _confusion_png(config: ExperimentConfig, dataset: Dataset, metrics: dict[str, Any]) -> bytes:
     """confusion_matrix.png: of the test split, or of the first split scored without one."""
     shown = "test" if "test" in metrics else next(iter(metrics))
@@ -289,7 +258,6 @@ def _confusion_png(config: ExperimentConfig, dataset: Dataset, metrics: dict[str
         dataset.class_names,
         title=f"{config.name}: {shown} accuracy {metrics[shown]['accuracy']:.3f}",
     )
-
 
 
 @contextlib.contextmanager
