@@ -1,8 +1,9 @@
 """CSV files: numeric feature columns plus one label column.
 
 :func:`read_csv` runs one short check per way a file can be unusable, in this order: it cannot be
-read or parsed, it has fewer than two columns, no data rows, no such label column, missing values,
-non-numeric features, infinite features, labels that are not integers or text, a single class.
+read or parsed, a name is given to two columns, it has fewer than two columns, no data rows, no
+such label column, missing values, non-numeric features, infinite features, labels that are not
+integers or text, a single class.
 Each problem is one :class:`DataError` line naming the file (and the column and line if known).
 """
 
@@ -23,6 +24,7 @@ if TYPE_CHECKING:  # pandas is imported where used: it is slow to import
 def read_csv(path: Path, target: str | None) -> RawData:
     """Read a CSV: every column but ``target`` (default: the last) is a numeric feature."""
     df = _parse(path)
+    _check_distinct_names(_header(path), path)
     columns = [str(c) for c in df.columns]
     df.columns = columns
     _check_has_rows_and_columns(df, path)
@@ -54,6 +56,40 @@ def _parse(path: Path) -> pd.DataFrame:
         raise DataError(f"{path}: cannot parse the CSV file: {one_line(exc)}") from None
     except OSError as exc:
         raise DataError(f"{path}: cannot read the CSV file: {one_line(exc)}") from None
+
+
+def _header(path: Path) -> list[str]:
+    """The header's names as written: ``pd.read_csv`` renames a repeated name (the second
+    ``Class`` becomes ``Class.1``, which would then train as a feature), so the first row is read
+    again as plain text, by the same parser (same quoting, encoding and separator)."""
+    import pandas as pd
+
+    try:
+        first = pd.read_csv(path, header=None, nrows=1, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
+        raise DataError(f"{path}: cannot parse the CSV file: {one_line(exc)}") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read the CSV file: {one_line(exc)}") from None
+    return [str(name) for name in first.iloc[0]] if len(first) else []
+
+
+def _check_distinct_names(names: list[str], path: Path) -> None:
+    """Refuse a header that gives a name to more than one column, naming each such name and its
+    columns (1 = the first); empty names are pandas' 'Unnamed: k', distinct already."""
+    columns: dict[str, list[int]] = {}
+    for number, name in enumerate(names, start=1):
+        if name.strip():
+            columns.setdefault(name, []).append(number)
+    repeated = [
+        f"{name!r} (columns {', '.join(map(str, where))})"
+        for name, where in columns.items()
+        if len(where) > 1
+    ]
+    if repeated:
+        raise DataError(
+            f"{path}: the header gives the same name to several columns: {'; '.join(repeated)}; "
+            "give each column its own name"
+        )
 
 
 def _check_has_rows_and_columns(df: pd.DataFrame, path: Path) -> None:

@@ -20,7 +20,7 @@ from scratchnn_cli.data.classes import check_class_sizes, resolve_classes, selec
 from scratchnn_cli.data.csv import read_csv
 from scratchnn_cli.data.fashion_mnist import FASHION_MNIST_CLASSES, fashion_mnist_raw
 from scratchnn_cli.data.raw import RawData
-from scratchnn_cli.data.scaling import NO_SCALING, Scaling, fit_scaling
+from scratchnn_cli.data.scaling import NO_SCALING, Scaling, fit_scaling, nonfinite_columns
 from scratchnn_cli.data.splits import format_split, kfold_indices, split_indices
 from scratchnn_cli.errors import DataError
 
@@ -126,6 +126,7 @@ def load_dataset(cfg: DataConfig, seed: int, dtype: DTypeLike = np.float64) -> D
     y_test_pool = raw.y if raw.y_test is None else raw.y_test
     X_train = _as_float(raw.X[idx_train], raw.divisor)
     scaling = fit_scaling(cfg.scale, X_train)
+    _check_scaling_fits(scaling, X_train, raw.feature_names, cfg)
     X_parts = [
         scaling.apply(X)
         for X in (
@@ -134,6 +135,8 @@ def load_dataset(cfg: DataConfig, seed: int, dtype: DTypeLike = np.float64) -> D
             _as_float(X_test_pool[idx_test], raw.divisor),
         )
     ]
+    if scaling.scaler is not None:
+        _check_scaled_finite(X_parts, raw.feature_names, cfg)
     y_parts = [
         raw.y[idx_train].astype(np.int64),
         raw.y[idx_val].astype(np.int64),
@@ -142,7 +145,7 @@ def load_dataset(cfg: DataConfig, seed: int, dtype: DTypeLike = np.float64) -> D
     arrays = [a for pair in zip(X_parts, y_parts, strict=True) for a in pair]
     data_fingerprint = fingerprint(arrays)  # of the float64 arrays, whatever ``dtype`` is
     if dtype != np.float64:
-        arrays[0::2] = [X.astype(dtype) for X in X_parts]
+        arrays[0::2] = _cast(X_parts, dtype, raw.feature_names, cfg)
     return Dataset(
         cfg.dataset,
         *arrays,
@@ -153,6 +156,63 @@ def load_dataset(cfg: DataConfig, seed: int, dtype: DTypeLike = np.float64) -> D
         image_shape=raw.image_shape,
         scaling=scaling,
     )
+
+
+def _check_scaling_fits(
+    scaling: Scaling, X_train: np.ndarray, feature_names: Sequence[str], cfg: DataConfig
+) -> None:
+    """Refuse columns whose values are too large for ``data.scale``'s statistics (they overflow
+    float64: the scaled column would be NaN or left unscaled, and training would "diverge")."""
+    bad = scaling.unusable_columns()
+    if bad:
+        largest = float(np.max(np.abs(X_train[:, bad])))
+        raise DataError(
+            f"{cfg.dataset}: data.scale: {cfg.scale} cannot scale {_columns(bad, feature_names)}: "
+            f"values up to {largest:.3g} in magnitude overflow float64 arithmetic; divide by a "
+            "power of ten in the file"
+        )
+
+
+def _check_scaled_finite(
+    X_parts: Sequence[np.ndarray], feature_names: Sequence[str], cfg: DataConfig
+) -> None:
+    """Refuse a split that scaling made infinite or NaN: a val or test value far outside the
+    spread of the training rows (divided by a tiny std or range)."""
+    for split, X in zip(SPLIT_NAMES, X_parts, strict=True):
+        bad = nonfinite_columns(X)
+        if bad:
+            raise DataError(
+                f"{cfg.dataset}: data.scale: {cfg.scale} makes {_columns(bad, feature_names)} "
+                f"of the {split} split infinite (values far outside the training rows' spread); "
+                "rescale in the file or use another data.scale"
+            )
+
+
+def _cast(
+    X_parts: Sequence[np.ndarray], dtype: np.dtype, feature_names: Sequence[str], cfg: DataConfig
+) -> list[np.ndarray]:
+    """The X arrays as ``dtype`` (float32), refusing a column whose values it cannot hold (they
+    would become infinite: float32 stops at ~3.4e38)."""
+    with np.errstate(over="ignore"):  # an overflow is refused below, by column
+        cast = [X.astype(dtype) for X in X_parts]
+    for X, X_cast in zip(X_parts, cast, strict=True):
+        bad = nonfinite_columns(X_cast)
+        if bad:
+            largest = float(np.max(np.abs(X[:, bad])))
+            raise DataError(
+                f"{cfg.dataset}: model.dtype {dtype} cannot hold {_columns(bad, feature_names)} "
+                f"(values up to {largest:.3g} in magnitude, {dtype} holds up to "
+                f"{float(np.finfo(dtype).max):.3g}): use model.dtype: float64 or data.scale, "
+                "or rescale in the file"
+            )
+    return cast
+
+
+def _columns(indices: Sequence[int], feature_names: Sequence[str]) -> str:
+    """'column 'a'' or 'columns 'a', 'b', 'c' and 4 more': at most three names in a message."""
+    names = [repr(feature_names[i]) for i in indices[:3]]
+    more = f" and {len(indices) - 3} more" if len(indices) > 3 else ""
+    return f"column{'s' if len(indices) > 1 else ''} {', '.join(names)}{more}"
 
 
 def cv_fold(

@@ -9,6 +9,11 @@ Constant columns (one value on all training rows, e.g. the always-black border p
 dataset) have std 0 / range 0; scikit-learn then divides by 1 instead, so they become exactly 0 in
 train and ``x - mean`` (``x - min``) in val and test: never NaN or inf. The fit is deterministic,
 so rebuilding a dataset from the same config and seed gives the same scaled arrays.
+
+Features too large for the arithmetic (|x| beyond ~1e154 overflows float64 when squared for the
+variance; a range max - min beyond ~1.8e308 overflows too) give statistics that are not finite:
+numpy's RuntimeWarnings are silenced here, and :meth:`Scaling.unusable_columns` names those
+columns, so the caller refuses them in one line rather than training on NaN or unscaled values.
 """
 
 from __future__ import annotations
@@ -39,13 +44,28 @@ class Scaling:
             return X
         if len(X) == 0:  # scikit-learn refuses empty arrays; an empty split stays empty
             return np.array(X, dtype=np.float64, order="C")
-        return np.ascontiguousarray(self.scaler.transform(X), dtype=np.float64)
+        with np.errstate(all="ignore"):  # an overflow is found by the caller, by column
+            return np.ascontiguousarray(self.scaler.transform(X), dtype=np.float64)
 
     def inverse(self, X: np.ndarray) -> np.ndarray:
         """Undo :meth:`apply`: scaled rows back in the units of the unscaled data."""
         if self.scaler is None or len(X) == 0:
             return np.array(X, dtype=np.float64, order="C")
-        return np.ascontiguousarray(self.scaler.inverse_transform(X), dtype=np.float64)
+        with np.errstate(all="ignore"):
+            return np.ascontiguousarray(self.scaler.inverse_transform(X), dtype=np.float64)
+
+    def unusable_columns(self) -> list[int]:
+        """The columns whose fitted statistics are not finite (mean / variance for
+        ``standard``, min / range for ``minmax``): their values overflowed float64 in the fit,
+        and scaling them would give NaN, or leave them unscaled. Empty for ``none``."""
+        if self.scaler is None:
+            return []
+        if self.method == "standard":
+            statistics = (self.scaler.mean_, self.scaler.var_)
+        else:
+            statistics = (self.scaler.data_min_, self.scaler.data_range_)
+        finite = np.logical_and.reduce([np.isfinite(s) for s in statistics])
+        return [int(i) for i in np.flatnonzero(~finite)]
 
     def describe(self) -> dict[str, Any]:
         """What run.json records under ``data.scale``.
@@ -88,9 +108,16 @@ def fit_scaling(method: str, X_train: np.ndarray) -> Scaling:
     from sklearn.preprocessing import MinMaxScaler, StandardScaler
 
     scaler = StandardScaler() if method == "standard" else MinMaxScaler()
-    scaler.fit(X_train)
-    constant = np.flatnonzero(np.ptp(X_train, axis=0) == 0)
+    with np.errstate(all="ignore"):  # overflows: reported by Scaling.unusable_columns, by name
+        scaler.fit(X_train)
+        constant = np.flatnonzero(np.ptp(X_train, axis=0) == 0)
     return Scaling(method, scaler, int(len(X_train)), tuple(int(i) for i in constant))
+
+
+def nonfinite_columns(X: np.ndarray) -> list[int]:
+    """The columns of ``X`` holding a NaN or an infinity (none for an empty ``X``)."""
+    finite = np.isfinite(X).all(axis=0)
+    return [int(i) for i in np.flatnonzero(~finite)]
 
 
 def _summary(values: np.ndarray) -> dict[str, float]:
