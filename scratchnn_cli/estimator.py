@@ -33,12 +33,14 @@ same model.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError
 from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets, unique_labels
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
@@ -217,6 +219,12 @@ class ScratchnnClassifier(ClassifierMixin, BaseEstimator):
             )
         self.n_iter_ = result.epochs
         self.stopped_by_ = result.stopped_by
+        if result.stopped_by == "diverged":  # as scikit-learn's estimators say a failed fit
+            warnings.warn(
+                f"training {result.stop_reason}",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
         self.loss_curve_ = [r.cost for r in result.history]
         return self
 

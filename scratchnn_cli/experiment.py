@@ -9,6 +9,7 @@ scores. Here they are put together: a run (``run_experiment``), resumed
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 from collections.abc import Callable
@@ -50,6 +51,7 @@ from scratchnn_cli.report.plots import (
     summary_table,
 )
 from scratchnn_cli.report.progress import TrainingProgress
+from scratchnn_cli.report.text import printable
 from scratchnn_cli.runs import (
     RunLock,
     create_run_dir,
@@ -271,7 +273,7 @@ def _train_in(
 ) -> RunOutcome:
     """Train (from ``snapshot`` if given) and finish the run folder, whatever happens."""
     console = console or Console(stderr=True)
-    writer = RunWriter(run_dir, config, dataset, net, info, plots)
+    writer = RunWriter(run_dir, config, dataset, net, info, plots, note=_noter(console))
     try:
         _fit(
             run_dir,
@@ -296,6 +298,22 @@ def _train_in(
         writer.failed(exc)
         raise
     return writer.outcome()
+
+
+def _noter(console: Console) -> Callable[[str], None]:
+    """A function printing ``note: <text>`` on ``console`` (literally)."""
+    return lambda text: console.print(f"note: {printable(text)}", markup=False, highlight=False)
+
+
+def _optional_png(console: Console, name: str, draw: Callable[[], None]) -> bool:
+    """Run ``draw`` (it writes one PNG): a picture that cannot be drawn (a broken matplotlib, a
+    font, a glitch) is a note, never the end of the run or of its results. False if it failed."""
+    try:
+        draw()
+    except Exception as exc:
+        _noter(console)(f"{name} not drawn ({type(exc).__name__}: {one_line(exc)})")
+        return False
+    return True
 
 
 def write_augmentation_examples(run_dir: Path, config: ExperimentConfig, dataset: Dataset) -> None:
@@ -329,16 +347,22 @@ def _fit(
         if not console.quiet:  # a quiet console shows nothing: the table is not even rendered
             console.print(summary_table(net, config.name or ""), highlight=False)
         if plots:
-            write_augmentation_examples(run_dir, config, dataset)
+            _optional_png(
+                console,
+                "augmentation.png",
+                lambda: write_augmentation_examples(run_dir, config, dataset),
+            )
     X_fit, y_fit = training_set(config, dataset)
     curve = LiveLearningCurve(run_dir / "learning_curve.png", config.name or "")
     curve.history.extend(snapshot.history if snapshot else [])
     with TrainingProgress(console, config.train, len(y_fit), config.name or "") as progress:
+        live = [plots]  # the live curve stops at its first failure (one note)
 
         def on_epoch(record: EpochRecord) -> None:
             progress(record)
-            if plots:
-                curve.update(record)
+            if live[0]:
+                draw = functools.partial(curve.update, record)
+                live[0] = _optional_png(console, "learning_curve.png", draw)
 
         train(
             net,
@@ -354,8 +378,9 @@ def _fit(
             augment=augmenter(config, dataset, streams["augment"]),
             engine=engine,
         )
-    if plots:
-        curve.finish(result.history, f"{config.name}: stopped by {result.stopped_by}")
+    if live[0]:
+        title = f"{config.name}: stopped by {result.stopped_by}"
+        _optional_png(console, "learning_curve.png", lambda: curve.finish(result.history, title))
 
 
 def load_run_model(
@@ -366,8 +391,15 @@ def load_run_model(
     config = build_config(raw, f"{run_dir}/config.yaml")
     dataset = load_dataset(config.data, config.seed, config.model.dtype)
     net = build_network(config, dataset, np.random.default_rng(0))
+    arrays = load_model_arrays(run_dir)
+    for name, array in arrays.items():  # NaN weights would score as one class, silently
+        if array.dtype.kind == "f" and not np.isfinite(array).all():
+            raise RunFolderError(
+                f"{run_dir}/model.npz: {name} holds NaN or infinite values (the weights "
+                "diverged): there is no model to score"
+            )
     try:
-        net.load_state(load_model_arrays(run_dir))
+        net.load_state(arrays)
     except (KeyError, ValueError) as exc:
         raise RunFolderError(f"{run_dir}/model.npz does not fit the run's config: {exc}") from None
     return config, dataset, net, info

@@ -5,6 +5,7 @@ and the CLI's first-hour messages. Each test fails without its fix."""
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -257,3 +258,80 @@ def test_a_checkpoint_is_as_large_after_400_epochs_as_after_20(tmp_path: Path) -
         assert [int(line.split(",")[0]) for line in lines[1:]] == list(range(1, epochs + 1))
     # the same within the digits of its counters (the history alone was ~200 bytes an epoch)
     assert abs(sizes[400] - sizes[20]) < 100, sizes
+
+
+# --------------------------------------------------------------------------- plots
+
+
+def test_a_picture_that_cannot_be_drawn_never_costs_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every PNG fails to draw: the run still completes with its model and scores, and says
+    which pictures are missing (a failing plot failed the whole run, with no model.npz)."""
+    from scratchnn_cli.report import plots
+
+    def broken(fig: object) -> bytes:
+        raise RuntimeError("no fonts today")
+
+    monkeypatch.setattr(plots, "figure_png", broken)
+    config = tmp_path / "c.yaml"
+    config.write_text(SMALL_CONFIG.format(name="nopng", max_iterations=400), encoding="utf-8")
+    result = invoke("train", config, "--runs-dir", tmp_path / "runs")
+    assert result.exit_code == 0, result.output
+    run_dir = next((tmp_path / "runs").iterdir())
+    assert read_json(run_dir / "run.json")["status"] == "completed"
+    assert (run_dir / "model.npz").is_file() and (run_dir / "metrics.json").is_file()
+    assert not list(run_dir.glob("*.png"))
+    said = " ".join(result.output.split())
+    for name in ("learning_curve.png", "confusion_matrix.png"):
+        assert f"note: {name} not drawn (RuntimeError: no fonts today)" in said, said
+
+
+def test_a_bad_mplbackend_is_ignored(tmp_path: Path) -> None:
+    """MPLBACKEND=nonsense made matplotlib raise on import, after a whole run had trained."""
+    import os
+    import subprocess
+    import sys
+
+    config = tmp_path / "c.yaml"
+    config.write_text(SMALL_CONFIG.format(name="mpl", max_iterations=200), encoding="utf-8")
+    env = {**os.environ, "MPLBACKEND": "nonsense"}
+    command = [str(Path(sys.executable).parent / "scratchnn"), "train", str(config)]
+    proc = subprocess.run(
+        [*command, "--runs-dir", str(tmp_path / "runs")], env=env, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
+    run_dir = next((tmp_path / "runs").iterdir())
+    assert (run_dir / "learning_curve.png").is_file() and (run_dir / "model.npz").is_file()
+
+
+# --------------------------------------------------------------------------- diverged weights
+
+
+def test_evaluate_refuses_a_model_with_nan_weights(blobs_run: Path, tmp_path: Path) -> None:
+    """NaN weights predicted one class for every sample and evaluate reported its share."""
+    import shutil
+
+    run_dir = tmp_path / blobs_run.name
+    shutil.copytree(blobs_run, run_dir)
+    with np.load(run_dir / "model.npz") as data:
+        arrays = {key: data[key] for key in data.files}
+    arrays["W1"][0, 0] = np.nan
+    np.savez(run_dir / "model.npz", **arrays)
+    line = assert_one_line_error(invoke("evaluate", run_dir), code=2)
+    assert "model.npz: W1 holds NaN or infinite values" in line, line
+
+
+def test_the_estimator_warns_when_its_fit_diverges() -> None:
+    """As scikit-learn does for a fit that failed (the CLI exits 3 for the same run)."""
+    from sklearn.datasets import make_blobs
+    from sklearn.exceptions import ConvergenceWarning
+
+    from scratchnn_cli.estimator import ScratchnnClassifier
+
+    X, y = make_blobs(200, centers=2, random_state=0)
+    with pytest.warns(ConvergenceWarning, match="training diverged in epoch"):
+        ScratchnnClassifier(train_lr=1e200, train_max_epochs=20, random_state=0).fit(X * 1e100, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)  # a sound fit: no warning
+        ScratchnnClassifier(train_lr=0.05, train_max_epochs=5, random_state=0).fit(X, y)

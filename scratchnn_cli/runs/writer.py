@@ -30,7 +30,7 @@ import sklearn
 from scratchnn_cli import __version__
 from scratchnn_cli.config import ExperimentConfig
 from scratchnn_cli.data import Dataset
-from scratchnn_cli.errors import RunWriteError
+from scratchnn_cli.errors import RunWriteError, one_line
 from scratchnn_cli.metrics import score_splits
 from scratchnn_cli.nn.network import Network
 from scratchnn_cli.nn.threads import thread_count
@@ -149,9 +149,10 @@ class RunWriter:
         net: Network,
         info: dict[str, Any],
         plots: bool = True,
+        note: Callable[[str], None] = lambda text: None,
     ) -> None:
         self.run_dir, self.config, self.dataset, self.net = run_dir, config, dataset, net
-        self.info, self.plots = info, plots
+        self.info, self.plots, self.note = info, plots, note
         self.started = datetime.now().astimezone()
         self.seconds_before = float(info.get("seconds") or 0.0)
         self.result = TrainResult()
@@ -219,9 +220,13 @@ class RunWriter:
             ("model.npz", npz_bytes(self.net.state())),
             ("metrics.json", json_bytes(metrics)),
         ]
-        if self.plots:
-            png = _confusion_png(self.config, self.dataset, metrics)
-            files.append(("confusion_matrix.png", png))
+        if self.plots:  # a picture that cannot be drawn never costs the run its results
+            try:
+                files.append(
+                    ("confusion_matrix.png", _confusion_png(self.config, self.dataset, metrics))
+                )
+            except Exception as exc:
+                self.note(f"confusion_matrix.png not drawn ({type(exc).__name__}: {one_line(exc)})")
         self.metrics.update(metrics)
         status = "diverged" if self.result.stopped_by == "diverged" else "completed"
         self.finish(status, files=files)
