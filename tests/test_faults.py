@@ -962,6 +962,11 @@ def test_a_failed_write_at_any_point_leaves_whole_files(
         runs_dir = tmp_path / f"runs-{k}"
         result = invoke("train", config, "--runs-dir", runs_dir)
         what = f"write {k} ({calls[k - 1]}) failed"
+        if calls[k - 1] == "learning_curve.png":  # a picture never costs the run: a note
+            assert result.exit_code == 0, (what, result.output)
+            assert "note: learning_curve.png not drawn (OSError" in result.output, what
+            assert assert_folder_whole(only_run(runs_dir))["status"] == "completed", what
+            continue
         info = check_failed_write(result, runs_dir, what)
         if "run.json" in calls[: k - 1]:  # run.json was written before the failure
             assert info["status"] == "failed", what

@@ -335,3 +335,61 @@ def test_the_estimator_warns_when_its_fit_diverges() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error", ConvergenceWarning)  # a sound fit: no warning
         ScratchnnClassifier(train_lr=0.05, train_max_epochs=5, random_state=0).fit(X, y)
+
+
+# --------------------------------------------------------------------------- files and folders
+
+
+def test_run_files_follow_the_umask(tmp_path: Path) -> None:
+    """Every file was created 0600 whatever the umask: a shared runs folder (a Dask cluster's)
+    could not be read by the others."""
+    import os
+    import stat
+
+    config = tmp_path / "c.yaml"
+    config.write_text(SMALL_CONFIG.format(name="shared", max_iterations=200), encoding="utf-8")
+    for umask, mode in ((0o022, 0o644), (0o077, 0o600)):
+        old = os.umask(umask)
+        try:
+            result = invoke("train", config, "--runs-dir", tmp_path / f"runs{umask:o}")
+        finally:
+            os.umask(old)
+        assert result.exit_code == 0, result.output
+        run_dir = next((tmp_path / f"runs{umask:o}").iterdir())
+        modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in run_dir.iterdir()}
+        assert set(modes.values()) == {mode}, (umask, modes)
+
+
+def test_internal_error_logs_stay_in_one_folder_and_the_newest_are_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each internal error left a scratchnn-error-*.log in /tmp, forever."""
+    from scratchnn_cli import experiment
+    from scratchnn_cli.cli.app import KEPT_ERROR_LOGS
+
+    def bug(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(experiment, "evaluate_run", bug)
+    folder = tmp_path / "cache" / "scratchnn" / "errors"
+    for _ in range(KEPT_ERROR_LOGS + 3):
+        line = assert_one_line_error(invoke("evaluate", tmp_path), code=1)
+        assert f"(traceback in {folder}/scratchnn-error-" in line, line
+    logs = list(folder.glob("scratchnn-error-*.log"))
+    assert len(logs) == KEPT_ERROR_LOGS
+    assert all("RuntimeError: a bug" in log.read_text() for log in logs)
+
+
+@pytest.mark.parametrize("below", [False, True], ids=["itself", "a parent"])
+def test_a_dangling_symlink_as_the_runs_folder_is_named(tmp_path: Path, below: bool) -> None:
+    """It was reported as 'is a file', naming its parent."""
+    config = tmp_path / "c.yaml"
+    config.write_text(SMALL_CONFIG.format(name="x", max_iterations=200), encoding="utf-8")
+    link = tmp_path / "runs"
+    link.symlink_to(tmp_path / "gone")
+    runs_dir = link / "sub" if below else link
+    line = assert_one_line_error(invoke("train", config, "--runs-dir", runs_dir))
+    assert f"error: {link}: is a symbolic link to {tmp_path / 'gone'}, which does not exist" in (
+        line
+    ), line

@@ -9,13 +9,16 @@ log file), 2 bad input, 3 training diverged, 4 gradient check failed, 130 interr
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import signal
 import tempfile
 import threading
+import time
 import traceback
 from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -100,12 +103,36 @@ def _fail(message: str, code: int) -> typer.Exit:
     return typer.Exit(code)
 
 
+#: How many internal-error logs are kept: the newest; older ones go as a new one is written.
+KEPT_ERROR_LOGS = 20
+
+
+def error_log_dir() -> Path:
+    """Where internal-error tracebacks go: ``$XDG_CACHE_HOME/scratchnn/errors`` (beside the
+    downloaded data), or the temporary folder when that cannot be made."""
+    from scratchnn_cli.data.fashion_mnist import cache_dir
+
+    folder = cache_dir() / "errors"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return Path(tempfile.gettempdir())
+    return folder
+
+
 def _log_traceback() -> str:
-    """Write the current exception's traceback to a temporary file; return its path."""
+    """Write the current exception's traceback to a new log in ``error_log_dir()``, keeping
+    the newest ``KEPT_ERROR_LOGS`` of them there; return its path."""
+    folder = error_log_dir()
+    stamp = time.strftime("%Y%m%d-%H%M%S")
     with tempfile.NamedTemporaryFile(
-        "w", prefix="scratchnn-error-", suffix=".log", delete=False
+        "w", dir=folder, prefix=f"scratchnn-error-{stamp}-", suffix=".log", delete=False
     ) as log:
         log.write(traceback.format_exc())
+    with contextlib.suppress(OSError):  # another process pruning too: its files, its errors
+        logs = sorted(folder.glob("scratchnn-error-*.log"), key=lambda p: p.stat().st_mtime)
+        for old in logs[:-KEPT_ERROR_LOGS]:
+            old.unlink(missing_ok=True)
     return log.name
 
 

@@ -38,7 +38,7 @@ def new_temp(directory: Path, name: str, made: list[Path]) -> IO[bytes]:
         tmp = Path(directory) / f".{name}.{secrets.token_hex(4)}.tmp"
         made.append(tmp)
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # less the umask
         except FileExistsError:
             made.pop()  # another writer's: not ours to remove
             continue
@@ -238,8 +238,14 @@ def _make_runs_dir(runs_dir: Path) -> None:
     try:
         runs_dir.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError):
-        blocker = next((p for p in (runs_dir, *runs_dir.parents) if p.exists()), runs_dir)
+        # the nearest path that is there (a dangling symlink is there, though exists() says no)
+        blocker = next((p for p in (runs_dir, *runs_dir.parents) if os.path.lexists(p)), runs_dir)
         where = "" if blocker == runs_dir else f" (it would hold the runs folder {runs_dir})"
+        if blocker.is_symlink() and not blocker.exists():
+            target = os.readlink(blocker)
+            raise RunFolderError(
+                f"{blocker}: is a symbolic link to {target}, which does not exist{where}"
+            ) from None
         raise RunFolderError(f"{blocker}: is a file, not a folder{where}") from None
     except OSError as exc:
         raise RunWriteError(f"{runs_dir}: could not create the runs folder: {exc}") from None

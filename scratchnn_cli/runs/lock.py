@@ -41,7 +41,7 @@ class RunLock:
         """Take the lock without waiting: True once held, False (nothing held, nothing changed)
         when another process holds it. Creates ``.lock`` if needed: OSError if it cannot."""
         while self._fd is None:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
