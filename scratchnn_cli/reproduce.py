@@ -8,9 +8,11 @@ with ``summary.csv`` and ``summary.md`` beside them. Experiments whose data cann
 
 from __future__ import annotations
 
+import contextlib
 import io
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from collections.abc import Iterable
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
@@ -18,13 +20,27 @@ from typing import Any
 
 import pandas as pd
 import yaml
+from rich import box
+from rich.cells import cell_len
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from scratchnn_cli.config import load_config
 from scratchnn_cli.data import data_dir
 from scratchnn_cli.errors import ConfigError, DataError, one_line
+from scratchnn_cli.report.text import cell, printable
 from scratchnn_cli.runs import create_run_dir, write_text
+from scratchnn_cli.runs.listing import SHORT_STOP
+
+#: How often, in seconds, the status line of the experiments training is redrawn (on a
+#: terminal): the loop waits this long at most for one to finish before it looks again.
+STATUS_EVERY = 1.0
+#: The narrowest an experiment's name gets in the terminal's table (with its ``…``).
+MIN_NAME = 16
+#: The terminal table's layouts, the roomiest first: (padding, with the seconds column). The
+#: seconds are also on each experiment's finish line and in summary.md, so they go first.
+TABLE_LAYOUTS = ((1, True), (0, True), (0, False))
 
 
 @dataclass
@@ -42,6 +58,7 @@ class Row:
     stop: str = ""
     run_dir: str = ""
     seconds: float | None = None
+    stopped_by: str = ""
 
 
 MANIFEST_KEYS = ("id", "title", "config")  # what every experiment of the manifest names
@@ -106,6 +123,7 @@ def _run_one(entry: dict[str, Any], configs_dir: Path, out_dir: Path) -> Row:
     row.seconds = round(time.perf_counter() - start, 1)
     row.status = outcome.status
     row.stop = outcome.result.stop_reason
+    row.stopped_by = outcome.result.stopped_by
     row.run_dir = str(outcome.run_dir)
     row.ours_val = outcome.metrics.get("val", {}).get("accuracy")
     row.ours_test = outcome.metrics.get("test", {}).get("accuracy")
@@ -135,32 +153,119 @@ def summary_markdown(rows: list[Row], title: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _short_stop(row: Row) -> str:
-    if row.status not in ("completed", "diverged"):
-        return row.status
-    return row.stop.split(":")[0]
+def short_stop(row: Row) -> str:
+    """One word or two for how an experiment ended: the stop rule of a completed one
+    (``max iter``, ``eps``...), else its status without the reason (``skipped``, ``failed``);
+    summary.md has the whole reason."""
+    if row.status == "completed" and row.stopped_by:
+        return SHORT_STOP.get(row.stopped_by, row.stopped_by)
+    return row.status.split(":")[0]
 
 
-def summary_table(rows: list[Row]) -> Table:
-    """The summary as a Rich table for the terminal."""
-    table = Table(title="course assignment: reported vs ours (accuracy)")
-    for name in ("#", "experiment", "data", "val rep.", "val ours", "test rep.", "test ours"):
-        table.add_column(name, justify="right" if name not in ("experiment", "data") else "left")
-    table.add_column("status / stop")
-    table.add_column("s", justify="right")
-    for r in rows:
-        table.add_row(
-            str(r.id),
-            r.experiment,
-            r.data,
-            _fmt(r.reported_val),
-            _fmt(r.ours_val),
-            _fmt(r.reported_test),
-            _fmt(r.ours_test),
-            _short_stop(r),
-            "-" if r.seconds is None else f"{r.seconds:.0f}",
-        )
+def summary_table(rows: list[Row], width: int) -> Table:
+    """The summary as a Rich table for a terminal ``width`` columns wide, one line per
+    experiment: the first of ``TABLE_LAYOUTS`` that fits, else the narrowest with the names
+    cut (``…``) to the width left. The data each read is in the caption; the stop reasons
+    and run folders are left to summary.md."""
+    from rich.measure import Measurement
+
+    console = Console(width=10_000)
+    for padding, seconds in TABLE_LAYOUTS:
+        table = _summary_table(rows, padding, seconds)
+        wide = Measurement.get(console, console.options, table).maximum
+        if wide <= width:
+            return table
+    names = max([cell_len("experiment")] + [cell_len(printable(r.experiment)) for r in rows])
+    table.columns[1].max_width = max(MIN_NAME, width - (wide - names))
     return table
+
+
+def _summary_table(rows: list[Row], padding: int, seconds: bool) -> Table:
+    """The terminal's summary table: ``padding`` spaces each side of a cell (beside the one
+    between columns), with or without the ``seconds`` column."""
+    table = Table(
+        title="course assignment: reported vs ours (accuracy)",
+        caption=_data_caption(rows),
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        pad_edge=False,
+        padding=(0, padding),
+        collapse_padding=True,
+    )
+    table.add_column("#", justify="right", no_wrap=True)
+    table.add_column("experiment", no_wrap=True, overflow="ellipsis")
+    for split in ("val", "test"):
+        table.add_column(f"{split}\nrep.", justify="right", no_wrap=True)
+        table.add_column(f"{split}\nours", justify="right", no_wrap=True)
+    table.add_column("stop", no_wrap=True)
+    if seconds:
+        table.add_column("s", justify="right", no_wrap=True)
+    for r in rows:
+        cells = [str(r.id), cell(r.experiment), _fmt(r.reported_val), _fmt(r.ours_val)]
+        cells += [_fmt(r.reported_test), _fmt(r.ours_test), cell(short_stop(r))]
+        if seconds:
+            cells.append("-" if r.seconds is None else f"{r.seconds:.0f}")
+        table.add_row(*cells)
+    return table
+
+
+def _data_caption(rows: list[Row]) -> Text:
+    """Which data each experiment read: ``data: #1 #3 course CSV (blobs400.csv); ...``, and
+    where the details are."""
+    ids: dict[str, list[str]] = {}
+    for r in rows:
+        ids.setdefault(r.data, []).append(f"#{r.id}")
+    data = "; ".join(f"{' '.join(numbers)} {printable(name)}" for name, numbers in ids.items())
+    return Text(f"data: {data}. Stop reasons and run folders: summary.md")
+
+
+def _train_all(
+    entries: list[dict[str, Any]], configs_dir: Path, out_dir: Path, jobs: int, console: Console
+) -> list[Row]:
+    """Train ``entries`` (the longest first) on ``jobs`` processes, handing a process an
+    experiment only when it is free, so that each one starts when it is handed out: a line
+    when one starts, one when it ends (its result and seconds), and on a terminal a status
+    line of those training, with their seconds so far."""
+    pending = start_order(entries)
+    running: dict[Future[Row], tuple[dict[str, Any], float]] = {}
+    rows: list[Row] = []
+    start = time.perf_counter()
+
+    def say(line: str) -> None:
+        console.print(
+            f"  [{time.perf_counter() - start:6.1f}s] {printable(line)}",
+            markup=False,
+            highlight=False,
+        )
+
+    status = console.status("") if console.is_terminal else contextlib.nullcontext()
+    with ProcessPoolExecutor(max_workers=jobs) as pool, status as live:
+        while pending or running:
+            while pending and len(running) < jobs:
+                entry = pending.pop(0)
+                future = pool.submit(_run_one, entry, configs_dir, out_dir)
+                running[future] = (entry, time.perf_counter())
+                say(f"#{entry['id']} {entry['title']}: started")
+            if live is not None:
+                live.update(_training_status(running.values()))
+            done, _ = wait(running, timeout=STATUS_EVERY, return_when=FIRST_COMPLETED)
+            for future in sorted(done, key=lambda f: running[f][0]["id"]):
+                _, began = running.pop(future)
+                row = future.result()
+                rows.append(row)
+                say(
+                    f"#{row.id} {row.experiment}: test {_fmt(row.ours_test)} (reported "
+                    f"{_fmt(row.reported_test)}) {row.status}, {time.perf_counter() - began:.0f} s"
+                )
+    return rows
+
+
+def _training_status(running: Iterable[tuple[dict[str, Any], float]]) -> Text:
+    """The status line of the experiments training: ``training #8 (95 s), #4 (12 s)`` from
+    (manifest entry, start time) pairs."""
+    now = time.perf_counter()
+    ids = ", ".join(f"#{printable(entry['id'])} ({now - began:.0f} s)" for entry, began in running)
+    return Text(f"training {ids}")
 
 
 def reproduce_all(
@@ -170,25 +275,24 @@ def reproduce_all(
     console = console or Console()
     entries = read_manifest(configs_dir / "reproduce.yaml")
     out_dir = create_run_dir(runs_dir, "reproduce", name_first=True)
-    console.print(f"reproducing {len(entries)} experiments with {jobs} processes into {out_dir}")
-    rows: list[Row] = []
+    console.print(
+        f"reproducing {len(entries)} experiments with {jobs} processes into {printable(out_dir)}",
+        markup=False,
+        highlight=False,
+    )
     start = time.perf_counter()
-    with ProcessPoolExecutor(max_workers=max(1, jobs)) as pool:
-        futures = {pool.submit(_run_one, e, configs_dir, out_dir): e for e in start_order(entries)}
-        for future in as_completed(futures):
-            row = future.result()
-            rows.append(row)
-            console.print(
-                f"  [{time.perf_counter() - start:6.1f}s] #{row.id} {row.experiment}: "
-                f"test {_fmt(row.ours_test)} (reported {_fmt(row.reported_test)}) {row.status}",
-                highlight=False,
-            )
-    rows.sort(key=lambda r: r.id)
+    rows = sorted(
+        _train_all(entries, configs_dir, out_dir, max(1, jobs), console), key=lambda r: r.id
+    )
     stamp = datetime.now().strftime("%Y-%m-%d %H:%M")
     write_text(out_dir / "summary.csv", pd.DataFrame([asdict(r) for r in rows]).to_csv(index=False))
     write_text(
         out_dir / "summary.md", summary_markdown(rows, f"Course assignment reproduced ({stamp})")
     )
-    console.print(summary_table(rows), width=max(console.width, 150))  # logs: no squeezing
-    console.print(f"total {time.perf_counter() - start:.0f}s; summary in {out_dir}/summary.md")
+    console.print(summary_table(rows, console.width))
+    console.print(
+        f"total {time.perf_counter() - start:.0f}s; summary in {printable(out_dir)}/summary.md",
+        markup=False,
+        highlight=False,
+    )
     return out_dir, rows

@@ -893,7 +893,7 @@ def test_reproduce_starts_the_longest_experiments_first() -> None:
         (["sweep", "--jobs", "abc", "x.yaml"], "Invalid value for '--jobs'"),
         (["train", "a.yaml", "b.yaml"], "Got unexpected extra argument(s) (b.yaml)"),
         (["train", "--bogus", "a.yaml"], "No such option: --bogus"),
-        (["evaluate"], "Missing argument 'run_dir'"),
+        (["evaluate"], "Missing argument 'RUN_DIR'"),
         (["nosuch"], "No such command 'nosuch'"),
     ],
 )

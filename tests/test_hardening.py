@@ -393,3 +393,43 @@ def test_a_dangling_symlink_as_the_runs_folder_is_named(tmp_path: Path, below: b
     assert f"error: {link}: is a symbolic link to {tmp_path / 'gone'}, which does not exist" in (
         line
     ), line
+
+
+# --------------------------------------------------------------------------- --help pages
+
+COMMANDS = ["train", "evaluate", "reproduce", "sweep", "gradcheck", "summary", "runs", "report"]
+
+
+@pytest.mark.parametrize("command", [*COMMANDS, "compare"])
+def test_help_pages_show_no_python_types(command: str) -> None:
+    """They showed <bool> beside flags, <str>, <int range>, <path> and list[str]."""
+    import re
+
+    result = invoke(command, "--help")
+    assert result.exit_code == 0, result.output
+    types = r"<(?:bool|str|int|float|path|text|int range|float range)>|list\[\w+\]"
+    shown = re.findall(types, result.output, flags=re.IGNORECASE)
+    assert shown == [], shown
+
+
+def test_help_pages_name_an_argument_one_way() -> None:
+    """The usage line said [config], the panel config, the text CONFIG."""
+    import re
+
+    result = invoke("train", "--help")
+    assert "Usage: scratchnn train [OPTIONS] [CONFIG]" in result.output
+    assert "[config]" not in result.output
+    assert re.search(r"│\s+CONFIG\s", result.output) and not re.search(
+        r"│\s+config\s", result.output
+    )
+
+
+@pytest.mark.parametrize(
+    ("command", "choices"), [("sweep", "<local|dask>"), ("evaluate", "<test|val|train>")]
+)
+def test_choices_are_listed_and_checked(command: str, choices: str) -> None:
+    help_page = invoke(command, "--help").output
+    assert choices in help_page
+    option = "--backend" if command == "sweep" else "--split"
+    line = assert_one_line_error(invoke(command, "x", option, "nonsense"))
+    assert f"Invalid value for '{option}'" in line and "nonsense" in line, line

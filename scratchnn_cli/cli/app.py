@@ -24,7 +24,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 from rich.console import Console
 from rich.markup import escape
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
 from scratchnn_cli import __version__
 from scratchnn_cli.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, ScratchnnError
@@ -56,6 +56,26 @@ class OneLineErrors(TyperGroup):
             raise _usage_error(exc) from None
 
 
+class PlainHelp(TyperCommand):
+    """A command whose ``--help`` shows no Python type: nothing beside a flag (Typer writes
+    ``<bool>``, as if it took a value) or an argument (``<list[Path]>``: its name, in capitals
+    as its help text writes it, says what it is). Every option declares its metavar (``PATH``,
+    ``N``, ``KEY=VALUE``) or its choices."""
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        params = super().get_params(ctx)
+        for param in params:
+            if getattr(param, "is_flag", False) and param.metavar is None:
+                param.metavar = ""  # --help, --refit / --no-refit: they take no value
+            if param.param_type_name == "argument" and hasattr(param, "display_type_rich"):
+                param.display_type_rich = _no_type  # its metavar says it: RUN_DIR, CONFIG
+        return params
+
+
+def _no_type(ctx: Any) -> None:
+    return None
+
+
 def _usage_error(exc: typer.TyperException) -> typer.Exit:
     context = getattr(exc, "ctx", None)
     command = context.command_path if context is not None else "scratchnn"
@@ -82,6 +102,7 @@ ThreadsOption = Annotated[
     typer.Option(
         "--threads",
         min=1,
+        metavar="N",
         help="Threads for the layers' work (default: one per CPU core; BLAS then keeps to one). "
         "A speed setting only: any count gives the same numbers.",
     ),
@@ -219,7 +240,7 @@ def _register_commands() -> None:
     ]
     for command, name in commands:
         epilog = sweep.SWEEP_EXIT_HELP if command is sweep.sweep else EXIT_CODES_HELP
-        app.command(name=name, epilog=epilog)(command)
+        app.command(name=name, epilog=epilog, cls=PlainHelp)(command)
 
 
 _register_commands()

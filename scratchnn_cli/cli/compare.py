@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from scratchnn_cli.cli.app import err, handle_errors, out
+from scratchnn_cli.cli.output import STDOUT
+from scratchnn_cli.report.text import cell, printable
 
 if TYPE_CHECKING:
     from rich.table import Table
 
     from scratchnn_cli.compare import Comparison
-
-STDOUT = "-"
 
 
 @handle_errors
@@ -96,21 +95,13 @@ def compare(
 
 
 def _write(target: str, content: str | bytes) -> None:
-    """``content`` to stdout (``-``) or atomically to the file ``target`` (its path on stderr)."""
-    from scratchnn_cli.errors import RunWriteError, one_line
-    from scratchnn_cli.runs import atomic_write
+    """``content`` to stdout (``-``) or into the user's path ``target`` (``cli.output``), whose
+    name then goes to stderr."""
+    from scratchnn_cli.cli.output import write_output
 
-    if target == STDOUT:
-        text = content if isinstance(content, str) else content.decode()
-        sys.stdout.write(text)
-        sys.stdout.flush()
-        return
-    data = content.encode("utf-8") if isinstance(content, str) else content
-    try:
-        atomic_write(Path(target), lambda f: f.write(data))
-    except OSError as exc:
-        raise RunWriteError(f"{target}: could not write ({one_line(exc)})") from None
-    err.print(f"wrote {target}", markup=False, highlight=False, soft_wrap=True)
+    write_output(target, content)
+    if target != STDOUT:
+        err.print(f"wrote {printable(target)}", markup=False, highlight=False, soft_wrap=True)
 
 
 def print_table(comparison: Comparison) -> None:
@@ -135,9 +126,9 @@ def print_table(comparison: Comparison) -> None:
 
 
 def comparison_table(comparison: Comparison, transposed: bool = False) -> Table:
-    """The Rich table of a comparison: one row per run; parameter cells are Text (never markup)."""
+    """The Rich table of a comparison: one row per run; every cell is ``report.text.cell`` (never
+    markup, control characters escaped: names and values come from the run folders)."""
     from rich.table import Table
-    from rich.text import Text
 
     from scratchnn_cli.compare import RESULT_COLUMNS
 
@@ -149,13 +140,13 @@ def comparison_table(comparison: Comparison, transposed: bool = False) -> Table:
         rows = comparison.display_rows()
         table.add_column("", style="bold")
         for row in rows:
-            table.add_column(Text(row[0]), justify="right", no_wrap=True)
+            table.add_column(cell(row[0]), justify="right", no_wrap=True)
         for i, column in enumerate(comparison.columns[1:], start=1):
-            table.add_row(Text(column), *(Text(row[i]) for row in rows))
+            table.add_row(cell(column), *(cell(row[i]) for row in rows))
         return table
     for column in comparison.columns:
         justify = "right" if column in numeric else "left"
-        table.add_column(Text(column), justify=justify, no_wrap=True)
+        table.add_column(cell(column), justify=justify, no_wrap=True)
     for row in comparison.display_rows():
-        table.add_row(*(Text(cell) for cell in row))
+        table.add_row(*(cell(text) for text in row))
     return table

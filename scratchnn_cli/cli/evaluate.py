@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 
@@ -18,20 +18,22 @@ if TYPE_CHECKING:
 def evaluate(
     run_dir: Annotated[
         Path,
-        typer.Argument(help="A finished run folder, e.g. runs/20261125-101500-circles_shallow."),
+        typer.Argument(
+            metavar="RUN_DIR",
+            help="A finished run folder, e.g. runs/20261125-101500-circles_shallow.",
+        ),
     ],
-    split: Annotated[str, typer.Option(help="Which split to score: test, val or train.")] = "test",
+    split: Annotated[
+        Literal["test", "val", "train"], typer.Option(help="Which split to score.")
+    ] = "test",
     threads: ThreadsOption = None,
 ) -> None:
     """Reload a finished run, rebuild its data and score it on one split; the scores go to
     RUN_DIR/evaluation-SPLIT.json (one file per split)."""
-    from scratchnn_cli.errors import UserInputError
     from scratchnn_cli.experiment import evaluate_run, save_evaluation
     from scratchnn_cli.nn.threads import threads as layer_threads
     from scratchnn_cli.report.plots import confusion_table
 
-    if split not in ("train", "val", "test"):
-        raise UserInputError(f"--split must be test, val or train (got {split!r})")
     with layer_threads(threads):
         result = evaluate_run(run_dir, split)
     out.print(

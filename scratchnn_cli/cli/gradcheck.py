@@ -7,10 +7,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
-from scratchnn_cli.cli.app import handle_errors, out, say
+from scratchnn_cli.cli.app import err, handle_errors, out, say
 from scratchnn_cli.errors import EXIT_GRADCHECK
+from scratchnn_cli.report.text import printable
 
 if TYPE_CHECKING:
     from scratchnn_cli.nn.gradcheck import GradCheckRow
@@ -20,15 +22,25 @@ COLUMNS = ("layer", "param", "shape", "checked", "max |diff|", "relative error",
 
 @handle_errors
 def gradcheck(
-    config: Annotated[Path, typer.Argument(help="The experiment spec whose model is checked.")],
+    config: Annotated[
+        Path, typer.Argument(metavar="CONFIG", help="The experiment spec whose model is checked.")
+    ],
     set_: Annotated[
-        list[str] | None, typer.Option("--set", help="Override a key of the spec (repeatable).")
+        list[str] | None,
+        typer.Option("--set", metavar="KEY=VALUE", help="Override a key of the spec (repeatable)."),
     ] = None,
-    samples: Annotated[int, typer.Option(min=1, help="Training samples the cost uses.")] = 8,
+    samples: Annotated[
+        int, typer.Option(min=1, metavar="N", help="Training samples the cost uses.")
+    ] = 8,
     max_entries: Annotated[
-        int, typer.Option(min=1, help="Entries checked per parameter array (random sample).")
+        int,
+        typer.Option(
+            min=1, metavar="N", help="Entries checked per parameter array (random sample)."
+        ),
     ] = 200,
-    tolerance: Annotated[float, typer.Option(help="Largest relative error that passes.")] = 1e-6,
+    tolerance: Annotated[
+        float, typer.Option(metavar="NUMBER", help="Largest relative error that passes.")
+    ] = 1e-6,
 ) -> None:
     """Check backprop against finite differences for the model a spec describes (float64).
 
@@ -42,7 +54,12 @@ def gradcheck(
     if not tolerance >= 0:  # NaN too: every check would fail
         raise UserInputError(f"--tolerance must be a number >= 0 (got {tolerance:g})")
     spec = load_config(config, set_ or [])
-    rows, n_used = gradcheck_experiment(spec, samples, max_entries)
+    doing = (  # a big model takes a while: a terminal shows what is being done meanwhile
+        f"checking gradients of {printable(spec.name)}: up to {max_entries} entries per "
+        f"parameter array, two passes over {samples} samples each"
+    )
+    with err.status(escape(doing)):
+        rows, n_used = gradcheck_experiment(spec, samples, max_entries)
     title = f"gradient check: {spec.name} ({n_used} samples, float64)"
     out.print(_gradcheck_table(rows, tolerance, title))
     worst = _worst_error(rows)

@@ -12,7 +12,7 @@ from scratchnn_cli.cli.app import ThreadsOption, handle_errors, say
 
 @handle_errors
 def report(
-    run_dir: Annotated[Path, typer.Argument(help="A finished run folder.")],
+    run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", help="A finished run folder.")],
     threads: ThreadsOption = None,
 ) -> None:
     """Write RUN_DIR/report.html: one self-contained page with the config, the curves, the

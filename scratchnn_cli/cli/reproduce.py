@@ -14,12 +14,17 @@ from scratchnn_cli.errors import EXIT_INTERNAL
 @handle_errors
 def reproduce(
     configs_dir: Annotated[
-        Path, typer.Option(help="Folder with reproduce.yaml and the configs.")
+        Path, typer.Option(metavar="PATH", help="Folder with reproduce.yaml and the configs.")
     ] = Path("configs"),
     runs_dir: Annotated[
-        Path, typer.Option(help=r"Where the reproduce-\<timestamp\> folder goes.")  # \<: markdown
+        Path,
+        typer.Option(
+            metavar="PATH", help=r"Where the reproduce-\<timestamp\> folder goes."
+        ),  # \<: markdown
     ] = Path("runs"),
-    jobs: Annotated[int, typer.Option(min=1, help="Experiments trained at the same time.")] = 2,
+    jobs: Annotated[
+        int, typer.Option(min=1, metavar="N", help="Experiments trained at the same time.")
+    ] = 2,
 ) -> None:
     """Rerun every experiment of the course assignment; print ours beside the reported numbers."""
     from scratchnn_cli.reproduce import reproduce_all

@@ -12,9 +12,12 @@ from scratchnn_cli.cli.app import handle_errors, out, say
 
 @handle_errors
 def summary(
-    config: Annotated[Path, typer.Argument(help="The experiment spec whose network is shown.")],
+    config: Annotated[
+        Path, typer.Argument(metavar="CONFIG", help="The experiment spec whose network is shown.")
+    ],
     set_: Annotated[
-        list[str] | None, typer.Option("--set", help="Override a key of the spec (repeatable).")
+        list[str] | None,
+        typer.Option("--set", metavar="KEY=VALUE", help="Override a key of the spec (repeatable)."),
     ] = None,
 ) -> None:
     """Show the network a spec describes: per layer its output shape and parameter count.

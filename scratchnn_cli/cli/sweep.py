@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -21,60 +21,78 @@ SWEEP_EXIT_HELP = (
 def sweep(
     config: Annotated[
         Path | None,
-        typer.Argument(help="The experiment spec; its optional sweep: key holds a grid."),
+        typer.Argument(
+            metavar="CONFIG", help="The experiment spec; its optional sweep: key holds a grid."
+        ),
     ] = None,
     grid: Annotated[
         list[str] | None,
         typer.Option(
             "--grid",
+            metavar="KEY=V1,V2",
             help="A key and its values, read as YAML: --grid train.lr=0.1,0.01 "
             "--grid model.struct=[5],[10,5] (repeatable; wins over sweep.grid).",
         ),
     ] = None,
     set_: Annotated[
         list[str] | None,
-        typer.Option("--set", help="Override a key of the base spec: --set train.lr=0.01."),
+        typer.Option(
+            "--set",
+            metavar="KEY=VALUE",
+            help="Override a key of the base spec: --set train.lr=0.01.",
+        ),
     ] = None,
     random: Annotated[
         int | None,
-        typer.Option(min=1, help="Train N points drawn from the grid (seeded), not all."),
+        typer.Option(
+            min=1, metavar="N", help="Train N points drawn from the grid (seeded), not all."
+        ),
     ] = None,
     cv: Annotated[
         int | None,
         typer.Option(
-            min=2, help="K-fold stratified CV of train + val (default: train, scored on val)."
+            min=2,
+            metavar="K",
+            help="K-fold stratified CV of train + val (default: train, scored on val).",
         ),
     ] = None,
     seeds: Annotated[
         str | None,
         typer.Option(
+            metavar="S1,S2",
             help="Train every point and fold with each of these seeds (initial weights, sample "
-            "order; the folds stay the same) and score the mean: --seeds 0,1,2."
+            "order; the folds stay the same) and score the mean: --seeds 0,1,2.",
         ),
     ] = None,
     jobs: Annotated[
-        int, typer.Option(help="Sub-runs trained at once (processes; -1: all cores).")
+        int,
+        typer.Option(metavar="N", help="Sub-runs trained at once (processes; -1: all cores)."),
     ] = 1,
     refit: Annotated[
         bool,
         typer.Option(help="Train best.yaml on train + val and score it once on test."),
     ] = True,
     backend: Annotated[
-        str, typer.Option(help="local (joblib processes) or dask (pip install '.[dask]').")
+        Literal["local", "dask"],
+        typer.Option(help="local: joblib processes; dask: a Dask cluster (pip install '.[dask]')."),
     ] = "local",
     scheduler: Annotated[
         str | None,
         typer.Option(
+            metavar="ADDRESS",
             help="Dask scheduler address, tcp://HOST:PORT (default with --backend dask: a "
-            "local cluster of --jobs workers)."
+            "local cluster of --jobs workers).",
         ),
     ] = None,
     runs_dir: Annotated[
-        Path, typer.Option(help=r"Where the sweep-\<name\>-\<timestamp\> folder goes.")
+        Path,
+        typer.Option(metavar="PATH", help=r"Where the sweep-\<name\>-\<timestamp\> folder goes."),
     ] = Path("runs"),
     resume: Annotated[
         Path | None,
-        typer.Option(help="Finish this interrupted sweep folder instead of CONFIG."),
+        typer.Option(
+            metavar="SWEEP_DIR", help="Finish this interrupted sweep folder instead of CONFIG."
+        ),
     ] = None,
 ) -> None:
     """Train every point of a grid of spec keys (each on every CV fold, with every seed of
@@ -87,6 +105,7 @@ def sweep(
     from scratchnn_cli.cli.train import _stop_cleanly_on_signals
     from scratchnn_cli.errors import UserInputError
     from scratchnn_cli.sweep import parse_seeds_option, plan_sweep, run_sweep
+    from scratchnn_cli.sweep.files import estimate_name, score_text
 
     if (config is None) == (resume is None):
         raise UserInputError("give either CONFIG or --resume SWEEP_DIR (not both)")
@@ -109,19 +128,17 @@ def sweep(
         scheduler=scheduler,
         console=err,
     )
-    best = outcome.best
+    best, plan = outcome.best, outcome.plan
     if best is None:
         say("no point completed")
     else:
-        params = " ".join(f"{k}={best[k]}" for k in outcome.plan.grid)
-        say(
-            f"best: point {best['point']} {params}: val accuracy "
-            f"{best['mean_val_accuracy']:.4f} ± {best['std_val_accuracy']:.4f}"
-        )
+        params = " ".join(f"{k}={best[k]}" for k in plan.grid)
+        say(f"best: point {best['point']} {params}: {estimate_name(plan)} {score_text(plan, best)}")
     if outcome.refit is not None and outcome.refit.get("test_accuracy") is not None:
         say(
             f"refit of best.yaml: test accuracy {outcome.refit['test_accuracy']:.4f} "
-            f"(n = {outcome.refit['n_test']}), CV estimate {best['mean_val_accuracy']:.4f}"
+            f"(n = {outcome.refit['n_test']}), {estimate_name(plan)} "
+            f"{best['mean_val_accuracy']:.4f}"
         )
     for line in outcome.failed:
         say(f"not completed: {line}")

@@ -19,21 +19,31 @@ if TYPE_CHECKING:
 def train(
     config: Annotated[
         Path | None,
-        typer.Argument(help="The experiment spec, e.g. configs/circles_shallow.yaml."),
+        typer.Argument(
+            metavar="CONFIG", help="The experiment spec, e.g. configs/circles_shallow.yaml."
+        ),
     ] = None,
     set_: Annotated[
         list[str] | None,
-        typer.Option("--set", help="Override a key of the spec: --set train.lr=0.01 (repeatable)."),
+        typer.Option(
+            "--set",
+            metavar="KEY=VALUE",
+            help="Override a key of the spec: --set train.lr=0.01 (repeatable).",
+        ),
     ] = None,
     runs_dir: Annotated[
-        Path, typer.Option(help="Where run folders are created (not used with --resume).")
+        Path,
+        typer.Option(
+            metavar="PATH", help="Where run folders are created (not used with --resume)."
+        ),
     ] = Path("runs"),
     resume: Annotated[
         Path | None,
         typer.Option(
+            metavar="RUN_DIR",
             help="Continue this interrupted, diverged or failed run (or one whose process was "
             "killed) from its last checkpoint, in place, instead of CONFIG; --set may change "
-            "train.* keys (not the optimizer) from there on."
+            "train.* keys (not the optimizer) from there on.",
         ),
     ] = None,
     threads: ThreadsOption = None,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import io
+import os
 import time
 import warnings
 from collections.abc import Sequence
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 def pyplot() -> ModuleType:
     """matplotlib.pyplot with the headless Agg backend, imported on first use: importing it
     takes ~2 s, which every process that trains without drawing (a sweep's workers) saves."""
+    os.environ.pop("MPLBACKEND", None)  # we only write PNGs: a user's (or a bad) backend is moot
     import matplotlib
 
     matplotlib.use("Agg")  # headless: never needs a display
@@ -60,33 +62,54 @@ def plot_learning_curve(history: Sequence[Any], path: Path, title: str = "") -> 
     _write_png(learning_curve_png(history, title), path)
 
 
+#: A curve of at most this many points is drawn with a marker on each: a line through one point
+#: (a one-epoch run) draws nothing at all, and a few points read better as dots.
+MARKER_POINTS = 30
+
+
+def markers(n_points: int) -> dict[str, Any]:
+    """The ``plot`` keywords for a curve of ``n_points``: a small dot on each when they are
+    few (``MARKER_POINTS``), none otherwise."""
+    return {"marker": "o", "markersize": 4} if n_points <= MARKER_POINTS else {}
+
+
 def learning_curve_png(history: Sequence[Any], title: str = "") -> bytes:
-    """Cost (train, val) and accuracy (train, val) against epoch, as PNG bytes.
+    """``learning_curve_figure`` as PNG bytes."""
+    return figure_png(learning_curve_figure(history, title))
+
+
+def learning_curve_figure(history: Sequence[Any], title: str = "") -> plt.Figure:
+    """Cost (train, val) and accuracy (train, val) against epoch, dots on the points when there
+    are few (``MARKER_POINTS``).
 
     ``history`` holds records with epoch, cost, train_accuracy, val_cost, val_accuracy.
     """
     epochs = [r.epoch for r in history]
     val = [r for r in history if r.val_cost is not None]
+    dots = markers(len(history))
     fig, (ax_cost, ax_acc) = pyplot().subplots(1, 2, figsize=(10, 4))
-    ax_cost.plot(epochs, [r.cost for r in history], label="train J (epoch mean)")
+    ax_cost.plot(epochs, [r.cost for r in history], label="train J (epoch mean)", **dots)
     if val:
-        ax_cost.plot([r.epoch for r in val], [r.val_cost for r in val], label="val J")
+        ax_cost.plot([r.epoch for r in val], [r.val_cost for r in val], label="val J", **dots)
     costs = [r.cost for r in history] + [r.val_cost for r in val]
     if costs and 0 < min(costs) and max(costs) < 1e100 and max(costs) / min(costs) > 50:
         ax_cost.set_yscale("log")
     ax_cost.set_xlabel("epoch")
     ax_cost.set_ylabel("cross-entropy cost J")
-    ax_acc.plot(epochs, [r.train_accuracy for r in history], label="train (during epoch)")
+    ax_acc.plot(epochs, [r.train_accuracy for r in history], label="train (during epoch)", **dots)
     if val:
-        ax_acc.plot([r.epoch for r in val], [r.val_accuracy for r in val], label="val")
+        ax_acc.plot([r.epoch for r in val], [r.val_accuracy for r in val], label="val", **dots)
     ax_acc.set_xlabel("epoch")
     ax_acc.set_ylabel("accuracy")
+    from matplotlib.ticker import MaxNLocator
+
     for ax in (ax_cost, ax_acc):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs: never 0.98, 1.02
         ax.grid(alpha=0.3)
         if history:
             ax.legend()
     fig.suptitle(literal(title or "learning curve"))
-    return figure_png(fig)
+    return fig
 
 
 class LiveLearningCurve:
@@ -217,35 +240,70 @@ def shape_text(shape: tuple[int, ...]) -> str:
     return "x".join(map(str, shape))
 
 
+#: Up to this many runs, the overlay names each run in a legend beside the plot, in distinct
+#: colours (tab10, then tab20); beyond it a legend would be taller than the plot and colours
+#: would repeat, so the runs are coloured along a colormap, with a colour bar of their order.
+LEGEND_RUNS = 12
+#: The overlay's size in inches, whatever the number of runs (the legend never grows it).
+OVERLAY_SIZE = (8.0, 4.5)
+
+
+def run_colours(n: int) -> list[Any]:
+    """``n`` distinct colours: tab10 up to 10 runs, tab20 up to ``LEGEND_RUNS`` (which is at
+    most 20), else ``n`` points along viridis (what the colour bar shows)."""
+    if n <= 10:
+        return [pyplot().get_cmap("tab10")(i) for i in range(n)]
+    if n <= LEGEND_RUNS:
+        return [pyplot().get_cmap("tab20")(i) for i in range(n)]
+    return [pyplot().get_cmap("viridis")(i / (n - 1)) for i in range(n)]
+
+
 def overlaid_curves_png(curves: Sequence[tuple[str, Sequence[Any]]], title: str = "") -> bytes:
-    """The learning curves of several runs in one figure, as PNG bytes: per run, the training
-    cost (solid) and the validation cost (dashed, where evaluated) against epoch, one colour
-    per run. ``curves`` holds (label, history) with records of epoch, cost and val_cost. The
-    y axis is logarithmic when the costs span more than 50x, the x axis when the longest run
-    has more than 20x the epochs of the shortest (so a 200-epoch run beside an 8,000-epoch
-    one is not a sliver)."""
-    fig, ax = pyplot().subplots(figsize=(8, 4.5))
-    colours = pyplot().get_cmap("tab10")
+    """``overlaid_curves_figure`` as PNG bytes."""
+    return figure_png(overlaid_curves_figure(curves, title))
+
+
+def overlaid_curves_figure(
+    curves: Sequence[tuple[str, Sequence[Any]]], title: str = ""
+) -> plt.Figure:
+    """The learning curves of several runs in one figure: per run, the training cost (solid)
+    and the validation cost (dashed, where evaluated) against epoch, one colour per run.
+    ``curves`` holds (label, history) with records of epoch, cost and val_cost.
+
+    Up to ``LEGEND_RUNS`` runs, a legend beside the plot names each run's colour; beyond, a
+    colour bar numbers the runs in the order given (the comparison table's). The y axis is
+    logarithmic when the costs span more than 50x, the x axis when the longest run has more
+    than 20x the epochs of the shortest (so a 200-epoch run beside an 8,000-epoch one is not a
+    sliver)."""
+    from matplotlib.lines import Line2D
+
+    fig, ax = pyplot().subplots(figsize=OVERLAY_SIZE)
+    colours = run_colours(len(curves))
+    named = len(curves) <= LEGEND_RUNS
     costs: list[float] = []
     lengths: list[int] = []
-    for i, (label, history) in enumerate(curves):
-        colour = colours(i % 10)
+    for (label, history), colour in zip(curves, colours, strict=True):
         train = [r for r in history if r.cost is not None]
         val = [r for r in history if r.val_cost is not None]
+        width = 1.5 if named else 1.0
         if train:
             ax.plot(
                 [r.epoch for r in train],
                 [r.cost for r in train],
                 color=colour,
-                label=literal(f"{label}: train J"),
+                linewidth=width,
+                label=literal(label),
+                **markers(len(train)),
             )
         if val:
             ax.plot(
                 [r.epoch for r in val],
                 [r.val_cost for r in val],
                 color=colour,
+                linewidth=width,
                 linestyle="--",
-                label=literal(f"{label}: val J"),
+                label=None if train else literal(label),
+                **markers(len(val)),
             )
         costs += [r.cost for r in train] + [r.val_cost for r in val]
         if history:
@@ -257,12 +315,36 @@ def overlaid_curves_png(curves: Sequence[tuple[str, Sequence[Any]]], title: str 
     ax.set_xlabel("epoch")
     ax.set_ylabel("cross-entropy cost J")
     ax.grid(alpha=0.3)
-    if costs:
-        ax.legend(fontsize=8)
-    else:
+    if not costs:
         ax.text(0.5, 0.5, "no learning curves", ha="center", va="center", transform=ax.transAxes)
+    else:
+        styles = [
+            Line2D([], [], color="0.3", label="train J"),
+            Line2D([], [], color="0.3", linestyle="--", label="val J"),
+        ]
+        if named:
+            handles = ax.get_legend_handles_labels()[0]
+            ax.legend(
+                handles=[*handles, *styles],
+                fontsize=8,
+                loc="upper left",
+                bbox_to_anchor=(1.02, 1.0),
+                borderaxespad=0.0,
+            )
+        else:
+            ax.legend(handles=styles, fontsize=8)
+            _run_colour_bar(fig, ax, len(curves))
     ax.set_title(literal(title or "learning curves"))
-    return figure_png(fig)
+    return fig
+
+
+def _run_colour_bar(fig: plt.Figure, ax: Any, n: int) -> None:
+    """A colour bar beside ``ax`` from run 1 to run ``n`` (viridis, as ``run_colours``)."""
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+
+    scale = ScalarMappable(norm=Normalize(1, n), cmap=pyplot().get_cmap("viridis"))
+    fig.colorbar(scale, ax=ax, label=f"run (1 to {n}, in the table's order)")
 
 
 def plot_overlaid_curves(

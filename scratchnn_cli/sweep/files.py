@@ -61,6 +61,38 @@ def _by_score(row: dict[str, Any]) -> float:
     return 1.0 if score is None or math.isnan(score) else -score
 
 
+def spread_over(plan: SweepPlan) -> str:
+    """What a point's standard deviation is taken over (``5 folds``, ``3 seeds``, ``5 folds x
+    3 seeds``); "" when a point is a single sub-run, which has no spread to show."""
+    parts = []
+    if plan.folds > 1:
+        parts.append(f"{plan.folds} folds")
+    if plan.seeds and len(plan.seeds) > 1:
+        parts.append(f"{len(plan.seeds)} seeds")
+    return " x ".join(parts)
+
+
+def estimate_name(plan: SweepPlan) -> str:
+    """What a point's score is: the "CV estimate" with ``--cv``, else the "validation
+    accuracy" (of the val split: no cross-validation, so no estimate of its spread over folds)."""
+    return "CV estimate" if plan.cv else "validation accuracy"
+
+
+def score_text(plan: SweepPlan, row: dict[str, Any]) -> str:
+    """A point's score: its mean validation accuracy, ``± std`` when it has several sub-runs."""
+    mean = _fmt(row["mean_val_accuracy"])
+    return f"{mean} ± {_fmt(row['std_val_accuracy'])}" if spread_over(plan) else mean
+
+
+def seconds_column(plan: SweepPlan) -> str:
+    """The name of summary.md's time column: a point's seconds are its sub-runs' training
+    times added up (what the point cost), which exceeds the sweep's wall time when the sub-runs
+    train side by side (``--jobs``)."""
+    if plan.runs_per_point == 1:
+        return "train seconds"
+    return f"train seconds (sum over {plan.runs_per_point} sub-runs)"
+
+
 def summary_markdown(plan: SweepPlan, outcome: SweepResult) -> str:
     how = f"{plan.cv}-fold stratified CV of train + val" if plan.cv else "the val split"
     if plan.seeds:
@@ -69,11 +101,13 @@ def summary_markdown(plan: SweepPlan, outcome: SweepResult) -> str:
             "sample order; the same folds), the mean over all of them"
         )
     chosen = f"random {len(plan.points)} of the grid" if plan.random else "the whole grid"
+    spread = spread_over(plan)
     lines = [
         f"# Sweep {plan.name} ({datetime.now().strftime('%Y-%m-%d %H:%M')})",
         "",
         f"{len(plan.points)} points ({chosen}), scored by the validation accuracy on {how}; "
-        "the test split is not used until the refit.",
+        "the test split is not used until the refit."
+        + (f" ± is the standard deviation over {spread}." if spread else ""),
         "",
     ]
     best, refit = outcome.best, outcome.refit
@@ -81,32 +115,29 @@ def summary_markdown(plan: SweepPlan, outcome: SweepResult) -> str:
         lines += ["No point completed.", ""]
     else:
         lines += [
-            f"**Best**: point {best['point']}, {point_label(plan, best['point'])}: validation "
-            f"accuracy {_fmt(best['mean_val_accuracy'])} ± {_fmt(best['std_val_accuracy'])} "
-            "(best.yaml)",
+            f"**Best**: point {best['point']}, {point_label(plan, best['point'])}: "
+            f"{estimate_name(plan)} {score_text(plan, best)} (best.yaml)",
             "",
         ]
     if refit is not None:
         lines += [
             f"**Refit** of best.yaml ({refit['status']}): test accuracy "
             f"{_fmt(refit.get('test_accuracy'))} (n = {refit.get('n_test') or '-'}), beside the "
-            f"estimate {_fmt(best['mean_val_accuracy'])}; run folder "
+            f"{estimate_name(plan)} {_fmt(best['mean_val_accuracy'])}; run folder "
             f"{Path(refit.get('run_dir') or '-').name}",
             "",
         ]
-    lines += [
-        "| point | "
-        + " | ".join(plan.grid)
-        + " | val accuracy | std | epochs | seconds | status |",
-        "|---" * (len(plan.grid) + 6) + "|",
-    ]
+    score = "val accuracy" + (" (mean)" if spread else "")
+    columns = ["point", *plan.grid, score, *(["std"] if spread else [])]
+    columns += ["epochs" + (" (mean)" if plan.runs_per_point > 1 else "")]
+    columns += [seconds_column(plan), "status"]
+    lines += ["| " + " | ".join(columns) + " |", "|---" * len(columns) + "|"]
     for row in sorted(outcome.rows, key=_by_score):
-        values = " | ".join(str(row[key]) for key in plan.grid)
-        lines.append(
-            f"| {row['point']} | {values} | {_fmt(row['mean_val_accuracy'])} "
-            f"| {_fmt(row['std_val_accuracy'])} | {_fmt(row['epochs'], 1)} | {row['seconds']} "
-            f"| {row['status']} |"
-        )
+        cells = [str(row["point"]), *(str(row[key]) for key in plan.grid)]
+        cells.append(_fmt(row["mean_val_accuracy"]))
+        cells += [_fmt(row["std_val_accuracy"])] if spread else []
+        cells += [_fmt(row["epochs"], 1), _fmt(row["seconds"], 2), str(row["status"])]
+        lines.append("| " + " | ".join(cells) + " |")
     if outcome.failed:
         lines += ["", "Not completed:", "", *[f"- {line}" for line in outcome.failed]]
     return "\n".join(lines) + "\n"
