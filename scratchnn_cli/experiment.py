@@ -41,17 +41,20 @@ from scratchnn_cli.errors import (
     RunWriteError,
     one_line,
 )
-from scratchnn_cli.metrics import score
+from scratchnn_cli.metrics import score, score_splits
 from scratchnn_cli.nn.engines import numba_missing
 from scratchnn_cli.nn.gradcheck import GradCheckRow, check_gradients
 from scratchnn_cli.nn.network import Network
+from scratchnn_cli.records import EpochRecord, RunOutcome, Snapshot, TrainResult
 from scratchnn_cli.report.plots import (
     LiveLearningCurve,
+    confusion_matrix_png,
     plot_augmentation,
     summary_table,
 )
 from scratchnn_cli.report.progress import TrainingProgress
 from scratchnn_cli.report.text import printable
+from scratchnn_cli.run_info import new_run_info
 from scratchnn_cli.runs import (
     RunLock,
     create_run_dir,
@@ -64,9 +67,9 @@ from scratchnn_cli.runs import (
     write_run_info,
     write_yaml,
 )
-from scratchnn_cli.runs.writer import RunOutcome, RunWriter, new_run_info, start_run_folder
+from scratchnn_cli.runs.writer import RunWriter, start_run_folder
+from scratchnn_cli.training.hooks import Hooks
 from scratchnn_cli.training.loop import train
-from scratchnn_cli.training.snapshot import EpochRecord, Hooks, Snapshot, TrainResult
 from scratchnn_cli.training.stopping import divergence
 
 
@@ -96,7 +99,7 @@ def run_experiment(
     try:
         info = new_run_info(config, config_path, net, dataset)
         info["engine"] = choice.engine
-        start_run_folder(run_dir, lock, config, info)
+        start_run_folder(run_dir, lock, config.to_dict(), info)
         return _train_in(
             run_dir, config, dataset, net, streams, info, None, console, plots, choice.engine
         )
@@ -273,7 +276,7 @@ def _train_in(
 ) -> RunOutcome:
     """Train (from ``snapshot`` if given) and finish the run folder, whatever happens."""
     console = console or Console(stderr=True)
-    writer = RunWriter(run_dir, config, dataset, net, info, plots, note=_noter(console))
+    writer = RunWriter(run_dir, info)
     try:
         _fit(
             run_dir,
@@ -288,9 +291,11 @@ def _train_in(
             plots,
             engine,
         )
-        writer.trained()
+        metrics = score_splits(net, dataset)
+        pictures = [_confusion_picture(config, dataset, metrics, console)] if plots else []
+        writer.trained(net.state(), metrics, [p for p in pictures if p is not None])
     except KeyboardInterrupt:
-        writer.interrupted()
+        writer.interrupted(net.state())
         raise Interrupted(
             f"interrupted: {run_dir} is saved; go on with: scratchnn train --resume {run_dir}"
         ) from None
@@ -311,9 +316,28 @@ def _optional_png(console: Console, name: str, draw: Callable[[], None]) -> bool
     try:
         draw()
     except Exception as exc:
-        _noter(console)(f"{name} not drawn ({type(exc).__name__}: {one_line(exc)})")
+        _not_drawn(console, name, exc)
         return False
     return True
+
+
+def _not_drawn(console: Console, name: str, exc: Exception) -> None:
+    _noter(console)(f"{name} not drawn ({type(exc).__name__}: {one_line(exc)})")
+
+
+def _confusion_picture(
+    config: ExperimentConfig, dataset: Dataset, metrics: dict[str, Any], console: Console
+) -> tuple[str, bytes] | None:
+    """("confusion_matrix.png", its bytes): of the test split, or of the first split scored
+    without one; None (and a note) when it cannot be drawn."""
+    shown = "test" if "test" in metrics else next(iter(metrics))
+    title = f"{config.name}: {shown} accuracy {metrics[shown]['accuracy']:.3f}"
+    matrix = np.array(metrics[shown]["confusion_matrix"])
+    try:
+        return "confusion_matrix.png", confusion_matrix_png(matrix, dataset.class_names, title)
+    except Exception as exc:
+        _not_drawn(console, "confusion_matrix.png", exc)
+        return None
 
 
 def write_augmentation_examples(run_dir: Path, config: ExperimentConfig, dataset: Dataset) -> None:

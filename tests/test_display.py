@@ -29,9 +29,9 @@ from rich.console import Console
 from scratchnn_cli.cli import output
 from scratchnn_cli.compare import CurvePoint, to_html
 from scratchnn_cli.compare import compare as compare_runs
+from scratchnn_cli.records import EpochRecord
 from scratchnn_cli.report import plots
 from scratchnn_cli.report.progress import SweepProgress, TrainingProgress, live_line
-from scratchnn_cli.training.snapshot import EpochRecord
 
 ROOT = Path(__file__).resolve().parents[1]
 ESC = "\x1b"

@@ -21,8 +21,9 @@ from scratchnn_cli.nn.engines import EngineError, choose_engine, compiled_unsupp
 from scratchnn_cli.nn.layers import Dense, Dropout, ReLU, Tanh
 from scratchnn_cli.nn.losses import LOSSES
 from scratchnn_cli.nn.network import Network
+from scratchnn_cli.records import Snapshot
+from scratchnn_cli.training.hooks import Hooks
 from scratchnn_cli.training.loop import trainer_for
-from scratchnn_cli.training.snapshot import Hooks, Snapshot
 
 ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu")
 RULES = ("sgd", "momentum", "nesterov", "rmsprop", "adam", "adamw")

@@ -611,9 +611,9 @@ BEFORE_THE_GUARD = """
 real_interrupted = RunWriter.interrupted
 
 
-def interrupted(self):
+def interrupted(self, model):
     second_ctrl_c()
-    real_interrupted(self)
+    real_interrupted(self, model)
 
 
 RunWriter.interrupted = interrupted
@@ -639,8 +639,8 @@ WHEN_SAVED = """
 if sys.argv[3] == "after-saving":
     real_interrupted = RunWriter.interrupted
 
-    def interrupted(self):
-        real_interrupted(self)
+    def interrupted(self, model):
+        real_interrupted(self, model)
         second_ctrl_c()
 
     RunWriter.interrupted = interrupted

@@ -19,6 +19,19 @@ NEVER = {
     "scratchnn_cli.nn": ["config", "data", "training", "runs", "report", "cli", "errors"],
     "scratchnn_cli.training": ["runs", "report", "cli"],
     "scratchnn_cli.build": ["runs", "report", "cli"],
+    # storage only stores: it is handed finished records and bytes
+    "scratchnn_cli.runs": [
+        "build",
+        "cli",
+        "config",
+        "data",
+        "experiment",
+        "metrics",
+        "nn",
+        "report",
+        "training",
+    ],
+    "scratchnn_cli.records": ["build", "config", "data", "nn", "runs", "report", "training", "cli"],
 }
 
 

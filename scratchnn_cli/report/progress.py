@@ -23,8 +23,8 @@ from rich.progress import (
 from rich.text import Text
 
 from scratchnn_cli.config import TrainConfig
+from scratchnn_cli.records import EpochRecord
 from scratchnn_cli.report.text import printable
-from scratchnn_cli.training.snapshot import EpochRecord
 
 SPARK = "▁▂▃▄▅▆▇█"
 

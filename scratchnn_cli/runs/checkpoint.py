@@ -14,12 +14,13 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from scratchnn_cli.errors import RunFolderError, one_line
+from scratchnn_cli.records import EpochRecord, Snapshot
 from scratchnn_cli.runs.folder import atomic_write, npz_bytes, read_npz
 from scratchnn_cli.runs.history import history_csv, read_history
 
 
-def write_checkpoint(path: Path, snapshot: Any) -> None:
-    """Atomically save a training Snapshot (``training.snapshot.Snapshot``): its history as
+def write_checkpoint(path: Path, snapshot: Snapshot) -> None:
+    """Atomically save a training Snapshot (``records.Snapshot``): its history as
     history.csv beside ``path``, then ``path`` itself (``checkpoint_bytes``)."""
     history = history_csv(snapshot.history).encode()
     atomic_write(Path(path).parent / "history.csv", lambda f: f.write(history))
@@ -27,7 +28,7 @@ def write_checkpoint(path: Path, snapshot: Any) -> None:
     atomic_write(path, lambda f: f.write(data))
 
 
-def checkpoint_bytes(snapshot: Any) -> bytes:
+def checkpoint_bytes(snapshot: Snapshot) -> bytes:
     """A training Snapshot as the bytes of one .npz file: arrays are stored as arrays;
     everything else (counters, random generator states, stopping rules, history) as one JSON
     string, so no pickle is ever needed to load it."""
@@ -64,7 +65,7 @@ def checkpoint_bytes(snapshot: Any) -> bytes:
     return npz_bytes(arrays)
 
 
-def read_checkpoint(path: Path) -> Any:
+def read_checkpoint(path: Path) -> Snapshot:
     """Load a Snapshot written by ``write_checkpoint``, its history from history.csv beside it;
     RunFolderError, one line, if it is unreadable or what it says cannot be so."""
     arrays = read_npz(path, "checkpoint")
@@ -115,11 +116,9 @@ class _Meta(BaseModel):
     history: list[dict[str, Any]] | None = None  # written by earlier versions
 
 
-def _snapshot(arrays: dict[str, np.ndarray], meta: _Meta) -> Any:
+def _snapshot(arrays: dict[str, np.ndarray], meta: _Meta) -> Snapshot:
     """The Snapshot that ``arrays`` (less "meta") and ``meta`` describe (its history from
     ``meta`` when an earlier version put it there, else empty)."""
-    from scratchnn_cli.training.snapshot import EpochRecord, Snapshot
-
     optimizer: dict[str, Any] = dict(meta.optimizer)
     for key in list(arrays):
         if key.startswith("optimizer."):

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from scratchnn_cli.errors import RunFolderError
-from scratchnn_cli.training.snapshot import EpochRecord
+from scratchnn_cli.records import EpochRecord
 
 HISTORY_COLUMNS = [
     "epoch",

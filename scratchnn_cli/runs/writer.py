@@ -12,29 +12,19 @@ from __future__ import annotations
 
 import contextlib
 import os
-import platform
 import shutil
 import signal
-import socket
 import threading
 import traceback
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import sklearn
 
-from scratchnn_cli import __version__
-from scratchnn_cli.config import ExperimentConfig
-from scratchnn_cli.data import Dataset
-from scratchnn_cli.errors import RunWriteError, one_line
-from scratchnn_cli.metrics import score_splits
-from scratchnn_cli.nn.network import Network
-from scratchnn_cli.nn.threads import thread_count
-from scratchnn_cli.report.plots import confusion_matrix_png
+from scratchnn_cli.errors import RunWriteError
+from scratchnn_cli.records import EpochRecord, RunOutcome, Snapshot, TrainResult
 from scratchnn_cli.runs.checkpoint import checkpoint_bytes
 from scratchnn_cli.runs.folder import (
     json_bytes,
@@ -47,86 +37,18 @@ from scratchnn_cli.runs.folder import (
 )
 from scratchnn_cli.runs.history import append_history, history_csv
 from scratchnn_cli.runs.lock import RunLock
-from scratchnn_cli.training.snapshot import EpochRecord, Snapshot, TrainResult
-
-
-@dataclass
-class RunOutcome:
-    """What ``run_experiment`` produced."""
-
-    run_dir: Path
-    status: str
-    result: TrainResult
-    metrics: dict[str, Any]
-
-
-def network_record(config: ExperimentConfig, net: Network) -> dict[str, Any]:
-    """What run.json says of the network: sizes, activation, output, and a row per layer."""
-    return {
-        "sizes": net.sizes,
-        "activation": config.model.activation if config.model.layers is None else "per layer",
-        "output": net.loss.name,
-        "parameters": int(net.theta.size),
-        "layers": [
-            {"layer": r.layer, "output_shape": list(r.output_shape), "params": r.params}
-            for r in net.summary()
-        ],
-    }
-
-
-def _versions() -> dict[str, str]:
-    return {
-        "scratchnn": __version__,
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "scikit-learn": sklearn.__version__,
-    }
-
-
-def _data_record(dataset: Dataset) -> dict[str, Any]:
-    return {
-        "name": dataset.name,
-        "source": dataset.source,
-        "fingerprint": dataset.fingerprint,
-        "classes": list(dataset.class_names),
-        "n_features": dataset.n_features,
-        "n_train": int(len(dataset.y_train)),
-        "n_val": int(len(dataset.y_val)),
-        "n_test": int(len(dataset.y_test)),
-        "scale": dataset.scaling.describe(),
-    }
-
-
-def new_run_info(
-    config: ExperimentConfig, config_path: Path | None, net: Network, dataset: Dataset
-) -> dict[str, Any]:
-    """The run.json of a run that starts now in this process (status running)."""
-    return {
-        "status": "running",
-        "name": config.name,
-        "config_file": str(config_path) if config_path else None,
-        "started": datetime.now().astimezone().isoformat(timespec="seconds"),
-        "pid": os.getpid(),  # for information: whether the run is alive is its lock's business
-        "host": socket.gethostname(),
-        "ended": None,
-        "seconds": None,
-        "stop": None,
-        "network": network_record(config, net),
-        "data": _data_record(dataset),
-        "versions": _versions(),
-        "threads": thread_count(),  # the layers' threads (a speed setting: same numbers)
-    }
 
 
 def start_run_folder(
-    run_dir: Path, lock: RunLock, config: ExperimentConfig, info: dict[str, Any]
+    run_dir: Path, lock: RunLock, config: dict[str, Any], info: dict[str, Any]
 ) -> None:
-    """Lock the new, empty ``run_dir`` and write its config.yaml and run.json. Nothing was
-    trained yet, so when any of that fails (or Ctrl-C comes) the folder is removed again."""
+    """Lock the new, empty ``run_dir`` and write its config.yaml (``config``, the resolved
+    spec) and run.json. Nothing was trained yet, so when any of that fails (or Ctrl-C comes)
+    the folder is removed again."""
     try:
         if not lock.acquire():  # nobody knows the new folder's name yet: cannot happen
             raise RunWriteError(f"{run_dir}: another process holds the lock of this new folder")
-        config_yaml = yaml_bytes(config.to_dict())
+        config_yaml = yaml_bytes(config)
         write_files(run_dir, [("config.yaml", config_yaml), ("run.json", run_info_bytes(info))])
     except BaseException as exc:
         lock.release()
@@ -141,18 +63,8 @@ class RunWriter:
     results (history, model, metrics, run.json completed or diverged), or the state it was
     interrupted in, or its failure. Every path through a run ends in exactly one of these."""
 
-    def __init__(
-        self,
-        run_dir: Path,
-        config: ExperimentConfig,
-        dataset: Dataset,
-        net: Network,
-        info: dict[str, Any],
-        plots: bool = True,
-        note: Callable[[str], None] = lambda text: None,
-    ) -> None:
-        self.run_dir, self.config, self.dataset, self.net = run_dir, config, dataset, net
-        self.info, self.plots, self.note = info, plots, note
+    def __init__(self, run_dir: Path, info: dict[str, Any]) -> None:
+        self.run_dir, self.info = run_dir, info
         self.started = datetime.now().astimezone()
         self.seconds_before = float(info.get("seconds") or 0.0)
         self.result = TrainResult()
@@ -211,33 +123,33 @@ class RunWriter:
             return []
         return [("history.csv", history_csv(history).encode())]
 
-    def trained(self) -> None:
-        """Training ended normally (completed or diverged): history, model, metrics (and the
-        confusion matrix PNG), then run.json, in one ``write_files``."""
-        metrics = score_splits(self.net, self.dataset)
+    def trained(
+        self,
+        model: dict[str, np.ndarray],
+        metrics: dict[str, Any],
+        pictures: Sequence[tuple[str, bytes]] = (),
+    ) -> None:
+        """Training ended normally (completed or diverged): history, ``model`` (its arrays),
+        ``metrics`` (its scores) and ``pictures`` (name, PNG bytes), then run.json, in one
+        ``write_files``."""
         files = [
             *self.history_file(self.result.history),
-            ("model.npz", npz_bytes(self.net.state())),
+            ("model.npz", npz_bytes(model)),
             ("metrics.json", json_bytes(metrics)),
+            *pictures,
         ]
-        if self.plots:  # a picture that cannot be drawn never costs the run its results
-            try:
-                files.append(
-                    ("confusion_matrix.png", _confusion_png(self.config, self.dataset, metrics))
-                )
-            except Exception as exc:
-                self.note(f"confusion_matrix.png not drawn ({type(exc).__name__}: {one_line(exc)})")
         self.metrics.update(metrics)
         status = "diverged" if self.result.stopped_by == "diverged" else "completed"
         self.finish(status, files=files)
 
-    def interrupted(self) -> None:
-        """Ctrl-C or SIGTERM (the caller re-raises): the last finished epoch, marked as such."""
+    def interrupted(self, model: dict[str, np.ndarray]) -> None:
+        """Ctrl-C or SIGTERM (the caller re-raises): the last finished epoch, marked as such,
+        then its history and ``model`` (the arrays it had)."""
         with interrupt_guard(self.run_dir) as marked:  # a 2nd Ctrl-C exits; files stay whole
             self.finish("interrupted", "interrupted (Ctrl-C or SIGTERM)")
             marked()
             write_files(self.run_dir, self.history_file(self.result.history))
-            write_npz(self.run_dir / "model.npz", self.net.state())
+            write_npz(self.run_dir / "model.npz", model)
 
     def failed(self, exc: Exception) -> None:
         """An error: error.log and run.json failed; RunWriteError when the error was writing."""
@@ -253,16 +165,6 @@ class RunWriter:
 
     def outcome(self) -> RunOutcome:
         return RunOutcome(self.run_dir, self.info["status"], self.result, self.metrics)
-
-
-def _confusion_png(config: ExperimentConfig, dataset: Dataset, metrics: dict[str, Any]) -> bytes:
-    """confusion_matrix.png: of the test split, or of the first split scored without one."""
-    shown = "test" if "test" in metrics else next(iter(metrics))
-    return confusion_matrix_png(
-        np.array(metrics[shown]["confusion_matrix"]),
-        dataset.class_names,
-        title=f"{config.name}: {shown} accuracy {metrics[shown]['accuracy']:.3f}",
-    )
 
 
 @contextlib.contextmanager

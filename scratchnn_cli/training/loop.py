@@ -24,7 +24,8 @@ from scratchnn_cli.nn.network import Network
 from scratchnn_cli.nn.optim.optimizers import make_optimizer
 from scratchnn_cli.nn.optim.schedules import Schedule, make_schedule
 from scratchnn_cli.nn.regularizers import add_penalty_gradient, penalty
-from scratchnn_cli.training.snapshot import EpochRecord, Hooks, Snapshot, TrainResult
+from scratchnn_cli.records import EpochRecord, Snapshot, TrainResult
+from scratchnn_cli.training.hooks import Hooks
 from scratchnn_cli.training.stopping import EarlyStopping, converged, divergence
 
 Validation = tuple[np.ndarray, np.ndarray]

@@ -21,7 +21,7 @@ import math
 
 import numpy as np
 
-from scratchnn_cli.training.snapshot import EpochRecord
+from scratchnn_cli.records import EpochRecord
 
 
 def limit(dtype: np.dtype) -> float:

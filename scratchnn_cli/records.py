@@ -1,9 +1,12 @@
-"""What training reports (EpochRecord, TrainResult) and what it can be resumed from (Snapshot)."""
+"""The records training produces and the run folder stores: one row of the history
+(``EpochRecord``), what a training did (``TrainResult``) and what it can be resumed from
+(``Snapshot``), and what a run produced (``RunOutcome``). They sit below both ``training/``,
+which fills them, and ``runs/``, which writes and reads them, so storage needs no training."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -63,19 +66,11 @@ class Snapshot:
     augment_rng: dict[str, Any] | None = None
 
 
-EpochCallback = Callable[[EpochRecord], None]
-SnapshotCallback = Callable[[Snapshot], None]
-
-
 @dataclass
-class Hooks:
-    """What the caller wants to hear while training runs.
+class RunOutcome:
+    """What a run produced: its folder, its final status, what training did, the scores."""
 
-    ``on_epoch`` gets every EpochRecord; ``on_checkpoint`` gets a Snapshot every
-    ``checkpoint_every`` epochs (or, when that is None, every ``checkpoint_seconds``), at the
-    end, and on Ctrl-C (the last finished epoch's, before the KeyboardInterrupt goes on)."""
-
-    on_epoch: EpochCallback | None = None
-    on_checkpoint: SnapshotCallback | None = None
-    checkpoint_every: int | None = None
-    checkpoint_seconds: float = 30.0
+    run_dir: Path
+    status: str
+    result: TrainResult
+    metrics: dict[str, Any]
