@@ -36,6 +36,7 @@ from scratchnn_cli.errors import RunFolderError, UserInputError
 from scratchnn_cli.metrics import SPLITS
 from scratchnn_cli.runs import KILLED, is_locked, load_run_record, read_json
 from scratchnn_cli.runs.folder import read_config_yaml
+from scratchnn_cli.runs.history import read_history
 
 #: Shown for a key a run's config does not have, and for a missing number.
 MISSING = "-"
@@ -212,22 +213,17 @@ def _accuracies(path: Path) -> dict[str, float | None]:
 
 
 def read_curve(path: Path) -> list[CurvePoint]:
-    """history.csv's epoch, cost and val_cost ([] when the file is absent or unreadable)."""
-
-    def number(text: str | None) -> float | None:
-        if text is None or not text.strip():
-            return None
-        value = float(text)
-        return value if math.isfinite(value) else None
-
+    """history.csv's epoch, cost and val_cost, a value that is not finite (a diverged epoch)
+    as None; [] when the file is absent or unreadable."""
     try:
-        with open(path, encoding="utf-8", newline="") as f:
-            return [
-                CurvePoint(int(row["epoch"]), number(row.get("cost")), number(row.get("val_cost")))
-                for row in csv.DictReader(f)
-            ]
-    except (OSError, KeyError, ValueError, TypeError):
+        history = read_history(path)
+    except RunFolderError:
         return []
+    return [CurvePoint(r.epoch, _finite(r.cost), _finite(r.val_cost)) for r in history]
+
+
+def _finite(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
 
 
 def _is_number(value: Any) -> bool:

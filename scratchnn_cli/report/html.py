@@ -21,14 +21,12 @@ undone (``Scaling.inverse``).
 from __future__ import annotations
 
 import base64
-import csv
 import functools
 import io
 import math
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, Literal
 
 import jinja2
@@ -50,6 +48,7 @@ from scratchnn_cli.metrics import (
 )
 from scratchnn_cli.nn.layers import ACTIVATIONS
 from scratchnn_cli.nn.network import Network
+from scratchnn_cli.records import EpochRecord
 from scratchnn_cli.report.plots import (
     confusion_matrix_png,
     figure_png,
@@ -58,6 +57,7 @@ from scratchnn_cli.report.plots import (
     pyplot,
 )
 from scratchnn_cli.runs import read_json, write_text
+from scratchnn_cli.runs.history import read_history
 
 if TYPE_CHECKING:
     import matplotlib.pyplot as plt
@@ -114,7 +114,7 @@ class _Run:
     dataset: Dataset
     net: Network
     metrics: dict[str, Any]
-    history: list[SimpleNamespace] | None
+    history: list[EpochRecord] | None
 
 
 def _load_run(run_dir: Path) -> _Run:
@@ -138,32 +138,11 @@ def _load_run(run_dir: Path) -> _Run:
     )
 
 
-def _read_history(path: Path) -> list[SimpleNamespace] | None:
-    """history.csv as records (epoch, cost, train_accuracy, val_cost, val_accuracy, lr), or None
-    when the file is absent or unreadable."""
-    if not path.is_file():
-        return None
-
-    def number(text: str | None) -> float | None:
-        if text is None or text.strip() == "":
-            return None
-        value = float(text)
-        return None if math.isnan(value) else value
-
+def _read_history(path: Path) -> list[EpochRecord] | None:
+    """history.csv's records, or None when the file is absent or unreadable."""
     try:
-        with open(path, encoding="utf-8", newline="") as f:
-            return [
-                SimpleNamespace(
-                    epoch=int(row["epoch"]),
-                    cost=number(row["cost"]),
-                    train_accuracy=number(row["train_accuracy"]),
-                    val_cost=number(row.get("val_cost")),
-                    val_accuracy=number(row.get("val_accuracy")),
-                    lr=number(row.get("lr")),
-                )
-                for row in csv.DictReader(f)
-            ]
-    except (OSError, KeyError, ValueError, TypeError):
+        return read_history(path)
+    except RunFolderError:
         return None
 
 

@@ -51,21 +51,26 @@ def append_history(path: Path, records: Sequence[EpochRecord]) -> None:
         os.fsync(f.fileno())
 
 
-def read_history(path: Path, rows: int) -> list[EpochRecord]:
-    """The first ``rows`` records of history.csv (rows after them, appended after the last
-    checkpoint, are left out); RunFolderError, one line, when there are fewer or one is not a
-    row this module wrote."""
+def read_history(path: Path, rows: int | None = None) -> list[EpochRecord]:
+    """The records of history.csv: its first ``rows`` (the rows after them were appended after
+    the last checkpoint), or every whole row (a last row without its newline is one an append
+    left half-written). RunFolderError, one line, when it is unreadable, has fewer than
+    ``rows`` rows, or holds a row this module did not write."""
     try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
+        text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise RunFolderError(f"{path}: unreadable ({exc})") from None
+    lines = text.splitlines()
     if not lines or lines[0] + "\n" != _HEADER:
         raise RunFolderError(f"{path}: not a history.csv (its header is not {_HEADER.strip()})")
-    if len(lines) - 1 < rows:
+    whole = lines[1:] if text.endswith("\n") else lines[1:-1]
+    if rows is None:
+        rows = len(whole)
+    elif len(whole) < rows:
         raise RunFolderError(
-            f"{path}: {len(lines) - 1} rows, but the checkpoint was saved after {rows} epochs"
+            f"{path}: {len(whole)} rows, but the checkpoint was saved after {rows} epochs"
         )
-    return [_record(path, i, line) for i, line in enumerate(lines[1 : rows + 1], start=2)]
+    return [_record(path, i, line) for i, line in enumerate(whole[:rows], start=2)]
 
 
 def _cell(value: float | int | None) -> str:
