@@ -54,9 +54,13 @@ from scratchnn_cli.report.plots import (
 )
 from scratchnn_cli.report.progress import TrainingProgress
 from scratchnn_cli.report.text import printable
-from scratchnn_cli.run_info import new_run_info
+from scratchnn_cli.run_info import new_run_info, now
 from scratchnn_cli.runs import (
+    FINISHED,
+    RESUMABLE,
+    ResumeRecord,
     RunLock,
+    RunRecord,
     create_run_dir,
     load_finished_run,
     load_model_arrays,
@@ -97,17 +101,13 @@ def run_experiment(
     run_dir = create_run_dir(runs_dir, config.name or "experiment")
     lock = RunLock(run_dir)
     try:
-        info = new_run_info(config, config_path, net, dataset)
-        info["engine"] = choice.engine
-        start_run_folder(run_dir, lock, config.to_dict(), info)
+        record = new_run_info(config, config_path, net, dataset, choice.engine)
+        start_run_folder(run_dir, lock, config.to_dict(), record)
         return _train_in(
-            run_dir, config, dataset, net, streams, info, None, console, plots, choice.engine
+            run_dir, config, dataset, net, streams, record, None, console, plots, choice.engine
         )
     finally:
         lock.release()
-
-
-RESUMABLE = ("interrupted", "diverged", "failed")
 
 
 def resume_experiment(
@@ -145,30 +145,32 @@ def _resume_locked(
 ) -> RunOutcome:
     """``resume_experiment`` once the lock is held: run.json is read again (what it says can no
     longer change under us), checked, marked running, and training goes on."""
-    raw, info = load_run_info(run_dir)
-    _check_resumable(run_dir, info["status"], overrides)
+    raw, record = load_run_info(run_dir)
+    _check_resumable(run_dir, record.status, overrides)
     config = build_config(apply_overrides(raw, overrides), f"{run_dir}/config.yaml")
     dataset = load_dataset(config.data, config.seed, config.model.dtype)
-    if dataset.fingerprint != info.get("data", {}).get("fingerprint"):
+    if dataset.fingerprint != record.data.get("fingerprint"):
         raise RunFolderError(f"{run_dir}: the data differs from what the run was trained on")
     check_compatible(config, dataset)
     streams = rng_streams(config.seed)
     net = build_network(config, dataset, streams["init"], streams["dropout"])
-    engine = resumed_engine(run_dir, info)
+    engine = resumed_engine(run_dir, record)
     snapshot, restarted = _checkpoint_to_resume(run_dir, net)
     if restarted:
         console = console or Console(stderr=True)
         console.print(f"note: {run_dir}/checkpoint.npz: {restarted}")
-    _mark_resumed(run_dir, info, config, overrides, snapshot, restarted)
-    return _train_in(run_dir, config, dataset, net, streams, info, snapshot, console, plots, engine)
+    _mark_resumed(run_dir, record, config, overrides, snapshot, restarted)
+    return _train_in(
+        run_dir, config, dataset, net, streams, record, snapshot, console, plots, engine
+    )
 
 
-def resumed_engine(run_dir: Path, info: dict[str, Any]) -> str:
+def resumed_engine(run_dir: Path, record: RunRecord) -> str:
     """The engine a run started with goes on training it: run.json's ``engine``; numpy for a
     folder written before there was a choice (or by the retired lockstep engine of 0.2.0's
     development, whose stack stepped with the NumPy layers). ConfigError when that is the
     compiled engine and numba is missing."""
-    engine = info.get("engine")
+    engine = record.engine
     if engine != "compiled":
         return "numpy"
     missing = numba_missing()
@@ -230,7 +232,7 @@ def _trained_epochs(run_dir: Path) -> int:
 
 def _mark_resumed(
     run_dir: Path,
-    info: dict[str, Any],
+    record: RunRecord,
     config: ExperimentConfig,
     overrides: list[str],
     snapshot: Snapshot | None,
@@ -238,26 +240,15 @@ def _mark_resumed(
 ) -> None:
     """Add this resumption to run.json (status running again, this process) and write it, with
     config.yaml when ``overrides`` changed it."""
-    entry: dict[str, Any] = {
-        "at": datetime.now().astimezone().isoformat(timespec="seconds"),
-        "from_epoch": snapshot.epochs if snapshot else 0,
-        "overrides": overrides,
-    }
-    if restarted:
-        entry["restarted"] = restarted
-    info.setdefault("resumed", []).append(entry)
-    info.update(
-        status="running",
-        ended=None,
-        stop=None,
-        error=None,
-        pid=os.getpid(),
-        host=socket.gethostname(),
-    )
+    from_epoch = snapshot.epochs if snapshot else 0
+    why = {"restarted": restarted} if restarted else {}
+    record.resumed.append(ResumeRecord(at=now(), from_epoch=from_epoch, overrides=overrides, **why))
+    record.status, record.ended, record.stop, record.error = "running", None, None, None
+    record.pid, record.host = os.getpid(), socket.gethostname()
     try:
         if overrides:
             write_yaml(run_dir / "config.yaml", config.to_dict())
-        write_run_info(run_dir, info)
+        write_run_info(run_dir, record)
     except OSError as exc:
         raise RunWriteError(f"{run_dir}: could not write the run folder: {exc}") from None
 
@@ -268,7 +259,7 @@ def _train_in(
     dataset: Dataset,
     net: Network,
     streams: dict[str, np.random.Generator],
-    info: dict[str, Any],
+    record: RunRecord,
     snapshot: Snapshot | None,
     console: Console | None,
     plots: bool = True,
@@ -276,7 +267,7 @@ def _train_in(
 ) -> RunOutcome:
     """Train (from ``snapshot`` if given) and finish the run folder, whatever happens."""
     console = console or Console(stderr=True)
-    writer = RunWriter(run_dir, info)
+    writer = RunWriter(run_dir, record)
     try:
         _fit(
             run_dir,
@@ -408,10 +399,10 @@ def _fit(
 
 
 def load_run_model(
-    run_dir: Path, statuses: tuple[str, ...] = ("completed", "diverged")
-) -> tuple[ExperimentConfig, Dataset, Network, dict[str, Any]]:
+    run_dir: Path, statuses: tuple[str, ...] = FINISHED
+) -> tuple[ExperimentConfig, Dataset, Network, RunRecord]:
     """Rebuild a finished run: its config, the same data (same seed), its trained network."""
-    raw, info = load_finished_run(run_dir, statuses)
+    raw, record = load_finished_run(run_dir, statuses)
     config = build_config(raw, f"{run_dir}/config.yaml")
     dataset = load_dataset(config.data, config.seed, config.model.dtype)
     net = build_network(config, dataset, np.random.default_rng(0))
@@ -426,7 +417,7 @@ def load_run_model(
         net.load_state(arrays)
     except (KeyError, ValueError) as exc:
         raise RunFolderError(f"{run_dir}/model.npz does not fit the run's config: {exc}") from None
-    return config, dataset, net, info
+    return config, dataset, net, record
 
 
 def evaluate_run(run_dir: Path, split: str = "test") -> dict[str, Any]:
@@ -435,8 +426,8 @@ def evaluate_run(run_dir: Path, split: str = "test") -> dict[str, Any]:
     Refused, as ``--resume`` refuses it, when the data rebuilt from the run's spec is not what
     it trained on (its fingerprint differs): the split would be another split. ``held_out``
     says whether the model never trained on the split (train+val runs trained on val)."""
-    config, dataset, net, info = load_run_model(run_dir)
-    if dataset.fingerprint != info.get("data", {}).get("fingerprint"):
+    config, dataset, net, record = load_run_model(run_dir)
+    if dataset.fingerprint != record.data.get("fingerprint"):
         raise RunFolderError(
             f"{run_dir}: the data differs from what the run was trained on (its fingerprint "
             "changed), so its splits are not the ones it was trained and tested on"

@@ -18,6 +18,7 @@ from scratchnn_cli.config import ExperimentConfig
 from scratchnn_cli.data import Dataset
 from scratchnn_cli.nn.network import Network
 from scratchnn_cli.nn.threads import thread_count
+from scratchnn_cli.runs import RunRecord
 
 
 def network_record(config: ExperimentConfig, net: Network) -> dict[str, Any]:
@@ -58,21 +59,28 @@ def _data_record(dataset: Dataset) -> dict[str, Any]:
 
 
 def new_run_info(
-    config: ExperimentConfig, config_path: Path | None, net: Network, dataset: Dataset
-) -> dict[str, Any]:
+    config: ExperimentConfig,
+    config_path: Path | None,
+    net: Network,
+    dataset: Dataset,
+    engine: str,
+) -> RunRecord:
     """The run.json of a run that starts now in this process (status running)."""
-    return {
-        "status": "running",
-        "name": config.name,
-        "config_file": str(config_path) if config_path else None,
-        "started": datetime.now().astimezone().isoformat(timespec="seconds"),
-        "pid": os.getpid(),  # for information: whether the run is alive is its lock's business
-        "host": socket.gethostname(),
-        "ended": None,
-        "seconds": None,
-        "stop": None,
-        "network": network_record(config, net),
-        "data": _data_record(dataset),
-        "versions": _versions(),
-        "threads": thread_count(),  # the layers' threads (a speed setting: same numbers)
-    }
+    return RunRecord(
+        status="running",
+        name=config.name,
+        config_file=str(config_path) if config_path else None,
+        started=now(),
+        pid=os.getpid(),  # for information: whether the run is alive is its lock's business
+        host=socket.gethostname(),
+        network=network_record(config, net),
+        data=_data_record(dataset),
+        versions=_versions(),
+        threads=thread_count(),  # the layers' threads (a speed setting: same numbers)
+        engine=engine,
+    )
+
+
+def now() -> str:
+    """The time now, as run.json writes it (local, to the second, with its UTC offset)."""
+    return datetime.now().astimezone().isoformat(timespec="seconds")

@@ -285,8 +285,12 @@ def test_a_compiled_sweep_gives_the_same_results_on_any_jobs(tmp_path: Path) -> 
 
 def test_a_run_resumes_with_the_engine_run_json_names_and_older_ones_with_numpy() -> None:
     from scratchnn_cli.experiment import resumed_engine
+    from scratchnn_cli.runs import RunRecord
 
-    assert resumed_engine(Path("run"), {"engine": "compiled"}) == "compiled"
-    assert resumed_engine(Path("run"), {"engine": "numpy"}) == "numpy"
-    assert resumed_engine(Path("run"), {"engine": "lockstep"}) == "numpy"  # 0.2.0 development
-    assert resumed_engine(Path("run"), {}) == "numpy"  # written before train.engine
+    def record(**engine: str) -> RunRecord:
+        return RunRecord(status="interrupted", **engine)
+
+    assert resumed_engine(Path("run"), record(engine="compiled")) == "compiled"
+    assert resumed_engine(Path("run"), record(engine="numpy")) == "numpy"
+    assert resumed_engine(Path("run"), record(engine="lockstep")) == "numpy"  # 0.2.0 development
+    assert resumed_engine(Path("run"), record()) == "numpy"  # written before train.engine

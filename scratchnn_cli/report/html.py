@@ -56,7 +56,7 @@ from scratchnn_cli.report.plots import (
     literal,
     pyplot,
 )
-from scratchnn_cli.runs import read_json, write_text
+from scratchnn_cli.runs import FINISHED, RunRecord, read_json, write_text
 from scratchnn_cli.runs.history import read_history
 
 if TYPE_CHECKING:
@@ -66,7 +66,6 @@ REPORT_NAME = "report.html"
 #: The page template, in the package's ``report/templates`` folder.
 TEMPLATE = "report.html.j2"
 #: Statuses a report can be made of: the run ended and left a model and metrics behind.
-REPORTABLE_STATUSES = ("completed", "diverged")
 #: At most this many misclassified test images are shown.
 MAX_MISCLASSIFIED = 24
 #: Points per axis of the decision-boundary grid.
@@ -108,7 +107,7 @@ class _Run:
     """Everything the report shows, loaded from one run folder."""
 
     run_dir: Path
-    info: dict[str, Any]
+    info: RunRecord
     config_text: str
     config: ExperimentConfig
     dataset: Dataset
@@ -118,7 +117,7 @@ class _Run:
 
 
 def _load_run(run_dir: Path) -> _Run:
-    config, dataset, net, info = load_run_model(run_dir, REPORTABLE_STATUSES)
+    config, dataset, net, info = load_run_model(run_dir, FINISHED)
     config_path = run_dir / "config.yaml"
     try:
         config_text = config_path.read_text(encoding="utf-8")
@@ -147,7 +146,7 @@ def _read_history(path: Path) -> list[EpochRecord] | None:
 
 
 def _run_name(run: _Run) -> str:
-    return str(run.info.get("name") or run.config.name or run.run_dir.name)
+    return str(run.info.name or run.config.name or run.run_dir.name)
 
 
 def _fit_label(run: _Run) -> str:
@@ -389,41 +388,42 @@ class _Sample:
 
 
 def _header(run: _Run) -> dict[str, Any]:
-    stop = run.info.get("stop") or {}
+    stop = run.info.stop
     shown = _shown_split(run)
     accuracy = _number(run.metrics[shown].get("accuracy")) if shown else None
     return {
-        "status": str(run.info.get("status")),
-        "reason": stop.get("reason") or "",
+        "status": run.info.status,
+        "reason": stop.reason if stop else "",
         "split": shown,
         "accuracy": accuracy,
-        "epochs": stop.get("epochs"),
-        "updates": stop.get("iterations"),
-        "seconds": run.info.get("seconds"),
+        "epochs": stop.epochs if stop else None,
+        "updates": stop.iterations if stop else None,
+        "seconds": run.info.seconds,
     }
 
 
 def _run_rows(run: _Run) -> list[_Row]:
     info = run.info
-    stop = info.get("stop") or {}
-    versions = info.get("versions") or {}
+    stop = info.stop
+    versions = info.versions
     rows = [
-        _Row("status", str(info.get("status"))),
-        _Row("started", _when(info.get("started"))),
-        _Row("ended", _when(info.get("ended"))),
-        _Row("duration", _duration(info.get("seconds"))),
-        _Row("training time", _duration(stop.get("train_seconds"))),
-        _Row("stopped by", str(stop.get("stopped_by") or "-")),
-        _Row("stop reason", str(stop.get("reason") or "-")),
+        _Row("status", info.status),
+        _Row("started", _when(info.started)),
+        _Row("ended", _when(info.ended)),
+        _Row("duration", _duration(info.seconds)),
+        _Row("training time", _duration(stop.train_seconds if stop else None)),
+        _Row("stopped by", stop.stopped_by if stop else "-"),
+        _Row("stop reason", (stop.reason if stop else "") or "-"),
         _Row(
-            "epochs / updates", f"{_count(stop.get('epochs'))} / {_count(stop.get('iterations'))}"
+            "epochs / updates",
+            f"{_count(stop and stop.epochs)} / {_count(stop and stop.iterations)}",
         ),
         _Row("seed", str(run.config.seed)),
         _Row("folder", str(run.run_dir), "code"),
-        _Row("config file", str(info.get("config_file") or "-"), "code"),
+        _Row("config file", str(info.config_file or "-"), "code"),
     ]
-    if info.get("error"):
-        rows.append(_Row("error", str(info["error"])))
+    if info.error:
+        rows.append(_Row("error", info.error))
     if versions:
         rows.append(_Row("versions", ", ".join(f"{k} {v}" for k, v in versions.items())))
     return rows
@@ -431,13 +431,13 @@ def _run_rows(run: _Run) -> list[_Row]:
 
 def _data_warning(run: _Run) -> str | None:
     """The rebuilt data's fingerprint when it differs from the one the run recorded, else None."""
-    recorded = (run.info.get("data") or {}).get("fingerprint")
+    recorded = run.info.data.get("fingerprint")
     return run.dataset.fingerprint if recorded and recorded != run.dataset.fingerprint else None
 
 
 def _data_rows(run: _Run) -> list[_Row]:
     dataset = run.dataset
-    recorded = run.info.get("data") or {}
+    recorded = run.info.data
     sizes = (
         f"train {len(dataset.y_train):,} · val {len(dataset.y_val):,} · "
         f"test {len(dataset.y_test):,}"
@@ -462,7 +462,7 @@ def _activations(net: Network) -> str:
 
 
 def _network_rows(run: _Run) -> list[_Row]:
-    network = run.info.get("network") or {}
+    network = run.info.network
     train = run.config.train
     n_params = sum(int(np.asarray(a).size) for a in run.net.state().values())
     return [
@@ -577,8 +577,8 @@ def _pairs(run: _Run) -> dict[str, Any] | None:
 def _learning_curve(run: _Run) -> bytes | None:
     if not run.history:
         return None
-    stop = run.info.get("stop") or {}
-    title = f"{_run_name(run)}: stopped by {stop.get('stopped_by', run.info.get('status'))}"
+    stop = run.info.stop
+    title = f"{_run_name(run)}: stopped by {stop.stopped_by if stop else run.info.status}"
     return learning_curve_png(run.history, title)
 
 

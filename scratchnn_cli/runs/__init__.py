@@ -36,6 +36,8 @@ from scratchnn_cli.runs.folder import (
 from scratchnn_cli.runs.listing import KILLED, list_runs
 from scratchnn_cli.runs.lock import LOCK_NAME, RunLock, is_locked
 from scratchnn_cli.runs.record import (
+    FINISHED,
+    RESUMABLE,
     STATUSES,
     ResumeRecord,
     RunRecord,
@@ -45,10 +47,12 @@ from scratchnn_cli.runs.record import (
 )
 
 __all__ = [
+    "FINISHED",
     "KILLED",
     "LOCK_NAME",
     "STATUSES",
     "ResumeRecord",
+    "RESUMABLE",
     "RunLock",
     "RunRecord",
     "Status",

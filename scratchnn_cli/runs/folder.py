@@ -27,7 +27,7 @@ import numpy as np
 import yaml
 
 from scratchnn_cli.errors import RunFolderError, RunWriteError, one_line
-from scratchnn_cli.runs.record import RunRecord, parse_run_record
+from scratchnn_cli.runs.record import FINISHED, RunRecord, parse_run_record
 
 
 def new_temp(directory: Path, name: str, made: list[Path]) -> IO[bytes]:
@@ -274,43 +274,56 @@ def load_run_record(run_dir: Path) -> tuple[RunRecord, dict[str, Any]]:
     return parse_run_record(info, str(info_path)), info
 
 
-def load_run_info(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(raw config, run.json) of any run folder, whatever its status; run.json is checked
-    against ``RunRecord`` (see ``load_run_record``)."""
-    _, info = load_run_record(run_dir)
-    return read_config_yaml(Path(run_dir) / "config.yaml"), info
+def load_run_info(run_dir: Path) -> tuple[dict[str, Any], RunRecord]:
+    """(raw config, run.json) of any run folder, whatever its status (``load_run_record``)."""
+    record, _ = load_run_record(run_dir)
+    return read_config_yaml(Path(run_dir) / "config.yaml"), record
 
 
 def read_config_yaml(path: Path) -> dict[str, Any]:
-    """A run's config.yaml as a mapping; RunFolderError (one line) when unreadable."""
+    """A run's config.yaml as a mapping; RunFolderError (one line) when unreadable. It is read
+    as a spec is (``read_spec_text``: a regular file of at most ``MAX_CONFIG_BYTES``; YAML
+    within the limits of config/bounded_yaml.py), since a run folder may come from anyone: a
+    tampered file (an alias bomb, thousands of levels deep, gigabytes) is refused, not built."""
+    from scratchnn_cli.config.bounded_yaml import YAMLLimitError, bounded_safe_load
+    from scratchnn_cli.config.load import read_spec_text
+    from scratchnn_cli.errors import ConfigError
+
     try:
-        config = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError, yaml.YAMLError) as exc:
+        text = read_spec_text(Path(path))
+    except ConfigError as exc:  # names the file and what is wrong with it
+        raise RunFolderError(str(exc)) from None
+    try:
+        config = bounded_safe_load(text)
+    except YAMLLimitError as exc:
+        raise RunFolderError(f"{path}: unreadable (the YAML document {exc.problem})") from None
+    except (ValueError, yaml.YAMLError) as exc:
         raise RunFolderError(f"{path}: unreadable ({one_line(exc)})") from None
     if not isinstance(config, dict):
         raise RunFolderError(f"{path}: not a mapping")
     return config
 
 
-def run_info_bytes(info: dict[str, Any]) -> bytes:
-    """run.json's content for ``info``, after checking that it fits ``RunRecord``
-    (pydantic.ValidationError if not): what is written can always be read."""
-    RunRecord.model_validate(info)
-    return json_bytes(info)
+def run_info_bytes(record: RunRecord) -> bytes:
+    """run.json's content for ``record``, checked again against ``RunRecord`` (a field set to
+    a wrong type raises pydantic.ValidationError): what is written can always be read."""
+    data = record.to_json()
+    RunRecord.model_validate(data)
+    return json_bytes(data)
 
 
-def write_run_info(run_dir: Path, info: dict[str, Any]) -> None:
-    """Atomically write ``info`` as ``run_dir/run.json`` (``run_info_bytes``)."""
-    data = run_info_bytes(info)
+def write_run_info(run_dir: Path, record: RunRecord) -> None:
+    """Atomically write ``record`` as ``run_dir/run.json`` (``run_info_bytes``)."""
+    data = run_info_bytes(record)
     atomic_write(Path(run_dir) / "run.json", lambda f: f.write(data))
 
 
 def load_finished_run(
-    run_dir: Path, statuses: tuple[str, ...] = ("completed",)
-) -> tuple[dict[str, Any], dict[str, Any]]:
+    run_dir: Path, statuses: tuple[str, ...] = FINISHED
+) -> tuple[dict[str, Any], RunRecord]:
     """(raw config, run.json) of a run whose status is one of ``statuses``; else RunFolderError."""
-    config, info = load_run_info(run_dir)
-    status = info["status"]
+    config, record = load_run_info(run_dir)
+    status = record.status
     if status not in statuses:
         raise RunFolderError(
             f"{run_dir}: the run is not finished (status: {status}); this needs a "
@@ -318,7 +331,7 @@ def load_finished_run(
         )
     if not (Path(run_dir) / "model.npz").is_file():
         raise RunFolderError(f"{run_dir}: model.npz is missing")
-    return config, info
+    return config, record
 
 
 def load_model_arrays(run_dir: Path) -> dict[str, np.ndarray]:

@@ -17,6 +17,10 @@ from scratchnn_cli.errors import RunFolderError
 
 Status = Literal["running", "completed", "diverged", "interrupted", "failed"]
 STATUSES: tuple[str, ...] = get_args(Status)
+#: a run that ended with a model to score (evaluate, report, a sweep's results)
+FINISHED: tuple[Status, ...] = ("completed", "diverged")
+#: a run ``--resume`` goes on with (and a "running" one whose process is gone)
+RESUMABLE: tuple[Status, ...] = ("interrupted", "diverged", "failed")
 
 
 class _Record(BaseModel):
@@ -34,7 +38,8 @@ class StopRecord(_Record):
 
 
 class ResumeRecord(_Record):
-    """One entry of run.json ``resumed``: when, from which epoch, with which ``--set``."""
+    """One entry of run.json ``resumed``: when, from which epoch, with which ``--set`` (and
+    ``restarted``: why it started again from the initial weights, when it did)."""
 
     at: str
     from_epoch: int
@@ -59,6 +64,12 @@ class RunRecord(_Record):
     error: str | None = None
     pid: int | None = None
     host: str | None = None
+    threads: int | None = None
+    engine: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The run.json mapping (the keys of other versions it was read with included)."""
+        return self.model_dump(mode="json")
 
 
 def parse_run_record(data: object, where: str) -> RunRecord:

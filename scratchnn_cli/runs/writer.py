@@ -37,10 +37,11 @@ from scratchnn_cli.runs.folder import (
 )
 from scratchnn_cli.runs.history import append_history, history_csv
 from scratchnn_cli.runs.lock import RunLock
+from scratchnn_cli.runs.record import RunRecord, StopRecord
 
 
 def start_run_folder(
-    run_dir: Path, lock: RunLock, config: dict[str, Any], info: dict[str, Any]
+    run_dir: Path, lock: RunLock, config: dict[str, Any], record: RunRecord
 ) -> None:
     """Lock the new, empty ``run_dir`` and write its config.yaml (``config``, the resolved
     spec) and run.json. Nothing was trained yet, so when any of that fails (or Ctrl-C comes)
@@ -49,7 +50,7 @@ def start_run_folder(
         if not lock.acquire():  # nobody knows the new folder's name yet: cannot happen
             raise RunWriteError(f"{run_dir}: another process holds the lock of this new folder")
         config_yaml = yaml_bytes(config)
-        write_files(run_dir, [("config.yaml", config_yaml), ("run.json", run_info_bytes(info))])
+        write_files(run_dir, [("config.yaml", config_yaml), ("run.json", run_info_bytes(record))])
     except BaseException as exc:
         lock.release()
         shutil.rmtree(run_dir, ignore_errors=True)
@@ -63,10 +64,10 @@ class RunWriter:
     results (history, model, metrics, run.json completed or diverged), or the state it was
     interrupted in, or its failure. Every path through a run ends in exactly one of these."""
 
-    def __init__(self, run_dir: Path, info: dict[str, Any]) -> None:
-        self.run_dir, self.info = run_dir, info
+    def __init__(self, run_dir: Path, record: RunRecord) -> None:
+        self.run_dir, self.record = run_dir, record
         self.started = datetime.now().astimezone()
-        self.seconds_before = float(info.get("seconds") or 0.0)
+        self.seconds_before = record.seconds or 0.0
         self.result = TrainResult()
         self.metrics: dict[str, Any] = {}
         self.history_rows: int | None = None  # rows of history.csv written by this process
@@ -77,22 +78,19 @@ class RunWriter:
     ) -> None:
         """run.json with its final ``status`` (and why training stopped), written last, after
         ``files`` (name, content) in one ``write_files``."""
-        result, ended = self.result, datetime.now().astimezone()
-        self.info.update(
-            status=status,
-            ended=ended.isoformat(timespec="seconds"),
-            seconds=round(self.seconds_before + (ended - self.started).total_seconds(), 3),
-            stop={
-                "stopped_by": result.stopped_by or status,
-                "reason": result.stop_reason or error or status,
-                "epochs": result.epochs,
-                "iterations": result.iterations,
-                "train_seconds": round(result.seconds, 3),
-            },
+        result, ended, record = self.result, datetime.now().astimezone(), self.record
+        record.status = status
+        record.ended = ended.isoformat(timespec="seconds")
+        record.seconds = round(self.seconds_before + (ended - self.started).total_seconds(), 3)
+        record.stop = StopRecord(
+            stopped_by=result.stopped_by or status,
+            reason=result.stop_reason or error or status,
+            epochs=result.epochs,
+            iterations=result.iterations,
+            train_seconds=round(result.seconds, 3),
         )
-        if error:
-            self.info["error"] = error
-        self.write([*files, ("run.json", run_info_bytes(self.info))])
+        record.error = error or record.error
+        self.write([*files, ("run.json", run_info_bytes(record))])
 
     def write(self, files: Sequence[tuple[str, bytes]]) -> None:
         """One ``write_files``: the final checkpoint if it waits (``save_checkpoint``), then
@@ -164,7 +162,7 @@ class RunWriter:
             raise RunWriteError(f"{self.run_dir}: could not write the run folder: {exc}") from None
 
     def outcome(self) -> RunOutcome:
-        return RunOutcome(self.run_dir, self.info["status"], self.result, self.metrics)
+        return RunOutcome(self.run_dir, self.record.status, self.result, self.metrics)
 
 
 @contextlib.contextmanager
