@@ -338,7 +338,7 @@ def test_resume_refuses_a_folder_that_is_not_a_sweep(tmp_path: Path) -> None:
 
 def _corrupt_sweep_yaml(sweep_dir: Path) -> str:
     (sweep_dir / "sweep.yaml").write_bytes(b"\xe6\x00\xff garbage")
-    return f"{sweep_dir / 'sweep.yaml'}: unreadable ('utf-8' codec can't decode byte 0xe6"
+    return f"cannot read config {sweep_dir / 'sweep.yaml'}: 'utf-8' codec can't decode byte 0xe6"
 
 
 def _sweep_yaml_cv_text(sweep_dir: Path) -> str:

@@ -13,7 +13,15 @@ Each sub-run loads its data from its own spec (workers need the data: built-ins 
 a CSV must be at the same path, Fashion-MNIST under ``$SCRATCHNN_DATA``) and writes its run
 folder into the sweep folder (a Dask cluster needs a filesystem shared with this machine).
 Every worker trains with one BLAS thread, so any number of jobs, or Dask, gives the same
-numbers as ``--jobs 1``.
+numbers as ``--jobs 1``; no more workers start than there are sub-runs to train (nor more than
+``run.WORKERS_PER_CORE`` per core). A Dask scheduler and its workers must be trusted: Dask
+moves pickles between them and this process, so a scheduler or worker run by someone else can
+run code here.
+
+Hostile input is refused in one line before anything is trained: a grid of more than
+``plan.MAX_SUB_RUNS`` sub-runs, ``--grid`` values beyond the YAML limits of
+config/bounded_yaml.py, a ``--scheduler`` that is not a Dask scheduler (within Dask's connect
+timeout), a sweep.yaml or a run folder's config.yaml that is too large, too deep or an alias bomb.
 
 The unit of work is one sub-run (``Task``), for this process, joblib or Dask.
 

@@ -6,21 +6,45 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import yaml
+from pydantic import TypeAdapter, ValidationError
 
 from scratchnn_cli.config import apply_overrides, build_config, read_yaml
+from scratchnn_cli.config.bounded_yaml import (
+    MAX_YAML_DEPTH,
+    MAX_YAML_VALUES,
+    YAMLLimitError,
+    bounded_safe_load,
+)
+from scratchnn_cli.config.load import MAX_CONFIG_BYTES, read_spec_text
+from scratchnn_cli.config.overrides import SHOWN_CHARS
+from scratchnn_cli.config.schema import WholeNumber
 from scratchnn_cli.errors import ConfigError, RunFolderError, UserInputError, one_line
 
 SWEEP_FILE = "sweep.yaml"
 
 
 SWEEP_KEYS = ("grid", "random", "cv", "seeds")
+
+#: the most sub-runs (points x folds x seeds) one sweep trains. Each is a training run with a
+#: folder of its own, checked, trained and summarised one by one: 10,000 is days of training on
+#: a course machine even for the smallest spec, while a grid past it (10 keys of 10 values is
+#: 10^10 points) is a slip, refused before a single point is listed.
+MAX_SUB_RUNS = 10_000
+
+#: the largest grid ``random`` draws its points from: scikit-learn's ``ParameterSampler`` counts
+#: the grid's points in a 64-bit integer (at most about 9.2 x 10^18), so a larger grid would end
+#: in an OverflowError inside it.
+MAX_SAMPLED_GRID = 10**18
+
+_WHOLE_NUMBER = TypeAdapter(WholeNumber)  # the spec's integers: 1000, 1e3, "1e3" and 1000.0
 
 
 @dataclass
@@ -52,20 +76,33 @@ class SweepPlan:
         return (None if self.seeds is None else self.seeds[repeat]), fold
 
 
+def shown(text: str) -> str:
+    """``text`` quoted for a one-line message, cut to ``SHOWN_CHARS`` characters (a command-line
+    value may be thousands of characters long)."""
+    if len(text) <= SHOWN_CHARS:
+        return repr(text)
+    return f"{text[:SHOWN_CHARS]!r}... ({len(text):,} characters)"
+
+
 def parse_grid_option(items: Iterable[str]) -> dict[str, list[Any]]:
     """``--grid key.path=v1,v2,v3`` (each value read as YAML, so ``model.struct=[5],[10,5]``
-    is two lists) -> ``{key.path: [v1, v2, v3]}``."""
+    is two lists) -> ``{key.path: [v1, v2, v3]}``. The values are read within the limits of
+    config/bounded_yaml.py (nesting, values once aliases are expanded), as a spec is."""
     grid: dict[str, list[Any]] = {}
     for item in items:
         key, sep, text = item.partition("=")
         if not sep or not key.strip() or not text.strip():
             raise UserInputError(
-                f"--grid {item!r}: expected key.path=v1,v2,..., e.g. train.lr=0.1,0.01"
+                f"--grid {shown(item)}: expected key.path=v1,v2,..., e.g. train.lr=0.1,0.01"
             )
         try:
-            values = yaml.safe_load(f"[{text}]")
+            values = bounded_safe_load(f"[{text}]")
+        except YAMLLimitError as exc:
+            raise UserInputError(
+                f"--grid {shown(item)}: the list of values {exc.problem}"
+            ) from None
         except (yaml.YAMLError, ValueError):
-            raise UserInputError(f"--grid {item!r}: the values are not a YAML list") from None
+            raise UserInputError(f"--grid {shown(item)}: the values are not a YAML list") from None
         if key.strip() in grid:
             raise UserInputError(f"--grid {key.strip()}: given twice; list all its values in one")
         grid[key.strip()] = values
@@ -120,17 +157,23 @@ def _refuse_repeated_values(grid: dict[str, list[Any]]) -> None:
             seen.add(text)
 
 
+def _whole_number(value: Any) -> int | None:
+    """``value`` as the spec reads an integer key (1000, 1e3, "1e3" or 1000.0 are 1000; see
+    ``WholeNumber`` in config/schema.py), or None where it is no whole number (1.5, true, text)."""
+    try:
+        return _WHOLE_NUMBER.validate_python(value)
+    except ValidationError:
+        return None
+
+
 def _check_seeds(seeds: Any) -> list[int] | None:
+    """``seeds`` as distinct whole numbers >= 0 (written as the spec's integers may be)."""
     if seeds is None:
         return None
-    if (
-        not isinstance(seeds, list)
-        or not seeds
-        or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds)
-        or len(set(seeds)) < len(seeds)
-    ):
+    numbers = [_whole_number(s) for s in seeds] if isinstance(seeds, list) else []
+    if not numbers or any(n is None or n < 0 for n in numbers) or len(set(numbers)) < len(numbers):
         raise UserInputError(f"seeds: must be distinct whole numbers >= 0, not {seeds!r}")
-    return seeds
+    return numbers
 
 
 def parse_seeds_option(text: str | None) -> list[int] | None:
@@ -144,11 +187,91 @@ def parse_seeds_option(text: str | None) -> list[int] | None:
 
 
 def _count(value: Any, what: str, least: int) -> int | None:
+    """``value`` as a whole number >= ``least`` (written as the spec's integers may be: 1e3)."""
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+    number = _whole_number(value)
+    if number is None or number < least:
         raise UserInputError(f"{what}: must be a whole number >= {least}, not {value!r}")
-    return value
+    return number
+
+
+def _check_size(
+    grid: dict[str, list[Any]], random: int | None, folds: int, seeds: list[int] | None
+) -> None:
+    """Refuse a sweep of more than :data:`MAX_SUB_RUNS` sub-runs, or a random sample of a grid
+    past :data:`MAX_SAMPLED_GRID`, from the lengths of the grid's lists alone: before a point
+    is listed (a few keys of ten values each make billions of them)."""
+    size = math.prod(len(values) for values in grid.values())
+    lengths = [str(len(values)) for values in grid.values()]
+    if len(lengths) > 12:  # the message stays one readable line
+        lengths = [*lengths[:10], f"... ({len(lengths)} keys)"]
+    product = f"{' x '.join(lengths)} = {_count_text(size)} points"
+    if len(grid) == 1:
+        product = f"{_count_text(size)} points"
+    if random is not None and size > MAX_SAMPLED_GRID:
+        raise UserInputError(
+            f"sweep grid: {product}: --random draws from at most {MAX_SAMPLED_GRID:,} points; "
+            "sweep fewer values"
+        )
+    points = size if random is None else min(random, size)
+    if points < size:
+        product += f", {points:,} drawn (random)"
+    factors = [f"{folds} folds"] if folds > 1 else []
+    factors += [f"{len(seeds)} seeds"] if seeds else []
+    sub_runs = points * folds * len(seeds or [None])
+    if factors:
+        product += f" x {' x '.join(factors)} = {sub_runs:,} sub-runs"
+    if sub_runs > MAX_SUB_RUNS:
+        raise UserInputError(
+            f"sweep grid: {product}: more than the {MAX_SUB_RUNS:,} sub-runs a sweep may train; "
+            "sweep fewer values, or train a sample of the points with --random N"
+        )
+
+
+def _count_text(number: int) -> str:
+    """``number`` for a message: 1,000,000 written out, up to 21 digits; about 10^30 beyond."""
+    return f"{number:,}" if number < 10**21 else f"about 10^{len(str(number)) - 1}"
+
+
+def _check_resumable(plan: SweepPlan) -> None:
+    """Refuse a plan that sweep.yaml could hold but ``--resume`` could not read back: it reads
+    sweep.yaml as a spec is read (at most ``MAX_CONFIG_BYTES``, ``MAX_YAML_VALUES`` values,
+    ``MAX_YAML_DEPTH`` levels), and a plan lists every point with its values."""
+    from scratchnn_cli.runs.folder import yaml_bytes
+
+    data = asdict(plan)
+    values, depth = _yaml_size(data)
+    size = len(yaml_bytes(data)) if values <= MAX_YAML_VALUES else 0
+    if values > MAX_YAML_VALUES or depth > MAX_YAML_DEPTH or size > MAX_CONFIG_BYTES:
+        what = (
+            f"{values:,} values (at most {MAX_YAML_VALUES:,})"
+            if values > MAX_YAML_VALUES
+            else f"{depth} levels of nesting (at most {MAX_YAML_DEPTH})"
+            if depth > MAX_YAML_DEPTH
+            else f"{size:,} bytes (at most {MAX_CONFIG_BYTES:,})"
+        )
+        raise UserInputError(
+            f"sweep grid: the plan of {len(plan.points):,} points is too large for sweep.yaml "
+            f"({what}), which --resume reads back; sweep fewer points or smaller values"
+        )
+
+
+def _yaml_size(value: Any) -> tuple[int, int]:
+    """(values, levels) of ``value`` written as YAML, counted as config/bounded_yaml.py counts
+    them: every scalar and collection one value, a mapping's keys too; a scalar one level."""
+    if isinstance(value, dict):
+        children = [part for pair in value.items() for part in pair]
+    elif isinstance(value, list | tuple):
+        children = list(value)
+    else:
+        return 1, 1
+    values, depth = 1, 0
+    for child in children:
+        child_values, child_depth = _yaml_size(child)
+        values += child_values
+        depth = max(depth, child_depth)
+    return values, depth + 1
 
 
 def expand_points(
@@ -190,10 +313,13 @@ def plan_sweep(
         raise ConfigError(
             f"{config_path}: data.split has no val part: a sweep without cv scores val"
         )
+    _check_size(grid, random, cv or 1, seeds)
     raw["name"] = config.name
     raw.setdefault("data", {})["dataset"] = config.data.dataset  # a CSV: absolute path
     points = expand_points(grid, random, config.seed)
-    return SweepPlan(config.name or "sweep", config.seed, raw, grid, random, cv, points, seeds)
+    plan = SweepPlan(config.name or "sweep", config.seed, raw, grid, random, cv, points, seeds)
+    _check_resumable(plan)
+    return plan
 
 
 def point_spec(plan: SweepPlan, params: dict[str, Any]) -> dict[str, Any]:
@@ -243,21 +369,35 @@ def point_label(plan: SweepPlan, point: int) -> str:
 
 
 def read_plan(sweep_dir: Path) -> SweepPlan:
-    """The plan in a sweep folder's sweep.yaml (RunFolderError when it is not a sweep folder)."""
+    """The plan in a sweep folder's sweep.yaml (RunFolderError when it is not a sweep folder).
+
+    The file is read as a spec is (``read_spec_text``: a regular file of at most
+    ``MAX_CONFIG_BYTES``; YAML within the limits of config/bounded_yaml.py), since a sweep
+    folder may come from anyone: a tampered one is refused in one line, not expanded."""
     path = Path(sweep_dir) / SWEEP_FILE
     if not path.is_file():
         raise RunFolderError(f"{sweep_dir}: not a sweep folder (no {SWEEP_FILE})")
     try:
-        plan = SweepPlan(**yaml.safe_load(path.read_text(encoding="utf-8")))
-    except (OSError, ValueError, yaml.YAMLError, TypeError) as exc:
+        text = read_spec_text(path)
+    except ConfigError as exc:  # names the file and what is wrong with it
+        raise RunFolderError(str(exc)) from None
+    try:
+        plan = SweepPlan(**bounded_safe_load(text))
+    except YAMLLimitError as exc:
+        raise RunFolderError(f"{path}: unreadable (the YAML document {exc.problem})") from None
+    except (ValueError, yaml.YAMLError, TypeError) as exc:
         raise RunFolderError(f"{path}: unreadable ({one_line(exc)})") from None
     try:  # written by plan_sweep: checked as its options were
         _check_grid(plan.grid)
-        _count(plan.random, "random", 1)
-        _count(plan.cv, "cv", 2)
-        _check_seeds(plan.seeds)
+        plan.random = _count(plan.random, "random", 1)
+        plan.cv = _count(plan.cv, "cv", 2)
+        plan.seeds = _check_seeds(plan.seeds)
         if not isinstance(plan.base, dict) or not isinstance(plan.points, list):
             raise UserInputError("base: must be a mapping, points: a list")
+        if not all(isinstance(point, dict) for point in plan.points):
+            raise UserInputError("points: must be mappings of key.path to value")
+        if len(plan.points) * plan.runs_per_point > MAX_SUB_RUNS:
+            raise UserInputError(f"more than the {MAX_SUB_RUNS:,} sub-runs a sweep may train")
     except UserInputError as exc:
         raise RunFolderError(f"{path}: not a valid sweep plan ({exc})") from None
     return plan

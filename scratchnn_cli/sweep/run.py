@@ -3,6 +3,8 @@ results row per point as its sub-runs finish, the files, and the refit of the be
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import contextlib
 import functools
 from collections.abc import Callable, Iterator
@@ -27,10 +29,21 @@ from scratchnn_cli.sweep.plan import (
     param_cell,
     point_label,
     read_plan,
+    shown,
     sub_run_name,
     sub_run_spec,
 )
 from scratchnn_cli.sweep.units import FINISHED, Task, prepare_sub_run, run_task
+
+#: the most worker processes started per CPU core. Every sub-run is CPU-bound and trains with
+#: one BLAS thread, so workers beyond the cores only take turns on them, each holding its own
+#: copy of the data; a few per core still let a worker train while another loads data or writes
+#: its files, and ``--jobs 100000`` no longer starts 100,000 processes.
+WORKERS_PER_CORE = 4
+
+#: the schemes of a ``--scheduler`` address: the network transports dask.distributed ships
+#: with (``inproc://`` reaches only this process; ``ucx://`` needs a package of its own)
+SCHEDULER_SCHEMES = ("tcp", "tls", "ws", "wss")
 
 
 @dataclass
@@ -48,25 +61,77 @@ class SweepResult:
 Execute = Callable[[list[Task], Path, Callable[[dict[str, Any]], None]], None]
 
 
+def _cores() -> int:
+    """The CPU cores this process may use (joblib's count: CPU affinity and cgroup quotas
+    included)."""
+    import joblib
+
+    return joblib.cpu_count()
+
+
+def _asked(jobs: int, cores: int) -> int:
+    """The workers ``--jobs jobs`` asks for: N, or (as joblib reads it) -1 every core, -2 all
+    but one, and so on."""
+    return jobs if jobs > 0 else cores + 1 + jobs
+
+
+def worker_count(jobs: int, sub_runs: int | None = None) -> int:
+    """The worker processes to start for ``--jobs jobs`` and ``sub_runs`` sub-runs to train (None:
+    not known yet): no more than the sub-runs (an idle worker still costs a process start and
+    the tool's imports), no more than :data:`WORKERS_PER_CORE` per core, at least one."""
+    cores = _cores()
+    most = WORKERS_PER_CORE * cores
+    return max(1, min(_asked(jobs, cores), most, most if sub_runs is None else sub_runs))
+
+
+def _workers_note(jobs: int, workers: int, sub_runs: int | None) -> str | None:
+    """A line saying how many workers ``--jobs jobs`` got, where that is not what it asked for
+    (None where it is)."""
+    cores = _cores()
+    if workers == _asked(jobs, cores):
+        return None
+    if workers == sub_runs:
+        why = f"{sub_runs} sub-run{'' if sub_runs == 1 else 's'} to train"
+    elif workers == WORKERS_PER_CORE * cores:
+        why = f"at most {WORKERS_PER_CORE} per CPU core, {cores} here"
+    else:
+        why = f"{cores} CPU cores here"
+    return f"--jobs {jobs}: {workers} worker{'' if workers == 1 else 's'} ({why})"
+
+
 @contextlib.contextmanager
-def executor(jobs: int, backend: str, scheduler: str | None) -> Iterator[Execute]:
+def executor(
+    jobs: int,
+    backend: str,
+    scheduler: str | None,
+    *,
+    sub_runs: int | None = None,
+    say: Callable[[str], None] | None = None,
+) -> Iterator[Execute]:
     """``execute(tasks, sweep_dir, on_result)``, which runs ``tasks`` and calls ``on_result`` in
-    this process as each one finishes: in this process (``jobs == 1``), in joblib worker
+    this process as each one finishes: in this process (one worker), in joblib worker
     processes, or on a Dask cluster (connected on entry, so an unreachable scheduler is
-    refused before anything is written)."""
+    refused before anything is written). Local workers are capped (``worker_count``) at the
+    tasks to run, or at ``sub_runs`` for a Dask local cluster, started before the tasks are
+    known; ``say`` is told when the workers differ from ``jobs``."""
+    say = say or (lambda line: None)
     if backend == "dask":
-        with _dask_client(jobs, scheduler) as client:
+        with _dask_client(jobs, scheduler, sub_runs, say) as client:
             yield functools.partial(_execute_dask, client)
         return
 
     def execute(tasks: list[Task], sweep_dir: Path, on_result: Callable[..., None]) -> None:
-        if jobs == 1 or len(tasks) <= 1:
+        workers = worker_count(jobs, len(tasks))
+        note = _workers_note(jobs, workers, len(tasks))
+        if note is not None and tasks:
+            say(note)
+        if workers == 1:
             for task in tasks:
                 on_result(run_task(task, str(sweep_dir)))
             return
         from joblib import Parallel, delayed
 
-        parallel = Parallel(n_jobs=jobs, return_as="generator_unordered")
+        parallel = Parallel(n_jobs=workers, return_as="generator_unordered")
         for result in parallel(delayed(run_task)(task, str(sweep_dir)) for task in tasks):
             on_result(result)
 
@@ -74,29 +139,93 @@ def executor(jobs: int, backend: str, scheduler: str | None) -> Iterator[Execute
 
 
 @contextlib.contextmanager
-def _dask_client(jobs: int, scheduler: str | None) -> Iterator[Any]:
+def _dask_client(
+    jobs: int, scheduler: str | None, sub_runs: int | None, say: Callable[[str], None]
+) -> Iterator[Any]:
     """A dask.distributed Client of the scheduler at ``scheduler`` (tcp://host:port), or of a
-    local cluster of ``jobs`` single-threaded worker processes when none is given."""
+    local cluster of single-threaded worker processes (``worker_count``) when none is given.
+
+    How long to try to reach a scheduler: Dask's own setting, distributed.comm.timeouts.connect
+    (30 s; DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT=5s in the environment changes it), for the
+    whole of it: first a handshake of Dask's protocol, bounded by it (Dask bounds only the TCP
+    connect, so a server that accepts the connection but speaks another protocol, an HTTP
+    server say, would keep the Client waiting for ever), then the Client."""
     try:
+        import dask
         from dask.distributed import Client, LocalCluster
+        from dask.utils import parse_timedelta
     except ImportError:
         raise UserInputError(
             "--backend dask needs dask.distributed: pip install 'scratchnn[dask]'"
         ) from None
+    seconds = parse_timedelta(dask.config.get("distributed.comm.timeouts.connect"), "s")
     with contextlib.ExitStack() as stack:
         if scheduler is None:
-            workers = None if jobs < 0 else jobs
+            workers = worker_count(jobs, sub_runs)
+            note = _workers_note(jobs, workers, sub_runs)
+            if note is not None:
+                say(note)
             cluster = LocalCluster(n_workers=workers, threads_per_worker=1, dashboard_address=None)
             scheduler = stack.enter_context(cluster).scheduler_address
+        else:
+            _check_scheduler_address(scheduler)
+            _handshake(scheduler, seconds)
         try:
-            # how long to try: Dask's own setting, distributed.comm.timeouts.connect (30 s;
-            # DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT=5s in the environment changes it)
-            client = stack.enter_context(Client(scheduler))
-        except OSError as exc:
+            client = stack.enter_context(Client(scheduler, timeout=seconds))
+        except (OSError, ValueError, TypeError) as exc:
             raise UserInputError(
                 f"--scheduler {scheduler}: cannot reach it ({one_line(exc)})"
             ) from None
         yield client
+
+
+def _check_scheduler_address(address: str) -> None:
+    """UserInputError unless ``address`` is a Dask scheduler's address: [SCHEME://]HOST:PORT
+    with a scheme of :data:`SCHEDULER_SCHEMES` (none: tcp), as Dask parses it."""
+    from distributed.comm import parse_address, parse_host_port
+
+    try:
+        scheme, location = parse_address(address)
+        host, port = parse_host_port(location)
+    except (ValueError, TypeError):
+        scheme, host, port = "", "", 0
+    if scheme not in SCHEDULER_SCHEMES or not host or not 0 < port < 65536:
+        raise UserInputError(
+            f"--scheduler {shown(address)}: not a Dask scheduler address; expected "
+            "tcp://HOST:PORT (or tls://, ws://, wss://)"
+        )
+
+
+def _handshake(address: str, seconds: float) -> None:
+    """Open a connection to ``address`` and exchange Dask's handshake with it, all within
+    ``seconds``; UserInputError, naming the address, when that fails. Run on an event loop in
+    a thread of its own, so that it works where this thread already runs one (Jupyter)."""
+    from distributed.comm import CommClosedError, connect
+    from distributed.security import Security
+
+    async def handshake() -> None:
+        arguments = Security().get_connection_args("client")  # the Client's own, from config
+        comm = await asyncio.wait_for(connect(address, timeout=seconds, **arguments), seconds)
+        await comm.close()
+
+    with concurrent.futures.ThreadPoolExecutor(1) as thread:
+        try:
+            thread.submit(asyncio.run, handshake()).result()
+        except CommClosedError:
+            raise UserInputError(
+                f"--scheduler {address}: it closed the connection during Dask's handshake: "
+                "is it a Dask scheduler?"
+            ) from None
+        except TimeoutError:
+            raise UserInputError(
+                f"--scheduler {address}: cannot reach it (no Dask scheduler answered within "
+                f"{seconds:g} s; is it a Dask scheduler's address? Dask's setting "
+                "distributed.comm.timeouts.connect sets the limit)"
+            ) from None
+        except (OSError, ValueError, TypeError) as exc:
+            raise UserInputError(
+                f"--scheduler {address}: cannot reach it ({one_line(exc)})"
+            ) from None
 
 
 def _execute_dask(
@@ -178,7 +307,12 @@ def run_sweep(
     else:
         assert plan is not None
         sweep_dir = None
-    with executor(jobs, backend, scheduler) as execute:
+
+    def say(line: str) -> None:
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+    sub_runs = len(plan.points) * plan.runs_per_point
+    with executor(jobs, backend, scheduler, sub_runs=sub_runs, say=say) as execute:
         return _sweep(plan, runs_dir, sweep_dir, refit, console, execute)
 
 
