@@ -13,6 +13,7 @@ import functools
 import os
 import socket
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -398,10 +399,20 @@ def _fit(
         _optional_png(console, "learning_curve.png", lambda: curve.finish(result.history, title))
 
 
-def load_run_model(
-    run_dir: Path, statuses: tuple[str, ...] = FINISHED
-) -> tuple[ExperimentConfig, Dataset, Network, RunRecord]:
-    """Rebuild a finished run: its config, the same data (same seed), its trained network."""
+@dataclass
+class FinishedRun:
+    """A finished run rebuilt from its folder: run.json, the spec, the same data (same seed)
+    and the trained network."""
+
+    run_dir: Path
+    record: RunRecord
+    config: ExperimentConfig
+    dataset: Dataset
+    net: Network
+
+
+def load_run_model(run_dir: Path, statuses: tuple[str, ...] = FINISHED) -> FinishedRun:
+    """Rebuild a finished run (RunFolderError, one line, when its files do not allow it)."""
     raw, record = load_finished_run(run_dir, statuses)
     config = build_config(raw, f"{run_dir}/config.yaml")
     dataset = load_dataset(config.data, config.seed, config.model.dtype)
@@ -417,7 +428,7 @@ def load_run_model(
         net.load_state(arrays)
     except (KeyError, ValueError) as exc:
         raise RunFolderError(f"{run_dir}/model.npz does not fit the run's config: {exc}") from None
-    return config, dataset, net, record
+    return FinishedRun(Path(run_dir), record, config, dataset, net)
 
 
 def evaluate_run(run_dir: Path, split: str = "test") -> dict[str, Any]:
@@ -426,8 +437,9 @@ def evaluate_run(run_dir: Path, split: str = "test") -> dict[str, Any]:
     Refused, as ``--resume`` refuses it, when the data rebuilt from the run's spec is not what
     it trained on (its fingerprint differs): the split would be another split. ``held_out``
     says whether the model never trained on the split (train+val runs trained on val)."""
-    config, dataset, net, record = load_run_model(run_dir)
-    if dataset.fingerprint != record.data.get("fingerprint"):
+    run = load_run_model(run_dir)
+    config, dataset, net = run.config, run.dataset, run.net
+    if dataset.fingerprint != run.record.data.get("fingerprint"):
         raise RunFolderError(
             f"{run_dir}: the data differs from what the run was trained on (its fingerprint "
             "changed), so its splits are not the ones it was trained and tested on"

@@ -708,7 +708,8 @@ def test_metrics_json_confusion_matrices_are_sklearns(digits_run: Path) -> None:
 
     from scratchnn_cli.experiment import load_run_model
 
-    _, dataset, net, _ = load_run_model(digits_run)
+    run = load_run_model(digits_run)
+    dataset, net = run.dataset, run.net
     for split, m in read_json(digits_run / "metrics.json").items():
         X, y = dataset.split(split)
         expected = confusion_matrix(y, net.predict(X), labels=np.arange(10))

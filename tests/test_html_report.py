@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import assert_one_line_error, invoke
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -24,6 +25,7 @@ from scratchnn_cli.cli import app
 from scratchnn_cli.config import load_config
 from scratchnn_cli.data import load_dataset
 from scratchnn_cli.errors import RunFolderError
+from scratchnn_cli.experiment import load_run_model
 from scratchnn_cli.report import html as html_module
 from scratchnn_cli.report.html import MAX_MISCLASSIFIED, write_html_report
 
@@ -171,7 +173,7 @@ def reports(runs: dict[str, Path]) -> dict[str, tuple[Path, str, Page, set[str]]
     out = {}
     for name, run_dir in runs.items():
         before = {p.name for p in run_dir.iterdir()}
-        path = write_html_report(run_dir)
+        path = write_html_report(load_run_model(run_dir))
         text = path.read_text(encoding="utf-8")
         out[name] = (path, text, Page(text), before)
     return out
@@ -268,7 +270,7 @@ def test_run_text_is_escaped_everywhere(runs: dict, tmp_path: Path) -> None:
     info.update(name=name, error="R&D <img src=x>")
     info["stop"]["reason"] = reason
     (run_dir / "run.json").write_text(json.dumps(info), encoding="utf-8")
-    text = write_html_report(run_dir).read_text(encoding="utf-8")
+    text = write_html_report(load_run_model(run_dir)).read_text(encoding="utf-8")
     page = Page(text)
     assert "<script" not in text and "script" not in page.tags
     assert "<i>early</i>" not in text and "i" not in page.tags
@@ -363,7 +365,7 @@ def test_no_misclassified_images_says_so(runs: dict, tmp_path: Path, monkeypatch
         "scratchnn_cli.report.html.Dataset.split",
         lambda self, split: (self.X_test[self.y_test == 0], self.y_test[self.y_test == 0]),
     )
-    text = write_html_report(run_dir).read_text(encoding="utf-8")
+    text = write_html_report(load_run_model(run_dir)).read_text(encoding="utf-8")
     page = Page(text)
     assert "misclassified" in page.section_ids
     assert page.samples == 0
@@ -454,7 +456,7 @@ def test_a_split_without_errors_has_no_pairs(runs: dict, tmp_path: Path) -> None
     matrix = np.asarray(metrics["test"]["confusion_matrix"])
     metrics["test"]["confusion_matrix"] = np.diag(matrix.sum(axis=1)).tolist()  # all right
     (run_dir / "metrics.json").write_text(json.dumps(metrics), encoding="utf-8")
-    text = write_html_report(run_dir).read_text(encoding="utf-8")
+    text = write_html_report(load_run_model(run_dir)).read_text(encoding="utf-8")
     page = Page(text)
     assert "confused-pairs" in page.section_ids
     assert "pairs" not in page.tables
@@ -470,7 +472,7 @@ def test_report_of_a_legacy_folder(tmp_path: Path) -> None:
     for m in recorded.values():
         assert "per_class_accuracy" not in m and "confused_pairs" not in m
     run_dir = Path(shutil.copytree(source, tmp_path / "legacy_small"))
-    text = write_html_report(run_dir).read_text(encoding="utf-8")
+    text = write_html_report(load_run_model(run_dir)).read_text(encoding="utf-8")
     page = Page(text)
     # train [[96, 4], [4, 96]], val [[48, 2], [2, 48]], test [[48, 2], [0, 50]]
     assert page.tables["per-class"] == [
@@ -555,7 +557,7 @@ def test_misclassified_grid_of_image_shaped_data(
 ) -> None:
     run_dir = Path(shutil.copytree(runs["digits_std"], tmp_path / "run"))
     _image_shaped(monkeypatch, shape)
-    page = Page(write_html_report(run_dir).read_text(encoding="utf-8"))
+    page = Page(write_html_report(load_run_model(run_dir)).read_text(encoding="utf-8"))
     flat = decoded_samples(reports["digits_std"][2])
     shaped = decoded_samples(page)
     assert len(shaped) == len(flat) > 0
@@ -569,7 +571,7 @@ def test_samples_that_are_not_the_image_size_are_explained(
 ) -> None:
     run_dir = Path(shutil.copytree(runs["digits"], tmp_path / "run"))
     _image_shaped(monkeypatch, (2, 8, 8))  # two channels: not an 8x8 grey image
-    text = write_html_report(run_dir).read_text(encoding="utf-8")
+    text = write_html_report(load_run_model(run_dir)).read_text(encoding="utf-8")
     page = Page(text)
     assert "misclassified" in page.section_ids
     assert page.samples == 0
@@ -579,13 +581,12 @@ def test_samples_that_are_not_the_image_size_are_explained(
 # --------------------------------------------------------------------------- refused folders
 
 
-def test_not_a_run_folder_raises(tmp_path: Path) -> None:
-    with pytest.raises(RunFolderError, match="no such run folder"):
-        write_html_report(tmp_path / "missing")
+def test_not_a_run_folder_is_one_line(tmp_path: Path) -> None:
+    line = assert_one_line_error(invoke("report", tmp_path / "missing"))
+    assert "no such run folder" in line, line
     (tmp_path / "empty").mkdir()
-    with pytest.raises(RunFolderError, match="not a run folder") as info:
-        write_html_report(tmp_path / "empty")
-    assert "\n" not in str(info.value)
+    line = assert_one_line_error(invoke("report", tmp_path / "empty"))
+    assert "not a run folder" in line, line
     assert not (tmp_path / "empty" / "report.html").exists()
 
 
@@ -597,7 +598,7 @@ def test_unfinished_run_raises(status: str, runs: dict, tmp_path: Path) -> None:
     info["status"] = status
     (run_dir / "run.json").write_text(json.dumps(info), encoding="utf-8")
     with pytest.raises(RunFolderError, match=f"not finished \\(status: {status}\\)") as raised:
-        write_html_report(run_dir)
+        write_html_report(load_run_model(run_dir))
     assert "\n" not in str(raised.value)
     assert not (run_dir / "report.html").exists()
 
@@ -606,7 +607,7 @@ def test_missing_model_raises(runs: dict, tmp_path: Path) -> None:
     run_dir = Path(shutil.copytree(runs["blobs"], tmp_path / "run"))
     (run_dir / "model.npz").unlink()
     with pytest.raises(RunFolderError, match="model.npz is missing"):
-        write_html_report(run_dir)
+        write_html_report(load_run_model(run_dir))
 
 
 def test_diverged_run_is_reported(runs: dict, tmp_path: Path) -> None:
@@ -616,7 +617,7 @@ def test_diverged_run_is_reported(runs: dict, tmp_path: Path) -> None:
     info["stop"].update(stopped_by="diverged", reason="diverged in epoch 3: the cost is nan")
     (run_dir / "run.json").write_text(json.dumps(info), encoding="utf-8")
     (run_dir / "history.csv").unlink()  # and no history: the page says so instead of a plot
-    text = write_html_report(run_dir).read_text(encoding="utf-8")
+    text = write_html_report(load_run_model(run_dir)).read_text(encoding="utf-8")
     page = Page(text)
     assert "status-diverged" in text
     assert "diverged in epoch 3: the cost is nan" in text

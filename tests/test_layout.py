@@ -31,6 +31,8 @@ NEVER = {
         "report",
         "training",
     ],
+    # pictures, pages and displays of what it is given: it loads and trains nothing itself
+    "scratchnn_cli.report": ["experiment", "cli", "sweep", "reproduce", "training"],
     "scratchnn_cli.records": ["build", "config", "data", "nn", "runs", "report", "training", "cli"],
 }
 

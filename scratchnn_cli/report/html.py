@@ -37,7 +37,6 @@ from scratchnn_cli.build import training_set
 from scratchnn_cli.config import ExperimentConfig
 from scratchnn_cli.data import Dataset
 from scratchnn_cli.errors import RunFolderError, RunWriteError, one_line
-from scratchnn_cli.experiment import load_run_model
 from scratchnn_cli.metrics import (
     SPLITS,
     TOP_PAIRS,
@@ -56,11 +55,13 @@ from scratchnn_cli.report.plots import (
     literal,
     pyplot,
 )
-from scratchnn_cli.runs import FINISHED, RunRecord, read_json, write_text
+from scratchnn_cli.runs import RunRecord, read_json, write_text
 from scratchnn_cli.runs.history import read_history
 
 if TYPE_CHECKING:
     import matplotlib.pyplot as plt
+
+    from scratchnn_cli.experiment import FinishedRun
 
 REPORT_NAME = "report.html"
 #: The page template, in the package's ``report/templates`` folder.
@@ -80,16 +81,12 @@ _TWO_CLASS_COLOURS = ("#2166ac", "#b2182b")
 # --------------------------------------------------------------------------- public entry point
 
 
-def write_html_report(run_dir: Path) -> Path:
-    """Write ``run_dir/report.html`` for a finished (completed or diverged) run; return its path.
-
-    Raises :class:`RunFolderError` (one line) for a folder that is not a run, a run that has not
-    finished (running, interrupted, failed) or one whose files are missing or unreadable. The
-    run's data is rebuilt from its config, so a config that no longer validates (ConfigError) or
-    data that cannot be loaded (DataError) raise those one-line errors as ``evaluate`` does.
-    """
-    run_dir = Path(run_dir)
-    run = _load_run(run_dir)
+def write_html_report(finished: FinishedRun) -> Path:
+    """Write ``report.html`` into the folder of a finished run (``experiment.load_run_model``
+    rebuilt it); return its path. RunFolderError (one line) when its files are unreadable,
+    RunWriteError when the page cannot be written."""
+    run_dir = finished.run_dir
+    run = _load_run(finished)
     page = template_environment().get_template(TEMPLATE).render(_page(run))
     path = run_dir / REPORT_NAME
     try:
@@ -116,8 +113,13 @@ class _Run:
     history: list[EpochRecord] | None
 
 
-def _load_run(run_dir: Path) -> _Run:
-    config, dataset, net, info = load_run_model(run_dir, FINISHED)
+def _load_run(finished: FinishedRun) -> _Run:
+    run_dir, config, dataset, net = (
+        finished.run_dir,
+        finished.config,
+        finished.dataset,
+        finished.net,
+    )
     config_path = run_dir / "config.yaml"
     try:
         config_text = config_path.read_text(encoding="utf-8")
@@ -127,7 +129,7 @@ def _load_run(run_dir: Path) -> _Run:
 
     return _Run(
         run_dir=run_dir,
-        info=info,
+        info=finished.record,
         config_text=config_text,
         config=config,
         dataset=dataset,
