@@ -13,9 +13,7 @@ from rich.console import Console
 
 from scratchnn_cli.config import build_config
 from scratchnn_cli.errors import RunFolderError, one_line
-from scratchnn_cli.runs import load_run_record, read_json
-
-FINISHED = ("completed", "diverged")
+from scratchnn_cli.runs import FINISHED, load_run_record, read_json
 
 
 @dataclass
