@@ -448,7 +448,7 @@ def test_a_one_epoch_learning_curve_draws_its_points() -> None:
 
 def sweep_outcome(cv: int | None, seeds: list[int] | None = None) -> tuple[Any, Any]:
     from scratchnn_cli.sweep.plan import SweepPlan
-    from scratchnn_cli.sweep.run import SweepResult
+    from scratchnn_cli.sweep.result import SweepResult
 
     plan = SweepPlan("s", 0, {}, {"train.lr": [0.1, 0.2]}, None, cv, [{"train.lr": 0.1},
                      {"train.lr": 0.2}], seeds)  # fmt: skip

@@ -670,7 +670,7 @@ import atexit, os, signal, sys, time
 
 import typer
 
-from scratchnn_cli.cli.app import handle_errors
+from scratchnn_cli.cli.common import handle_errors
 
 
 def second_ctrl_c():

@@ -365,7 +365,7 @@ def test_internal_error_logs_stay_in_one_folder_and_the_newest_are_kept(
 ) -> None:
     """Each internal error left a scratchnn-error-*.log in /tmp, forever."""
     from scratchnn_cli import experiment
-    from scratchnn_cli.cli.app import KEPT_ERROR_LOGS
+    from scratchnn_cli.cli.common import KEPT_ERROR_LOGS
 
     def bug(*args: object, **kwargs: object) -> None:
         raise RuntimeError("a bug")

@@ -65,3 +65,36 @@ def test_each_part_never_imports_what_the_readme_says(module: str) -> None:
 def test_the_probe_sees_an_import_that_breaks_the_rule() -> None:
     """experiment.py puts everything together: it loads runs and report, which build must not."""
     assert {"runs", "report", "build"} <= loaded_parts("scratchnn_cli.experiment")
+
+
+def test_the_package_has_no_import_cycle() -> None:
+    """No module imports, even inside a function, a module that imports it back (directly or
+    through others): each part can be read, and changed, from the bottom up. The graph comes
+    from the source (ast), so lazy imports count too."""
+    import ast
+    import graphlib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "scratchnn_cli"
+    modules = {}
+    for path in root.rglob("*.py"):
+        parts = path.relative_to(root.parent).with_suffix("").parts
+        modules[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+
+    def module_of(name: str) -> str | None:
+        while name and name not in modules:
+            name = name.rpartition(".")[0]
+        return name or None
+
+    graph: dict[str, set[str]] = {name: set() for name in modules}
+    for name, path in modules.items():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("scratchnn_cli"):
+                found = [module_of(f"{node.module}.{a.name}") for a in node.names]
+            elif isinstance(node, ast.Import):
+                found = [module_of(a.name) for a in node.names]
+            else:
+                continue
+            # a package importing its own modules (its __init__) is how it exports them
+            graph[name] |= {m for m in found if m and m != name and not name.startswith(m + ".")}
+    graphlib.TopologicalSorter(graph).prepare()  # CycleError names the cycle

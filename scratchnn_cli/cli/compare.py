@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from scratchnn_cli.cli.app import err, handle_errors, out
+from scratchnn_cli.cli.common import err, handle_errors, out
 from scratchnn_cli.cli.output import STDOUT
 from scratchnn_cli.report.text import cell, printable
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 
-from scratchnn_cli.cli.app import ThreadsOption, err, handle_errors, out, say
+from scratchnn_cli.cli.common import ThreadsOption, err, handle_errors, out, say
 
 if TYPE_CHECKING:
     from rich.table import Table

@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from scratchnn_cli.cli.app import err, handle_errors, out, say
+from scratchnn_cli.cli.common import err, handle_errors, out, say
 from scratchnn_cli.errors import EXIT_GRADCHECK
 from scratchnn_cli.report.text import printable
 

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from scratchnn_cli.cli.app import ThreadsOption, handle_errors, say
+from scratchnn_cli.cli.common import ThreadsOption, handle_errors, say
 
 
 @handle_errors

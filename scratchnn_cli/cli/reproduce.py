@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from scratchnn_cli.cli.app import handle_errors, out, say
+from scratchnn_cli.cli.common import handle_errors, out, say
 from scratchnn_cli.errors import EXIT_INTERNAL
 
 

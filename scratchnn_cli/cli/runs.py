@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.table import Table
 
-from scratchnn_cli.cli.app import handle_errors, out, say
+from scratchnn_cli.cli.common import handle_errors, out, say
 from scratchnn_cli.report.text import cell, printable
 
 if TYPE_CHECKING:

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 import typer
 
-from scratchnn_cli.cli.app import err, handle_errors, say
+from scratchnn_cli.cli.common import err, handle_errors, say
 from scratchnn_cli.errors import EXIT_DIVERGED
 
 SWEEP_EXIT_HELP = (
@@ -102,8 +102,8 @@ def sweep(
     The test split is never used before the refit. Failed or diverged points are reported and
     the sweep goes on. Ctrl-C stops it; --resume SWEEP_DIR finishes it.
     """
-    from scratchnn_cli.cli.train import _stop_cleanly_on_signals
     from scratchnn_cli.errors import UserInputError
+    from scratchnn_cli.interrupts import stop_cleanly_on_signals
     from scratchnn_cli.sweep import parse_seeds_option, plan_sweep, run_sweep
     from scratchnn_cli.sweep.files import estimate_name, score_text
 
@@ -112,7 +112,7 @@ def sweep(
     if resume is not None and (grid or set_ or random or cv or seeds):
         raise UserInputError("--resume SWEEP_DIR takes its grid from its sweep.yaml")
     seed_list = parse_seeds_option(seeds)
-    _stop_cleanly_on_signals()  # Ctrl-C / SIGTERM: the sub-runs stop cleanly, --resume goes on
+    stop_cleanly_on_signals()  # Ctrl-C / SIGTERM: the sub-runs stop cleanly, --resume goes on
     plan = (
         None
         if config is None

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import signal
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from scratchnn_cli.cli.app import ThreadsOption, err, handle_errors, say
+from scratchnn_cli.cli.common import ThreadsOption, err, handle_errors, say
 from scratchnn_cli.errors import EXIT_DIVERGED
+from scratchnn_cli.interrupts import stop_cleanly_on_signals
 
 if TYPE_CHECKING:
     from scratchnn_cli.runs.writer import RunOutcome
@@ -61,7 +61,7 @@ def train(
         raise UserInputError("give either CONFIG or --resume RUN_DIR (not both)")
     from scratchnn_cli.nn.threads import threads as layer_threads
 
-    _stop_cleanly_on_signals(then_ignore=True)
+    stop_cleanly_on_signals(then_ignore=True)  # interrupts.py: the policies, in one place
     with layer_threads(threads):
         if resume is not None:
             outcome = resume_experiment(resume, set_ or [], console=err)
@@ -71,28 +71,6 @@ def train(
     _print_outcome(outcome)
     if outcome.status == "diverged":
         raise typer.Exit(EXIT_DIVERGED)
-
-
-def _stop_cleanly_on_signals(then_ignore: bool = False) -> None:
-    """Ctrl-C and SIGTERM raise KeyboardInterrupt (training then saves and stops), even where
-    the shell started us with SIGINT ignored (a background job of a non-interactive shell:
-    Python then installs no handler). ``then_ignore``: after the first, the next ones are
-    ignored until the run folder says interrupted (``runs.writer.interrupt_guard`` then lets one
-    end the process at once); else a second Ctrl-C just after the first could stop the saving
-    before run.json is marked, leaving it saying running."""
-    handler = _interrupt_then_ignore if then_ignore else _interrupt
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, handler)
-
-
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
-
-
-def _interrupt_then_ignore(signum: int, frame: object) -> None:
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, signal.SIG_IGN)
-    raise KeyboardInterrupt
 
 
 def _print_outcome(outcome: RunOutcome) -> None:

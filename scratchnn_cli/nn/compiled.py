@@ -32,7 +32,7 @@ import math
 import numpy as np
 from numba import njit
 
-from scratchnn_cli.nn.engines import ACTIVATION_CODES, HYPER, OUTPUT_CODES, RULES
+from scratchnn_cli.nn.compiled_codes import ACTIVATION_CODES, HYPER, OUTPUT_CODES, RULES
 
 # The integers ``nn/engines.py`` passes in, named (numba compiles them in as constants): hidden
 # activations, output kinds, update rules, and positions in ``hyper``
@@ -268,7 +268,7 @@ def run_epoch(
     B,  # rows per update
     Z_out,  # (n, n_L): each sample's logits as its update saw them
     rule,  # the update rule's code
-    hyper,  # float64, in the order of engines.HYPER (beta1 is momentum's beta too; 0: unused)
+    hyper,  # float64, in the order of compiled_codes.HYPER (beta1: momentum's too; 0: unused)
     m1,  # (P,) the rule's first moment (empty when it has none)
     m2,  # (P,) its second moment (adam)
     t,  # steps taken before this epoch

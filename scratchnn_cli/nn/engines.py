@@ -17,17 +17,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from scratchnn_cli.nn.compiled_codes import ACTIVATION_CODES, HYPER, OUTPUT_CODES, RULES
 from scratchnn_cli.nn.layers import Activation, Dense, Layer
 from scratchnn_cli.nn.network import Network
 from scratchnn_cli.nn.optim.optimizers import OPTIMIZERS, Optimizer
 
 ENGINES = ("auto", "numpy", "compiled")
-RULES = ("sgd", "momentum", "nesterov", "rmsprop", "adam", "adamw")
-# The kernel's codes (``compiled.py`` reads its constants from these): a rule is its position in
-# RULES, a hyper-parameter its position in HYPER (``beta1`` holds momentum's and rmsprop's beta)
-ACTIVATION_CODES = {"identity": 0, "sigmoid": 1, "tanh": 2, "relu": 3, "leaky_relu": 4}
-OUTPUT_CODES = {"sigmoid": 0, "softmax": 1}
-HYPER = ("lr", "beta1", "beta2", "epsilon", "weight_decay", "l1", "l2")
 #: auto takes the compiled engine for mini-batches while parameters x rows per update stay below
 #: this. ``make bench`` (section engines) measured one sample per update paying on every network
 #: tried (2-5-1 to 784-256-128-10), batches paying up to 5,376 (2-5-1, batch 256: 1.5x) and losing

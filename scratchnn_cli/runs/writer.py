@@ -11,12 +11,9 @@ last), so a folder never holds a half-written file.
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
-import signal
-import threading
 import traceback
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -24,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from scratchnn_cli.errors import RunWriteError
+from scratchnn_cli.interrupts import interrupt_guard
 from scratchnn_cli.records import EpochRecord, RunOutcome, Snapshot, TrainResult
 from scratchnn_cli.runs.checkpoint import checkpoint_bytes
 from scratchnn_cli.runs.folder import (
@@ -143,7 +141,8 @@ class RunWriter:
     def interrupted(self, model: dict[str, np.ndarray]) -> None:
         """Ctrl-C or SIGTERM (the caller re-raises): the last finished epoch, marked as such,
         then its history and ``model`` (the arrays it had)."""
-        with interrupt_guard(self.run_dir) as marked:  # a 2nd Ctrl-C exits; files stay whole
+        guard = interrupt_guard(lambda: _remove_temp_files(self.run_dir))
+        with guard as marked:  # a 2nd Ctrl-C exits; files stay whole
             self.finish("interrupted", "interrupted (Ctrl-C or SIGTERM)")
             marked()
             write_files(self.run_dir, self.history_file(self.result.history))
@@ -165,27 +164,9 @@ class RunWriter:
         return RunOutcome(self.run_dir, self.record.status, self.result, self.metrics)
 
 
-@contextlib.contextmanager
-def interrupt_guard(run_dir: Path) -> Iterator[Callable[[], None]]:
-    """While saving after a first Ctrl-C: SIGINT is ignored until run.json says 'interrupted'
-    (the caller then calls the yielded ``marked()``); from there a second Ctrl-C ends the process
-    at once with exit code 130, after removing any half-written temporary file. Atomic writes
-    keep every file whole either way."""
-    if threading.current_thread() is not threading.main_thread():
-        yield lambda: None
-        return
-
-    def exit_now(signum: int, frame: object) -> None:
-        for tmp in run_dir.glob(".*.tmp"):
-            with contextlib.suppress(OSError):
-                tmp.unlink()
-        os._exit(130)
-
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    for sig in previous:
-        signal.signal(sig, signal.SIG_IGN)
-    try:
-        yield lambda: [signal.signal(sig, exit_now) for sig in previous]
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+def _remove_temp_files(run_dir: Path) -> None:
+    """Remove the temporary files a write left half-written in ``run_dir`` (a second Ctrl-C
+    ends the process in the middle of one)."""
+    for tmp in run_dir.glob(".*.tmp"):
+        with contextlib.suppress(OSError):
+            tmp.unlink()

@@ -51,7 +51,8 @@ from scratchnn_cli.sweep.plan import (
     sub_run_spec,
     sweep_section,
 )
-from scratchnn_cli.sweep.run import SweepResult, best_row, executor, point_row, run_sweep
+from scratchnn_cli.sweep.result import SweepResult
+from scratchnn_cli.sweep.run import best_row, executor, point_row, run_sweep
 from scratchnn_cli.sweep.units import FINISHED, Task, read_sub_run, run_task
 
 __all__ = [

@@ -14,7 +14,7 @@ from scratchnn_cli.runs import write_text, write_yaml
 from scratchnn_cli.sweep.plan import SweepPlan, best_spec, point_label
 
 if TYPE_CHECKING:
-    from scratchnn_cli.sweep.run import SweepResult
+    from scratchnn_cli.sweep.result import SweepResult
 
 
 RESULT_COLUMNS = (

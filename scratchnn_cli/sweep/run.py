@@ -8,7 +8,7 @@ import concurrent.futures
 import contextlib
 import functools
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ from scratchnn_cli.sweep.plan import (
     sub_run_name,
     sub_run_spec,
 )
+from scratchnn_cli.sweep.result import SweepResult
 from scratchnn_cli.sweep.units import FINISHED, Task, prepare_sub_run, run_task
 
 #: the most worker processes started per CPU core. Every sub-run is CPU-bound and trains with
@@ -44,18 +45,6 @@ WORKERS_PER_CORE = 4
 #: the schemes of a ``--scheduler`` address: the network transports dask.distributed ships
 #: with (``inproc://`` reaches only this process; ``ucx://`` needs a package of its own)
 SCHEDULER_SCHEMES = ("tcp", "tls", "ws", "wss")
-
-
-@dataclass
-class SweepResult:
-    """What ``run_sweep`` produced."""
-
-    sweep_dir: Path
-    plan: SweepPlan
-    rows: list[dict[str, Any]]
-    best: dict[str, Any] | None
-    refit: dict[str, Any] | None = None  # the refit run: status, test accuracy, run_dir
-    failed: list[str] = field(default_factory=list)  # one line per point (or refit) not completed
 
 
 Execute = Callable[[list[Task], Path, Callable[[dict[str, Any]], None]], None]
