@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from common import new_table
 from rich.console import Console
-from rich.table import Table
 from threadpoolctl import threadpool_limits
 
 from scratchnn_cli.config import TrainConfig
@@ -50,24 +50,11 @@ def epoch_seconds(sizes: tuple[int, ...], batch: int, rule: str, engine: str) ->
     X = rng.normal(size=(N, sizes[0]))
     K = sizes[-1] if sizes[-1] > 1 else 2
     y = rng.integers(0, K, N)
-    net = Network.build(
-        sizes[0],
-        list(sizes[1:-1]),
-        sizes[-1],
-        activation="relu",
-        output="softmax" if K > 2 else "sigmoid",
-        rng=np.random.default_rng(1),
-        init="he",
-    )
-    cfg = TrainConfig(
-        lr=1e-3,
-        eps=0,
-        max_epochs=1,
-        batch_size=batch,
-        sampling="shuffle",
-        optimizer={"name": rule},
-        engine=engine,
-    )
+    layers = sizes[0], list(sizes[1:-1]), sizes[-1]
+    output = "softmax" if K > 2 else "sigmoid"
+    net = Network.build(*layers, "relu", output, rng=np.random.default_rng(1), init="he")
+    options = {"optimizer": {"name": rule}, "engine": engine}
+    cfg = TrainConfig(lr=1e-3, eps=0, max_epochs=1, batch_size=batch, sampling="shuffle", **options)
     start = time.perf_counter()
     train(net, X, y, K, cfg, np.random.default_rng(2))
     return time.perf_counter() - start
@@ -101,9 +88,10 @@ def fresh_workers() -> None:
 def circles_sweep(opts: argparse.Namespace, console: Console) -> None:
     steps = 600 if opts.quick else 30_000
     n_runs = 125
-    table = Table(title=f"125-run circles sweep (2-5-1, single-sample SGD, {steps:,} steps each)")
-    for col in ("sub-runs", "jobs", "wall s", "net-steps/s", "vs numpy"):
-        table.add_column(col, justify="right")
+    table = new_table(
+        f"125-run circles sweep (2-5-1, single-sample SGD, {steps:,} steps each)",
+        ("sub-runs", "jobs", "wall s", "net-steps/s", "vs numpy"),
+    )
     rows, frames = [], []
     with tempfile.TemporaryDirectory() as tmp:
         for engine in ("numpy", "compiled"):
@@ -142,10 +130,11 @@ def engines(opts: argparse.Namespace, console: Console) -> None:
 def crossover(opts: argparse.Namespace, console: Console) -> None:
     repeats = opts.repeats or (2 if opts.quick else 5)
     epoch_seconds((2, 5, 1), 1, "sgd", "compiled")  # compile (or load the cache) first
-    table = Table(title=f"One epoch of {N:,} samples, 1 BLAS thread, best of {repeats}")
-    columns = ("net", "rule", "batch", "params x batch", "compiled s", "numpy s", "numpy/comp")
-    for col in columns:
-        table.add_column(col, justify="left" if col in ("net", "rule") else "right")
+    table = new_table(
+        f"One epoch of {N:,} samples, 1 BLAS thread, best of {repeats}",
+        ("net", "rule", "batch", "params x batch", "compiled s", "numpy s", "numpy/comp"),
+        left=("net", "rule"),
+    )
     with threadpool_limits(1):
         for sizes, batches in CASES:
             n_params = sum(a * b + b for a, b in zip(sizes, sizes[1:], strict=False))
@@ -157,16 +146,10 @@ def crossover(opts: argparse.Namespace, console: Console) -> None:
                             seconds = epoch_seconds(sizes, batch, rule, engine)
                             best[engine] = min(best[engine], seconds)
                     ratio = best["numpy"] / best["compiled"]
-                    colour = "green" if ratio > 1 else "red"
-                    table.add_row(
-                        "-".join(map(str, sizes)),
-                        rule,
-                        str(batch),
-                        f"{n_params * batch:,}",
-                        f"{best['compiled']:.4f}",
-                        f"{best['numpy']:.4f}",
-                        f"[{colour}]{ratio:.2f}x[/]",
-                    )
+                    cells = f"{best['compiled']:.4f}", f"{best['numpy']:.4f}"
+                    cells += (f"[{'green' if ratio > 1 else 'red'}]{ratio:.2f}x[/]",)
+                    net = "-".join(map(str, sizes))
+                    table.add_row(net, rule, str(batch), f"{n_params * batch:,}", *cells)
     console.print(table)
     console.print(
         f"  auto takes the compiled engine while parameters x batch < {COMPILED_PAYS_BELOW:,} "

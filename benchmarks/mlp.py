@@ -1,36 +1,20 @@
-"""Section ``mlp`` of ``benchmarks/bench.py``: one training epoch of a 784-256-128-10 ReLU/softmax
-MLP, batch 128, against scikit-learn, PyTorch and the matrix-multiply floor.
+"""Section ``mlp`` of ``bench.py``: one training epoch of a 784-256-128-10 ReLU/softmax MLP, batch
+128, against scikit-learn, PyTorch and the matrix-multiply floor, with 1 and 2 BLAS threads.
 
-What is timed, for 1 and then 2 BLAS threads (``threadpool_limits`` for NumPy and scikit-learn,
-``torch.set_num_threads`` for PyTorch), every number measured in this run:
-
-- ours: ``scratchnn_cli.training.loop.train`` (the trainer users run) with ``batch_size=128``,
-  ``sampling="shuffle"``, ``max_epochs=1``, plain SGD (lr 0.01) or Adam (lr 0.001), in float32 and
-  float64; the epoch time is ``result.seconds``, as train() measures it;
-- ``sklearn.neural_network.MLPClassifier``, same architecture, solver sgd (no momentum) or adam,
-  ``max_iter=1``: the time of ``fit`` (one epoch plus its input checks and initialisation); its
-  weights keep the input's dtype (``coefs_`` is checked and shown);
+- ours: ``train()``, shuffled batches, plain SGD (lr 0.01) or Adam (lr 0.001), in float32 and
+  float64; the epoch time is ``result.seconds``. Its stages (forward, loss gradient, backward,
+  optimizer step, the rest of train()) are timed on the way, by wrapping those methods;
+- ``MLPClassifier``, same architecture, solver sgd (no momentum) or adam, ``max_iter=1``: the time
+  of ``fit`` (one epoch plus its input checks); its weights' dtype is checked and shown;
 - PyTorch on the CPU, when importable: ``nn.Linear``/``nn.ReLU``, ``CrossEntropyLoss``,
-  ``torch.optim.SGD``/``Adam`` with their defaults, a loop over ``torch.randperm`` index batches;
-- the floor: the epoch's 8 GEMM shapes (forward 3, backward dW 3, dA 2: the first layer's dA is
-  not needed), each timed alone with NumPy (best of many, operands laid out as the network's
-  code lays them: ``A.T @ dZ``, ``dZ @ W.T``), times the number of batches that use it (the last,
-  partial batch included). Nothing that computes this network's epoch with NumPy's BLAS can be
-  faster.
+  ``torch.optim.SGD``/``Adam`` with their defaults, a loop over ``torch.randperm`` batches;
+- the floor: the epoch's GEMM shapes (forward 3, backward dW 3, dA 2), each timed alone with NumPy
+  on operands laid out as the network's code lays them, times the number of batches using it.
+  Nothing that computes this network's epoch with NumPy's BLAS can be faster.
 
-Each implementation first trains a warm-up epoch on a few thousand samples (first-touch costs:
-thread pools, page faults, lazy imports); the timed epochs are then run round-robin, each
-implementation once per round, and the best of ``--repeats`` rounds is kept, so that a burst of
-work from another process spoils a round, not one implementation's every sample.
-
-Ours' epochs are also split into stages on the way (forward, loss gradient, backward, optimizer
-step, the rest of train(): see ``ours_epoch``), shown for its best epoch against the GEMM floor of
-each stage. Last, the float32 Adam subnormal trap: five epochs of float32 Adam on the real images
-(if present), with the optimizer's subnormal flushing on (as users run it) and, as a control,
-off, timing each epoch and counting the subnormal entries left in Adam's moments.
-
-Runs are capped by time budgets (``Plan``): on a busy machine, fewer rounds rather than a longer
-run; the tables say how many rounds each number is the best of.
+Last, the float32 Adam subnormal trap: five epochs of float32 Adam on the real images, with the
+optimizer's subnormal flushing on (as users run it) and, as a control, off, timing each epoch and
+counting the subnormal entries left in Adam's moments.
 """
 
 from __future__ import annotations
@@ -40,229 +24,69 @@ import functools
 import math
 import os
 import time
-import timeit
 import warnings
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
-from unittest import mock
 
+import common
 import numpy as np
+from common import BATCH, OURS, SEED, Contender, Epoch, Plan, count, new_table, ratio
 from rich.console import Console
 from rich.table import Table
-from threadpoolctl import threadpool_info, threadpool_limits
 
-import scratchnn_cli.training.loop as train_module
-from scratchnn_cli.config import TrainConfig
-from scratchnn_cli.data import load_fashion_mnist
-from scratchnn_cli.errors import DataError
 from scratchnn_cli.nn.network import Network
 from scratchnn_cli.nn.optim.optimizers import Optimizer
 from scratchnn_cli.training import Hooks, train
 
 SIZES = (784, 256, 128, 10)
-BATCH = 128
 LR = {"sgd": 0.01, "adam": 0.001}
 OPTIMIZER_NAMES = {"sgd": "plain SGD", "adam": "Adam"}
 DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
-THREADS = (1, 2)
-SEED = 0
 TRAP_EPOCHS = 5
+SKLEARN, TORCH = "MLPClassifier", "PyTorch"
+STAGES = ("forward", "loss gradient", "backward", "optimizer step")
 
-OURS, SKLEARN, TORCH = "ours (train())", "MLPClassifier", "PyTorch"
-# The course data sits beside the project (as the Makefile assumes) unless $SCRATCHNN_DATA says.
-BESIDE_PROJECT = Path(__file__).resolve().parents[2] / "shared" / "data"
+FULL_PLAN = Plan(60_000, 3, 70.0, 4096, gemm_rounds=30, gemm_budget_s=5.0, trap_repeats=2)
+QUICK_PLAN = Plan(2_000, 1, 5.0, 256, gemm_rounds=5, gemm_budget_s=0.5, trap_repeats=1)
 
-
-@dataclass(frozen=True)
-class Plan:
-    """How much to run, and the time budgets that keep a busy machine from stretching the run."""
-
-    n_samples: int  # samples of the timed epoch
-    repeats: int  # round-robin rounds of epochs per thread count, at most
-    epochs_budget_s: float  # no new round once the rounds of a thread count would pass this
-    warmup_samples: int
-    gemm_rounds: int  # rounds of GEMM timings, at most
-    gemm_budget_s: float  # per thread count
-    trap_repeats: int  # runs of the subnormal trap check, each with flushing on and off
+Inputs = dict[np.dtype, np.ndarray]  # the (n, 784) training samples in each dtype
 
 
-FULL_PLAN = Plan(
-    n_samples=60_000,
-    repeats=3,
-    epochs_budget_s=70.0,
-    warmup_samples=4096,
-    gemm_rounds=30,
-    gemm_budget_s=5.0,
-    trap_repeats=2,
-)
-QUICK_PLAN = Plan(
-    n_samples=2_000,
-    repeats=1,
-    epochs_budget_s=5.0,
-    warmup_samples=256,
-    gemm_rounds=5,
-    gemm_budget_s=0.5,
-    trap_repeats=1,
-)
-
-
-def rounds(max_rounds: int, budget_s: float) -> Iterator[int]:
-    """0, 1, ... up to ``max_rounds``, ending early when one more round (as long as the average
-    one so far) would end past ``budget_s``; the first round always runs."""
-    start = time.perf_counter()
-    for i in range(max_rounds):
-        if i > 0:
-            elapsed = time.perf_counter() - start
-            if elapsed + elapsed / i > budget_s:
-                return
-        yield i
-
-
-# --------------------------------------------------------------------------------------------------
-# The data
-# --------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class Data:
-    """The first n training samples, as C-contiguous (n, 784) arrays of each dtype."""
-
-    X: dict[np.dtype, np.ndarray]
-    y: np.ndarray
-    real: bool
-    source: str
-
-
-def load_data(n_samples: int) -> Data:
-    """Fashion-MNIST's training images / 255 when the files are found (``$SCRATCHNN_DATA``, else
-    ``../shared/data`` beside the project, else the cache), or uniform random pixels and labels."""
-    env = {}
-    if not os.environ.get("SCRATCHNN_DATA") and BESIDE_PROJECT.is_dir():
-        env["SCRATCHNN_DATA"] = str(BESIDE_PROJECT)
-    try:
-        with mock.patch.dict(os.environ, env):
-            images, labels, _, _ = load_fashion_mnist(download=False)
-    except DataError as exc:
-        rng = np.random.default_rng(SEED)
-        X = rng.random((n_samples, SIZES[0]))
-        y = rng.integers(0, SIZES[-1], size=n_samples)
-        source = f"random uniform pixels and labels (Fashion-MNIST not found: {exc})"
-        real = False
-    else:
-        X = images[:n_samples].reshape(n_samples, -1) / 255.0
-        y = labels[:n_samples].astype(np.int64)
-        source = "Fashion-MNIST training images / 255"
-        real = True
-    return Data({dt: np.ascontiguousarray(X, dtype=dt) for dt in DTYPES}, y, real, source)
-
-
-# --------------------------------------------------------------------------------------------------
-# One epoch of each implementation
-# --------------------------------------------------------------------------------------------------
-
-
-def ours_config(optimizer: str, epochs: int = 1) -> TrainConfig:
-    """Mini-batch training, shuffled, exactly ``epochs`` epochs (eps = 0: never stops early)."""
-    return TrainConfig(
-        lr=LR[optimizer],
-        eps=0.0,
-        max_iterations=10**9,
-        max_epochs=epochs,
-        batch_size=BATCH,
-        sampling="shuffle",
-        optimizer={"name": optimizer},
-    )
+# --- One epoch of each implementation -------------------------------------------------------------
 
 
 def build_ours(dtype: np.dtype) -> Network:
+    sizes = SIZES[0], list(SIZES[1:-1]), SIZES[-1]
+    rng = np.random.default_rng(SEED)
     return Network.build(
-        SIZES[0],
-        list(SIZES[1:-1]),
-        SIZES[-1],
-        activation="relu",
-        output="softmax",
-        rng=np.random.default_rng(SEED),
-        init="he",
-        dtype=dtype,
+        *sizes, activation="relu", output="softmax", rng=rng, init="he", dtype=dtype
     )
 
 
-@dataclass
-class EpochRun:
-    """One timed epoch: its seconds, the dtype the weights were trained in, and (ours only) the
-    seconds spent in each stage."""
-
-    seconds: float
-    weights_dtype: np.dtype
-    stages: dict[str, float] | None = None
-
-
-def _timed(fn: Callable[..., Any], totals: dict[str, float], key: str) -> Callable[..., Any]:
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        start = time.perf_counter()
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            totals[key] += time.perf_counter() - start
-
-    return wrapper
-
-
-@contextmanager
-def capture_optimizer(
-    on_build: Callable[[Optimizer], None] | None = None,
-) -> Iterator[list[Optimizer]]:
-    """Patches train()'s make_optimizer: yields a list that receives the optimizer train() builds,
-    after ``on_build`` (if given) has been called on it."""
-    built: list[Optimizer] = []
-    real = train_module.make_optimizer
-
-    def make(*args: Any, **kwargs: Any) -> Optimizer:
-        opt = real(*args, **kwargs)
-        if on_build is not None:
-            on_build(opt)
-        built.append(opt)
-        return opt
-
-    with mock.patch.object(train_module, "make_optimizer", make):
-        yield built
-
-
-STAGES = ("forward", "loss gradient", "backward", "optimizer step")
-
-
-def ours_epoch(data: Data, dtype: np.dtype, optimizer: str, n: int) -> EpochRun:
-    """One epoch of train() on the first n samples; ``seconds`` is ``result.seconds``.
-
-    The stages are timed on the way: ``net.forward``, ``net.loss.dZ``, ``net.backward`` and the
-    optimizer's ``step`` are wrapped, each call, by a pair of perf_counter calls (about 1.5 µs per
-    update in all, under 0.1% of an epoch, counted against ours); "rest" is what train() does
-    around them (gathering X[batch] and Y[batch], storing Z, the end-of-epoch cost).
-    """
+def ours_epoch(X: Inputs, y: np.ndarray, dtype: np.dtype, optimizer: str, n: int) -> Epoch:
+    """One epoch of train() on the first n samples, its stages timed on the way (a pair of
+    perf_counter calls around each, counted against ours); "rest" is what train() does around
+    them (gathering the batches, storing Z, the end-of-epoch cost)."""
     net = build_ours(dtype)
     totals = dict.fromkeys(STAGES, 0.0)
-    net.forward = _timed(net.forward, totals, "forward")
-    net.backward = _timed(net.backward, totals, "backward")
-    net.loss.dZ = _timed(net.loss.dZ, totals, "loss gradient")
+    net.forward = common.timed(net.forward, totals, "forward")
+    net.backward = common.timed(net.backward, totals, "backward")
+    net.loss.dZ = common.timed(net.loss.dZ, totals, "loss gradient")
 
     def time_steps(opt: Optimizer) -> None:
-        opt.step = _timed(opt.step, totals, "optimizer step")
+        opt.step = common.timed(opt.step, totals, "optimizer step")
 
-    with capture_optimizer(time_steps):
-        result = train(net, data.X[dtype][:n], data.y[:n], SIZES[-1], ours_config(optimizer), rng())
-    if result.iterations != math.ceil(n / BATCH):
-        raise RuntimeError(f"train() did {result.iterations} updates: {result.stop_reason}")
+    cfg = common.train_config(optimizer, LR[optimizer])
+    with common.capture_optimizer(time_steps):
+        result = train(net, X[dtype][:n], y[:n], SIZES[-1], cfg, common.sample_rng())
+    common.expect_updates(result, math.ceil(n / BATCH))
     totals["rest"] = result.seconds - sum(totals.values())
-    return EpochRun(result.seconds, net.dtype, totals)
+    return Epoch(result.seconds, net.dtype, totals)
 
 
-def sklearn_epoch(data: Data, dtype: np.dtype, optimizer: str, n: int) -> EpochRun:
-    """One epoch of ``MLPClassifier.fit``, timed around the call; the weights' dtype is that of
-    ``coefs_``."""
+def sklearn_epoch(X: Inputs, y: np.ndarray, dtype: np.dtype, optimizer: str, n: int) -> Epoch:
+    """One epoch of ``MLPClassifier.fit``, timed around the call."""
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.neural_network import MLPClassifier
 
@@ -275,140 +99,51 @@ def sklearn_epoch(data: Data, dtype: np.dtype, optimizer: str, n: int) -> EpochR
         learning_rate_init=LR[optimizer],
         batch_size=BATCH,
         max_iter=1,
-        shuffle=True,
         alpha=0.0,
         tol=0.0,
         n_iter_no_change=10**9,
         random_state=SEED,
     )
-    X, y = data.X[dtype][:n], data.y[:n]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         start = time.perf_counter()
-        clf.fit(X, y)
+        clf.fit(X[dtype][:n], y[:n])
         seconds = time.perf_counter() - start
     if clf.n_iter_ != 1:
         raise RuntimeError(f"MLPClassifier ran {clf.n_iter_} epochs")
-    return EpochRun(seconds, clf.coefs_[0].dtype)
+    return Epoch(seconds, clf.coefs_[0].dtype)
 
 
-def import_torch() -> Any | None:
-    try:
-        import torch
-    except ImportError:
-        return None
-    return torch
-
-
-def torch_epoch(torch: Any, tensors: dict, dtype: np.dtype, optimizer: str, n: int) -> EpochRun:
-    """One epoch of a plain PyTorch loop: shuffled index batches, forward, loss, backward, step."""
-    nn = torch.nn
+def torch_epoch(torch: Any, X: Any, y: Any, dtype: np.dtype, optimizer: str, n: int) -> Epoch:
     torch.manual_seed(SEED)
     layers: list[Any] = []
     for n_in, n_out in zip(SIZES[:-1], SIZES[1:], strict=True):
-        layers += [nn.Linear(n_in, n_out), nn.ReLU()]
-    model = nn.Sequential(*layers[:-1]).to(tensors["dtype"][dtype])
-    if optimizer == "sgd":
-        opt = torch.optim.SGD(model.parameters(), lr=LR["sgd"])
-    else:
-        opt = torch.optim.Adam(model.parameters(), lr=LR["adam"])
-    loss_fn = nn.CrossEntropyLoss()
-    X, y = tensors["X"][dtype][:n], tensors["y"][:n]
-    start = time.perf_counter()
-    order = torch.randperm(n)
-    total = 0.0
-    for s in range(0, n, BATCH):
-        batch = order[s : s + BATCH]
-        opt.zero_grad(set_to_none=True)
-        loss = loss_fn(model(X[batch]), y[batch])
-        loss.backward()
-        opt.step()
-        total += loss.item() * len(batch)  # the epoch's cost, as ours and scikit-learn keep it
-    seconds = time.perf_counter() - start
-    weights = next(model.parameters())
-    return EpochRun(seconds, np.dtype(str(weights.dtype).removeprefix("torch.")))
+        layers += [torch.nn.Linear(n_in, n_out), torch.nn.ReLU()]
+    model = torch.nn.Sequential(*layers[:-1]).to(getattr(torch, dtype.name))
+    opt_class = torch.optim.SGD if optimizer == "sgd" else torch.optim.Adam
+    opt = opt_class(model.parameters(), lr=LR[optimizer])
+    seconds = common.torch_epoch(torch, model, opt, X[dtype][:n], y[:n], channels_last=False)
+    return Epoch(seconds, np.dtype(str(next(model.parameters()).dtype).removeprefix("torch.")))
 
 
-@dataclass
-class Contender:
-    """One row of the table: an implementation, a dtype, an optimizer, and its best epoch."""
-
-    impl: str
-    dtype: np.dtype
-    optimizer: str
-    epoch: Callable[[int], EpochRun]  # n samples -> one epoch on the first n
-    best: EpochRun | None = None
-
-    def run(self, n: int) -> EpochRun:
-        return self.epoch(n)
-
-    @property
-    def seconds(self) -> float:
-        return self.best.seconds if self.best is not None else math.nan
-
-
-def make_contenders(data: Data, torch: Any | None) -> list[Contender]:
-    contenders = []
-    tensors = None
+def make_contenders(X: Inputs, y: np.ndarray, torch: Any | None) -> list[Contender]:
+    """Ours, MLPClassifier and PyTorch (when installed), each case being (dtype, optimizer)."""
+    epochs: dict[str, Callable[..., Epoch]] = {
+        OURS: functools.partial(ours_epoch, X, y),
+        SKLEARN: functools.partial(sklearn_epoch, X, y),
+    }
     if torch is not None:
-        tensors = {
-            "dtype": {dt: getattr(torch, dt.name) for dt in DTYPES},
-            "X": {dt: torch.from_numpy(data.X[dt]) for dt in DTYPES},
-            "y": torch.from_numpy(data.y),
-        }
-    for dtype in DTYPES:
-        for opt in LR:
-            contenders.append(
-                Contender(OURS, dtype, opt, functools.partial(ours_epoch, data, dtype, opt))
-            )
-            contenders.append(
-                Contender(SKLEARN, dtype, opt, functools.partial(sklearn_epoch, data, dtype, opt))
-            )
-            if torch is not None:
-                contenders.append(
-                    Contender(
-                        TORCH,
-                        dtype,
-                        opt,
-                        functools.partial(torch_epoch, torch, tensors, dtype, opt),
-                    )
-                )
-    return contenders
+        tensors = {dt: torch.from_numpy(X[dt]) for dt in DTYPES}
+        epochs[TORCH] = functools.partial(torch_epoch, torch, tensors, torch.from_numpy(y))
+    return [
+        Contender(impl, (dtype, opt), functools.partial(epoch, dtype, opt))
+        for dtype in DTYPES
+        for opt in LR
+        for impl, epoch in epochs.items()
+    ]
 
 
-@contextmanager
-def n_threads(n: int, torch: Any | None) -> Iterator[None]:
-    """NumPy's and scikit-learn's BLAS (and any OpenMP pool) limited to n threads; PyTorch too."""
-    before = torch.get_num_threads() if torch is not None else 0
-    with threadpool_limits(limits=n):
-        if torch is not None:
-            torch.set_num_threads(n)
-        try:
-            yield
-        finally:
-            if torch is not None:
-                torch.set_num_threads(before)
-
-
-def time_contenders(contenders: Sequence[Contender], plan: Plan, repeats: int) -> int:
-    """A warm-up epoch each, then round-robin rounds of one epoch each (``repeats`` at most, within
-    the plan's budget); keeps each one's best. Returns the number of rounds run."""
-    for c in contenders:
-        c.best = None
-        c.run(plan.warmup_samples)
-    n_rounds = 0
-    for _ in rounds(repeats, plan.epochs_budget_s):
-        for c in contenders:
-            run = c.run(plan.n_samples)
-            if c.best is None or run.seconds < c.best.seconds:
-                c.best = run
-        n_rounds += 1
-    return n_rounds
-
-
-# --------------------------------------------------------------------------------------------------
-# The GEMM floor
-# --------------------------------------------------------------------------------------------------
+# --- The GEMM floor -------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -430,350 +165,204 @@ class Gemm:
     def label(self) -> str:
         return f"{self.stage} {self.layer + 1}: ({self.m}x{self.k}) @ ({self.k}x{self.n})"
 
-    def operands(self, dtype: np.dtype, rng: np.random.Generator) -> Callable[[], Any]:
+    def call(self, dtype: np.dtype, rng: np.random.Generator) -> Callable[[], Any]:
         """``np.matmul(a, b, out=c)`` on random operands laid out as in Dense.forward/backward:
         forward A @ W, dW = A.T @ dZ (A C-ordered, so a transposed view), dA = dZ @ W.T."""
         m, k, n = self.m, self.k, self.n
         if self.stage == "forward":
             a, b = rng.random((m, k)), rng.random((k, n))
         elif self.stage == "backward dW":
-            a, b = rng.random((k, m)).astype(dtype).T, rng.random((k, n))
+            a, b = rng.random((k, m)).T, rng.random((k, n))
         else:
-            a, b = rng.random((m, k)), rng.random((n, k)).astype(dtype).T
-        a, b = a.astype(dtype, copy=False), b.astype(dtype, copy=False)
+            a, b = rng.random((m, k)), rng.random((n, k)).T
+        a, b = a.astype(dtype, order="K"), b.astype(dtype, order="K")
         return functools.partial(np.matmul, a, b, out=np.empty((m, n), dtype=dtype))
 
 
-def epoch_gemms(n_samples: int, batch: int = BATCH, sizes: Sequence[int] = SIZES) -> list[Gemm]:
-    """Every GEMM shape of an epoch with its count: full batches, then the last partial one."""
+def epoch_gemms(n_samples: int) -> list[Gemm]:
+    """Every GEMM shape of an epoch with its count: full batches, then the last partial one
+    (the first layer computes no dA)."""
     gemms = []
-    for rows, count in ((batch, n_samples // batch), (n_samples % batch, 1)):
-        if rows == 0 or count == 0:
+    for rows, n_batches in ((BATCH, n_samples // BATCH), (n_samples % BATCH, 1)):
+        if rows == 0 or n_batches == 0:
             continue
-        for layer, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
-            gemms.append(Gemm("forward", layer, rows, n_in, n_out, count))
-            gemms.append(Gemm("backward dW", layer, n_in, rows, n_out, count))
+        for layer, (n_in, n_out) in enumerate(zip(SIZES[:-1], SIZES[1:], strict=True)):
+            gemms.append(Gemm("forward", layer, rows, n_in, n_out, n_batches))
+            gemms.append(Gemm("backward dW", layer, n_in, rows, n_out, n_batches))
             if layer > 0:
-                gemms.append(Gemm("backward dA", layer, rows, n_out, n_in, count))
+                gemms.append(Gemm("backward dA", layer, rows, n_out, n_in, n_batches))
     return gemms
-
-
-def best_call_seconds(
-    fns: Sequence[Callable[[], Any]], max_rounds: int, budget_s: float, timing_s: float = 0.0005
-) -> tuple[list[float], int]:
-    """Best time of one call of each function, and the number of rounds run. Each round times
-    every function 5 times, each timing about ``timing_s`` long (one call for a slow function);
-    short timings let the best of them catch calls that no other process disturbed."""
-    timers = [timeit.Timer(fn) for fn in fns]
-    numbers = []
-    for timer in timers:
-        one = min(timer.repeat(repeat=3, number=1))
-        numbers.append(max(1, int(timing_s / max(one, 1e-9))))
-    best = [math.inf] * len(timers)
-    n_rounds = 0
-    for _ in rounds(max_rounds, budget_s):
-        for i, (timer, number) in enumerate(zip(timers, numbers, strict=True)):
-            best[i] = min(best[i], min(timer.repeat(repeat=5, number=number)) / number)
-        n_rounds += 1
-    return best, n_rounds
 
 
 @dataclass
 class Floor:
     """The GEMM floor of one epoch in one dtype: each shape's best time x its count."""
 
-    dtype: np.dtype
     gemms: list[Gemm]
     seconds_each: list[float]
 
+    def stage_seconds(self, prefix: str = "") -> float:
+        pairs = zip(self.gemms, self.seconds_each, strict=True)
+        return sum(g.count * t for g, t in pairs if g.stage.startswith(prefix))
+
     @property
     def seconds(self) -> float:
-        return sum(g.count * t for g, t in zip(self.gemms, self.seconds_each, strict=True))
-
-    def stage_seconds(self, prefix: str) -> float:
-        return sum(
-            g.count * t
-            for g, t in zip(self.gemms, self.seconds_each, strict=True)
-            if g.stage.startswith(prefix)
-        )
+        return self.stage_seconds()
 
     @property
     def flops(self) -> int:
         return sum(g.count * g.flops for g in self.gemms)
-
-    @property
-    def gflops(self) -> float:
-        return self.flops / self.seconds / 1e9
 
 
 def measure_floors(plan: Plan, n_samples: int) -> tuple[dict[np.dtype, Floor], int]:
     """The GEMM floor of an epoch of ``n_samples`` in each dtype, and the rounds it took."""
     gemms = epoch_gemms(n_samples)
     rng = np.random.default_rng(SEED)
-    fns = [g.operands(dt, rng) for dt in DTYPES for g in gemms]
-    seconds, n_rounds = best_call_seconds(fns, plan.gemm_rounds, plan.gemm_budget_s)
-    floors = {
-        dt: Floor(dt, gemms, seconds[i * len(gemms) : (i + 1) * len(gemms)])
-        for i, dt in enumerate(DTYPES)
-    }
-    return floors, n_rounds
+    fns = [g.call(dt, rng) for dt in DTYPES for g in gemms]
+    seconds, n_rounds = common.best_call_seconds(fns, plan.gemm_rounds, plan.gemm_budget_s)
+    n = len(gemms)
+    return {dt: Floor(gemms, seconds[i * n : (i + 1) * n]) for i, dt in enumerate(DTYPES)}, n_rounds
 
 
-# --------------------------------------------------------------------------------------------------
-# The float32 Adam subnormal trap
-# --------------------------------------------------------------------------------------------------
+# --- The float32 Adam subnormal trap --------------------------------------------------------------
 
 
 @dataclass
 class TrapRun:
-    """TRAP_EPOCHS epochs of float32 Adam: each epoch's seconds and the seconds of its optimizer
-    steps (each the best over the repeats), and the subnormal entries of Adam's moments at the
-    end."""
+    """TRAP_EPOCHS epochs of float32 Adam: each epoch's seconds, those of its optimizer steps, and
+    the subnormal entries of Adam's moments at the end."""
 
-    flush: bool
-    epoch_seconds: list[float] = field(default_factory=list)
-    step_seconds: list[float] = field(default_factory=list)
-    subnormals: int = 0
-    moments: int = 0
-
-    def merge(self, other: TrapRun) -> TrapRun:
-        """Per epoch, the faster of the two runs (the same work: same seeds, same data)."""
-        if not self.epoch_seconds:
-            return other
-        return TrapRun(
-            self.flush,
-            [min(a, b) for a, b in zip(self.epoch_seconds, other.epoch_seconds, strict=True)],
-            [min(a, b) for a, b in zip(self.step_seconds, other.step_seconds, strict=True)],
-            other.subnormals,
-            other.moments,
-        )
+    epoch_seconds: np.ndarray
+    step_seconds: np.ndarray
+    subnormals: int
+    moments: int
 
 
-def subnormal_run(data: Data, n: int, flush: bool) -> TrapRun:
-    """TRAP_EPOCHS epochs of float32 Adam; each epoch's time (as train() times it) and that of its
-    optimizer steps, and the subnormal moment entries at the end. ``flush=False`` turns off the
-    optimizer's flushing (the control)."""
-    dtype = np.dtype(np.float32)
-    net = build_ours(dtype)
+def subnormal_run(X: Inputs, y: np.ndarray, flush: bool) -> TrapRun:
+    """TRAP_EPOCHS epochs of float32 Adam; ``flush=False`` turns off the optimizer's flushing."""
+    dtype = DTYPES[0]
     totals = {"step": 0.0}
     step_ends = [0.0]
 
     def on_build(opt: Optimizer) -> None:
         if not flush:
             opt.flush_every = 2**62  # t % flush_every is then never 0
-        opt.step = _timed(opt.step, totals, "step")
+        opt.step = common.timed(opt.step, totals, "step")
 
-    with capture_optimizer(on_build) as built:
+    hooks = Hooks(on_epoch=lambda record: step_ends.append(totals["step"]))
+    cfg = common.train_config("adam", LR["adam"], epochs=TRAP_EPOCHS)
+    with common.capture_optimizer(on_build) as built:
         result = train(
-            net,
-            data.X[dtype][:n],
-            data.y[:n],
-            SIZES[-1],
-            ours_config("adam", epochs=TRAP_EPOCHS),
-            rng(),
-            hooks=Hooks(on_epoch=lambda record: step_ends.append(totals["step"])),
+            build_ours(dtype), X[dtype], y, SIZES[-1], cfg, common.sample_rng(), hooks=hooks
         )
     ends = [0.0, *(record.seconds for record in result.history)]
-    run = TrapRun(flush, [float(x) for x in np.diff(ends)], [float(x) for x in np.diff(step_ends)])
+    moments = [*built[0].m, *built[0].v]
     tiny = np.finfo(dtype).tiny
-    for moment in (*built[0].m, *built[0].v):
-        run.subnormals += int(np.count_nonzero((moment != 0) & (np.abs(moment) < tiny)))
-        run.moments += moment.size
-    return run
+    subnormals = sum(int(np.count_nonzero((m != 0) & (np.abs(m) < tiny))) for m in moments)
+    return TrapRun(np.diff(ends), np.diff(step_ends), subnormals, sum(m.size for m in moments))
 
 
-# --------------------------------------------------------------------------------------------------
-# The section
-# --------------------------------------------------------------------------------------------------
+def best_trap_run(runs: Sequence[TrapRun]) -> TrapRun:
+    """Per epoch, the fastest of the runs (the same work: same seeds, same data)."""
+    epochs = np.min([r.epoch_seconds for r in runs], axis=0)
+    steps = np.min([r.step_seconds for r in runs], axis=0)
+    return TrapRun(epochs, steps, runs[-1].subnormals, runs[-1].moments)
 
 
-def rng() -> np.random.Generator:
-    return np.random.default_rng(SEED + 1)
-
-
-def _x(value: float) -> str:
-    return f"{value:.2f}x" if math.isfinite(value) else "-"
+# --- Tables ---------------------------------------------------------------------------------------
 
 
 def results_table(
-    threads: int,
-    n_rounds: int,
-    contenders: Sequence[Contender],
-    floors: dict[np.dtype, Floor],
-    torch_ok: bool,
+    threads: int, n_rounds: int, contenders: Sequence[Contender], floors: dict[np.dtype, Floor]
 ) -> Table:
-    best = {(c.impl, c.dtype, c.optimizer): c.seconds for c in contenders}
-    table = Table(
-        title=f"{threads} BLAS thread{'s' if threads > 1 else ''}: one epoch, seconds (best of "
-        f"{n_rounds} round{'s' if n_rounds > 1 else ''}); a ratio > 1 is slower than the reference"
+    best = {(c.impl, c.case): c.seconds for c in contenders}
+    table = new_table(
+        f"{count(threads, 'BLAS thread')}: one epoch, seconds (best of {count(n_rounds, 'round')})"
+        "; a ratio > 1 is slower than the reference",
+        ("implementation", "dtype", "optimizer", "epoch s", "/ PyTorch", "/ floor")
+        + ("/ MLPClassifier",),
+        left=("implementation", "dtype", "optimizer"),
     )
-    for col in (
-        "implementation",
-        "dtype",
-        "optimizer",
-        "epoch s",
-        "/ PyTorch",
-        "/ floor",
-        "/ MLPClassifier",
-    ):
-        table.add_column(
-            col, justify="left" if col in ("implementation", "dtype", "optimizer") else "right"
-        )
     for dtype in DTYPES:
-        floor = floors[dtype]
+        floor = floors[dtype].seconds
         for opt in LR:
-            torch_s = best.get((TORCH, dtype, opt), math.nan)
-            sk_s = best[SKLEARN, dtype, opt]
+            case = (dtype, opt)
             for impl in (OURS, TORCH, SKLEARN):
-                if impl == TORCH and not torch_ok:
-                    table.add_row(
-                        TORCH, dtype.name, OPTIMIZER_NAMES[opt], "PyTorch not installed", "", "", ""
-                    )
+                cells = (impl, dtype.name, OPTIMIZER_NAMES[opt])
+                if (impl, case) not in best:
+                    table.add_row(*cells, "PyTorch not installed", "", "", "")
                     continue
-                s = best[impl, dtype, opt]
-                style = "bold" if impl == OURS else None
-                table.add_row(
-                    impl,
-                    dtype.name,
-                    OPTIMIZER_NAMES[opt],
-                    f"{s:.3f}",
-                    _x(s / torch_s),
-                    _x(s / floor.seconds),
-                    _x(s / sk_s),
-                    style=style,
-                )
-        table.add_row(
-            "GEMM floor",
-            dtype.name,
-            "-",
-            f"{floor.seconds:.3f}",
-            "",
-            "1.00x",
-            "",
-            end_section=True,
-            style="dim",
-        )
+                s, torch_s = best[impl, case], best.get((TORCH, case), math.nan)
+                ratios = ratio(s / torch_s), ratio(s / floor), ratio(s / best[SKLEARN, case])
+                table.add_row(*cells, f"{s:.3f}", *ratios, style="bold" if impl == OURS else None)
+        floor_cells = ("GEMM floor", dtype.name, "-", f"{floor:.3f}", "", "1.00x", "")
+        table.add_row(*floor_cells, style="dim", end_section=True)
     return table
 
 
-@dataclass
-class GoalRow:
-    goal: str
-    case: str
-    measured: float  # the ratio measured
-    target: float
-    at_most: bool  # True: measured <= target is met; False: measured >= target
-    note: str = ""
-
-    @property
-    def met(self) -> bool | None:
-        if not math.isfinite(self.measured):
-            return None
-        return self.measured <= self.target if self.at_most else self.measured >= self.target
-
-
-def goals(contenders: Sequence[Contender], floors: dict[np.dtype, Floor]) -> list[GoalRow]:
-    best = {(c.impl, c.dtype, c.optimizer): c.seconds for c in contenders}
-    f32 = np.dtype(np.float32)
-    torch_sgd = best.get((TORCH, f32, "sgd"), math.nan)
-    rows = [
-        GoalRow(
-            "plain SGD float32 at most 1.0x PyTorch's time",
-            "ours / PyTorch, SGD float32",
-            best[OURS, f32, "sgd"] / torch_sgd,
-            1.0,
-            True,
-        )
+def goals_table(
+    threads: int, contenders: Sequence[Contender], floors: dict[np.dtype, Floor]
+) -> Table:
+    """Each goal's cases: the ratio measured, the target, and by how much it is met or missed."""
+    best = {(c.impl, c.case): c.seconds for c in contenders}
+    ours = {case: s for (impl, case), s in best.items() if impl == OURS}
+    pytorch = {case: best.get((TORCH, case), math.nan) for case in ours}
+    names = {(dt, opt): f"{OPTIMIZER_NAMES[opt]} {dt.name}" for dt, opt in ours}
+    f32_sgd = (DTYPES[0], "sgd")
+    rows = [  # goal, case, measured, target, at most (else at least), note
+        ("plain SGD float32 at most 1.0x PyTorch's time", "ours / PyTorch, SGD float32")
+        + (ours[f32_sgd] / pytorch[f32_sgd], 1.0, True, "")
     ]
-    for dtype in DTYPES:
-        for opt in LR:
-            rows.append(
-                GoalRow(
-                    "within 1.6x of the floor",
-                    f"ours / floor, {OPTIMIZER_NAMES[opt]} {dtype.name}",
-                    best[OURS, dtype, opt] / floors[dtype].seconds,
-                    1.6,
-                    True,
-                )
-            )
-    for dtype in DTYPES:
-        rows.append(
-            GoalRow(
-                "Adam at most 1.3x PyTorch's Adam",
-                f"ours / PyTorch, Adam {dtype.name}",
-                best[OURS, dtype, "adam"] / best.get((TORCH, dtype, "adam"), math.nan),
-                1.3,
-                True,
-            )
-        )
-    for dtype in DTYPES:
-        for opt in LR:
-            sk = best[SKLEARN, dtype, opt]
-            reachable = sk / floors[dtype].seconds
-            rows.append(
-                GoalRow(
-                    "at least 2x faster than MLPClassifier in the same dtype",
-                    f"MLPClassifier / ours, {OPTIMIZER_NAMES[opt]} {dtype.name}",
-                    sk / best[OURS, dtype, opt],
-                    2.0,
-                    False,
-                    note=f"at the floor: {reachable:.2f}x",
-                )
-            )
-    return rows
+    for case, name in names.items():
+        vs_floor = ours[case] / floors[case[0]].seconds
+        rows.append(("within 1.6x of the floor", f"ours / floor, {name}", vs_floor, 1.6, True, ""))
+    for case in ((dt, "adam") for dt in DTYPES):
+        goal, name = "Adam at most 1.3x PyTorch's Adam", f"ours / PyTorch, Adam {case[0].name}"
+        rows.append((goal, name, ours[case] / pytorch[case], 1.3, True, ""))
+    for case, name in names.items():
+        sk = best[SKLEARN, case]
+        goal = "at least 2x faster than MLPClassifier in the same dtype"
+        note = f" (at the floor: {sk / floors[case[0]].seconds:.2f}x)"
+        rows.append((goal, f"MLPClassifier / ours, {name}", sk / ours[case], 2.0, False, note))
 
-
-def goals_table(threads: int, rows: Sequence[GoalRow]) -> Table:
-    table = Table(title=f"Goals, {threads} BLAS thread{'s' if threads > 1 else ''}")
-    for col in ("goal", "case", "measured", "target", "met?", "by how much"):
-        table.add_column(col, justify="right" if col in ("measured", "target") else "left")
+    table = new_table(
+        f"Goals, {count(threads, 'BLAS thread')}",
+        ("goal", "case", "measured", "target", "met?", "by how much"),
+        left=("goal", "case", "met?", "by how much"),
+    )
     previous = None
-    for row in rows:
-        met = row.met
-        if met is None:
+    for goal, case, measured, target, at_most, note in rows:
+        slower = measured / target if at_most else target / measured  # > 1: not met
+        if not math.isfinite(measured):
             verdict, margin = "n/a", "PyTorch not installed"
-        elif row.at_most:
-            verdict = "[green]met[/]" if met else "[red]not met[/]"
-            if met:
-                margin = f"{(1 - row.measured / row.target) * 100:.0f}% under the target"
-            else:
-                margin = f"ours must get {row.measured / row.target:.2f}x faster"
+        elif slower <= 1:
+            side = "under" if at_most else "over"
+            verdict = "[green]met[/]"
+            margin = f"{abs(1 - measured / target) * 100:.0f}% {side} the target{note}"
         else:
-            verdict = "[green]met[/]" if met else "[red]not met[/]"
-            if met:
-                margin = f"{(row.measured / row.target - 1) * 100:.0f}% over the target"
-            else:
-                margin = f"ours must get {row.target / row.measured:.2f}x faster"
-        if row.note:
-            margin += f" ({row.note})"
+            verdict, margin = "[red]not met[/]", f"ours must get {slower:.2f}x faster{note}"
+        limit = f"{'<=' if at_most else '>='} {target:g}x"
         table.add_row(
-            row.goal if row.goal != previous else "",
-            row.case,
-            _x(row.measured),
-            f"{'<=' if row.at_most else '>='} {row.target:g}x",
-            verdict,
-            margin,
+            goal if goal != previous else "", case, ratio(measured), limit, verdict, margin
         )
-        previous = row.goal
+        previous = goal
     return table
 
 
 def stages_table(
     threads: int, contenders: Sequence[Contender], floors: dict[np.dtype, Floor]
 ) -> Table:
-    table = Table(
-        title=f"Where the best epoch of ours went, {threads} BLAS thread"
-        f"{'s' if threads > 1 else ''} (seconds; in brackets the GEMM floor of the stage)"
+    table = new_table(
+        f"Where the best epoch of ours went, {count(threads, 'BLAS thread')} (seconds; in "
+        "brackets the GEMM floor of the stage)",
+        ("dtype", "optimizer", *STAGES, "rest of train()", "epoch", "epoch - floor"),
+        left=("dtype", "optimizer"),
     )
-    for col in ("dtype", "optimizer", *STAGES, "rest of train()", "epoch", "epoch - floor"):
-        table.add_column(col, justify="left" if col in ("dtype", "optimizer") else "right")
-    for c in contenders:
-        if c.impl != OURS or c.best is None or c.best.stages is None:
-            continue
-        s, floor = c.best.stages, floors[c.dtype]
+    for c in (c for c in contenders if c.impl == OURS):
+        (dtype, opt), s, floor = c.case, c.best.stages or {}, floors[c.case[0]]
         table.add_row(
-            c.dtype.name,
-            OPTIMIZER_NAMES[c.optimizer],
+            dtype.name,
+            OPTIMIZER_NAMES[opt],
             f"{s['forward']:.3f} ({floor.stage_seconds('forward'):.3f})",
             f"{s['loss gradient']:.3f}",
             f"{s['backward']:.3f} ({floor.stage_seconds('backward'):.3f})",
@@ -786,66 +375,39 @@ def stages_table(
 
 
 def gemm_table(floors: dict[np.dtype, Floor]) -> Table:
-    table = Table(title="The GEMMs of one epoch, each timed alone (best of the rounds)")
-    for col in ("GEMM", "count", "dtype", "µs each", "GFLOP/s", "s per epoch"):
-        table.add_column(col, justify="left" if col in ("GEMM", "dtype") else "right")
+    table = new_table(
+        "The GEMMs of one epoch, each timed alone (best of the rounds)",
+        ("GEMM", "count", "dtype", "µs each", "GFLOP/s", "s per epoch"),
+        left=("GEMM", "dtype"),
+    )
     for dtype, floor in floors.items():
         for g, t in zip(floor.gemms, floor.seconds_each, strict=True):
-            table.add_row(
-                g.label,
-                str(g.count),
-                dtype.name,
-                f"{t * 1e6:.1f}",
-                f"{g.flops / t / 1e9:.1f}",
-                f"{g.count * t:.3f}",
-            )
+            gflops, per_epoch = f"{g.flops / t / 1e9:.1f}", f"{g.count * t:.3f}"
+            table.add_row(g.label, str(g.count), dtype.name, f"{t * 1e6:.1f}", gflops, per_epoch)
     return table
 
 
-def load_average() -> str:
-    try:
-        return "load average " + ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    except OSError:
-        return "load average unknown"
-
-
-def others_load(threads: int) -> float:
-    """About how many CPUs other processes kept busy last minute: the 1-minute load average
-    less our own ``threads`` (0 where unknown)."""
-    try:
-        return max(0.0, os.getloadavg()[0] - threads)
-    except OSError:
-        return 0.0
-
-
-def numpy_blas() -> str:
-    """NumPy's BLAS library, version and kernels, as threadpoolctl sees them."""
-    for info in threadpool_info():
-        if info.get("user_api") == "blas" and "numpy" in info.get("filepath", ""):
-            arch = f", {info['architecture']} kernels" if info.get("architecture") else ""
-            return f"{info.get('internal_api')} {info.get('version')}{arch}"
-    return "unknown"
-
-
-def trap_table(runs: Sequence[TrapRun], n: int, repeats: int) -> Table:
-    table = Table(
-        title=f"float32 Adam on the real images, {TRAP_EPOCHS} epochs of {n:,} samples, "
-        f"1 thread: the subnormal trap (each epoch the best of {repeats} run"
-        f"{'s' if repeats > 1 else ''})"
+def trap_table(runs: dict[str, TrapRun], n: int, repeats: int) -> Table:
+    epochs = [f"epoch {i + 1} s" for i in range(TRAP_EPOCHS)]
+    table = new_table(
+        f"float32 Adam on the real images, {TRAP_EPOCHS} epochs of {n:,} samples, 1 thread: the "
+        f"subnormal trap (each epoch the best of {count(repeats, 'run')})",
+        ("flushing", *epochs, f"{TRAP_EPOCHS} / 1", "Adam steps 1 -> 5, s", "subnormal in m, v"),
+        left=("flushing",),
     )
-    cols = ("flushing", *(f"epoch {i + 1} s" for i in range(TRAP_EPOCHS)))
-    for col in (*cols, f"{TRAP_EPOCHS} / 1", "Adam steps 1 -> 5, s", "subnormal in m, v"):
-        table.add_column(col, justify="left" if col == cols[0] else "right")
-    for run in runs:
+    for flushing, run in runs.items():
         e, st = run.epoch_seconds, run.step_seconds
         table.add_row(
-            "on (as run)" if run.flush else "off (control)",
+            flushing,
             *(f"{x:.3f}" for x in e),
-            _x(e[-1] / e[0]),
+            ratio(e[-1] / e[0]),
             f"{st[0]:.3f} -> {st[-1]:.3f}",
             f"{run.subnormals:,} / {run.moments:,}",
         )
     return table
+
+
+# --- The section ----------------------------------------------------------------------------------
 
 
 def mlp(opts: argparse.Namespace, console: Console) -> None:
@@ -853,89 +415,78 @@ def mlp(opts: argparse.Namespace, console: Console) -> None:
     plan = QUICK_PLAN if opts.quick else FULL_PLAN
     repeats = opts.repeats or plan.repeats
     start = time.perf_counter()
-    data = load_data(plan.n_samples)
-    torch = import_torch()
-    contenders = make_contenders(data, torch)
-    n, n_batches = plan.n_samples, math.ceil(plan.n_samples / BATCH)
+    n = plan.n_samples
+    data = common.load_data(n)
+    X = {dt: np.ascontiguousarray(data.X[:n].reshape(n, -1), dtype=dt) for dt in DTYPES}
+    y = data.y[:n]
+    torch = common.import_torch()
+    contenders = make_contenders(X, y, torch)
     console.print(
         f"\n[bold]mlp[/]: one training epoch of a {'-'.join(map(str, SIZES))} ReLU/softmax MLP, "
-        f"batch {BATCH} ({n_batches} updates, the last of {n % BATCH or BATCH} samples), on "
-        f"{n:,} x {SIZES[0]} samples: {data.source}. SGD lr {LR['sgd']}, Adam lr {LR['adam']}. "
-        f"Each implementation trains a warm-up epoch of {plan.warmup_samples:,} samples, then "
-        f"one epoch per round, round-robin; best of up to {repeats} rounds (fewer when they "
-        f"would take more than {plan.epochs_budget_s:g} s per thread count). "
-        f"{os.cpu_count()} CPUs, {load_average()}."
+        f"batch {BATCH} ({math.ceil(n / BATCH)} updates, the last of {n % BATCH or BATCH} "
+        f"samples), on {n:,} x {SIZES[0]} samples: {data.source}. SGD lr {LR['sgd']}, Adam lr "
+        f"{LR['adam']}. Each implementation trains a warm-up epoch of {plan.warmup_samples:,} "
+        f"samples, then one epoch per round, round-robin; best of up to {repeats} rounds (fewer "
+        f"when they would take more than {plan.epochs_budget_s:g} s per thread count). "
+        f"{os.cpu_count()} CPUs, {common.load_average()}."
     )
-    blas = "MKL" if torch is not None and torch.backends.mkl.is_available() else "its own"
-    console.print(f"  NumPy's BLAS (ours, MLPClassifier, the floor): {numpy_blas()}")
-    if torch is not None:
-        console.print(
-            f"  PyTorch {torch.__version__} on the CPU ({blas} BLAS), torch.set_num_threads as in "
-            "the title"
-        )
-    else:
-        console.print("  PyTorch not installed: its rows say so, its goals are n/a")
-    if opts.quick:
-        console.print(
-            f"  [yellow]--quick: {n:,} samples, not 60,000: the times are not those of a full "
-            "epoch (the ratios are comparable)[/]"
-        )
+    quick = f"{n:,} samples, not 60,000: the times are not those of a full epoch (the ratios are "
+    quick += "comparable)"
+    common.print_setup(
+        console, torch, "ours, MLPClassifier, the floor", quick if opts.quick else None
+    )
 
-    for threads in THREADS:
-        plural = "s" if threads > 1 else ""
-        with n_threads(threads, torch):
+    for threads in common.THREADS:
+        with common.n_threads(threads, torch):
             floors, gemm_rounds = measure_floors(plan, n)
-            epoch_rounds = time_contenders(contenders, plan, repeats)
-        busy = others_load(threads)
-        console.print(results_table(threads, epoch_rounds, contenders, floors, torch is not None))
+            epoch_rounds = common.time_contenders(contenders, plan, repeats, plan.epochs_budget_s)
+        warning = common.busy_warning(threads)
+        console.print(results_table(threads, epoch_rounds, contenders, floors))
         console.print(
-            f"  GEMM floor, {threads} thread{plural}: {floors[DTYPES[0]].flops / 1e9:.2f} GFLOP "
+            f"  GEMM floor, {count(threads, 'thread')}: {floors[DTYPES[0]].flops / 1e9:.2f} GFLOP "
             f"per epoch (best of {gemm_rounds} rounds of each shape); "
             + "; ".join(
-                f"{dt.name} {f.gflops:.1f} GFLOP/s -> floor {f.seconds:.3f} s"
+                f"{dt.name} {f.flops / f.seconds / 1e9:.1f} GFLOP/s -> floor {f.seconds:.3f} s"
                 for dt, f in floors.items()
             )
-            + f". {load_average()}"
+            + f". {common.load_average()}"
         )
-        kept = {c.dtype.name: c.best.weights_dtype.name for c in contenders if c.impl == SKLEARN}
+        kept = {c.case[0].name: str(c.best.weights_dtype) for c in contenders if c.impl == SKLEARN}
         console.print(
             "  MLPClassifier's coefs_ dtype: "
             + ", ".join(f"{k} input -> {v}" for k, v in kept.items())
             + (" (it keeps float32)" if kept.get("float32") == "float32" else " (it upcasts!)")
         )
         for c in contenders:
-            if c.best.weights_dtype != c.dtype:
-                console.print(f"  [red]{c.impl} {c.dtype.name}: {c.best.weights_dtype} weights[/]")
-        if busy > (os.cpu_count() or 1) - threads:  # they wanted more than we left them
-            console.print(
-                f"  [yellow]Other processes kept about {busy:.1f} of the {os.cpu_count()} CPUs "
-                "busy meanwhile (1-minute load average less our threads): these times may be "
-                "inflated, the 2-thread ones most (a BLAS call waits for its slower thread); "
-                "rerun on a quiet machine to be sure.[/]"
-            )
-        console.print(goals_table(threads, goals(contenders, floors)))
+            if c.best.weights_dtype != c.case[0]:
+                console.print(f"  [red]{c.impl} {c.case[0]}: {c.best.weights_dtype} weights[/]")
+        if warning:
+            console.print(warning)
+        console.print(goals_table(threads, contenders, floors))
         console.print(stages_table(threads, contenders, floors))
         if opts.verbose:
             console.print(gemm_table(floors))
 
-    if data.real:
-        runs = [TrapRun(True), TrapRun(False)]
-        with n_threads(1, torch):
+    if not data.real:
+        console.print("  Subnormal trap: skipped, the real Fashion-MNIST images were not found")
+    else:
+        runs: dict[bool, list[TrapRun]] = {True: [], False: []}
+        with common.n_threads(1, torch):
             for _ in range(plan.trap_repeats):  # interleaved: a busy spell hits both alike
-                runs = [run.merge(subnormal_run(data, n, run.flush)) for run in runs]
-        console.print(trap_table(runs, n, plan.trap_repeats))
-        on, off = runs
+                for flush, done in runs.items():
+                    done.append(subnormal_run(X, y, flush))
+        on, off = best_trap_run(runs[True]), best_trap_run(runs[False])
+        console.print(trap_table({"on (as run)": on, "off (control)": off}, n, plan.trap_repeats))
         grew = on.epoch_seconds[-1] / on.epoch_seconds[0]
         console.print(
             f"  With flushing (as users run it), epoch {TRAP_EPOCHS} took "
             f"{on.epoch_seconds[-1]:.3f} s and epoch 1 {on.epoch_seconds[0]:.3f} s: the epoch time "
             f"{'grew' if grew > 1.1 else 'did not grow'} ({grew:.2f}x; under ~10% is noise on a "
             f"shared machine; the GEMM-bound stages, which subnormals do not touch, move as much), "
-            f"and its Adam steps took {_x(on.step_seconds[-1] / on.step_seconds[0])} as long in "
+            f"and its Adam steps took {ratio(on.step_seconds[-1] / on.step_seconds[0])} as long in "
             f"epoch {TRAP_EPOCHS} as in epoch 1. Without flushing, {off.subnormals:,} moment "
             f"entries were subnormal after epoch {TRAP_EPOCHS}, and the Adam steps of epoch "
-            f"{TRAP_EPOCHS} took {_x(off.step_seconds[-1] / off.step_seconds[0])} those of epoch 1."
+            f"{TRAP_EPOCHS} took {ratio(off.step_seconds[-1] / off.step_seconds[0])} those of "
+            "epoch 1."
         )
-    else:
-        console.print("  Subnormal trap: skipped, the real Fashion-MNIST images were not found")
     console.print(f"  [dim]section mlp took {time.perf_counter() - start:.0f} s[/]")

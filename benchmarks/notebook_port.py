@@ -1,39 +1,24 @@
 """A faithful port of the course notebook's training loop: single-sample SGD, one element at a time.
 
-This is the baseline the ``single-sample`` benchmark (``benchmarks/bench.py``) measures our
-vectorised trainer against. It is *not* used by scratchnn itself.
+The baseline the ``single-sample`` benchmark (``single_sample.py``) measures our trainer against,
+and the oracle of a test; not used by scratchnn itself. For a sigmoid network with one sigmoid
+output unit and binary cross-entropy, any layer sizes ending in 1 (e.g. [2, 5, 1]).
 
-What "faithful" means here
---------------------------
-The notebook trained a sigmoid network by single-sample SGD and wrote every step as per-element
-Python loops over NumPy arrays. This port keeps exactly that style, and changes nothing that would
-make it faster or slower:
+"Faithful": it keeps the notebook's style and changes nothing that would make it faster or slower.
 
-* **Same storage.** Weights live in NumPy float64 arrays ``W[l]`` of shape (n_in, n_out) and biases
-  in arrays ``b[l]`` of shape (n_out,) -- the same layout as ``scratchnn_cli.nn`` -- and they are
-  read and written element by element, as ``W[i][j]`` (a row view, then a scalar), the way the
-  notebook indexed them. Activations and deltas are NumPy arrays filled one element at a time.
-* **Same per-element loops.** Forward: for every unit ``j``, ``z = b[j]`` then
-  ``z += W[i][j] * a[i]`` over its inputs ``i``, then ``sigmoid(z)`` with ``np.exp`` on that one
-  number. Backward: every delta ``delta_prev[i] = sum_j W[i][j] * delta[j] * a[i] * (1 - a[i])``
-  and every update ``W[i][j] -= lr * delta[j] * a[i]`` is its own iteration of nested loops.
-* **Same arithmetic.** sigmoid(z) = 1 / (1 + exp(-z)); the per-sample binary cross-entropy
-  ``-(y log a + (1 - y) log(1 - a))`` is computed at every step (the notebook tracked the epoch's
-  mean cost for its stopping rule); the output delta is ``a - y``.
-* **Same sampling.** Each step trains on one training sample drawn uniformly at random with
-  replacement. The indices are drawn an epoch (N draws) at a time, with the very call our trainer
-  makes (``rng.integers(0, N, size=N)``), so that the same seed gives both the same sample order
-  (this is what lets the benchmark check that both compute the same weights). Drawing in blocks
-  only makes the loops a little faster than drawing one index per step, so it favours the loops.
+* Same storage: float64 NumPy arrays ``W[l]`` (n_in, n_out) and ``b[l]`` (n_out,), the layout of
+  ``scratchnn_cli.nn``, read and written element by element as ``W[i][j]``, the way the notebook
+  indexed them; activations and deltas are NumPy arrays filled one element at a time.
+* Same loops and arithmetic: every multiply-add of the forward pass, every delta and every weight
+  update is its own iteration of nested Python loops; ``sigmoid`` with ``np.exp`` on one number;
+  the per-sample cost is computed at every step (the notebook's stopping rule used it).
+* Same sampling: one sample drawn uniformly with replacement per step, the indices drawn an epoch
+  at a time with the call our trainer makes (``rng.integers(0, N, size=N)``), so that the same
+  seed gives the same sample order (blocks make the loops a little faster, if anything).
 
-What is deliberately *not* copied: the notebook's logistic regression updated the bias once per
-weight in each step (inside the loop over the inputs). That is a bug; here every bias is updated
-exactly once per step, ``b[j] -= lr * delta[j]``, as the gradient says. And the deltas of a layer
-are computed from its weights *before* they are updated, as backpropagation requires (our trainer
-does the same: all gradients first, then the update).
-
-The network has sigmoid hidden units and one sigmoid output unit trained with binary cross-entropy,
-for any list of layer sizes ending in 1, e.g. [2, 5, 1] or [784, 10, 5, 1].
+Not copied: the notebook's logistic regression updated the bias once per weight (a bug); here
+each bias is updated once per step. The deltas of a layer are computed from its weights *before*
+they are updated, as backpropagation requires (and as our trainer does).
 """
 
 from __future__ import annotations
@@ -63,15 +48,6 @@ class LoopNet:
                 raise ValueError(f"W of shape {W.shape} does not match b of shape {b.shape}")
         if self.W[-1].shape[1] != 1:
             raise ValueError("binary cross-entropy needs exactly one output unit")
-
-    @classmethod
-    def random(cls, sizes: Sequence[int], rng: np.random.Generator, sigma: float = 0.1) -> LoopNet:
-        """Weights ~ Normal(0, sigma) for layer sizes [n_0, n_1, ..., 1]."""
-        params: list[np.ndarray] = []
-        for n_in, n_out in zip(sizes[:-1], sizes[1:], strict=True):
-            params.append(rng.normal(0.0, sigma, size=(n_in, n_out)))
-            params.append(rng.normal(0.0, sigma, size=n_out))
-        return cls(params)
 
     def params(self) -> list[np.ndarray]:
         """[W0, b0, W1, b1, ...], in the order of ``Network.params()``."""
@@ -128,7 +104,7 @@ class LoopNet:
         """``n_steps`` SGD steps on random samples; returns (mean cost of each epoch, seconds).
 
         An epoch is N = len(X) steps; its sample indices come from ``rng.integers(0, N, size=N)``,
-        the same draws as ````training.loop.train`` makes: the same seed, the same order.
+        the same draws as ``training.loop.train`` makes: the same seed, the same order.
         """
         N = X.shape[0]
         epoch_costs: list[float] = []

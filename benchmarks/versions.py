@@ -3,33 +3,21 @@ interpreters: this one (``sys.executable``, the current code) and ``--baseline-p
 virtual environment with the earlier version installed, e.g. the one ``make bench-versions``
 builds under ``.bench-baseline/``).
 
-Cases (every one seeded with ``np.random.default_rng``; both versions get identical data and
-initial weights):
-
-- ``sgd 2-5-1``: single-sample SGD (batch 1, lr 0.1), 2-5-1 sigmoid, 250 random 2-D points,
-  40 epochs = 10,000 steps: steps per second;
-- ``sgd 784-10-5-1``: single-sample SGD, 784-10-5-1 sigmoid, 500 random samples, 10 epochs:
-  steps per second;
-- ``mlp f32 adam``: 784-256-128-10 ReLU/softmax, float32, Adam (lr 0.001), batch 128, shuffled,
-  on the first 20,000 Fashion-MNIST training images / 255 (random data of that shape when the
-  files are not found), 2 epochs: seconds per 60,000-sample epoch (scaled);
-- ``mlp f64 sgd``: the same MLP in float64, plain SGD (lr 0.01), batch 64;
-- ``cnn small``: conv 16 3x3 same -> relu -> maxpool 2 -> conv 32 3x3 same -> relu -> maxpool 2
-  -> flatten -> softmax 10 (the small network of the bench's ``cnn`` section), float32, He
-  initialisation, Adam, batch 128, on the first 5,120 Fashion-MNIST training images as
-  28 x 28 x 1, 1 epoch (40 updates): seconds per 60,000-image epoch (scaled). Versions with the
-  layer list only (from the CNN issue on); the layers run on one thread.
+The cases (``CASES``) are seeded, so both versions get identical data and initial weights: a) and
+b) single-sample SGD of sigmoid nets on random data (steps per second); c) and d) the
+784-256-128-10 MLP of the bench's ``mlp`` section on 20,000 Fashion-MNIST images (random data
+when the files are not found); e) the conv16-conv32 CNN of its ``cnn`` section on 5,120 images
+(versions with layer lists only; the layers run on one thread); c) to e) in seconds per
+60,000-sample epoch (scaled).
 
 Two clocks, from the same runs, each with its table: the wall time ``result.seconds`` as
 ``train()`` measures it (the exit status follows it unless ``--clock cpu_seconds``), and the
-child's CPU time around ``train()``, which a busy machine's preemption hurts less (with one BLAS
-thread it is the wall time minus the time spent waiting for a core). Each measurement is a fresh
-subprocess (``python -I``, run outside the repository so that the baseline cannot import this
-checkout's package) with OMP/OPENBLAS/MKL_NUM_THREADS=1, which first trains a short warm-up run
-and then the timed one. Runs are interleaved (old, new, old, new, ...; case by case, round by
-round) and the best of ``--repeats`` is kept for each version, so that a burst of work from
-another process spoils one sample, not one version. The verdict is ``ok`` when new/old (the
-ratio of the times, so above 1 is slower) is at most 1 + ``--tolerance``.
+child's CPU time around ``train()``, which a busy machine's preemption hurts less. Each
+measurement is a fresh subprocess (``python -I``, run outside the repository so that the baseline
+cannot import this checkout's package) with OMP/OPENBLAS/MKL_NUM_THREADS=1, a warm-up run and then
+the timed one. Runs are interleaved (old, new, old, new, ...) and the best of ``--repeats`` is
+kept for each version. The verdict is ``ok`` when new/old (the ratio of the times, so above 1 is
+slower) is at most 1 + ``--tolerance``.
 
 Usage: ``python benchmarks/versions.py --baseline-python PATH [--repeats 5] [--cases a,c]``
 (default cases a-d, which every version has; add ``e`` against a baseline with the layer list:
@@ -89,27 +77,19 @@ def data():
 
 
 def network():
+    rng, dtype, n_outputs = np.random.default_rng(0), np.dtype(spec["dtype"]), spec["n_outputs"]
     if "layers" in spec:  # a layer list: [kind, {options}] each
         from scratchnn_cli.nn import layers as L
 
         kinds = {"conv2d": L.Conv2D, "relu": L.ReLU, "maxpool2d": L.MaxPool2D, "flatten": L.Flatten}
+        layers = [kinds[kind](**options) for kind, options in spec["layers"]]
+        shape = tuple(spec["image"])
         return Network.from_layers(
-            [kinds[kind](**options) for kind, options in spec["layers"]],
-            tuple(spec["image"]),
-            spec["n_outputs"],
-            spec["output"],
-            rng=np.random.default_rng(0),
-            init="he",
-            dtype=np.dtype(spec["dtype"]),
+            layers, shape, n_outputs, spec["output"], rng=rng, init="he", dtype=dtype
         )
     return Network.build(
-        spec["n_features"],
-        spec["struct"],
-        spec["n_outputs"],
-        activation=spec["activation"],
-        output=spec["output"],
-        rng=np.random.default_rng(0),
-        dtype=np.dtype(spec["dtype"]),
+        spec["n_features"], spec["struct"], n_outputs, activation=spec["activation"],
+        output=spec["output"], rng=rng, dtype=dtype,
     )
 
 
@@ -158,108 +138,52 @@ class Case:
         """Seconds per unit of work: what is compared (lower is better)."""
         return run[clock] / run["iterations"]
 
+    def best(self, runs: dict, clock: str) -> dict[str, dict]:
+        """The fastest run of each version by ``clock``."""
+        return {v: min(runs[self.key, v], key=lambda r: self.time(r, clock)) for v in VERSIONS}
+
 
 SGD = {"lr": 0.1, "batch_size": 1, "sampling": "random", "optimizer": {"name": "sgd"}}
-MLP = {"struct": [256, 128], "n_outputs": 10, "activation": "relu", "output": "softmax"}
 ADAM_B128 = {"lr": 0.001, "batch_size": 128, "sampling": "shuffle", "optimizer": {"name": "adam"}}
+SGD_B64 = {"lr": 0.01, "batch_size": 64, "sampling": "shuffle", "optimizer": {"name": "sgd"}}
+
+
+def sigmoid_sgd(key: str, sizes: tuple[int, ...], n: int, epochs: int) -> Case:
+    """Single-sample SGD of a sigmoid net on ``n`` random samples, ``epochs`` epochs."""
+    name = f"sgd {'-'.join(map(str, sizes))} ({n * epochs:,} steps)"
+    spec = {"data": "random", "n": n, "n_features": sizes[0], "struct": list(sizes[1:-1])}
+    spec |= {"n_outputs": 1, "activation": "sigmoid", "output": "sigmoid", "dtype": "float64"}
+    return Case(key, name, "steps/s", {**spec, "cfg": SGD, "epochs": epochs, "warmup": n})
+
+
+def mlp(key: str, dtype: str, cfg: dict) -> Case:
+    """The 784-256-128-10 ReLU/softmax MLP on 20,000 images, 2 epochs."""
+    short = f"{dtype.replace('float', 'f')} {cfg['optimizer']['name']} b{cfg['batch_size']}"
+    spec = {"data": "fashion", "n": 20_000, "n_features": 784, "struct": [256, 128]}
+    spec |= {"n_outputs": 10, "activation": "relu", "output": "softmax", "dtype": dtype}
+    name = f"mlp 784-256-128-10 {short}"
+    return Case(key, name, "s/epoch", {**spec, "cfg": cfg, "epochs": 2, "warmup": 2_000})
+
+
+def conv16_conv32(key: str) -> Case:
+    """conv 16 3x3 same -> relu -> maxpool 2 -> conv 32 3x3 same -> relu -> maxpool 2 -> flatten
+    -> softmax 10, float32, Adam, batch 128, on 5,120 images (40 updates), 1 epoch."""
+    layers = []
+    for filters in (16, 32):
+        conv = ["conv2d", {"filters": filters, "kernel": 3, "padding": "same"}]
+        layers += [conv, ["relu", {}], ["maxpool2d", {"size": 2}]]
+    spec = {"data": "fashion", "n": 5_120, "n_features": 784, "image": [28, 28, 1]}
+    spec |= {"layers": [*layers, ["flatten", {}]], "n_outputs": 10, "output": "softmax"}
+    spec |= {"dtype": "float32", "cfg": ADAM_B128, "epochs": 1, "warmup": 512}
+    return Case(key, "cnn conv16-conv32 f32 adam b128", "s/epoch", spec)
+
+
 CASES = (
-    Case(
-        "a",
-        "sgd 2-5-1 (10,000 steps)",
-        "steps/s",
-        {
-            "data": "random",
-            "n": 250,
-            "n_features": 2,
-            "struct": [5],
-            "n_outputs": 1,
-            "activation": "sigmoid",
-            "output": "sigmoid",
-            "dtype": "float64",
-            "cfg": SGD,
-            "epochs": 40,
-            "warmup": 250,
-        },
-    ),
-    Case(
-        "b",
-        "sgd 784-10-5-1 (5,000 steps)",
-        "steps/s",
-        {
-            "data": "random",
-            "n": 500,
-            "n_features": 784,
-            "struct": [10, 5],
-            "n_outputs": 1,
-            "activation": "sigmoid",
-            "output": "sigmoid",
-            "dtype": "float64",
-            "cfg": SGD,
-            "epochs": 10,
-            "warmup": 500,
-        },
-    ),
-    Case(
-        "c",
-        "mlp 784-256-128-10 f32 adam b128",
-        "s/epoch",
-        {
-            "data": "fashion",
-            "n": 20_000,
-            "n_features": 784,
-            **MLP,
-            "dtype": "float32",
-            "cfg": ADAM_B128,
-            "epochs": 2,
-            "warmup": 2_000,
-        },
-    ),
-    Case(
-        "d",
-        "mlp 784-256-128-10 f64 sgd b64",
-        "s/epoch",
-        {
-            "data": "fashion",
-            "n": 20_000,
-            "n_features": 784,
-            **MLP,
-            "dtype": "float64",
-            "cfg": {
-                "lr": 0.01,
-                "batch_size": 64,
-                "sampling": "shuffle",
-                "optimizer": {"name": "sgd"},
-            },
-            "epochs": 2,
-            "warmup": 2_000,
-        },
-    ),
-    Case(
-        "e",
-        "cnn small conv16-conv32 f32 adam b128",
-        "s/epoch",
-        {
-            "data": "fashion",
-            "n": 5_120,
-            "n_features": 784,
-            "image": [28, 28, 1],
-            "layers": [
-                ["conv2d", {"filters": 16, "kernel": 3, "padding": "same"}],
-                ["relu", {}],
-                ["maxpool2d", {"size": 2}],
-                ["conv2d", {"filters": 32, "kernel": 3, "padding": "same"}],
-                ["relu", {}],
-                ["maxpool2d", {"size": 2}],
-                ["flatten", {}],
-            ],
-            "n_outputs": 10,
-            "output": "softmax",
-            "dtype": "float32",
-            "cfg": ADAM_B128,
-            "epochs": 1,
-            "warmup": 512,
-        },
-    ),
+    sigmoid_sgd("a", (2, 5, 1), n=250, epochs=40),
+    sigmoid_sgd("b", (784, 10, 5, 1), n=500, epochs=10),
+    mlp("c", "float32", ADAM_B128),
+    mlp("d", "float64", SGD_B64),
+    conv16_conv32("e"),
 )
 
 
@@ -274,7 +198,9 @@ def child_env() -> dict[str, str]:
     env = dict(os.environ)
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         env[var] = "1"
-    if not env.get("SCRATCHNN_DATA") and BESIDE_PROJECT.is_dir():
+    if env.get("SCRATCHNN_DATA"):  # absolute: the children run in a temporary folder
+        env["SCRATCHNN_DATA"] = os.path.abspath(env["SCRATCHNN_DATA"])
+    elif BESIDE_PROJECT.is_dir():
         env["SCRATCHNN_DATA"] = str(BESIDE_PROJECT)
     return env
 
@@ -303,9 +229,7 @@ def table(cases: list[Case], runs: dict, clock: str, tolerance: float) -> bool:
     header = ("case", "old", "new", "new/old", "verdict")
     rows, all_ok = [], True
     for case in cases:
-        best = {
-            v: min(runs[(case.key, v)], key=lambda run: case.time(run, clock)) for v in VERSIONS
-        }
+        best = case.best(runs, clock)
         ratio = case.time(best["new"], clock) / case.time(best["old"], clock)
         ok = ratio <= 1 + tolerance
         all_ok &= ok
@@ -367,10 +291,7 @@ def main(argv: list[str] | None = None) -> int:
         ok = table(cases, runs, clock, args.tolerance)
         failed |= clock == args.clock and not ok
     for case in cases:
-        best = {
-            v: min(runs[(case.key, v)], key=lambda run: case.time(run, args.clock))
-            for v in versions
-        }
+        best = case.best(runs, args.clock)
         if best["old"]["cost"] != best["new"]["cost"]:
             print(
                 f"{case.key}: final costs differ: old {best['old']['cost']!r}, "
