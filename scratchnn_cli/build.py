@@ -20,18 +20,16 @@ from scratchnn_cli.errors import ConfigError
 from scratchnn_cli.nn.engines import EngineChoice, EngineError, choose_engine
 from scratchnn_cli.nn.network import Network, plan
 from scratchnn_cli.nn.optim.optimizers import make_optimizer
+from scratchnn_cli.streams import Stream, stream
 
 
 def rng_streams(seed: int) -> dict[str, np.random.Generator]:
-    """One seed, independent streams: data split [seed, 1] (in data/dataset.py), initial weights
-    [seed, 2], sampling [seed, 3], dropout masks [seed, 4], gradient check [seed, 5]
-    (``experiment.gradcheck_experiment``), training-batch augmentation [seed, 6], the
-    augmentation.png examples [seed, 7]."""
+    """The streams training draws from (``streams.py`` lists them all)."""
     return {
-        "init": np.random.default_rng([seed, 2]),
-        "sampling": np.random.default_rng([seed, 3]),
-        "dropout": np.random.default_rng([seed, 4]),
-        "augment": np.random.default_rng([seed, 6]),
+        "init": stream(seed, Stream.INIT),
+        "sampling": stream(seed, Stream.SAMPLING),
+        "dropout": stream(seed, Stream.DROPOUT),
+        "augment": stream(seed, Stream.AUGMENT),
     }
 
 

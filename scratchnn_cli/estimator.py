@@ -47,6 +47,7 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_dat
 
 from scratchnn_cli.config.schema import ModelConfig, TrainConfig, format_validation_error
 from scratchnn_cli.nn.network import Network
+from scratchnn_cli.streams import Stream, stream
 from scratchnn_cli.training import TrainResult, train
 
 
@@ -195,19 +196,19 @@ class ScratchnnClassifier(ClassifierMixin, BaseEstimator):
         model, self.train_ = self._sections(n_samples)
         seed = self._seed()
         self.seed_ = seed
-        self._sampling = np.random.default_rng([seed, 3])
+        self._sampling = stream(seed, Stream.SAMPLING)
         k = len(self.classes_)
         self.net_ = Network.from_layers(
             [spec.make() for spec in model.layer_specs()],
             self.n_features_in_,
             1 if k == 2 else k,
             "sigmoid" if k == 2 else "softmax",
-            rng=np.random.default_rng([seed, 2]),
+            rng=stream(seed, Stream.INIT),
             mu=model.mu,
             sigma=model.sigma,
             dtype=dtype,
             init=model.init,
-            dropout_rng=np.random.default_rng([seed, 4]),
+            dropout_rng=stream(seed, Stream.DROPOUT),
         )
 
     def _train(self, X: np.ndarray, y: np.ndarray, epochs: int) -> ScratchnnClassifier:

@@ -73,6 +73,7 @@ from scratchnn_cli.runs import (
     write_yaml,
 )
 from scratchnn_cli.runs.writer import RunWriter, start_run_folder
+from scratchnn_cli.streams import Stream, stream
 from scratchnn_cli.training.hooks import Hooks
 from scratchnn_cli.training.loop import train
 from scratchnn_cli.training.stopping import divergence
@@ -335,7 +336,7 @@ def _confusion_picture(
 def write_augmentation_examples(run_dir: Path, config: ExperimentConfig, dataset: Dataset) -> None:
     """``augmentation.png``: training images beside augmented versions (its own stream, so the
     picture never changes what training sees)."""
-    shown = augmenter(config, dataset, np.random.default_rng([config.seed, 7]))
+    shown = augmenter(config, dataset, stream(config.seed, Stream.AUGMENT_EXAMPLES))
     if shown is None:
         return
     originals, augmented = augmentation_examples(dataset.X_train[:8], shown)
@@ -488,7 +489,7 @@ def gradcheck_experiment(
     config = config.model_copy(update={"model": model})
     dataset = load_dataset(config.data, config.seed, config.model.dtype)
     check_memory(config, dataset)  # a network too big for memory: one line, as train says
-    rng = np.random.default_rng([config.seed, 5])
+    rng = stream(config.seed, Stream.GRADCHECK)
     net = build_network(config, dataset)
     net.theta += rng.normal(0.0, 0.01, size=net.theta.size)
     n = len(dataset.y_train)

@@ -713,5 +713,10 @@ def test_data_package_imports_no_network_training_or_cli_code() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout.split()
     assert "scratchnn_cli.data.dataset" in loaded
-    allowed = ("scratchnn_cli.data", "scratchnn_cli.config", "scratchnn_cli.errors")
+    allowed = (
+        "scratchnn_cli.data",
+        "scratchnn_cli.config",
+        "scratchnn_cli.errors",
+        "scratchnn_cli.streams",
+    )
     assert [m for m in loaded if not m.startswith(allowed)] == []

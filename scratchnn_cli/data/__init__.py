@@ -1,8 +1,8 @@
 """Datasets: the built-ins, CSV files and Fashion-MNIST, split into train / val / test, scaled.
 
 Every problem a user can cause (a bad CSV, a missing download, an unknown class) is reported as
-one :class:`DataError` line. Randomness comes only from ``np.random.default_rng([seed, 1])``
-(the project's data stream), so the same config and seed always give the same arrays.
+one :class:`DataError` line. Randomness comes only from the data's own streams (streams.py), so
+the same config and seed always give the same arrays.
 
 Modules: ``dataset`` (:class:`Dataset`, :func:`load_dataset`), ``builtin`` (blobs400,
 circles500, digits), ``csv`` (CSV files), ``idx`` (IDX files), ``fashion_mnist`` (locations,

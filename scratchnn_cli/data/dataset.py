@@ -1,6 +1,6 @@
 """:class:`Dataset` and :func:`load_dataset`: a config's data, loaded, filtered and split.
 
-Randomness comes only from ``np.random.default_rng([seed, 1])`` (the project's data stream), so
+Randomness comes only from the stream ``Stream.DATA_SPLIT`` (streams.py), so
 the same config and seed always give the same arrays and the same fingerprint.
 """
 
@@ -23,6 +23,7 @@ from scratchnn_cli.data.raw import RawData
 from scratchnn_cli.data.scaling import NO_SCALING, Scaling, fit_scaling, nonfinite_columns
 from scratchnn_cli.data.splits import format_split, kfold_indices, split_indices
 from scratchnn_cli.errors import DataError
+from scratchnn_cli.streams import Stream, stream
 
 if TYPE_CHECKING:  # data/ uses the spec's data section only as a type: it imports no models
     from scratchnn_cli.config import DataConfig
@@ -109,7 +110,7 @@ def load_dataset(cfg: DataConfig, seed: int, dtype: DTypeLike = np.float64) -> D
     raw = _with_image_shape(_load_raw(cfg), cfg)
     check_class_sizes(raw, cfg.dataset)
 
-    rng = np.random.default_rng([seed, 1])
+    rng = stream(seed, Stream.DATA_SPLIT)
     n_test_set = None if raw.y_test is None else len(raw.y_test)
     idx_train, idx_val, idx_test = split_indices(
         raw.y, cfg.split, rng, n_test_set=n_test_set, name=cfg.dataset
@@ -219,12 +220,12 @@ def cv_fold(
     y: np.ndarray, idx_train: np.ndarray, idx_val: np.ndarray, cfg: DataConfig, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """``data.cv``: the rows (train, held out) of fold ``cfg.cv.fold`` of train + val, pooled
-    and sorted, by ``kfold_indices`` (its seed from the stream ``[seed, 8]``); ``folds: 1``
+    and sorted, by ``kfold_indices`` (its seed from the stream ``Stream.CV_FOLDS``); ``folds: 1``
     keeps the split's own train and val."""
     if cfg.cv.folds == 1:
         return idx_train, idx_val
     pool = np.sort(np.concatenate([idx_train, idx_val]))
-    state = int(np.random.default_rng([seed, 8]).integers(2**31))
+    state = int(stream(seed, Stream.CV_FOLDS).integers(2**31))
     try:
         folds = kfold_indices(y[pool], cfg.cv.folds, state)
     except ValueError as exc:

@@ -12,7 +12,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import yaml
 from pydantic import TypeAdapter, ValidationError
 
@@ -27,6 +26,7 @@ from scratchnn_cli.config.load import MAX_CONFIG_BYTES, read_spec_text
 from scratchnn_cli.config.overrides import SHOWN_CHARS
 from scratchnn_cli.config.schema import WholeNumber
 from scratchnn_cli.errors import ConfigError, RunFolderError, UserInputError, one_line
+from scratchnn_cli.streams import Stream, stream
 
 SWEEP_FILE = "sweep.yaml"
 
@@ -286,7 +286,7 @@ def expand_points(
     if random is None:
         points = list(every)
     else:
-        state = int(np.random.default_rng([seed, 9]).integers(2**31))
+        state = int(stream(seed, Stream.SWEEP_POINTS).integers(2**31))
         points = list(ParameterSampler(grid, n_iter=min(random, len(every)), random_state=state))
     return [{key: point[key] for key in grid} for point in points]
 
