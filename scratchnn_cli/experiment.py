@@ -13,7 +13,6 @@ import functools
 import os
 import socket
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -51,11 +50,11 @@ from scratchnn_cli.report.plots import (
     LiveLearningCurve,
     confusion_matrix_png,
     plot_augmentation,
-    summary_table,
 )
 from scratchnn_cli.report.progress import TrainingProgress
+from scratchnn_cli.report.tables import summary_table
 from scratchnn_cli.report.text import printable
-from scratchnn_cli.run_info import new_run_info, now
+from scratchnn_cli.run_info import FinishedRun, new_run_info, now
 from scratchnn_cli.runs import (
     FINISHED,
     RESUMABLE,
@@ -398,18 +397,6 @@ def _fit(
     if live[0]:
         title = f"{config.name}: stopped by {result.stopped_by}"
         _optional_png(console, "learning_curve.png", lambda: curve.finish(result.history, title))
-
-
-@dataclass
-class FinishedRun:
-    """A finished run rebuilt from its folder: run.json, the spec, the same data (same seed)
-    and the trained network."""
-
-    run_dir: Path
-    record: RunRecord
-    config: ExperimentConfig
-    dataset: Dataset
-    net: Network
 
 
 def load_run_model(run_dir: Path, statuses: tuple[str, ...] = FINISHED) -> FinishedRun:

@@ -20,27 +20,19 @@ from typing import Any
 
 import pandas as pd
 import yaml
-from rich import box
-from rich.cells import cell_len
 from rich.console import Console
-from rich.table import Table
 from rich.text import Text
 
 from scratchnn_cli.config import load_config
 from scratchnn_cli.data import data_dir
 from scratchnn_cli.errors import ConfigError, DataError, one_line
-from scratchnn_cli.report.text import cell, printable
+from scratchnn_cli.report.tables import accuracy_text, reproduce_table
+from scratchnn_cli.report.text import printable
 from scratchnn_cli.runs import create_run_dir, write_text
-from scratchnn_cli.runs.listing import SHORT_STOP
 
 #: How often, in seconds, the status line of the experiments training is redrawn (on a
 #: terminal): the loop waits this long at most for one to finish before it looks again.
 STATUS_EVERY = 1.0
-#: The narrowest an experiment's name gets in the terminal's table (with its ``…``).
-MIN_NAME = 16
-#: The terminal table's layouts, the roomiest first: (padding, with the seconds column). The
-#: seconds are also on each experiment's finish line and in summary.md, so they go first.
-TABLE_LAYOUTS = ((1, True), (0, True), (0, False))
 
 
 @dataclass
@@ -130,10 +122,6 @@ def _run_one(entry: dict[str, Any], configs_dir: Path, out_dir: Path) -> Row:
     return row
 
 
-def _fmt(value: float | None) -> str:
-    return "-" if value is None else f"{value:.3f}"
-
-
 def summary_markdown(rows: list[Row], title: str) -> str:
     """The summary as a Markdown table."""
     lines = [
@@ -145,78 +133,15 @@ def summary_markdown(rows: list[Row], title: str) -> str:
     ]
     for r in rows:
         stop = r.stop.replace("|", "\\|")
+        scores = " | ".join(
+            map(accuracy_text, (r.reported_val, r.ours_val, r.reported_test, r.ours_test))
+        )
+        seconds = r.seconds if r.seconds is not None else "-"
         lines.append(
-            f"| {r.id} | {r.experiment} | {r.data} | {_fmt(r.reported_val)} | {_fmt(r.ours_val)} "
-            f"| {_fmt(r.reported_test)} | {_fmt(r.ours_test)} | {r.status} | {stop} "
-            f"| {r.seconds if r.seconds is not None else '-'} | {r.run_dir} |"
+            f"| {r.id} | {r.experiment} | {r.data} | {scores} | {r.status} | {stop} "
+            f"| {seconds} | {r.run_dir} |"
         )
     return "\n".join(lines) + "\n"
-
-
-def short_stop(row: Row) -> str:
-    """One word or two for how an experiment ended: the stop rule of a completed one
-    (``max iter``, ``eps``...), else its status without the reason (``skipped``, ``failed``);
-    summary.md has the whole reason."""
-    if row.status == "completed" and row.stopped_by:
-        return SHORT_STOP.get(row.stopped_by, row.stopped_by)
-    return row.status.split(":")[0]
-
-
-def summary_table(rows: list[Row], width: int) -> Table:
-    """The summary as a Rich table for a terminal ``width`` columns wide, one line per
-    experiment: the first of ``TABLE_LAYOUTS`` that fits, else the narrowest with the names
-    cut (``…``) to the width left. The data each read is in the caption; the stop reasons
-    and run folders are left to summary.md."""
-    from rich.measure import Measurement
-
-    console = Console(width=10_000)
-    for padding, seconds in TABLE_LAYOUTS:
-        table = _summary_table(rows, padding, seconds)
-        wide = Measurement.get(console, console.options, table).maximum
-        if wide <= width:
-            return table
-    names = max([cell_len("experiment")] + [cell_len(printable(r.experiment)) for r in rows])
-    table.columns[1].max_width = max(MIN_NAME, width - (wide - names))
-    return table
-
-
-def _summary_table(rows: list[Row], padding: int, seconds: bool) -> Table:
-    """The terminal's summary table: ``padding`` spaces each side of a cell (beside the one
-    between columns), with or without the ``seconds`` column."""
-    table = Table(
-        title="course assignment: reported vs ours (accuracy)",
-        caption=_data_caption(rows),
-        box=box.SIMPLE_HEAD,
-        show_edge=False,
-        pad_edge=False,
-        padding=(0, padding),
-        collapse_padding=True,
-    )
-    table.add_column("#", justify="right", no_wrap=True)
-    table.add_column("experiment", no_wrap=True, overflow="ellipsis")
-    for split in ("val", "test"):
-        table.add_column(f"{split}\nrep.", justify="right", no_wrap=True)
-        table.add_column(f"{split}\nours", justify="right", no_wrap=True)
-    table.add_column("stop", no_wrap=True)
-    if seconds:
-        table.add_column("s", justify="right", no_wrap=True)
-    for r in rows:
-        cells = [str(r.id), cell(r.experiment), _fmt(r.reported_val), _fmt(r.ours_val)]
-        cells += [_fmt(r.reported_test), _fmt(r.ours_test), cell(short_stop(r))]
-        if seconds:
-            cells.append("-" if r.seconds is None else f"{r.seconds:.0f}")
-        table.add_row(*cells)
-    return table
-
-
-def _data_caption(rows: list[Row]) -> Text:
-    """Which data each experiment read: ``data: #1 #3 course CSV (blobs400.csv); ...``, and
-    where the details are."""
-    ids: dict[str, list[str]] = {}
-    for r in rows:
-        ids.setdefault(r.data, []).append(f"#{r.id}")
-    data = "; ".join(f"{' '.join(numbers)} {printable(name)}" for name, numbers in ids.items())
-    return Text(f"data: {data}. Stop reasons and run folders: summary.md")
 
 
 def _train_all(
@@ -254,8 +179,9 @@ def _train_all(
                 row = future.result()
                 rows.append(row)
                 say(
-                    f"#{row.id} {row.experiment}: test {_fmt(row.ours_test)} (reported "
-                    f"{_fmt(row.reported_test)}) {row.status}, {time.perf_counter() - began:.0f} s"
+                    f"#{row.id} {row.experiment}: test {accuracy_text(row.ours_test)} "
+                    f"(reported {accuracy_text(row.reported_test)}) {row.status}, "
+                    f"{time.perf_counter() - began:.0f} s"
                 )
     return rows
 
@@ -289,7 +215,7 @@ def reproduce_all(
     write_text(
         out_dir / "summary.md", summary_markdown(rows, f"Course assignment reproduced ({stamp})")
     )
-    console.print(summary_table(rows, console.width))
+    console.print(reproduce_table(rows, console.width))
     console.print(
         f"total {time.perf_counter() - start:.0f}s; summary in {printable(out_dir)}/summary.md",
         markup=False,

@@ -1,11 +1,13 @@
-"""What run.json says of a run when it starts: its network, its data, the versions and the
-process that trains it. Built from the spec, the network and the dataset; stored by ``runs/``."""
+"""What run.json says of a run when it starts (its network, its data, the versions and the
+process that trains it: built from the spec, the network and the dataset; stored by ``runs/``),
+and a finished run's pieces once rebuilt from its folder (``FinishedRun``)."""
 
 from __future__ import annotations
 
 import os
 import platform
 import socket
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -84,3 +86,15 @@ def new_run_info(
 def now() -> str:
     """The time now, as run.json writes it (local, to the second, with its UTC offset)."""
     return datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+@dataclass
+class FinishedRun:
+    """A finished run rebuilt from its folder: run.json, the spec, the same data (same seed)
+    and the trained network."""
+
+    run_dir: Path
+    record: RunRecord
+    config: ExperimentConfig
+    dataset: Dataset
+    net: Network

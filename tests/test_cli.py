@@ -819,7 +819,7 @@ def test_evaluate_a_legacy_run_prints_the_new_sections(tmp_path: Path) -> None:
 def test_a_class_without_samples_shows_a_dash() -> None:
     from rich.console import Console
 
-    from scratchnn_cli.cli.evaluate import per_class_table
+    from scratchnn_cli.report.tables import per_class_table
 
     console = Console(record=True, width=80)
     console.print(per_class_table([[0, 0], [1, 3]], ["absent", "b"], "val"))
@@ -828,7 +828,7 @@ def test_a_class_without_samples_shows_a_dash() -> None:
 
 
 def test_no_errors_is_one_line() -> None:
-    from scratchnn_cli.cli.evaluate import confused_pair_lines
+    from scratchnn_cli.report.tables import confused_pair_lines
 
     assert confused_pair_lines([]) == ["most confused pairs: none (no errors)"]
     pair = {"true": "Shirt", "predicted": "T-shirt/top", "count": 112, "share_of_true": 0.112}

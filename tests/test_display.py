@@ -265,7 +265,7 @@ def manifest_rows() -> list[Any]:
 
 @pytest.mark.parametrize("width", [80, 60])
 def test_the_reproduce_table_has_one_line_per_experiment(width: int) -> None:
-    from scratchnn_cli.reproduce import summary_table
+    from scratchnn_cli.report.tables import reproduce_table as summary_table
 
     rows = manifest_rows()
     printed = render(summary_table(rows, width), width)
@@ -328,7 +328,7 @@ def listing_rows(name: str = "20261206-065100-circles_s") -> list[dict[str, Any]
 
 @pytest.mark.parametrize("width", [100, 80, 60, 40])
 def test_the_runs_table_fits_the_width(width: int) -> None:
-    from scratchnn_cli.cli.runs import fitted_runs_table
+    from scratchnn_cli.report.tables import fitted_runs_table
 
     rows = listing_rows()
     console = Console(width=width, file=io.StringIO())
@@ -346,7 +346,7 @@ def test_the_runs_table_fits_the_width(width: int) -> None:
 
 
 def test_a_long_run_name_gives_up_columns_before_it_is_cut() -> None:
-    from scratchnn_cli.cli.runs import fitted_runs_table
+    from scratchnn_cli.report.tables import fitted_runs_table
 
     rows = listing_rows("20261206-065100-fashion_shirt_sandal_deep_net")
     console = Console(width=80, file=io.StringIO())
@@ -357,7 +357,7 @@ def test_a_long_run_name_gives_up_columns_before_it_is_cut() -> None:
 
 
 def test_a_sweep_folder_keeps_its_val_accuracy_at_60_columns() -> None:
-    from scratchnn_cli.cli.runs import fitted_runs_table
+    from scratchnn_cli.report.tables import fitted_runs_table
 
     rows = [dict(r, test=None, val=0.9633) for r in listing_rows()]
     console = Console(width=60, file=io.StringIO())

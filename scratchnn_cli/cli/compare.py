@@ -9,7 +9,7 @@ import typer
 
 from scratchnn_cli.cli.common import err, handle_errors, out
 from scratchnn_cli.cli.output import STDOUT
-from scratchnn_cli.report.text import cell, printable
+from scratchnn_cli.report.text import printable
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -110,6 +110,8 @@ def print_table(comparison: Comparison) -> None:
     two at its full width (lines longer than the terminal rather than columns cut down)."""
     from rich.measure import Measurement
 
+    from scratchnn_cli.report.tables import comparison_table
+
     def width(table: Table) -> int:
         return Measurement.get(out, out.options.update(width=10_000), table).maximum
 
@@ -123,30 +125,3 @@ def print_table(comparison: Comparison) -> None:
         from rich.console import Console
 
         Console(width=widths[best]).print(tables[best])
-
-
-def comparison_table(comparison: Comparison, transposed: bool = False) -> Table:
-    """The Rich table of a comparison: one row per run; every cell is ``report.text.cell`` (never
-    markup, control characters escaped: names and values come from the run folders)."""
-    from rich.table import Table
-
-    from scratchnn_cli.compare import RESULT_COLUMNS
-
-    n = len(comparison.runs)
-    shown = "every config key" if comparison.all_keys else "config keys that differ"
-    table = Table(title=f"{n} run{'s' if n != 1 else ''} ({shown}: {len(comparison.keys)})")
-    numeric = set(RESULT_COLUMNS) - {"status"}
-    if transposed:
-        rows = comparison.display_rows()
-        table.add_column("", style="bold")
-        for row in rows:
-            table.add_column(cell(row[0]), justify="right", no_wrap=True)
-        for i, column in enumerate(comparison.columns[1:], start=1):
-            table.add_row(cell(column), *(cell(row[i]) for row in rows))
-        return table
-    for column in comparison.columns:
-        justify = "right" if column in numeric else "left"
-        table.add_column(cell(column), justify=justify, no_wrap=True)
-    for row in comparison.display_rows():
-        table.add_row(*(cell(text) for text in row))
-    return table

@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
 from scratchnn_cli.cli.common import err, handle_errors, out, say
 from scratchnn_cli.errors import EXIT_GRADCHECK
@@ -16,8 +15,6 @@ from scratchnn_cli.report.text import printable
 
 if TYPE_CHECKING:
     from scratchnn_cli.nn.gradcheck import GradCheckRow
-
-COLUMNS = ("layer", "param", "shape", "checked", "max |diff|", "relative error", "")
 
 
 @handle_errors
@@ -50,6 +47,7 @@ def gradcheck(
     from scratchnn_cli.config import load_config
     from scratchnn_cli.errors import UserInputError
     from scratchnn_cli.experiment import gradcheck_experiment
+    from scratchnn_cli.report.tables import gradcheck_table
 
     if not tolerance >= 0:  # NaN too: every check would fail
         raise UserInputError(f"--tolerance must be a number >= 0 (got {tolerance:g})")
@@ -61,7 +59,7 @@ def gradcheck(
     with err.status(escape(doing)):
         rows, n_used = gradcheck_experiment(spec, samples, max_entries)
     title = f"gradient check: {spec.name} ({n_used} samples, float64)"
-    out.print(_gradcheck_table(rows, tolerance, title))
+    out.print(gradcheck_table(rows, tolerance, title))
     worst = _worst_error(rows)
     if not worst <= tolerance:  # NaN (a broken backprop) fails too
         say(f"FAILED: the largest relative error {worst:.2e} is above {tolerance:g}")
@@ -73,23 +71,3 @@ def _worst_error(rows: list[GradCheckRow]) -> float:
     """The largest relative error of ``rows``: NaN if any is NaN, 0 if there are none."""
     errors = [r.relative_error for r in rows]
     return math.nan if any(math.isnan(e) for e in errors) else max(errors, default=0.0)
-
-
-def _gradcheck_table(rows: list[GradCheckRow], tolerance: float, title: str) -> Table:
-    """One row per parameter array: its layer (index into the network's layers and
-    description, e.g. ``2 dense(4)``), name, shape, how many entries were checked,
-    the largest absolute difference, the relative error, and ok / FAIL against ``tolerance``."""
-    table = Table(title=title)
-    for column in COLUMNS:
-        table.add_column(column, justify="left" if column in ("layer", "param", "") else "right")
-    for r in rows:
-        table.add_row(
-            f"{r.layer} {r.description}",
-            r.param,
-            "x".join(map(str, r.shape)),
-            str(r.checked),
-            f"{r.max_abs_diff:.2e}",
-            f"{r.relative_error:.2e}",
-            "[green]ok[/]" if r.relative_error <= tolerance else "[bold red]FAIL[/]",
-        )
-    return table

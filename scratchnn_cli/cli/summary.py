@@ -30,7 +30,7 @@ def summary(
     from scratchnn_cli.build import build_network, check_memory, choose_run_engine
     from scratchnn_cli.config import load_config
     from scratchnn_cli.data import load_dataset
-    from scratchnn_cli.report.plots import summary_table
+    from scratchnn_cli.report.tables import summary_table
 
     spec = load_config(config, set_ or [])
     dataset = load_dataset(spec.data, spec.seed)

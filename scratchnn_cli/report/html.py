@@ -61,7 +61,7 @@ from scratchnn_cli.runs.history import read_history
 if TYPE_CHECKING:
     import matplotlib.pyplot as plt
 
-    from scratchnn_cli.experiment import FinishedRun
+    from scratchnn_cli.run_info import FinishedRun
 
 REPORT_NAME = "report.html"
 #: The page template, in the package's ``report/templates`` folder.

@@ -13,9 +13,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from rich.table import Table
 
-from scratchnn_cli.report.text import cell
 from scratchnn_cli.runs import atomic_write
 
 if TYPE_CHECKING:
@@ -159,17 +157,6 @@ def confusion_matrix_png(matrix: np.ndarray, class_names: Sequence[str], title: 
     return figure_png(fig)
 
 
-def confusion_table(matrix: np.ndarray, class_names: Sequence[str], title: str = "") -> Table:
-    """A Rich table of the confusion matrix: rows true class, columns predicted class."""
-    table = Table(title=cell(title) if title else None, show_lines=False)
-    table.add_column("true \\ predicted", style="bold")
-    for name in class_names:
-        table.add_column(cell(name), justify="right")
-    for name, row in zip(class_names, np.asarray(matrix), strict=True):
-        table.add_row(cell(name), *(str(int(v)) for v in row))
-    return table
-
-
 def plot_augmentation(
     originals: np.ndarray, augmented_list: Sequence[np.ndarray], path: Path, title: str = ""
 ) -> None:
@@ -222,22 +209,6 @@ def _grayscale(images: np.ndarray, what: str) -> np.ndarray:
     if array.ndim != 3:
         raise ValueError(f"{what}: expected grayscale images (n, H, W[, 1]), got {array.shape}")
     return array
-
-
-def summary_table(net: Any, name: str) -> Table:
-    """Keras' ``model.summary()`` as a Rich table: per layer of ``net``, its index, description,
-    output shape and parameter count; the title names the input shape."""
-    table = Table(title=f"{name}: {shape_text(net.input_shape)} inputs")
-    for column in ("#", "layer", "output shape", "params"):
-        table.add_column(column, justify="left" if column == "layer" else "right")
-    for row in net.summary():
-        table.add_row(str(row.index), row.layer, shape_text(row.output_shape), f"{row.params:,}")
-    return table
-
-
-def shape_text(shape: tuple[int, ...]) -> str:
-    """One sample's shape as text: ``5``, or ``28x28x1`` for images."""
-    return "x".join(map(str, shape))
 
 
 #: Up to this many runs, the overlay names each run in a legend beside the plot, in distinct
