@@ -136,13 +136,6 @@ class LiveLearningCurve:
         plot_learning_curve(history, self.path, title)
 
 
-def plot_confusion_matrix(
-    matrix: np.ndarray, class_names: Sequence[str], path: Path, title: str = ""
-) -> None:
-    """Write ``confusion_matrix_png`` atomically to ``path``."""
-    _write_png(confusion_matrix_png(matrix, class_names, title), path)
-
-
 def confusion_matrix_png(matrix: np.ndarray, class_names: Sequence[str], title: str = "") -> bytes:
     """Confusion matrix (rows: true class, columns: predicted) with class names, as PNG bytes."""
     k = len(class_names)
@@ -316,13 +309,6 @@ def _run_colour_bar(fig: plt.Figure, ax: Any, n: int) -> None:
 
     scale = ScalarMappable(norm=Normalize(1, n), cmap=pyplot().get_cmap("viridis"))
     fig.colorbar(scale, ax=ax, label=f"run (1 to {n}, in the table's order)")
-
-
-def plot_overlaid_curves(
-    curves: Sequence[tuple[str, Sequence[Any]]], path: Path, title: str = ""
-) -> None:
-    """Write ``overlaid_curves_png`` atomically to ``path``."""
-    _write_png(overlaid_curves_png(curves, title), path)
 
 
 def plot_sweep(
