@@ -13,6 +13,7 @@ import functools
 import os
 import socket
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -104,9 +105,8 @@ def run_experiment(
     try:
         record = new_run_info(config, config_path, net, dataset, choice.engine)
         start_run_folder(run_dir, lock, config.to_dict(), record)
-        return _train_in(
-            run_dir, config, dataset, net, streams, record, None, console, plots, choice.engine
-        )
+        run = Training(run_dir, record, config, dataset, net, streams, choice.engine, plots)
+        return _train_in(run, None, console)
     finally:
         lock.release()
 
@@ -161,9 +161,8 @@ def _resume_locked(
         console = console or Console(stderr=True)
         console.print(f"note: {run_dir}/checkpoint.npz: {restarted}")
     _mark_resumed(run_dir, record, config, overrides, snapshot, restarted)
-    return _train_in(
-        run_dir, config, dataset, net, streams, record, snapshot, console, plots, engine
-    )
+    run = Training(run_dir, record, config, dataset, net, streams, engine, plots)
+    return _train_in(run, snapshot, console)
 
 
 def resumed_engine(run_dir: Path, record: RunRecord) -> str:
@@ -254,42 +253,36 @@ def _mark_resumed(
         raise RunWriteError(f"{run_dir}: could not write the run folder: {exc}") from None
 
 
-def _train_in(
-    run_dir: Path,
-    config: ExperimentConfig,
-    dataset: Dataset,
-    net: Network,
-    streams: dict[str, np.random.Generator],
-    record: RunRecord,
-    snapshot: Snapshot | None,
-    console: Console | None,
-    plots: bool = True,
-    engine: str = "numpy",
-) -> RunOutcome:
+@dataclass
+class Training:
+    """A run being trained and written: its folder and run.json, its spec, data, network and
+    random streams, the engine that runs its epochs, and whether it draws its PNGs."""
+
+    run_dir: Path
+    record: RunRecord
+    config: ExperimentConfig
+    dataset: Dataset
+    net: Network
+    streams: dict[str, np.random.Generator]
+    engine: str = "numpy"
+    plots: bool = True
+
+
+def _train_in(run: Training, snapshot: Snapshot | None, console: Console | None) -> RunOutcome:
     """Train (from ``snapshot`` if given) and finish the run folder, whatever happens."""
     console = console or Console(stderr=True)
-    writer = RunWriter(run_dir, record)
+    writer = RunWriter(run.run_dir, run.record)
+    net, dataset = run.net, run.dataset
     try:
-        _fit(
-            run_dir,
-            config,
-            dataset,
-            net,
-            streams,
-            snapshot,
-            writer.result,
-            writer.save_checkpoint,
-            console,
-            plots,
-            engine,
-        )
+        _fit(run, snapshot, writer.result, writer.save_checkpoint, console)
         metrics = score_splits(net, dataset)
-        pictures = [_confusion_picture(config, dataset, metrics, console)] if plots else []
-        writer.trained(net.state(), metrics, [p for p in pictures if p is not None])
+        drawn = [_confusion_picture(run.config, dataset, metrics, console)] if run.plots else []
+        writer.trained(net.state(), metrics, [p for p in drawn if p is not None])
     except KeyboardInterrupt:
         writer.interrupted(net.state())
+        where = run.run_dir
         raise Interrupted(
-            f"interrupted: {run_dir} is saved; go on with: scratchnn train --resume {run_dir}"
+            f"interrupted: {where} is saved; go on with: scratchnn train --resume {where}"
         ) from None
     except Exception as exc:
         writer.failed(exc)
@@ -345,20 +338,15 @@ def write_augmentation_examples(run_dir: Path, config: ExperimentConfig, dataset
 
 
 def _fit(
-    run_dir: Path,
-    config: ExperimentConfig,
-    dataset: Dataset,
-    net: Network,
-    streams: dict[str, np.random.Generator],
+    run: Training,
     snapshot: Snapshot | None,
     result: TrainResult,
     save_checkpoint: Callable[[Snapshot], None],
     console: Console,
-    plots: bool = True,
-    engine: str = "numpy",
 ) -> None:
-    """Train with the live display and the live learning curve (fills ``result``); ``engine``
-    (numpy or compiled) runs the epochs."""
+    """Train with the live display and the live learning curve (fills ``result``); the run's
+    engine (numpy or compiled) runs the epochs."""
+    run_dir, config, dataset, net, plots = run.run_dir, run.config, run.dataset, run.net, run.plots
     if snapshot is None:
         if not console.quiet:  # a quiet console shows nothing: the table is not even rendered
             console.print(summary_table(net, config.name or ""), highlight=False)
@@ -386,13 +374,13 @@ def _fit(
             y_fit,
             dataset.n_classes,
             config.train,
-            streams["sampling"],
+            run.streams["sampling"],
             validation=validation_set(config, dataset),
             hooks=Hooks(on_epoch, save_checkpoint, config.train.checkpoint_every),
             resume_from=snapshot,
             result=result,
-            augment=augmenter(config, dataset, streams["augment"]),
-            engine=engine,
+            augment=augmenter(config, dataset, run.streams["augment"]),
+            engine=run.engine,
         )
     if live[0]:
         title = f"{config.name}: stopped by {result.stopped_by}"
