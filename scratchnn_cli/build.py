@@ -4,20 +4,27 @@ The random streams of a seed, the network the spec describes (sized for the data
 augmenter of training batches, the samples training uses and what it validates on; and the
 checks that only the data can make (layer shapes, memory, settings that need a validation
 split), each a one-line ``ConfigError``. ``experiment.py`` puts these together into a run.
+
+``network_for`` is the one way from a validated ``model`` section to a Network: a run's
+(``build_network``), ``scratchnn summary``'s (``summarize_network``) and the scikit-learn
+estimator's all go through it.
 """
 
 from __future__ import annotations
 
 import math
 import os
+from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import DTypeLike
 
-from scratchnn_cli.config import ExperimentConfig
-from scratchnn_cli.data import Dataset
+from scratchnn_cli.config import ExperimentConfig, ModelConfig
+from scratchnn_cli.data import Dataset, load_dataset
 from scratchnn_cli.data.augment import Augmenter
 from scratchnn_cli.errors import ConfigError
 from scratchnn_cli.nn.engines import EngineChoice, EngineError, choose_engine
+from scratchnn_cli.nn.layers import Layer, Shape
 from scratchnn_cli.nn.network import Network, plan
 from scratchnn_cli.nn.optim.optimizers import make_optimizer
 from scratchnn_cli.streams import Stream, stream
@@ -55,9 +62,9 @@ def data_key(config: ExperimentConfig) -> str:
     return f"{config.data.model_dump_json()} {data_seed} {config.model.dtype}"
 
 
-def output_kind(config: ExperimentConfig, n_classes: int) -> str:
+def output_kind(model: ModelConfig, n_classes: int) -> str:
     """'sigmoid' (one output unit) for two classes, 'softmax' for more, unless the spec says."""
-    chosen = config.model.output
+    chosen = model.output
     if chosen == "auto":
         return "sigmoid" if n_classes == 2 else "softmax"
     if chosen == "sigmoid" and n_classes != 2:
@@ -67,33 +74,80 @@ def output_kind(config: ExperimentConfig, n_classes: int) -> str:
     return chosen
 
 
+def output_units(output: str, n_classes: int) -> int:
+    """The units of the output layer: one for a sigmoid output, one per class for softmax."""
+    return 1 if output == "sigmoid" else n_classes
+
+
+def planned_layers(model: ModelConfig, shape: Shape) -> tuple[list[Layer], list[Shape]]:
+    """The hidden layers of ``model`` (new, unbound) and each one's output shape for samples of
+    ``shape``; ConfigError when one does not fit its input or the last is not flat (the output
+    layer is dense)."""
+    layers = model.make_layers()
+    try:
+        shapes = plan(layers, shape)
+    except ValueError as exc:  # a layer that does not fit its input (a window too large...)
+        raise ConfigError(f"model.layers: {exc}") from None
+    if shapes and len(shapes[-1]) != 1:
+        raise ConfigError(
+            f"model.layers: the last layer gives {shapes[-1]} per sample; the output layer needs "
+            "flat input: end with flatten or global_avgpool"
+        )
+    return layers, shapes
+
+
+def network_for(
+    model: ModelConfig,
+    shape: Shape | int,
+    n_classes: int,
+    dtype: DTypeLike,
+    init_rng: np.random.Generator,
+    dropout_rng: np.random.Generator | None = None,
+) -> Network:
+    """The network a validated ``model`` section describes, for samples of ``shape`` and
+    ``n_classes`` classes: its hidden layers (``model.layers`` or the short form), then the
+    output layer (``model.output``); arrays of ``dtype``, weights drawn from ``init_rng``
+    (``model.init``, ``mu``, ``sigma``), dropout masks from ``dropout_rng``.
+
+    The one way from a spec to a Network (``build_network`` for a run's spec and data, the
+    scikit-learn estimator for its parameters and X): ConfigError, naming the key, for what
+    only the data reveals (a layer that does not fit its input, a sigmoid output for more
+    than two classes)."""
+    shape = (shape,) if isinstance(shape, int) else tuple(shape)
+    output = output_kind(model, n_classes)
+    layers, _ = planned_layers(model, shape)
+    return Network.from_layers(
+        layers,
+        shape,
+        output_units(output, n_classes),
+        output=output,
+        rng=init_rng,
+        mu=model.mu,
+        sigma=model.sigma,
+        dtype=np.dtype(dtype),
+        init=model.init,
+        dropout_rng=dropout_rng,
+    )
+
+
 def build_network(
     config: ExperimentConfig,
     dataset: Dataset,
     rng: np.random.Generator | None = None,
     dropout_rng: np.random.Generator | None = None,
 ) -> Network:
-    """The network the spec describes, sized for the dataset: its hidden layers (``model.layers``
-    or the short form), then the output layer; weights from ``rng`` (default: the spec's
-    initial-weight stream), dropout masks from ``dropout_rng`` (default: its dropout stream)."""
-    output = output_kind(config, dataset.n_classes)
-    n_outputs = 1 if output == "sigmoid" else dataset.n_classes
+    """The network the spec describes, sized for the dataset (``network_for``), in the spec's
+    dtype; weights from ``rng`` (default: the spec's initial-weight stream), dropout masks from
+    ``dropout_rng`` (default: its dropout stream)."""
     streams = rng_streams(config.seed)
-    try:
-        return Network.from_layers(
-            [spec.make() for spec in config.model.layer_specs()],
-            input_shape(config, dataset),
-            n_outputs,
-            output=output,
-            rng=rng if rng is not None else streams["init"],
-            mu=config.model.mu,
-            sigma=config.model.sigma,
-            dtype=np.dtype(config.model.dtype),
-            init=config.model.init,
-            dropout_rng=dropout_rng if dropout_rng is not None else streams["dropout"],
-        )
-    except ValueError as exc:  # a layer that does not fit its input (dense on images...)
-        raise ConfigError(f"model.layers: {exc}") from None
+    return network_for(
+        config.model,
+        input_shape(config, dataset),
+        dataset.n_classes,
+        config.model.dtype,
+        rng if rng is not None else streams["init"],
+        dropout_rng if dropout_rng is not None else streams["dropout"],
+    )
 
 
 IMAGE_LAYERS = ("conv2d", "maxpool2d", "avgpool2d", "global_avgpool")
@@ -133,18 +187,8 @@ def training_bytes(config: ExperimentConfig, dataset: Dataset) -> int:
     parameters x (theta, dtheta, the optimizer's moments and scratch, the copies a snapshot,
     a checkpoint and the best weights keep), the activations of one batch forward and back,
     and the data."""
-    specs = config.model.layer_specs()
-    layers = [spec.make() for spec in specs]
-    n_out = 1 if output_kind(config, dataset.n_classes) == "sigmoid" else dataset.n_classes
-    try:
-        shapes = plan(layers, input_shape(config, dataset))
-    except ValueError as exc:
-        raise ConfigError(f"model.layers: {exc}") from None
-    if shapes and len(shapes[-1]) != 1:
-        raise ConfigError(
-            f"model.layers: the last layer gives {shapes[-1]} per sample; the output layer needs "
-            "flat input: end with flatten or global_avgpool"
-        )
+    layers, shapes = planned_layers(config.model, input_shape(config, dataset))
+    n_out = output_units(output_kind(config.model, dataset.n_classes), dataset.n_classes)
     width = shapes[-1][0] if shapes else dataset.n_features
     n_params = sum(math.prod(s) for layer in layers for s in layer.param_shapes().values())
     n_params += (width + 1) * n_out
@@ -229,3 +273,23 @@ def choose_run_engine(config: ExperimentConfig, dataset: Dataset, net: Network) 
         )
     except EngineError as exc:
         raise ConfigError(str(exc)) from None
+
+
+@dataclass(frozen=True)
+class NetworkSummary:
+    """What ``scratchnn summary`` shows of a spec: its network, sized for the data with the
+    output layer included, and the engine that would train it."""
+
+    net: Network
+    engine: EngineChoice
+
+
+def summarize_network(config: ExperimentConfig) -> NetworkSummary:
+    """Load the spec's data (its width and classes size the network) in the spec's dtype, then
+    refuse, as training does, a network too large for this machine's memory (ConfigError),
+    build it and choose its engine (ConfigError for ``train.engine: compiled`` on a network it
+    cannot run). Trains and writes nothing."""
+    dataset = load_dataset(config.data, config.seed, config.model.dtype)
+    check_memory(config, dataset)
+    net = build_network(config, dataset)
+    return NetworkSummary(net, choose_run_engine(config, dataset, net))

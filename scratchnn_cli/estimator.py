@@ -45,8 +45,9 @@ from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets, unique_labels
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
+from scratchnn_cli.build import network_for
 from scratchnn_cli.config.schema import ModelConfig, TrainConfig, format_validation_error
-from scratchnn_cli.nn.network import Network
+from scratchnn_cli.errors import ConfigError
 from scratchnn_cli.streams import Stream, stream
 from scratchnn_cli.training import TrainResult, train
 
@@ -197,19 +198,17 @@ class ScratchnnClassifier(ClassifierMixin, BaseEstimator):
         seed = self._seed()
         self.seed_ = seed
         self._sampling = stream(seed, Stream.SAMPLING)
-        k = len(self.classes_)
-        self.net_ = Network.from_layers(
-            [spec.make() for spec in model.layer_specs()],
-            self.n_features_in_,
-            1 if k == 2 else k,
-            "sigmoid" if k == 2 else "softmax",
-            rng=stream(seed, Stream.INIT),
-            mu=model.mu,
-            sigma=model.sigma,
-            dtype=dtype,
-            init=model.init,
-            dropout_rng=stream(seed, Stream.DROPOUT),
-        )
+        try:
+            self.net_ = network_for(
+                model,
+                self.n_features_in_,
+                len(self.classes_),
+                dtype,
+                stream(seed, Stream.INIT),
+                stream(seed, Stream.DROPOUT),
+            )
+        except ConfigError as exc:  # a layer that does not fit the input (conv on rows...)
+            raise ValueError(f"{type(self).__name__}: {exc}") from None
 
     def _train(self, X: np.ndarray, y: np.ndarray, epochs: int) -> ScratchnnClassifier:
         labels = np.searchsorted(self.classes_, y)

@@ -84,6 +84,9 @@ def test_bad_parameters_get_the_spec_message() -> None:
         ScratchnnClassifier(train_optimizer="adma").fit(X, y)
     with pytest.raises(ValueError, match=r"model\.struct\.0: .*expected a number, got the boolean"):
         ScratchnnClassifier(model_struct=(True,)).fit(X, y)
+    # what only the data reveals: the same line as a config file's, as a ValueError
+    with pytest.raises(ValueError, match=r"^ScratchnnClassifier: model\.layers: conv2d: needs im"):
+        ScratchnnClassifier(model_layers=[{"type": "conv2d", "filters": 2}, "flatten"]).fit(X, y)
 
 
 def test_layers_form_and_partial_fit_and_pickle() -> None:

@@ -3,8 +3,10 @@ gradient checks of every layer, and the review's bugs that live in the network a
 
 from __future__ import annotations
 
+import inspect
 import shutil
 from pathlib import Path
+from typing import get_type_hints
 
 import numpy as np
 import pytest
@@ -13,6 +15,7 @@ from helpers import SMALL_CONFIG, invoke, numeric_grad
 
 from scratchnn_cli.build import build_network, rng_streams, training_set
 from scratchnn_cli.config import build_config
+from scratchnn_cli.config.schema import LAYER_SPECS
 from scratchnn_cli.data import load_dataset
 from scratchnn_cli.errors import ConfigError
 from scratchnn_cli.experiment import run_experiment
@@ -134,12 +137,69 @@ def test_resolved_config_keeps_the_form_it_was_given(tmp_path: Path) -> None:
             {"layers": [{"type": "dense", "units": True}]},
             r"model\.layers\.0\.units: .*expected a number, got the boolean true",
         ),
+        ({"layers": [{"units": 3}]}, r"model\.layers\.0\.type: required key is missing$"),
+        (
+            {"layers": [3]},
+            r"model\.layers\.0: must be a layer's type \(relu\) or a mapping of its settings",
+        ),
     ],
 )
 def test_bad_layer_lists_are_one_line(model: dict, pattern: str) -> None:
     with pytest.raises(ConfigError, match=r"^spec\.yaml: " + pattern) as info:
         config_of(model)
     assert "\n" not in str(info.value)
+
+
+def test_each_layer_spec_is_its_constructor() -> None:
+    """model.layers takes, for each layer of nn/layers/, its type and its constructor's keyword
+    arguments (the network's rng aside), with their defaults: declared once, in the layer."""
+    assert list(LAYER_SPECS) == list(layers.LAYERS)
+    for kind, layer in layers.LAYERS.items():
+        params = inspect.signature(layer.__init__).parameters
+        settings = {n: p.default for n, p in params.items() if n not in ("self", "rng")}
+        fields = LAYER_SPECS[kind].model_fields
+        assert list(fields) == ["type", *settings], kind
+        for name, default in settings.items():
+            if default is inspect.Parameter.empty:
+                assert fields[name].is_required(), (kind, name)
+            else:
+                assert fields[name].default == default, (kind, name)
+
+
+#: values to try, by the type the constructor declares (an int setting is also tried with a
+#: fraction, which both refuse; 1e6 is left out: the spec reads it as the whole number it is)
+PROBES = {int: [-1, 0, 1, 2, 7, 2.5], float: [-1.0, 0.0, 1e-9, 0.5, 0.99, 1.0, 2.0, 1e6]}
+REQUIRED = {"dense": {"units": 2}, "conv2d": {"filters": 2}, "dropout": {"rate": 0.5}}
+
+
+@pytest.mark.parametrize(
+    ("kind", "name"),
+    [
+        (kind, name)
+        for kind, spec in LAYER_SPECS.items()
+        for name in spec.model_fields
+        if name not in ("type", "padding")
+    ],
+)
+def test_a_layer_spec_accepts_what_its_layer_accepts(kind: str, name: str) -> None:
+    """The bounds stated in the schema (LAYER_BOUNDS) are the layer's own: a setting is
+    accepted in model.layers exactly when the layer's constructor accepts it, and refused
+    with its key path."""
+    declared = get_type_hints(layers.LAYERS[kind].__init__)[name]
+    for value in PROBES[float if declared is float else int]:
+        entry = {"type": kind, **REQUIRED.get(kind, {}), name: value}
+        try:
+            layers.LAYERS[kind](**{k: v for k, v in entry.items() if k != "type"})
+            layer_accepts = True
+        except (ValueError, TypeError):  # conv's pair() says TypeError for 2.5
+            layer_accepts = False
+        try:
+            config_of({"layers": [entry]})
+            spec_accepts = True
+        except ConfigError as exc:
+            assert f"model.layers.0.{name}: " in str(exc), str(exc)
+            spec_accepts = False
+        assert spec_accepts == layer_accepts, (kind, name, value)
 
 
 def test_a_dense_layer_on_image_shaped_input_needs_flatten() -> None:

@@ -27,16 +27,12 @@ def summary(
     it (train.engine). Refuses (exit 2) a network too large to train in this machine's memory,
     and train.engine: compiled for a network it cannot run, as train does.
     """
-    from scratchnn_cli.build import build_network, check_memory, choose_run_engine
+    from scratchnn_cli.build import summarize_network
     from scratchnn_cli.config import load_config
-    from scratchnn_cli.data import load_dataset
     from scratchnn_cli.report.tables import summary_table
 
     spec = load_config(config, set_ or [])
-    dataset = load_dataset(spec.data, spec.seed)
-    check_memory(spec, dataset)
-    net = build_network(spec, dataset)
-    out.print(summary_table(net, spec.name or ""))
-    say(f"total: {net.theta.size:,} parameters ({net.loss.name} output)")
-    choice = choose_run_engine(spec, dataset, net)
-    say(f"engine: {choice.engine} ({choice.why})")
+    shown = summarize_network(spec)
+    out.print(summary_table(shown.net, spec.name or ""))
+    say(f"total: {shown.net.theta.size:,} parameters ({shown.net.loss.name} output)")
+    say(f"engine: {shown.engine.engine} ({shown.engine.why})")

@@ -11,7 +11,7 @@ import inspect
 import math
 import os
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union, get_args, get_type_hints
+from typing import Annotated, Any, Literal, Union, get_args, get_origin, get_type_hints
 
 import numpy as np
 from pydantic import (
@@ -26,7 +26,8 @@ from pydantic import (
     model_validator,
 )
 
-from scratchnn_cli.nn.layers import LAYERS, Layer
+from scratchnn_cli.nn.layers import ACTIVATIONS, LAYERS, Layer
+from scratchnn_cli.nn.network import short_form
 from scratchnn_cli.nn.optim.optimizers import OPTIMIZERS, make_optimizer
 from scratchnn_cli.nn.optim.schedules import SCHEDULES, make_schedule
 
@@ -217,49 +218,11 @@ class DataConfig(_Section):
 
 # --------------------------------------------------------------------------- model.layers
 
-HIDDEN_ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu")
+#: the activations ``model.activation`` (the short form) may name (nn/layers/activations.py)
+HIDDEN_ACTIVATIONS = tuple(ACTIVATIONS)
 
-
-class _LayerSpec(_Section):
-    """One entry of ``model.layers``; ``type`` names the layer (nn/layers/)."""
-
-    def make(self) -> Layer:
-        """The layer this entry describes (a new object each call)."""
-        params = self.model_dump(exclude={"type"})
-        return LAYERS[self.type](**params)
-
-
-class DenseSpec(_LayerSpec):
-    """``{type: dense, units: 64}``: Z = A_prev W + b."""
-
-    type: Literal["dense"]
-    units: Count
-
-
-class ActivationSpec(_LayerSpec):
-    """``{type: relu}`` (or sigmoid, tanh): A = g(Z)."""
-
-    type: Literal["sigmoid", "tanh", "relu"]
-
-
-class LeakyReLUSpec(_LayerSpec):
-    """``{type: leaky_relu, alpha: 0.01}``: A = Z where Z > 0 else alpha Z."""
-
-    type: Literal["leaky_relu"]
-    alpha: Annotated[Number, Field(ge=0, lt=1)] = 0.01
-
-
-class DropoutSpec(_LayerSpec):
-    """``{type: dropout, rate: 0.2}``: zero each activation with probability rate (training)."""
-
-    type: Literal["dropout"]
-    rate: Annotated[Number, Field(ge=0, lt=1)]
-
-
-class FlattenSpec(_LayerSpec):
-    """``{type: flatten}``: one row per sample."""
-
-    type: Literal["flatten"]
+#: a number in [0, 1): a rate, a decay, a slope below 0
+BelowOne = Annotated[Number, Field(ge=0, lt=1)]
 
 
 def _kernel_size(value: Any) -> Any:
@@ -280,79 +243,112 @@ def _kernel_size(value: Any) -> Any:
 
 KernelSize = Annotated[int | list[int], BeforeValidator(_kernel_size)]
 
-
-class Conv2DSpec(_LayerSpec):
-    """``{type: conv2d, filters: 32, kernel: 3, stride: 1, padding: same}`` on images."""
-
-    type: Literal["conv2d"]
-    filters: Count
-    kernel: KernelSize = 3
-    stride: Count = 1
-    padding: Literal["valid", "same"] = "valid"
-
-
-class MaxPool2DSpec(_LayerSpec):
-    """``{type: maxpool2d, size: 2}``: the largest value of each size x size window."""
-
-    type: Literal["maxpool2d"]
-    size: Count = 2
-    stride: Count | None = None
+#: What a layer's constructor signature cannot say, by (layer type, setting): the bounds of a
+#: number, the choices of a text. Everything else about a setting (its name, order, type and
+#: default, whether it is required) comes from the signature (``_setting_type``). The
+#: constructor checks the same bounds again, and every entry is run through it, so a bound
+#: missing here is still refused, in the layer's words; stated here, it names the key path and
+#: reads as every other key's message.
+LAYER_BOUNDS: dict[tuple[str, str], Any] = {
+    ("leaky_relu", "alpha"): BelowOne,
+    ("dropout", "rate"): BelowOne,
+    ("batchnorm", "momentum"): BelowOne,
+    ("batchnorm", "epsilon"): PositiveFloat,
+    ("conv2d", "padding"): Literal["valid", "same"],
+}
+#: constructor parameters that are not settings of the spec (the network hands dropout its rng)
+NOT_SETTINGS = ("self", "rng")
 
 
-class AvgPool2DSpec(_LayerSpec):
-    """``{type: avgpool2d, size: 2}``: the mean of each size x size window."""
+def _setting_type(kind: str, name: str, annotation: Any) -> Any:
+    """The spec type of a layer's constructor parameter: its ``LAYER_BOUNDS`` entry, else from
+    its annotation: int is a positive whole number (every whole number a layer takes is a count
+    or a size), float a finite number, ``int | None`` an optional whole number, ``int |
+    tuple[int, int]`` a kernel size, a ``Literal`` its choices. TypeError, at import, for any
+    other annotation: a new kind of setting needs its type stated here."""
+    if (kind, name) in LAYER_BOUNDS:
+        return LAYER_BOUNDS[kind, name]
+    if annotation is int:
+        return Count
+    if annotation is float:
+        return Number
+    if get_origin(annotation) is Literal:
+        return annotation
+    members = set(get_args(annotation))
+    if members == {int, type(None)}:
+        return Count | None
+    if members == {int, tuple[int, int]}:
+        return KernelSize
+    raise TypeError(f"{kind}: no spec type for the setting {name}: {annotation}")
 
-    type: Literal["avgpool2d"]
-    size: Count = 2
-    stride: Count | None = None
+
+class _LayerSpec(_Section):
+    """One entry of ``model.layers``: ``type`` names the layer (nn/layers/), the other keys are
+    its constructor's keyword arguments (generated from its signature: ``_layer_spec``)."""
+
+    def make(self) -> Layer:
+        """The layer this entry describes (a new object each call)."""
+        return LAYERS[self.type](**self.model_dump(exclude={"type"}))
+
+    @model_validator(mode="after")
+    def _layer_accepts(self) -> _LayerSpec:
+        self.make()  # the layer's own checks: only one missing from LAYER_BOUNDS fails here
+        return self
 
 
-class GlobalAvgPoolSpec(_LayerSpec):
-    """``{type: global_avgpool}``: each channel's mean over all positions (m, C)."""
+def _layer_spec(kind: str, layer: type[Layer]) -> type[_LayerSpec]:
+    """The spec of the layer ``kind`` (``DenseSpec``...): a ``type`` key, then one key per
+    parameter of the layer's constructor (``NOT_SETTINGS`` aside), in the signature's order,
+    with its default (none: required) and its type (``_setting_type``)."""
+    hints = get_type_hints(layer.__init__)
+    fields: dict[str, Any] = {"type": (Literal[kind], kind)}
+    example = [f"type: {kind}"]
+    for name, param in inspect.signature(layer.__init__).parameters.items():
+        if name in NOT_SETTINGS:
+            continue
+        required = param.default is inspect.Parameter.empty
+        fields[name] = (_setting_type(kind, name, hints[name]), ... if required else param.default)
+        shown = "..." if required else "null" if param.default is None else param.default
+        example.append(f"{name}: {shown}")
+    what = " ".join((layer.__doc__ or kind).strip().split("\n\n")[0].split())
+    doc = f"``{{{', '.join(example)}}}``: {what}"
+    return _publish(
+        create_model(f"{layer.__name__}Spec", __base__=_LayerSpec, __doc__=doc, **fields)
+    )
 
-    type: Literal["global_avgpool"]
+
+def _publish(section: type[BaseModel]) -> Any:
+    """Make a generated section a module attribute, so configs pickle (sweep workers)."""
+    section.__module__ = __name__
+    globals()[section.__name__] = section
+    return section
 
 
-class BatchNormSpec(_LayerSpec):
-    """``{type: batchnorm, momentum: 0.9, epsilon: 1e-5}`` after a dense or conv layer."""
-
-    type: Literal["batchnorm"]
-    momentum: Annotated[Number, Field(ge=0, lt=1)] = 0.9
-    epsilon: PositiveFloat = 1e-5
+#: the spec of each layer type, in the order of ``LAYERS`` (nn/layers/__init__.py)
+LAYER_SPECS: dict[str, type[_LayerSpec]] = {
+    kind: _layer_spec(kind, layer) for kind, layer in LAYERS.items()
+}
 
 
 def _type_only(value: Any) -> Any:
-    """Let ``relu`` stand for ``{type: relu}`` in ``model.layers``."""
-    return {"type": value} if isinstance(value, str) else value
+    """Let ``relu`` stand for ``{type: relu}`` in ``model.layers``; refuse, in one message,
+    what is neither a name nor a mapping."""
+    if isinstance(value, str):
+        return {"type": value}
+    if not isinstance(value, dict | BaseModel):
+        raise ValueError(
+            "must be a layer's type (relu) or a mapping of its settings ({type: dense, units: 64})"
+        )
+    return value
 
 
 LayerSpec = Annotated[
     Annotated[
-        DenseSpec
-        | Conv2DSpec
-        | MaxPool2DSpec
-        | AvgPool2DSpec
-        | GlobalAvgPoolSpec
-        | BatchNormSpec
-        | ActivationSpec
-        | LeakyReLUSpec
-        | DropoutSpec
-        | FlattenSpec,
+        Union[tuple(LAYER_SPECS.values())],  # noqa: UP007 (a tuple of generated classes)
         Field(discriminator="type"),
     ],
     BeforeValidator(_type_only),
 ]
-LAYER_TYPES = (
-    "dense",
-    "conv2d",
-    "maxpool2d",
-    "avgpool2d",
-    "global_avgpool",
-    "batchnorm",
-    *HIDDEN_ACTIVATIONS,
-    "dropout",
-    "flatten",
-)
 
 
 class ModelConfig(_Section):
@@ -365,12 +361,12 @@ class ModelConfig(_Section):
 
     layers: list[LayerSpec] | None = None
     struct: list[Count] = Field(default_factory=list)
-    activation: Literal["sigmoid", "tanh", "relu", "leaky_relu"] = "sigmoid"
+    activation: Literal[HIDDEN_ACTIVATIONS] = "sigmoid"
     output: Literal["auto", "sigmoid", "softmax"] = "auto"
     init: Literal["normal", "xavier", "he"] = "normal"
     mu: Number = 0.0
     sigma: PositiveFloat = 0.1
-    dropout: Annotated[Number, Field(ge=0, lt=1)] = 0.0
+    dropout: BelowOne = 0.0
     dtype: Literal["float64", "float32"] = "float64"
 
     @model_validator(mode="after")
@@ -387,17 +383,12 @@ class ModelConfig(_Section):
         """The hidden layers as a list, whichever form the spec used."""
         if self.layers is not None:
             return list(self.layers)
-        specs: list[_LayerSpec] = []
-        for units in self.struct:
-            specs.append(DenseSpec(type="dense", units=units))
-            specs.append(
-                LeakyReLUSpec(type="leaky_relu")
-                if self.activation == "leaky_relu"
-                else ActivationSpec(type=self.activation)
-            )
-            if self.dropout > 0:
-                specs.append(DropoutSpec(type="dropout", rate=self.dropout))
-        return specs
+        entries = short_form(self.struct, self.activation, self.dropout)
+        return [LAYER_SPECS[kind](**settings) for kind, settings in entries]
+
+    def make_layers(self) -> list[Layer]:
+        """The hidden layers, new objects (unbound: each network needs its own)."""
+        return [spec.make() for spec in self.layer_specs()]
 
 
 # --------------------------------------------------------------------------- optimizer, schedule
@@ -433,10 +424,7 @@ def _rule_section(name: str, rule: type, skip: tuple[str, ...], base: type) -> t
         default = None if p.default is inspect.Parameter.empty else p.default
         fields[pname] = (kind | None, default)
     doc = (rule.__doc__ or name).strip().splitlines()[0]
-    section = create_model(f"{rule.__name__}Section", __base__=base, __doc__=doc, **fields)
-    section.__module__ = __name__  # a module attribute (below), so configs pickle (processes)
-    globals()[section.__name__] = section
-    return section
+    return _publish(create_model(f"{rule.__name__}Section", __base__=base, __doc__=doc, **fields))
 
 
 class _OptimizerSection(_RuleSection):
@@ -574,6 +562,9 @@ def _one_error(err: Any) -> str:
         return _unknown_key_message(loc, tag)
     if err["type"] == "missing":
         return f"{path}: required key is missing"
+    if err["type"] == "union_tag_not_found":  # a model.layers entry without its type
+        key = err["ctx"]["discriminator"].strip("'")
+        return f"{path}.{key}: required key is missing"
     if err["type"] == "union_tag_invalid":
         key = err["ctx"]["discriminator"].strip("'")
         given = str(err["ctx"]["tag"])
@@ -630,12 +621,7 @@ def _unknown_key_message(loc: tuple[Any, ...], tag: str | None) -> str:
 def _tagged_fields(loc: tuple[Any, ...], tag: str) -> list[str]:
     """The keys the section of ``tag`` accepts (a rule's parameters, a layer's settings)."""
     if "layers" in loc:
-        spec = next(s for s in get_args(get_args(LayerSpec)[0]) if tag in _literal(s, "type"))
-        return [k for k in spec.model_fields if k != "type"]
+        return [k for k in LAYER_SPECS[tag].model_fields if k != "type"]
     rules = RULE_SECTIONS[str(loc[-2])]
     skip = {"self", "params", "lr", "lr0"}
     return [p for p in inspect.signature(rules[tag].__init__).parameters if p not in skip]
-
-
-def _literal(model: type[BaseModel], key: str) -> tuple[Any, ...]:
-    return get_args(model.model_fields[key].annotation)

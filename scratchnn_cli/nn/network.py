@@ -11,10 +11,11 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from scratchnn_cli.nn.layers import ACTIVATIONS, Dense, Dropout, Layer, Shape
+from scratchnn_cli.nn.layers import LAYERS, Dense, Dropout, Layer, Shape
 from scratchnn_cli.nn.losses import LOSSES, Loss
 
 #: Rows per forward pass when an image network is evaluated (predict, validation).
@@ -94,7 +95,10 @@ class Network:
         dropout_rng: np.random.Generator | None = None,
     ) -> Network:
         """``layers``, then a dense output layer of ``n_outputs`` units, weights drawn from
-        ``rng`` (required: no global random state), layer by layer in order."""
+        ``rng`` (required: no global random state), layer by layer in order.
+
+        A spec's network is made by ``scratchnn_cli.build.network_for`` (its one path from a
+        ``model`` section), which ends here; this and ``build`` serve code without a spec."""
         if rng is None:
             raise ValueError(
                 "pass rng=np.random.default_rng(seed): scratchnn never uses global state"
@@ -121,7 +125,8 @@ class Network:
         dropout_rng: np.random.Generator | None = None,
     ) -> Network:
         """The short form: a dense layer per entry of ``struct``, each followed by
-        ``activation`` (and dropout when ``dropout`` > 0), then the output layer."""
+        ``activation`` (and dropout when ``dropout`` > 0), then the output layer (the rule is
+        ``short_form``'s, shared with the config's ``model.struct``)."""
         return cls.from_layers(
             short_form_layers(struct, activation, dropout),
             n_features,
@@ -276,11 +281,20 @@ def _view(part: np.ndarray, shape: Shape) -> np.ndarray:
     return view
 
 
+def short_form(
+    struct: Sequence[int], activation: str, dropout: float = 0.0
+) -> list[tuple[str, dict[str, Any]]]:
+    """The short form ``struct`` + ``activation`` (+ ``dropout``) as (layer type, settings)
+    entries: dense, g, [dropout], ... The one statement of the rule: ``short_form_layers``
+    makes these layers, the config's ``ModelConfig.layer_specs`` their ``model.layers`` entries."""
+    entries: list[tuple[str, dict[str, Any]]] = []
+    for units in struct:
+        entries += [("dense", {"units": units}), (activation, {})]
+        if dropout > 0:
+            entries.append(("dropout", {"rate": dropout}))
+    return entries
+
+
 def short_form_layers(struct: Sequence[int], activation: str, dropout: float = 0.0) -> list[Layer]:
     """``struct`` + ``activation`` (+ ``dropout``) as a layer list: dense, g, [dropout], ..."""
-    layers: list[Layer] = []
-    for units in struct:
-        layers += [Dense(units), ACTIVATIONS[activation]()]
-        if dropout > 0:
-            layers.append(Dropout(dropout))
-    return layers
+    return [LAYERS[kind](**settings) for kind, settings in short_form(struct, activation, dropout)]
