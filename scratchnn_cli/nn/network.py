@@ -41,12 +41,6 @@ def plan(layers: Sequence[Layer], input_shape: Shape) -> list[Shape]:
     return shapes
 
 
-def count_params(layers: Sequence[Layer], input_shape: Shape) -> int:
-    """How many trained numbers the layers hold for samples of ``input_shape`` (allocates none)."""
-    plan(layers, input_shape)
-    return sum(math.prod(s) for layer in layers for s in layer.param_shapes().values())
-
-
 class Network:
     """``layers`` applied in order to samples of ``input_shape``; the last one gives the logits."""
 
