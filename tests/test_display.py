@@ -448,19 +448,21 @@ def test_a_one_epoch_learning_curve_draws_its_points() -> None:
 
 def sweep_outcome(cv: int | None, seeds: list[int] | None = None) -> tuple[Any, Any]:
     from scratchnn_cli.sweep.plan import SweepPlan
-    from scratchnn_cli.sweep.result import SweepResult
+    from scratchnn_cli.sweep.result import PointRow, SweepResult
 
     plan = SweepPlan("s", 0, {}, {"train.lr": [0.1, 0.2]}, None, cv, [{"train.lr": 0.1},
                      {"train.lr": 0.2}], seeds)  # fmt: skip
     rows = [
-        dict(
+        PointRow(
             point=p,
-            **{"train.lr": lr},
+            params={"train.lr": lr},
             mean_val_accuracy=acc,
             std_val_accuracy=0.0125,
+            fold_val_accuracy="",
             epochs=3.0,
             seconds=12.345,
             status="completed",
+            note="",
         )  # fmt: skip
         for p, lr, acc in ((0, 0.1, 0.94), (1, 0.2, 0.97))
     ]

@@ -458,8 +458,8 @@ def test_a_sub_run_renders_nothing_for_its_console(
     monkeypatch.setattr(Console, "render", lambda self, *a, **k: rendered.append(a) or iter(()))
     spec = yaml.safe_load(TINY_SWEEP)
     spec["train"]["max_iterations"] = 300
-    result = sweep.run_task(sweep.Task(0, 0, "quiet", spec), str(tmp_path))
-    assert result["status"] == "completed", result
+    result = sweep.run_task(sweep.Task(0, 0, build_config(spec, "quiet")), str(tmp_path))
+    assert result.status == "completed", result
     assert rendered == []
-    run_dir = Path(result["run_dir"])
+    run_dir = Path(result.run_dir or "")
     assert (run_dir / "metrics.json").is_file() and (run_dir / "history.csv").is_file()

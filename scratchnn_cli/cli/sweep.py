@@ -132,13 +132,14 @@ def sweep(
     if best is None:
         say("no point completed")
     else:
-        params = " ".join(f"{k}={best[k]}" for k in plan.grid)
-        say(f"best: point {best['point']} {params}: {estimate_name(plan)} {score_text(plan, best)}")
-    if outcome.refit is not None and outcome.refit.get("test_accuracy") is not None:
+        params = " ".join(f"{k}={best.params[k]}" for k in plan.grid)
+        say(f"best: point {best.point} {params}: {estimate_name(plan)} {score_text(plan, best)}")
+    refit_run = outcome.refit
+    if best is not None and refit_run is not None and refit_run.test_accuracy is not None:
         say(
-            f"refit of best.yaml: test accuracy {outcome.refit['test_accuracy']:.4f} "
-            f"(n = {outcome.refit['n_test']}), {estimate_name(plan)} "
-            f"{best['mean_val_accuracy']:.4f}"
+            f"refit of best.yaml: test accuracy {refit_run.test_accuracy:.4f} "
+            f"(n = {refit_run.n_test}), {estimate_name(plan)} "
+            f"{best.mean_val_accuracy:.4f}"
         )
     for line in outcome.failed:
         say(f"not completed: {line}")

@@ -23,11 +23,15 @@ Hostile input is refused in one line before anything is trained: a grid of more 
 config/bounded_yaml.py, a ``--scheduler`` that is not a Dask scheduler (within Dask's connect
 timeout), a sweep.yaml or a run folder's config.yaml that is too large, too deep or an alias bomb.
 
-The unit of work is one sub-run (``Task``), for this process, joblib or Dask.
+The unit of work is one sub-run (``Task``), for this process, joblib or Dask: its spec is
+validated once, where the sweep runs, and travels as that ``ExperimentConfig`` (the worker
+trains it as it is); its result comes back as a ``SubRunResult``, each point's as a row of
+results.csv (``PointRow``), the whole sweep's as a ``SweepResult`` (``result.py``).
 
 The package: ``plan.py`` (the grid, points, folds, seeds and every sub-run's spec),
 ``units.py`` (a sub-run: train or resume it, read its result), ``run.py`` (workers, progress,
-results, refit), ``files.py`` (results.csv, summary.md, sweep.png, best.yaml).
+results, refit), ``files.py`` (results.csv, summary.md, sweep.png, best.yaml), ``result.py``
+(the records they pass).
 """
 
 from scratchnn_cli.sweep.files import (
@@ -51,14 +55,16 @@ from scratchnn_cli.sweep.plan import (
     sub_run_spec,
     sweep_section,
 )
-from scratchnn_cli.sweep.result import SweepResult
+from scratchnn_cli.sweep.result import PointRow, SubRunResult, SweepResult
 from scratchnn_cli.sweep.run import best_row, executor, point_row, run_sweep
-from scratchnn_cli.sweep.units import FINISHED, Task, read_sub_run, run_task
+from scratchnn_cli.sweep.units import FINISHED, Task, new_task, read_sub_run, run_task
 
 __all__ = [
     "FINISHED",
     "RESULT_COLUMNS",
     "SWEEP_FILE",
+    "PointRow",
+    "SubRunResult",
     "SweepPlan",
     "SweepResult",
     "Task",
@@ -66,6 +72,7 @@ __all__ = [
     "best_spec",
     "executor",
     "expand_points",
+    "new_task",
     "parse_grid_option",
     "parse_seeds_option",
     "plan_sweep",

@@ -6,30 +6,20 @@ from __future__ import annotations
 import math
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
 
 from scratchnn_cli.runs import write_text, write_yaml
 from scratchnn_cli.sweep.plan import SweepPlan, best_spec, point_label
-
-if TYPE_CHECKING:
-    from scratchnn_cli.sweep.result import SweepResult
+from scratchnn_cli.sweep.result import RESULT_COLUMNS, PointRow, SweepResult
 
 
-RESULT_COLUMNS = (
-    "mean_val_accuracy",
-    "std_val_accuracy",
-    "fold_val_accuracy",
-    "epochs",
-    "seconds",
-    "status",
-    "note",
-)
-
-
-def results_frame(plan: SweepPlan, rows: list[dict[str, Any]]) -> pd.DataFrame:
-    return pd.DataFrame(rows, columns=["point", *plan.grid, *RESULT_COLUMNS])
+def results_frame(plan: SweepPlan, rows: list[PointRow]) -> pd.DataFrame:
+    """results.csv as a table: one row per point, ``point``, the grid's keys, ``RESULT_COLUMNS``."""
+    return pd.DataFrame(
+        [row.to_row() for row in rows], columns=["point", *plan.grid, *RESULT_COLUMNS]
+    )
 
 
 def write_sweep_files(plan: SweepPlan, outcome: SweepResult) -> None:
@@ -46,7 +36,7 @@ def write_sweep_files(plan: SweepPlan, outcome: SweepResult) -> None:
         frame, list(plan.grid), "mean_val_accuracy", sweep_dir / "sweep.png", plan.name, metric
     )
     if outcome.best is not None:
-        write_yaml(sweep_dir / "best.yaml", best_spec(plan, plan.points[outcome.best["point"]]))
+        write_yaml(sweep_dir / "best.yaml", best_spec(plan, plan.points[outcome.best.point]))
     write_text(sweep_dir / "summary.md", summary_markdown(plan, outcome))
 
 
@@ -56,8 +46,8 @@ def _fmt(value: Any, digits: int = 4) -> str:
     return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
 
-def _by_score(row: dict[str, Any]) -> float:
-    score = row["mean_val_accuracy"]
+def _by_score(row: PointRow) -> float:
+    score = row.mean_val_accuracy
     return 1.0 if score is None or math.isnan(score) else -score
 
 
@@ -78,10 +68,10 @@ def estimate_name(plan: SweepPlan) -> str:
     return "CV estimate" if plan.cv else "validation accuracy"
 
 
-def score_text(plan: SweepPlan, row: dict[str, Any]) -> str:
+def score_text(plan: SweepPlan, row: PointRow) -> str:
     """A point's score: its mean validation accuracy, ``± std`` when it has several sub-runs."""
-    mean = _fmt(row["mean_val_accuracy"])
-    return f"{mean} ± {_fmt(row['std_val_accuracy'])}" if spread_over(plan) else mean
+    mean = _fmt(row.mean_val_accuracy)
+    return f"{mean} ± {_fmt(row.std_val_accuracy)}" if spread_over(plan) else mean
 
 
 def seconds_column(plan: SweepPlan) -> str:
@@ -115,16 +105,16 @@ def summary_markdown(plan: SweepPlan, outcome: SweepResult) -> str:
         lines += ["No point completed.", ""]
     else:
         lines += [
-            f"**Best**: point {best['point']}, {point_label(plan, best['point'])}: "
+            f"**Best**: point {best.point}, {point_label(plan, best.point)}: "
             f"{estimate_name(plan)} {score_text(plan, best)} (best.yaml)",
             "",
         ]
-    if refit is not None:
+    if refit is not None and best is not None:
         lines += [
-            f"**Refit** of best.yaml ({refit['status']}): test accuracy "
-            f"{_fmt(refit.get('test_accuracy'))} (n = {refit.get('n_test') or '-'}), beside the "
-            f"{estimate_name(plan)} {_fmt(best['mean_val_accuracy'])}; run folder "
-            f"{Path(refit.get('run_dir') or '-').name}",
+            f"**Refit** of best.yaml ({refit.status}): test accuracy "
+            f"{_fmt(refit.test_accuracy)} (n = {refit.n_test or '-'}), beside the "
+            f"{estimate_name(plan)} {_fmt(best.mean_val_accuracy)}; run folder "
+            f"{Path(refit.run_dir or '-').name}",
             "",
         ]
     score = "val accuracy" + (" (mean)" if spread else "")
@@ -133,10 +123,10 @@ def summary_markdown(plan: SweepPlan, outcome: SweepResult) -> str:
     columns += [seconds_column(plan), "status"]
     lines += ["| " + " | ".join(columns) + " |", "|---" * len(columns) + "|"]
     for row in sorted(outcome.rows, key=_by_score):
-        cells = [str(row["point"]), *(str(row[key]) for key in plan.grid)]
-        cells.append(_fmt(row["mean_val_accuracy"]))
-        cells += [_fmt(row["std_val_accuracy"])] if spread else []
-        cells += [_fmt(row["epochs"], 1), _fmt(row["seconds"], 2), str(row["status"])]
+        cells = [str(row.point), *(str(row.params[key]) for key in plan.grid)]
+        cells.append(_fmt(row.mean_val_accuracy))
+        cells += [_fmt(row.std_val_accuracy)] if spread else []
+        cells += [_fmt(row.epochs, 1), _fmt(row.seconds, 2), str(row.status)]
         lines.append("| " + " | ".join(cells) + " |")
     if outcome.failed:
         lines += ["", "Not completed:", "", *[f"- {line}" for line in outcome.failed]]

@@ -16,7 +16,7 @@ import numpy as np
 from rich.console import Console
 
 from scratchnn_cli.build import check_compatible, check_memory, data_key
-from scratchnn_cli.config import build_config
+from scratchnn_cli.config import ExperimentConfig, build_config
 from scratchnn_cli.data import Dataset, load_dataset
 from scratchnn_cli.errors import ConfigError, Interrupted, UserInputError, one_line
 from scratchnn_cli.report.progress import SweepProgress
@@ -33,8 +33,8 @@ from scratchnn_cli.sweep.plan import (
     sub_run_name,
     sub_run_spec,
 )
-from scratchnn_cli.sweep.result import SweepResult
-from scratchnn_cli.sweep.units import FINISHED, Task, prepare_sub_run, run_task
+from scratchnn_cli.sweep.result import PointRow, SubRunResult, SweepResult
+from scratchnn_cli.sweep.units import FINISHED, Task, earlier_sub_run, new_task, run_task
 
 #: the most worker processes started per CPU core. Every sub-run is CPU-bound and trains with
 #: one BLAS thread, so workers beyond the cores only take turns on them, each holding its own
@@ -47,7 +47,7 @@ WORKERS_PER_CORE = 4
 SCHEDULER_SCHEMES = ("tcp", "tls", "ws", "wss")
 
 
-Execute = Callable[[list[Task], Path, Callable[[dict[str, Any]], None]], None]
+Execute = Callable[[list[Task], Path, Callable[[SubRunResult], None]], None]
 
 
 def _cores() -> int:
@@ -220,7 +220,8 @@ def _handshake(address: str, seconds: float) -> None:
 def _execute_dask(
     client: Any, tasks: list[Task], sweep_dir: Path, on_result: Callable[..., None]
 ) -> None:
-    """Each task a Dask future (its spec travels, not arrays: workers load their data)."""
+    """Each task a Dask future (its validated spec travels, not arrays: workers load their
+    data)."""
     from dask.distributed import as_completed
 
     futures = [client.submit(run_task, task, str(sweep_dir), pure=False) for task in tasks]
@@ -229,41 +230,40 @@ def _execute_dask(
 
 
 def point_row(
-    plan: SweepPlan, point: int, results: list[dict[str, Any]], invalid: str | None = None
-) -> dict[str, Any]:
+    plan: SweepPlan, point: int, results: list[SubRunResult], invalid: str | None = None
+) -> PointRow:
     """One line of results.csv: the point's values, the mean and (population) standard
     deviation of its validation accuracy over the folds, mean epochs, total seconds, status."""
-    row: dict[str, Any] = {"point": point}
-    row.update({key: param_cell(value) for key, value in plan.points[point].items()})
-    results = sorted(results, key=lambda r: r["run"])
-    accuracies = [r.get("val_accuracy") for r in results]
+    results = sorted(results, key=lambda r: r.run)
+    accuracies = [r.val_accuracy for r in results]
     scored = [a for a in accuracies if a is not None]
-    statuses = [r["status"] for r in results]
+    statuses = [r.status for r in results]
     if invalid is not None:
         status = "invalid"
     elif "failed" in statuses or len(scored) < len(results):
         status = next((s for s in statuses if s not in FINISHED), "failed")
     else:
         status = "diverged" if "diverged" in statuses else "completed"
-    epochs = [r["epochs"] for r in results if r.get("epochs") is not None]
-    row.update(
+    epochs = [r.epochs for r in results if r.epochs is not None]
+    return PointRow(
+        point=point,
+        params={key: param_cell(value) for key, value in plan.points[point].items()},
         mean_val_accuracy=float(np.mean(scored)) if scored else None,
         std_val_accuracy=float(np.std(scored)) if scored else None,
         fold_val_accuracy=" ".join(f"{a:.6g}" for a in scored),
         epochs=float(np.mean(epochs)) if epochs else None,
-        seconds=round(sum(r.get("seconds") or 0.0 for r in results), 3),
+        seconds=round(sum(r.seconds or 0.0 for r in results), 3),
         status=status,
-        note=invalid or next((r["note"] for r in results if r.get("note")), ""),
+        note=invalid or next((r.note for r in results if r.note), ""),
     )
-    return row
 
 
-def best_row(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+def best_row(rows: list[PointRow]) -> PointRow | None:
     """The completed point with the highest mean validation accuracy (the first on a tie)."""
     best = None
     for row in rows:
-        if row["status"] == "completed" and row["mean_val_accuracy"] is not None:
-            if best is None or row["mean_val_accuracy"] > best["mean_val_accuracy"]:
+        if row.status == "completed" and row.mean_val_accuracy is not None:
+            if best is None or row.mean_val_accuracy > best.mean_val_accuracy:
                 best = row
     return best
 
@@ -314,12 +314,12 @@ def _sweep(
     execute: Execute,
 ) -> SweepResult:
     """``run_sweep`` once the workers are there."""
-    invalid = _invalid_points(plan)
+    checked, invalid = _check_points(plan)
     if sweep_dir is None:
         sweep_dir = create_run_dir(runs_dir, f"sweep-{plan.name}", name_first=True)
         write_yaml(sweep_dir / SWEEP_FILE, asdict(plan))
-    tasks, results = _sub_runs(plan, sweep_dir, invalid)
-    rows: dict[int, dict[str, Any]] = {}
+    tasks, results, refused = _sub_runs(plan, sweep_dir, checked)
+    rows: dict[int, PointRow] = {}
 
     total = len(plan.points)
     with SweepProgress(console, plan.name, total) as progress:
@@ -330,7 +330,7 @@ def _sweep(
             progress.point_done(
                 ""
                 if best is None
-                else f"best {best['mean_val_accuracy']:.4f}: {point_label(plan, best['point'])}"
+                else f"best {best.mean_val_accuracy:.4f}: {point_label(plan, best.point)}"
             )
 
         for point in range(total):
@@ -339,19 +339,21 @@ def _sweep(
             if point in invalid or len(results[point]) == plan.runs_per_point:
                 advance(point)
 
-        def on_result(result: dict[str, Any]) -> None:
-            point = result["point"]
+        def on_result(result: SubRunResult) -> None:
+            point = result.point
             results[point].append(result)
-            if result["status"] != "completed":
-                seed, fold = plan.sub_run(result["run"])
+            if result.status != "completed":
+                seed, fold = plan.sub_run(result.run)
                 progress.say(
                     f"point {point} ({point_label(plan, point)}) "
                     f"{'' if seed is None else f'seed {seed} '}fold {fold}: "
-                    f"{result['status']}: {result.get('note') or ''}"
+                    f"{result.status}: {result.note or ''}"
                 )
             if len(results[point]) == plan.runs_per_point:
                 advance(point)
 
+        for result in refused:  # said as a worker's failure would be
+            on_result(result)
         try:
             execute(tasks, sweep_dir, on_result)
         except KeyboardInterrupt:
@@ -361,25 +363,27 @@ def _sweep(
     ordered = [rows[point] for point in range(total)]
     best = best_row(ordered)
     failed = [
-        f"point {row['point']} ({point_label(plan, row['point'])}): {row['status']}"
+        f"point {row.point} ({point_label(plan, row.point)}): {row.status}"
         for row in ordered
-        if row["status"] != "completed"
+        if row.status != "completed"
     ]
     outcome = SweepResult(sweep_dir, plan, ordered, best, failed=failed)
     write_sweep_files(plan, outcome)
     if best is not None and refit:
         outcome.refit = _refit(plan, sweep_dir, best, console)
-        if outcome.refit["status"] != "completed":
-            failed.append(f"refit: {outcome.refit['status']}: {outcome.refit.get('note') or ''}")
+        if outcome.refit.status != "completed":
+            failed.append(f"refit: {outcome.refit.status}: {outcome.refit.note or ''}")
         write_sweep_files(plan, outcome)
     return outcome
 
 
-def _invalid_points(plan: SweepPlan) -> dict[int, str]:
-    """Point -> why its spec is invalid, or its data (an unknown class, more folds than rows of
-    a class, a network too big for it); ConfigError when no point is valid, before the sweep
-    folder exists. Points with the same data section share one load of it."""
-    invalid = {}
+def _check_points(plan: SweepPlan) -> tuple[dict[int, ExperimentConfig], dict[int, str]]:
+    """Each point's first sub-run validated (point -> its ExperimentConfig, which trains it),
+    and point -> why a point is invalid: its spec, or its data (an unknown class, more folds
+    than rows of a class, a network too big for it); ConfigError when no point is valid, before
+    the sweep folder exists. Points with the same data section share one load of it."""
+    checked: dict[int, ExperimentConfig] = {}
+    invalid: dict[int, str] = {}
     loaded: tuple[str, Dataset] | None = None  # the last data loaded, by what it depends on
     for point in range(len(plan.points)):
         label = f"point {point} ({point_label(plan, point)})"
@@ -397,41 +401,55 @@ def _invalid_points(plan: SweepPlan) -> dict[int, str]:
             check_memory(config, loaded[1])
         except UserInputError as exc:
             invalid[point] = f"{label}: {exc}"
+            continue
+        checked[point] = config
     if len(invalid) == len(plan.points):
         raise ConfigError(next(iter(invalid.values())))
-    return invalid
+    return checked, invalid
 
 
 def _sub_runs(
-    plan: SweepPlan, sweep_dir: Path, invalid: dict[int, str]
-) -> tuple[list[Task], dict[int, list[dict[str, Any]]]]:
-    """The sub-runs still to train (or resume), and the results of the finished ones, by point."""
+    plan: SweepPlan, sweep_dir: Path, checked: dict[int, ExperimentConfig]
+) -> tuple[list[Task], dict[int, list[SubRunResult]], list[SubRunResult]]:
+    """The sub-runs of the valid points (``checked``) still to train (or resume); the results
+    of the finished ones, by point; and those whose spec is invalid (failed before training).
+    Each spec to train is validated here, once: the first sub-run's by ``_check_points``."""
     tasks: list[Task] = []
-    results: dict[int, list[dict[str, Any]]] = {point: [] for point in range(len(plan.points))}
-    for point in range(len(plan.points)):
-        if point in invalid:
-            continue
+    results: dict[int, list[SubRunResult]] = {point: [] for point in range(len(plan.points))}
+    refused: list[SubRunResult] = []
+    for point, first in checked.items():
         for k in range(plan.runs_per_point):
             name = sub_run_name(plan, point, k)
-            prepared = prepare_sub_run(sweep_dir, name, point, k, sub_run_spec(plan, point, k))
-            if isinstance(prepared, Task):
-                tasks.append(prepared)
+            earlier = earlier_sub_run(sweep_dir, name, point, k)
+            if isinstance(earlier, SubRunResult):
+                results[point].append(earlier)
+                continue
+            task = earlier
+            if task is None:
+                task = (
+                    Task(point, k, first)
+                    if k == 0
+                    else new_task(point, k, sub_run_spec(plan, point, k), name)
+                )
+            if isinstance(task, Task):
+                tasks.append(task)
             else:
-                results[point].append(prepared)
-    return tasks, results
+                refused.append(task)
+    return tasks, results, refused
 
 
 def _refit(
     plan: SweepPlan,
     sweep_dir: Path,
-    best: dict[str, Any],
+    best: PointRow,
     console: Console,
-) -> dict[str, Any]:
+) -> SubRunResult:
     """Train best.yaml (train + val) in the sweep folder and score it on test, once."""
-    spec = best_spec(plan, plan.points[best["point"]])
-    prepared = prepare_sub_run(sweep_dir, spec["name"], best["point"], 0, spec)
-    if not isinstance(prepared, Task):
-        return prepared
+    spec = best_spec(plan, plan.points[best.point])
+    earlier = earlier_sub_run(sweep_dir, spec["name"], best.point, 0)
+    if isinstance(earlier, SubRunResult):
+        return earlier
     on = spec["data"].get("train_on", "train").replace("+", " + ")
     console.print(f"refit: training {sweep_dir / 'best.yaml'} on {on}", markup=False)
-    return run_task(prepared, str(sweep_dir), plots=True)
+    task = earlier if earlier is not None else new_task(best.point, 0, spec, spec["name"])
+    return run_task(task, str(sweep_dir), plots=True) if isinstance(task, Task) else task
