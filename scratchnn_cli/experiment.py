@@ -9,6 +9,7 @@ scores. Here they are put together: a run (``run_experiment``), resumed
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import socket
@@ -72,8 +73,10 @@ from scratchnn_cli.runs import (
     write_run_info,
     write_yaml,
 )
+from scratchnn_cli.runs.diagnostics import diagnostics_csv, read_diagnostics
 from scratchnn_cli.runs.writer import RunWriter, start_run_folder
 from scratchnn_cli.streams import Stream, stream
+from scratchnn_cli.training.diagnostics import Diagnostics
 from scratchnn_cli.training.hooks import Hooks
 from scratchnn_cli.training.loop import train
 from scratchnn_cli.training.stopping import divergence
@@ -266,6 +269,13 @@ class Training:
     streams: dict[str, np.random.Generator]
     engine: str = "numpy"
     plots: bool = True
+    diagnostics: Diagnostics | None = None  # train.diagnostics: the probe and its rows
+
+    def diagnostics_file(self) -> list[tuple[str, bytes]]:
+        """[("diagnostics.csv", its bytes)] when diagnostics were taken, else []."""
+        if self.diagnostics is None:
+            return []
+        return [("diagnostics.csv", diagnostics_csv(self.diagnostics.rows).encode())]
 
 
 def _train_in(run: Training, snapshot: Snapshot | None, console: Console | None) -> RunOutcome:
@@ -277,9 +287,10 @@ def _train_in(run: Training, snapshot: Snapshot | None, console: Console | None)
         _fit(run, snapshot, writer.result, writer.save_checkpoint, console)
         metrics = score_splits(net, dataset)
         drawn = [_confusion_picture(run.config, dataset, metrics, console)] if run.plots else []
-        writer.trained(net.state(), metrics, [p for p in drawn if p is not None])
+        extra = [p for p in drawn if p is not None] + run.diagnostics_file()
+        writer.trained(net.state(), metrics, extra)
     except KeyboardInterrupt:
-        writer.interrupted(net.state())
+        writer.interrupted(net.state(), run.diagnostics_file())
         where = run.run_dir
         raise Interrupted(
             f"interrupted: {where} is saved; go on with: scratchnn train --resume {where}"
@@ -325,6 +336,23 @@ def _confusion_picture(
         return None
 
 
+def _start_diagnostics(
+    run: Training, X: np.ndarray, y: np.ndarray, snapshot: Snapshot | None
+) -> Diagnostics:
+    """The probe of the run's training samples, its rows so far (a resumed run's, up to its
+    checkpoint), and the first probe: the initial weights of a new run."""
+    net = run.net
+    diagnostics = Diagnostics(X, net.loss.targets(y, run.dataset.n_classes, net.dtype))
+    earlier = run.run_dir / "diagnostics.csv"
+    if snapshot is None:
+        diagnostics.take(net, 0, run.config.train.lr)
+    elif earlier.is_file():
+        with contextlib.suppress(RunFolderError):  # unreadable: the new rows alone
+            rows = read_diagnostics(earlier)
+            diagnostics.rows = [r for r in rows if r.epoch <= snapshot.epochs]
+    return diagnostics
+
+
 def write_augmentation_examples(run_dir: Path, config: ExperimentConfig, dataset: Dataset) -> None:
     """``augmentation.png``: training images beside augmented versions (its own stream, so the
     picture never changes what training sees)."""
@@ -357,6 +385,8 @@ def _fit(
                 lambda: write_augmentation_examples(run_dir, config, dataset),
             )
     X_fit, y_fit = training_set(config, dataset)
+    if config.train.diagnostics:
+        run.diagnostics = _start_diagnostics(run, X_fit, y_fit, snapshot)
     curve = LiveLearningCurve(run_dir / "learning_curve.png", config.name or "")
     curve.history.extend(snapshot.history if snapshot else [])
     with TrainingProgress(console, config.train, len(y_fit), config.name or "") as progress:
@@ -364,6 +394,8 @@ def _fit(
 
         def on_epoch(record: EpochRecord) -> None:
             progress(record)
+            if run.diagnostics is not None:
+                run.diagnostics.after_epoch(net, record)
             if live[0]:
                 draw = functools.partial(curve.update, record)
                 live[0] = _optional_png(console, "learning_curve.png", draw)
@@ -382,6 +414,8 @@ def _fit(
             augment=augmenter(config, dataset, run.streams["augment"]),
             engine=run.engine,
         )
+    if run.diagnostics is not None:
+        run.diagnostics.finish(net, result.history[-1] if result.history else None)
     if live[0]:
         title = f"{config.name}: stopped by {result.stopped_by}"
         _optional_png(console, "learning_curve.png", lambda: curve.finish(result.history, title))

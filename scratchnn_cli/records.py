@@ -74,3 +74,21 @@ class RunOutcome:
     status: str
     result: TrainResult
     metrics: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class DiagnosticsRow:
+    """One row of diagnostics.csv: a layer's statistics on the probe after ``epoch`` epochs
+    (0: the initial weights), with the probe's mean cost (None where a statistic does not
+    apply to the layer; ``nn/diagnostics.py`` says what each is)."""
+
+    epoch: int
+    layer: int
+    kind: str
+    probe_cost: float
+    weight_norm: float | None = None
+    grad_norm: float | None = None
+    update_ratio: float | None = None
+    saturated: float | None = None
+    dead: float | None = None
+    twins: float | None = None

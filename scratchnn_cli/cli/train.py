@@ -74,8 +74,25 @@ def train(
 
 
 def _print_outcome(outcome: RunOutcome) -> None:
-    """Why training stopped, the accuracy per split, then the run folder (the last line)."""
+    """Why training stopped, the accuracy per split, the most important finding of
+    ``scratchnn diagnose`` when there is one, then the run folder (the last line)."""
     say(f"stopped: {outcome.result.stop_reason}")
     for split, m in outcome.metrics.items():
         say(f"{split:>5} accuracy: {m['accuracy']:.4f}  (n = {m['n']})")
+    finding = _first_finding(outcome.run_dir)
+    if finding:
+        say(f"diagnose: {finding} (scratchnn diagnose {outcome.run_dir})")
     say(str(outcome.run_dir))
+
+
+def _first_finding(run_dir: Path) -> str | None:
+    """The most important finding's line, or None when nothing is wrong (or the run's files
+    cannot say)."""
+    from scratchnn_cli.diagnose import NOTHING_WRONG, diagnose, load_evidence
+    from scratchnn_cli.errors import ScratchnnError
+
+    try:
+        first = diagnose(load_evidence(run_dir))[0]
+    except ScratchnnError:
+        return None
+    return None if first is NOTHING_WRONG else first.line()

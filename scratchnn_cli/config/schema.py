@@ -486,6 +486,7 @@ class TrainConfig(_Section):
     eval_every: Count = 1
     checkpoint_every: Count | None = None
     engine: Literal["auto", "numpy", "compiled"] = "auto"  # nn/engines.py
+    diagnostics: bool = True  # probe statistics for `scratchnn diagnose` (training/diagnostics.py)
 
     def rows_per_update(self, n_samples: int) -> int:
         """How many of ``n_samples`` training rows one update sees: the batch, or all of them."""

@@ -123,29 +123,31 @@ class RunWriter:
         self,
         model: dict[str, np.ndarray],
         metrics: dict[str, Any],
-        pictures: Sequence[tuple[str, bytes]] = (),
+        extra: Sequence[tuple[str, bytes]] = (),
     ) -> None:
         """Training ended normally (completed or diverged): history, ``model`` (its arrays),
-        ``metrics`` (its scores) and ``pictures`` (name, PNG bytes), then run.json, in one
-        ``write_files``."""
+        ``metrics`` (its scores) and the ``extra`` files (name, bytes: pictures, diagnostics),
+        then run.json, in one ``write_files``."""
         files = [
             *self.history_file(self.result.history),
             ("model.npz", npz_bytes(model)),
             ("metrics.json", json_bytes(metrics)),
-            *pictures,
+            *extra,
         ]
         self.metrics.update(metrics)
         status = "diverged" if self.result.stopped_by == "diverged" else "completed"
         self.finish(status, files=files)
 
-    def interrupted(self, model: dict[str, np.ndarray]) -> None:
+    def interrupted(
+        self, model: dict[str, np.ndarray], extra: Sequence[tuple[str, bytes]] = ()
+    ) -> None:
         """Ctrl-C or SIGTERM (the caller re-raises): the last finished epoch, marked as such,
-        then its history and ``model`` (the arrays it had)."""
+        then its history, ``model`` (the arrays it had) and the ``extra`` files."""
         guard = interrupt_guard(lambda: _remove_temp_files(self.run_dir))
         with guard as marked:  # a 2nd Ctrl-C exits; files stay whole
             self.finish("interrupted", "interrupted (Ctrl-C or SIGTERM)")
             marked()
-            write_files(self.run_dir, self.history_file(self.result.history))
+            write_files(self.run_dir, [*self.history_file(self.result.history), *extra])
             write_npz(self.run_dir / "model.npz", model)
 
     def failed(self, exc: Exception) -> None:

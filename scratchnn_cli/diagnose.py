@@ -1,0 +1,359 @@
+"""Why didn't it learn? A run folder's evidence read as findings: what was seen (numbers and
+epoch), what it usually means, what to try (a ``--set`` to paste).
+
+The evidence is history.csv (costs and accuracies per epoch), diagnostics.csv (the probe's
+statistics per layer: ``nn/diagnostics.py``) when the run recorded it, run.json and the spec.
+Every rule and threshold is in this module, each with where it comes from; the findings are
+ranked, most important first, and "nothing wrong found" is a finding too.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from scratchnn_cli.config import ExperimentConfig
+from scratchnn_cli.errors import RunFolderError
+from scratchnn_cli.records import DiagnosticsRow, EpochRecord
+from scratchnn_cli.runs import RunRecord
+
+#: The initial cost is "far" from ln K above this factor: weights drawn with sigma = 1 on
+#: the assignment's nets start at 1-3 x ln K, large ones (sigma 10) at tens of times.
+INITIAL_COST_FACTOR = 2.0
+#: Vanishing gradients: the first weight layer's gradient norm below this fraction of the last's
+#: (Glorot & Bengio 2010 show sigmoid nets whose lower layers' gradients are orders smaller).
+VANISHING_RATIO = 1e-3
+#: Saturated or dead: more than half a layer's units (or entries) out of play.
+SATURATED_SHARE = 0.5
+DEAD_SHARE = 0.5
+#: Identical hidden units: more than half a layer's units have a twin (the symmetric plateau:
+#: units that start equal get equal gradients and stay equal).
+TWINS_SHARE = 0.5
+#: A plateau: the cost within FLAT_COST of its first value for at least this share of the
+#: epochs (and this many): the assignment's circles net sat at ln 2 for millions of steps.
+PLATEAU_SHARE = 0.25
+PLATEAU_EPOCHS = 10
+#: Karpathy's rule of thumb: updates around 1e-3 of the weights; 100x off either way is a sign.
+UPDATE_RATIO_HIGH = 1e-1
+UPDATE_RATIO_LOW = 1e-5
+#: The cost "barely moves": less than 1% from the first epoch to the last.
+FLAT_COST = 0.01
+#: The cost "rises": the last epoch's above this factor of the best, or it went up in at least
+#: this share of the last epochs (oscillation).
+RISING_COST = 1.2
+OSCILLATING_SHARE = 0.4
+#: A run "fitted" its training data at this training accuracy: what a unit does then is not
+#: what stopped it learning.
+FITTED = 0.9
+#: Overfitting: the validation cost at the end above this factor of its best while the
+#: training cost kept falling.
+OVERFIT_FACTOR = 1.1
+#: Underfitting: training accuracy below FITTED at the end, and flat over the last half (less
+#: than UNDERFIT_GAIN better than at the half): more of the same will not get it there.
+UNDERFIT_GAIN = 0.02
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One line of ``scratchnn diagnose``: what was seen, what it usually means, what to try."""
+
+    name: str
+    seen: str
+    means: str
+    to_try: str
+
+    def line(self) -> str:
+        tip = f"; try {self.to_try}" if self.to_try else ""
+        return f"{self.name}: {self.seen}: {self.means}{tip}"
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What a run folder holds for its diagnosis."""
+
+    record: RunRecord
+    config: ExperimentConfig
+    history: list[EpochRecord]
+    diagnostics: list[DiagnosticsRow] | None  # None: the run has no diagnostics.csv
+
+
+NOTHING_WRONG = Finding("nothing wrong found", "no rule fired", "the run looks healthy", "")
+
+
+def diagnose(evidence: Evidence) -> list[Finding]:
+    """The findings, most important first ([NOTHING_WRONG] when no rule fires)."""
+    found: list[Finding] = []
+    for rule in RULES:
+        finding = rule(evidence)
+        if finding is not None:
+            found.append(finding)
+    return found or [NOTHING_WRONG]
+
+
+def missing_evidence(evidence: Evidence) -> str | None:
+    """What cannot be judged for lack of diagnostics.csv (a run written before it existed, or
+    with ``train.diagnostics: false``), else None."""
+    if evidence.diagnostics:
+        return None
+    return (
+        "no diagnostics.csv (a run from before diagnostics, or train.diagnostics: false): "
+        "judged from history.csv alone; initial cost, gradients, saturated, dead and identical "
+        "units not checked"
+    )
+
+
+# --------------------------------------------------------------------------- the rules
+
+
+def _probes(evidence: Evidence) -> dict[int, list[DiagnosticsRow]]:
+    """The diagnostics rows by epoch."""
+    by_epoch: dict[int, list[DiagnosticsRow]] = {}
+    for row in evidence.diagnostics or []:
+        by_epoch.setdefault(row.epoch, []).append(row)
+    return by_epoch
+
+
+def _lr(evidence: Evidence) -> float:
+    return evidence.config.train.lr
+
+
+def diverged_or_rising(evidence: Evidence) -> Finding | None:
+    """Learning rate too high: divergence, a cost that rises or oscillates, or updates far
+    above 1e-3 of the weights."""
+    lr, history = _lr(evidence), evidence.history
+    to_try = f"--set train.lr={lr / 10:g}"
+    stop = evidence.record.stop
+    if evidence.record.status == "diverged" and stop is not None:
+        return Finding("learning rate too high", stop.reason, "the steps overshoot", to_try)
+    costs = [r.cost for r in history if math.isfinite(r.cost)]
+    if len(costs) >= 5:
+        best, last = min(costs), costs[-1]
+        tail = costs[-10:]
+        rises = sum(b > a for a, b in zip(tail, tail[1:], strict=False)) / (len(tail) - 1)
+        if last > RISING_COST * best and rises >= OSCILLATING_SHARE:
+            seen = f"the cost rose to {last:.4g} from its best {best:.4g}"
+            return Finding("learning rate too high", seen, "the steps overshoot", to_try)
+    last_probe = _last_probe(evidence)
+    ratios = [r.update_ratio for r in last_probe if r.update_ratio is not None]
+    if ratios and max(ratios) > UPDATE_RATIO_HIGH:
+        seen = f"update ratio lr*|dW|/|W| {max(ratios):.2g} (about 1e-3 is healthy)"
+        return Finding("learning rate too high", seen, "each step rewrites the weights", to_try)
+    return None
+
+
+def initial_cost_far(evidence: Evidence) -> Finding | None:
+    """The cost at the initial weights far above ln K: the initial weights are too large."""
+    first = _probes(evidence).get(0)
+    if not first:
+        return None
+    classes = len(evidence.record.data.get("classes") or []) or 2
+    reference = math.log(classes)
+    cost = first[0].probe_cost
+    if not (math.isfinite(cost) and cost > INITIAL_COST_FACTOR * reference):
+        return None
+    model = evidence.config.model
+    to_try = (
+        f"--set model.sigma={model.sigma / 10:g}"
+        if model.init == "normal"
+        else "--set model.init=xavier"
+    )
+    seen = f"cost {cost:.3g} at the initial weights, against ln {classes} = {reference:.3g}"
+    return Finding("initial cost far from ln K", seen, "the initial weights are too large", to_try)
+
+
+def vanishing_gradients(evidence: Evidence) -> Finding | None:
+    """The first weight layer's gradient a tiny fraction of the last's, early in training."""
+    probes = _probes(evidence)
+    if not probes:
+        return None
+    epoch = min(e for e in probes if e >= 0)
+    weighted = [r for r in probes[epoch] if r.grad_norm is not None]
+    if len(weighted) < 2:
+        return None
+    first, last = weighted[0].grad_norm or 0.0, weighted[-1].grad_norm or 0.0
+    if last <= 0 or first / last >= VANISHING_RATIO:
+        return None
+    seen = f"first layer's gradient {first / last:.1e} of the last layer's (epoch {epoch})"
+    to_try = "--set model.activation=relu --set model.init=he"
+    return Finding("vanishing gradients", seen, "the lower layers barely learn", to_try)
+
+
+def _last_probe(evidence: Evidence) -> list[DiagnosticsRow]:
+    probes = _probes(evidence)
+    return probes[max(probes)] if probes else []
+
+
+def _first_probe(evidence: Evidence) -> list[DiagnosticsRow]:
+    probes = _probes(evidence)
+    return probes[min(probes)] if probes else []
+
+
+def _worst(rows: Sequence[DiagnosticsRow], attribute: str) -> DiagnosticsRow | None:
+    scored = [r for r in rows if getattr(r, attribute) is not None]
+    return max(scored, key=lambda r: getattr(r, attribute)) if scored else None
+
+
+def saturated_units(evidence: Evidence) -> Finding | None:
+    """Most sigmoid / tanh units at the flat ends of their curve (derivative near 0): at the
+    initial weights (they cannot learn their way out), or at the end of a run that did not fit
+    its training data (a net that learned may well saturate its confident units)."""
+    worst = _worst(_first_probe(evidence), "saturated")
+    if worst is None or (worst.saturated or 0.0) <= SATURATED_SHARE:
+        fitted = bool(evidence.history) and evidence.history[-1].train_accuracy >= FITTED
+        worst = None if fitted else _worst(_last_probe(evidence), "saturated")
+    if worst is None or (worst.saturated or 0.0) <= SATURATED_SHARE:
+        return None
+    where = f"layer {worst.layer} ({worst.kind})"
+    seen = f"{worst.saturated:.0%} of {where} saturated at epoch {worst.epoch}"
+    model = evidence.config.model
+    to_try = (
+        f"--set model.sigma={model.sigma / 10:g}"
+        if model.init == "normal"
+        else "--set model.init=xavier"
+    )
+    return Finding("saturated units", seen, "their gradients vanish", to_try)
+
+
+def dead_relus(evidence: Evidence) -> Finding | None:
+    """Most ReLU units never positive on the probe: they pass no gradient."""
+    worst = _worst(_last_probe(evidence), "dead")
+    if worst is None or (worst.dead or 0.0) <= DEAD_SHARE:
+        return None
+    seen = f"{worst.dead:.0%} of layer {worst.layer}'s units dead at epoch {worst.epoch}"
+    to_try = f"--set train.lr={_lr(evidence) / 10:g} or --set model.activation=leaky_relu"
+    return Finding("dead ReLUs", seen, "a large step pushed them below zero for good", to_try)
+
+
+def identical_units(evidence: Evidence) -> Finding | None:
+    """Hidden units with the same incoming weights: the symmetric plateau."""
+    worst = _worst(_last_probe(evidence), "twins")
+    if worst is None or (worst.twins or 0.0) <= TWINS_SHARE:
+        return None
+    seen = f"{worst.twins:.0%} of layer {worst.layer}'s units have an identical twin"
+    model = evidence.config.model
+    to_try = (
+        f"--set model.sigma={max(model.sigma * 10, 0.1):g}"
+        if model.init == "normal"
+        else "--set model.init=xavier"
+    )
+    return Finding(
+        "identical hidden units (symmetric plateau)",
+        seen,
+        "equal units get equal gradients and stay equal: the layer acts as one unit",
+        to_try,
+    )
+
+
+def plateau(evidence: Evidence) -> Finding | None:
+    """The cost stuck at its starting value for a long stretch of the run before it moved: the
+    plateau of small initial weights (hidden units start nearly alike, the gradient is tiny)."""
+    costs = [r.cost for r in evidence.history]
+    if len(costs) < PLATEAU_EPOCHS or not math.isfinite(costs[0]) or costs[0] <= 0:
+        return None
+    stuck = next(
+        (i for i, c in enumerate(costs) if not abs(c - costs[0]) < FLAT_COST * costs[0]),
+        len(costs),
+    )
+    if stuck < max(PLATEAU_EPOCHS, PLATEAU_SHARE * len(costs)):
+        return None
+    seen = f"the cost stayed at {costs[0]:.4g} for the first {stuck} of {len(costs)} epochs"
+    model, lr = evidence.config.model, _lr(evidence)
+    to_try = (
+        f"--set model.sigma={model.sigma * 10:g} or --set train.lr={lr * 10:g}"
+        if model.init == "normal"
+        else f"--set train.lr={lr * 10:g}"
+    )
+    return Finding(
+        "plateau",
+        seen,
+        "small initial weights: the hidden units start alike and learn slowly",
+        to_try,
+    )
+
+
+def learning_rate_too_low(evidence: Evidence) -> Finding | None:
+    """Updates tiny against the weights at the start, or a cost that barely moved, in a run
+    that did not fit its training data (a converged run's gradients are tiny by rights)."""
+    history, lr = evidence.history, _lr(evidence)
+    if history and history[-1].train_accuracy >= FITTED:
+        return None
+    to_try = f"--set train.lr={lr * 10:g}"
+    ratios = [r.update_ratio for r in _first_probe(evidence) if r.update_ratio is not None]
+    if ratios and max(ratios) < UPDATE_RATIO_LOW:
+        seen = f"update ratio lr*|dW|/|W| at most {max(ratios):.1e} (about 1e-3 is healthy)"
+        return Finding("learning rate too low", seen, "the weights hardly move", to_try)
+    costs = [r.cost for r in history if math.isfinite(r.cost)]
+    if len(costs) >= 5 and costs[0] > 0 and abs(costs[0] - costs[-1]) < FLAT_COST * costs[0]:
+        seen = f"the cost moved {abs(costs[0] - costs[-1]) / costs[0]:.2%} in {len(costs)} epochs"
+        return Finding("learning rate too low", seen, "training hardly moves", to_try)
+    return None
+
+
+def overfitting(evidence: Evidence) -> Finding | None:
+    """The validation cost rising while the training cost falls."""
+    rows = [r for r in evidence.history if r.val_cost is not None and math.isfinite(r.val_cost)]
+    if len(rows) < 3:
+        return None
+    best = min(rows, key=lambda r: r.val_cost or math.inf)
+    last = rows[-1]
+    if best is last or (last.val_cost or 0.0) <= OVERFIT_FACTOR * (best.val_cost or 0.0):
+        return None
+    if not last.cost < best.cost:
+        return None
+    seen = (
+        f"validation cost up from {best.val_cost:.4g} (epoch {best.epoch}) to "
+        f"{last.val_cost:.4g} while the training cost fell"
+    )
+    to_try = "--set train.early_stopping.patience=5"
+    return Finding("overfitting", seen, "the network learns the training samples", to_try)
+
+
+def underfitting(evidence: Evidence) -> Finding | None:
+    """Training accuracy low and flat."""
+    history = evidence.history
+    if len(history) < 4:
+        return None
+    half, last = history[len(history) // 2], history[-1]
+    if last.train_accuracy >= FITTED:
+        return None
+    if last.train_accuracy - half.train_accuracy >= UNDERFIT_GAIN:
+        return None
+    seen = f"training accuracy {last.train_accuracy:.3f}, flat since epoch {half.epoch}"
+    to_try = f"--set train.lr={_lr(evidence) * 10:g} (or a larger network, another optimizer)"
+    return Finding("underfitting", seen, "stuck short of fitting its training data", to_try)
+
+
+#: The rules, most important first: a run that diverged or starts saturated needs that fixed
+#: before anything else can be read.
+RULES = (
+    diverged_or_rising,
+    initial_cost_far,
+    vanishing_gradients,
+    saturated_units,
+    dead_relus,
+    identical_units,
+    plateau,
+    learning_rate_too_low,
+    underfitting,
+    overfitting,
+)
+
+
+def load_evidence(run_dir: Path) -> Evidence:
+    """The evidence of a run folder; RunFolderError, one line, when it has none to read."""
+    from scratchnn_cli.config import build_config
+    from scratchnn_cli.runs import load_run_info
+    from scratchnn_cli.runs.diagnostics import read_diagnostics
+    from scratchnn_cli.runs.history import read_history
+
+    raw, record = load_run_info(run_dir)
+    config = build_config(raw, f"{run_dir}/config.yaml")
+    history_path = Path(run_dir) / "history.csv"
+    if not history_path.is_file():
+        raise RunFolderError(f"{run_dir}: no history.csv (the run never finished an epoch)")
+    history = read_history(history_path)
+    path = Path(run_dir) / "diagnostics.csv"
+    diagnostics = read_diagnostics(path) if path.is_file() else None
+    return Evidence(record, config, history, diagnostics)
