@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from scratchnn_cli.config import ExperimentConfig
 from scratchnn_cli.errors import RunFolderError
 from scratchnn_cli.records import DiagnosticsRow, EpochRecord
@@ -40,10 +42,8 @@ UPDATE_RATIO_HIGH = 1e-1
 UPDATE_RATIO_LOW = 1e-5
 #: The cost "barely moves": less than 1% from the first epoch to the last.
 FLAT_COST = 0.01
-#: The cost "rises": the last epoch's above this factor of the best, or it went up in at least
-#: this share of the last epochs (oscillation).
+#: The cost "rises": its moving average at the end above this factor of its lowest.
 RISING_COST = 1.2
-OSCILLATING_SHARE = 0.4
 #: A run "fitted" its training data at this training accuracy: what a unit does then is not
 #: what stopped it learning.
 FITTED = 0.9
@@ -119,24 +119,44 @@ def _lr(evidence: Evidence) -> float:
     return evidence.config.train.lr
 
 
-def diverged_or_rising(evidence: Evidence) -> Finding | None:
-    """Learning rate too high: divergence, a cost that rises or oscillates, or updates far
-    above 1e-3 of the weights."""
-    lr, history = _lr(evidence), evidence.history
-    to_try = f"--set train.lr={lr / 10:g}"
+def diverged(evidence: Evidence) -> Finding | None:
+    """The run diverged: the learning rate is too high (or the initial weights too large)."""
     stop = evidence.record.stop
-    if evidence.record.status == "diverged" and stop is not None:
-        return Finding("learning rate too high", stop.reason, "the steps overshoot", to_try)
-    costs = [r.cost for r in history if math.isfinite(r.cost)]
-    if len(costs) >= 5:
-        best, last = min(costs), costs[-1]
-        tail = costs[-10:]
-        rises = sum(b > a for a, b in zip(tail, tail[1:], strict=False)) / (len(tail) - 1)
-        if last > RISING_COST * best and rises >= OSCILLATING_SHARE:
-            seen = f"the cost rose to {last:.4g} from its best {best:.4g}"
+    if evidence.record.status != "diverged" or stop is None:
+        return None
+    to_try = f"--set train.lr={_lr(evidence) / 10:g}"
+    return Finding("learning rate too high", stop.reason, "the steps overshoot", to_try)
+
+
+def smoothed(values: Sequence[float]) -> list[float]:
+    """The moving average of ``values`` over a window of a tenth of them (at least 3): an
+    epoch's cost is measured on the samples it drew, so single epochs are noisy."""
+    window = max(3, len(values) // 10)
+    kernel = np.ones(window) / window
+    return list(np.convolve(np.asarray(values, dtype=np.float64), kernel, mode="valid"))
+
+
+def _tracked_cost(history: Sequence[EpochRecord]) -> list[float]:
+    """The cost to judge the run by: the validation cost (the same samples every epoch) when
+    every epoch has one, else the training cost."""
+    val = [r.val_cost for r in history]
+    chosen = val if all(v is not None for v in val) else [r.cost for r in history]
+    return [float(c) for c in chosen if c is not None and math.isfinite(c)]
+
+
+def rising_cost(evidence: Evidence) -> Finding | None:
+    """Learning rate too high: a cost that rises again after its best (smoothed), or updates
+    far above 1e-3 of the weights."""
+    lr = _lr(evidence)
+    to_try = f"--set train.lr={lr / 10:g}"
+    costs = [r.cost for r in evidence.history if math.isfinite(r.cost)]
+    if len(costs) >= 10:
+        trend = smoothed(costs)
+        best, last = min(trend), trend[-1]
+        if last > RISING_COST * best and not evidence.history[-1].train_accuracy >= FITTED:
+            seen = f"the cost rose again to {last:.4g} from {best:.4g} (smoothed over epochs)"
             return Finding("learning rate too high", seen, "the steps overshoot", to_try)
-    last_probe = _last_probe(evidence)
-    ratios = [r.update_ratio for r in last_probe if r.update_ratio is not None]
+    ratios = [r.update_ratio for r in _last_probe(evidence) if r.update_ratio is not None]
     if ratios and max(ratios) > UPDATE_RATIO_HIGH:
         seen = f"update ratio lr*|dW|/|W| {max(ratios):.2g} (about 1e-3 is healthy)"
         return Finding("learning rate too high", seen, "each step rewrites the weights", to_try)
@@ -284,7 +304,7 @@ def learning_rate_too_low(evidence: Evidence) -> Finding | None:
     if ratios and max(ratios) < UPDATE_RATIO_LOW:
         seen = f"update ratio lr*|dW|/|W| at most {max(ratios):.1e} (about 1e-3 is healthy)"
         return Finding("learning rate too low", seen, "the weights hardly move", to_try)
-    costs = [r.cost for r in history if math.isfinite(r.cost)]
+    costs = _tracked_cost(history)
     if len(costs) >= 5 and costs[0] > 0 and abs(costs[0] - costs[-1]) < FLAT_COST * costs[0]:
         seen = f"the cost moved {abs(costs[0] - costs[-1]) / costs[0]:.2%} in {len(costs)} epochs"
         return Finding("learning rate too low", seen, "training hardly moves", to_try)
@@ -328,9 +348,10 @@ def underfitting(evidence: Evidence) -> Finding | None:
 #: The rules, most important first: a run that diverged or starts saturated needs that fixed
 #: before anything else can be read.
 RULES = (
-    diverged_or_rising,
+    diverged,
     initial_cost_far,
     vanishing_gradients,
+    rising_cost,
     saturated_units,
     dead_relus,
     identical_units,

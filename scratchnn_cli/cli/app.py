@@ -15,8 +15,10 @@ from typer.core import TyperCommand, TyperGroup
 from scratchnn_cli import __version__
 from scratchnn_cli.cli import (
     compare,
+    diagnose,
     evaluate,
     gradcheck,
+    lr_find,
     report,
     reproduce,
     runs,
@@ -108,10 +110,12 @@ def _register_commands() -> None:
         (reproduce.reproduce, None),
         (sweep.sweep, None),
         (gradcheck.gradcheck, None),
+        (lr_find.lr_find, "lr-find"),
         (summary.summary, None),
         (runs.list_runs, "runs"),
         (report.report, None),
         (compare.compare, None),
+        (diagnose.diagnose, None),
     ]
     for command, name in commands:
         epilog = sweep.SWEEP_EXIT_HELP if command is sweep.sweep else EXIT_CODES_HELP

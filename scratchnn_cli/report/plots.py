@@ -364,3 +364,56 @@ def sweep_png(frame: Any, params: Sequence[str], metric: str, title: str, label:
         ax.grid(alpha=0.3)
     ax.set_title(literal(f"sweep {title}"))
     return figure_png(fig)
+
+
+def lr_find_png(
+    lrs: np.ndarray,
+    costs: np.ndarray,
+    smoothed: np.ndarray,
+    suggested: float | None,
+    configured: float | None = None,
+    title: str = "",
+) -> bytes:
+    """The learning-rate range test (``lr_find.py``) as PNG bytes: each update's cost (thin)
+    and the smoothed cost (bold) against the rate, on a log axis; the suggested rate marked
+    (a dot on the smoothed cost, a vertical line), the spec's ``train.lr`` dashed.
+
+    The y axis stops a little above the smoothed cost's highest value before its lowest point:
+    the costs of a diverging rate (up to NaN or 1e30) would flatten everything else."""
+    lrs, costs, smoothed = (np.asarray(a, dtype=np.float64) for a in (lrs, costs, smoothed))
+    fig, ax = pyplot().subplots(figsize=(8, 4.5))
+    ax.plot(lrs, costs, color="tab:blue", alpha=0.35, linewidth=0.8, label="cost of each batch")
+    ax.plot(lrs, smoothed, color="tab:blue", linewidth=2, label="smoothed cost")
+    finite = np.isfinite(smoothed)
+    if finite.any():
+        lowest = int(np.argmin(np.where(finite, smoothed, np.inf)))
+        before = smoothed[: lowest + 1][finite[: lowest + 1]]
+        seen = np.concatenate([before, costs[np.isfinite(costs)]])
+        top, bottom = float(before.max()), float(seen.min())
+        span = max(top - bottom, 1e-12)
+        ax.set_ylim(bottom - 0.05 * span, top + 0.25 * span)
+    if suggested is not None:
+        at = int(np.argmin(np.abs(np.log(lrs / suggested))))
+        ax.axvline(suggested, color="tab:red", linewidth=1)
+        ax.plot(
+            [suggested],
+            [smoothed[at]],
+            "o",
+            color="tab:red",
+            label=f"suggested lr = {suggested:.2g}",
+        )
+    if configured is not None:
+        ax.axvline(
+            configured,
+            color="0.3",
+            linestyle="--",
+            linewidth=1,
+            label=f"the spec's train.lr = {configured:g}",
+        )
+    ax.set_xscale("log")
+    ax.set_xlabel("learning rate (one update each, growing exponentially)")
+    ax.set_ylabel("cross-entropy cost J")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(literal(title or "learning-rate range test"))
+    return figure_png(fig)

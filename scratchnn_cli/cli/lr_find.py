@@ -1,0 +1,137 @@
+"""``scratchnn lr-find``: the learning-rate range test of a spec, into its own folder."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.markup import escape
+
+from scratchnn_cli.cli.common import ThreadsOption, err, handle_errors, say
+from scratchnn_cli.report.text import printable
+
+if TYPE_CHECKING:
+    from scratchnn_cli.config import ExperimentConfig
+    from scratchnn_cli.lr_find import LRFindResult
+
+
+@handle_errors
+def lr_find(
+    config: Annotated[
+        Path,
+        typer.Argument(metavar="CONFIG", help="The experiment spec whose training is tested."),
+    ],
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", metavar="KEY=VALUE", help="Override a key of the spec (repeatable)."),
+    ] = None,
+    start: Annotated[
+        float, typer.Option(metavar="LR", help="The rate of the first update.")
+    ] = 1e-7,
+    end: Annotated[
+        float, typer.Option(metavar="LR", help="The rate of the last update (if it gets there).")
+    ] = 10.0,
+    updates: Annotated[
+        int | None,
+        typer.Option(
+            metavar="N",
+            help="Updates from --start to --end (default: about 32,000 samples' worth, "
+            "100 to 4,000).",
+        ),
+    ] = None,
+    runs_dir: Annotated[
+        Path,
+        typer.Option(metavar="PATH", help=r"Where the lr-find-\<name\>-\<timestamp\> folder goes."),
+    ] = Path("runs"),
+    threads: ThreadsOption = None,
+) -> None:
+    """Run the learning-rate range test of a spec and suggest a train.lr.
+
+    From the spec's initial weights, one update per rate, the rate growing exponentially from
+    --start to --end (stopping once the smoothed cost passes 4x its best); everything else
+    (data, batches, update rule, engine) as `scratchnn train` would do it. Writes lr_find.png,
+    lr_find.csv, lr_find.json and config.yaml into a new folder; prints the suggested rate (the
+    steepest descent of the smoothed cost) and why, then the folder.
+    """
+    from scratchnn_cli.config import load_config
+    from scratchnn_cli.lr_find import check_range, lr_range_test
+    from scratchnn_cli.nn.threads import threads as layer_threads
+
+    check_range(start, end, updates)
+    spec = load_config(config, set_ or [])
+    doing = f"range test of {printable(spec.name)}: rates from {start:g} to {end:g}"
+    with layer_threads(threads), err.status(escape(doing)):
+        result = lr_range_test(spec, start, end, updates)
+    folder = _write_folder(runs_dir, spec, result)
+    ran = f"{len(result.lrs)} of {result.planned_updates} updates, {result.engine} engine"
+    err.print(f"{ran}: {result.stop_reason}", markup=False, highlight=False, soft_wrap=True)
+    if result.suggested is None:
+        say(f"no suggestion: {result.why}")
+    else:
+        say(
+            f"suggested lr: {result.suggested:.2g}, {result.why}; "
+            f"the spec's train.lr is {result.configured_lr:g}"
+        )
+    say(str(folder))
+
+
+def _write_folder(runs_dir: Path, spec: ExperimentConfig, result: LRFindResult) -> Path:
+    """A new ``lr-find-<name>-<timestamp>`` folder holding the curve (PNG, CSV), the result
+    (JSON) and the spec. A curve that cannot be drawn is a note, not the end of the rest."""
+    from scratchnn_cli.errors import RunWriteError, one_line
+    from scratchnn_cli.report.plots import lr_find_png
+    from scratchnn_cli.runs import create_run_dir, json_bytes, write_files, yaml_bytes
+
+    files = [
+        ("config.yaml", yaml_bytes(spec.to_dict())),
+        ("lr_find.csv", _curve_csv(result).encode()),
+        ("lr_find.json", json_bytes(_summary(result))),
+    ]
+    try:
+        title = f"{spec.name}: learning-rate range test"
+        png = lr_find_png(
+            result.lrs, result.costs, result.smoothed, result.suggested, result.configured_lr, title
+        )
+        files.append(("lr_find.png", png))
+    except Exception as exc:  # a broken matplotlib or font: the numbers still count
+        note = f"note: lr_find.png not drawn ({type(exc).__name__}: {one_line(exc)})"
+        err.print(printable(note), markup=False, highlight=False)
+    folder = create_run_dir(runs_dir, f"lr-find-{spec.name}", name_first=True)
+    try:
+        write_files(folder, files)
+    except OSError as exc:
+        raise RunWriteError(f"{folder}: could not write ({one_line(exc)})") from None
+    return folder
+
+
+def _curve_csv(result: LRFindResult) -> str:
+    """One row per update: its rate, its batch's cost, the smoothed cost."""
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(["update", "lr", "cost", "smoothed"])
+    for i, (lr, cost, smoothed) in enumerate(
+        zip(result.lrs, result.costs, result.smoothed, strict=True)
+    ):
+        writer.writerow([i + 1, repr(float(lr)), repr(float(cost)), repr(float(smoothed))])
+    return text.getvalue()
+
+
+def _summary(result: LRFindResult) -> dict[str, object]:
+    """lr_find.json: the suggestion and why, how the test ran and ended."""
+    return {
+        "suggested_lr": result.suggested,
+        "why": result.why,
+        "configured_lr": result.configured_lr,
+        "start": result.start,
+        "end": result.end,
+        "planned_updates": result.planned_updates,
+        "smoothing_beta": result.beta,
+        "updates": len(result.lrs),
+        "stopped_early": result.stopped_early,
+        "stop_reason": result.stop_reason,
+        "engine": result.engine,
+        "seconds": round(result.seconds, 3),
+    }
