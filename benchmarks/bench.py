@@ -10,8 +10,9 @@ how the section modules are found)::
 Each benchmark is a *section*: a function ``(opts, console) -> None`` in its own module, listed in
 ``SECTIONS``: ``single-sample`` (``single_sample.py``: single-sample SGD against the notebook's
 loops), ``mlp`` (``mlp.py``: a 784-256-128-10 MLP against scikit-learn, PyTorch and the GEMM
-floor), ``cnn`` (``cnn.py``: two CNNs against PyTorch) and ``engines`` (``engines.py``: the
-compiled engine against the NumPy one). What ``mlp`` and ``cnn`` share is in ``common.py``.
+floor), ``cnn`` (``cnn.py``: two CNNs against PyTorch), ``engines`` (``engines.py``: the
+compiled engine against the NumPy one) and ``diagnostics`` (``diagnostics_cost.py``: training
+with ``train.diagnostics`` on against off). What the sections share is in ``common.py``.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 from cnn import cnn
+from diagnostics_cost import diagnostics
 from engines import engines
 from mlp import mlp
 from rich.console import Console
@@ -32,6 +34,7 @@ SECTIONS: dict[str, Callable[[argparse.Namespace, Console], None]] = {
     "mlp": mlp,
     "cnn": cnn,
     "engines": engines,
+    "diagnostics": diagnostics,
 }
 
 
@@ -52,7 +55,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         type=int,
         default=0,
         help="best of N timings (default: single-sample 20, mlp 3, cnn 2, engines 5; "
-        "3, 1, 1, 2 with --quick)",
+        "3, 1, 1, 2 with --quick); diagnostics: N rounds of each case",
     )
     parser.add_argument(
         "-v",

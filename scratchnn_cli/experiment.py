@@ -51,6 +51,7 @@ from scratchnn_cli.records import EpochRecord, RunOutcome, Snapshot, TrainResult
 from scratchnn_cli.report.plots import (
     LiveLearningCurve,
     confusion_matrix_png,
+    gradient_flow_png,
     plot_augmentation,
 )
 from scratchnn_cli.report.progress import TrainingProgress
@@ -287,6 +288,7 @@ def _train_in(run: Training, snapshot: Snapshot | None, console: Console | None)
         _fit(run, snapshot, writer.result, writer.save_checkpoint, console)
         metrics = score_splits(net, dataset)
         drawn = [_confusion_picture(run.config, dataset, metrics, console)] if run.plots else []
+        drawn += [_gradient_flow_picture(run, console)] if run.plots else []
         extra = [p for p in drawn if p is not None] + run.diagnostics_file()
         writer.trained(net.state(), metrics, extra)
     except KeyboardInterrupt:
@@ -351,6 +353,20 @@ def _start_diagnostics(
             rows = read_diagnostics(earlier)
             diagnostics.rows = [r for r in rows if r.epoch <= snapshot.epochs]
     return diagnostics
+
+
+def _gradient_flow_picture(run: Training, console: Console) -> tuple[str, bytes] | None:
+    """("gradient_flow.png", its bytes): each weight layer's gradient norm and update ratio per
+    probe (diagnostics.csv's rows); None without diagnostics, or (and a note) when it cannot be
+    drawn."""
+    if run.diagnostics is None or not run.diagnostics.rows:
+        return None
+    title = f"{run.config.name}: gradient flow"
+    try:
+        return "gradient_flow.png", gradient_flow_png(run.diagnostics.rows, title)
+    except Exception as exc:
+        _not_drawn(console, "gradient_flow.png", exc)
+        return None
 
 
 def write_augmentation_examples(run_dir: Path, config: ExperimentConfig, dataset: Dataset) -> None:

@@ -1,15 +1,21 @@
 """One self-contained HTML report of a finished run: ``run_dir/report.html``.
 
 The report gathers what a run folder holds (run.json, config.yaml, history.csv, metrics.json,
-model.npz) into a single page a person can open in any browser or attach to an e-mail: every
-image is embedded as a base64 ``data:image/png`` URI, the CSS is inline, there is no JavaScript
-and nothing is fetched from anywhere. Figures are drawn with matplotlib (Agg) straight into PNG
-bytes: the learning curve and confusion matrix by plots.py, the decision boundary and the image
-tiles here. The only file written into the run folder is ``report.html`` itself (atomically).
+model.npz, diagnostics.csv) into a single page a person can open in any browser or attach to an
+e-mail: every image is embedded as a base64 ``data:image/png`` URI, the CSS is inline, there is
+no JavaScript and nothing is fetched from anywhere. Figures are drawn with matplotlib (Agg)
+straight into PNG bytes: the learning curve, confusion matrix and gradient flow by plots.py, the
+decision boundary and the image tiles here. The only file written into the run folder is
+``report.html`` itself (atomically).
 
 The page is rendered by the Jinja2 templates in ``templates/`` (``report.html.j2``, its macros
 and ``report.css``) with autoescaping on: this module only turns the run into plain values
 (strings, numbers, PNG bytes) and every value from the run is escaped by the template engine.
+
+The "Diagnostics" section shows the gradient flow drawn from diagnostics.csv (plots.py) and the
+findings of ``scratchnn_cli.diagnose`` (the rules of ``scratchnn diagnose``), read from what the
+report loaded; a run without diagnostics.csv gets the findings its history allows, and says
+what is missing.
 
 The network is only ever asked for ``predict`` / ``predict_proba``; no maths happens here:
 per-class accuracy and the most confused pairs come from ``scratchnn_cli.metrics``, computed
@@ -36,6 +42,7 @@ from scratchnn_cli import __version__
 from scratchnn_cli.build import training_set
 from scratchnn_cli.config import ExperimentConfig
 from scratchnn_cli.data import Dataset
+from scratchnn_cli.diagnose import Evidence, Finding, diagnose, missing_evidence
 from scratchnn_cli.errors import RunFolderError, RunWriteError, one_line
 from scratchnn_cli.metrics import (
     SPLITS,
@@ -47,15 +54,17 @@ from scratchnn_cli.metrics import (
 )
 from scratchnn_cli.nn.layers import ACTIVATIONS
 from scratchnn_cli.nn.network import Network
-from scratchnn_cli.records import EpochRecord
+from scratchnn_cli.records import DiagnosticsRow, EpochRecord
 from scratchnn_cli.report.plots import (
     confusion_matrix_png,
     figure_png,
+    gradient_flow_png,
     learning_curve_png,
     literal,
     pyplot,
 )
 from scratchnn_cli.runs import RunRecord, read_json, write_text
+from scratchnn_cli.runs.diagnostics import read_diagnostics
 from scratchnn_cli.runs.history import read_history
 
 if TYPE_CHECKING:
@@ -111,6 +120,8 @@ class _Run:
     net: Network
     metrics: dict[str, Any]
     history: list[EpochRecord] | None
+    diagnostics: list[DiagnosticsRow] | None  # None: no diagnostics.csv, or an unreadable one
+    diagnostics_error: str = ""  # why diagnostics.csv could not be read ("" if it was)
 
 
 def _load_run(finished: FinishedRun) -> _Run:
@@ -127,6 +138,7 @@ def _load_run(finished: FinishedRun) -> _Run:
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise RunFolderError(f"{run_dir}: unreadable run files ({one_line(exc)})") from None
 
+    diagnostics, diagnostics_error = _read_diagnostics(run_dir / "diagnostics.csv")
     return _Run(
         run_dir=run_dir,
         info=finished.record,
@@ -136,6 +148,8 @@ def _load_run(finished: FinishedRun) -> _Run:
         net=net,
         metrics=metrics,
         history=_read_history(run_dir / "history.csv"),
+        diagnostics=diagnostics,
+        diagnostics_error=diagnostics_error,
     )
 
 
@@ -145,6 +159,17 @@ def _read_history(path: Path) -> list[EpochRecord] | None:
         return read_history(path)
     except RunFolderError:
         return None
+
+
+def _read_diagnostics(path: Path) -> tuple[list[DiagnosticsRow] | None, str]:
+    """diagnostics.csv's rows (None when the file is absent or unreadable), and why it could
+    not be read ("" when it was, or is absent)."""
+    if not path.is_file():
+        return None, ""
+    try:
+        return read_diagnostics(path), ""
+    except RunFolderError as exc:
+        return None, str(exc)
 
 
 def _run_name(run: _Run) -> str:
@@ -598,6 +623,48 @@ def _confusion(run: _Run) -> dict[str, Any] | None:
     return {"split": shown, "png": png}
 
 
+def _diagnostics(run: _Run) -> dict[str, Any]:
+    """The gradient-flow figure of diagnostics.csv (None without its rows), the findings of
+    ``scratchnn diagnose`` (``diagnose.diagnose``) and notes on what they could not judge.
+
+    The evidence is what this report has loaded (run.json's record, the spec, history.csv),
+    with diagnostics.csv read here: an unreadable diagnostics.csv loses the figure and the
+    rules that need it, not the findings from the history."""
+    rows = run.diagnostics
+    evidence = Evidence(run.info, run.config, run.history or [], rows)
+    missing: list[str] = []
+    if run.diagnostics_error:
+        missing.append(
+            f"diagnostics.csv could not be read ({run.diagnostics_error}): judged from "
+            "history.csv alone; initial cost, gradients, saturated, dead and identical units "
+            "not checked"
+        )
+    elif rows is not None and not rows:
+        missing.append("diagnostics.csv holds no probe: judged from history.csv alone")
+    else:
+        missing += [m for m in [missing_evidence(evidence)] if m]
+    if not run.history:
+        missing.append("history.csv is missing, empty or unreadable: the costs were not judged")
+    png = gradient_flow_png(rows, f"{_run_name(run)}: gradient flow") if rows else None
+    findings: list[Finding] = diagnose(evidence)
+    return {
+        "png": png,
+        "probes": _probe_epochs(sorted({r.epoch for r in rows})) if rows else "",
+        "missing": missing,
+        "findings": findings,
+    }
+
+
+def _probe_epochs(epochs: list[int]) -> str:
+    """When the probes were taken: ``epochs 0, 1 and 5``, or ``40 epochs between 0 and 800``."""
+    if len(epochs) > 8:
+        return f"{len(epochs)} epochs between {epochs[0]:,} and {epochs[-1]:,}"
+    shown = [f"{e:,}" for e in epochs]
+    if len(shown) == 1:
+        return f"epoch {shown[0]}"
+    return f"epochs {', '.join(shown[:-1])} and {shown[-1]}"
+
+
 def _boundary(run: _Run) -> dict[str, Any] | None:
     """The decision boundary of 2-D data (png None and why when it cannot be drawn)."""
     if run.dataset.n_features != 2:
@@ -668,6 +735,7 @@ def _page(run: _Run) -> dict[str, Any]:
         "accuracy": _accuracy_rows(run),
         "per_class": _per_class(run),
         "learning_curve": _learning_curve(run),
+        "diagnostics": _diagnostics(run),
         "confusion": _confusion(run),
         "pairs": _pairs(run),
         "boundary": _boundary(run),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import io
+import math
 import os
 import time
 import warnings
@@ -18,6 +19,8 @@ from scratchnn_cli.runs import atomic_write
 
 if TYPE_CHECKING:
     import matplotlib.pyplot as plt
+
+    from scratchnn_cli.records import DiagnosticsRow
 
 
 @functools.cache
@@ -417,3 +420,105 @@ def lr_find_png(
     ax.legend(fontsize=8)
     ax.set_title(literal(title or "learning-rate range test"))
     return figure_png(fig)
+
+
+#: Karpathy's rule of thumb for the update ratio lr*|dW|/|W|: about 1e-3 is healthy (the same
+#: reference ``diagnose.py`` judges by); drawn dashed on the update-ratio panel.
+UPDATE_RATIO_REFERENCE = 1e-3
+
+
+def gradient_flow_png(rows: Sequence[DiagnosticsRow], title: str) -> bytes:
+    """``gradient_flow_figure`` as PNG bytes."""
+    return figure_png(gradient_flow_figure(rows, title))
+
+
+def gradient_flow_figure(rows: Sequence[DiagnosticsRow], title: str = "") -> plt.Figure:
+    """The gradient flow of a run from its diagnostics.csv rows (``records.DiagnosticsRow``):
+    each weight layer's gradient norm ||dJ/dW|| on the probe (left) and its update ratio
+    lr*|dW|/|W| (right, with Karpathy's 1e-3 dashed) against the probe epochs, one line per
+    layer ("layer i (kind)", the same colour in both panels, one legend below them), both on a
+    log scale.
+
+    A weight layer is one with a weight norm, gradient norm or update ratio in any row. Values
+    a log scale cannot show (None, NaN, infinite, 0 or below) are left out; a panel with no
+    value left says so."""
+    from matplotlib.ticker import MaxNLocator
+
+    layers: dict[int, list[DiagnosticsRow]] = {}
+    for row in rows:
+        if any(v is not None for v in (row.weight_norm, row.grad_norm, row.update_ratio)):
+            layers.setdefault(row.layer, []).append(row)
+    colours = run_colours(len(layers))
+    fig, (ax_grad, ax_ratio) = pyplot().subplots(1, 2, figsize=(10, 4))
+    panels = (
+        (ax_grad, "grad_norm", "gradient norm ||dJ/dW|| on the probe", "no gradient norms"),
+        (ax_ratio, "update_ratio", "update ratio lr*|dW|/|W|", "no update ratios"),
+    )
+    for ax, attribute, ylabel, nothing in panels:
+        drawn = False
+        for (layer, layer_rows), colour in zip(sorted(layers.items()), colours, strict=True):
+            points = sorted(
+                (r.epoch, float(v))
+                for r in layer_rows
+                if (v := _positive(getattr(r, attribute))) is not None
+            )
+            if not points:
+                continue
+            ax.plot(
+                [p[0] for p in points],
+                [p[1] for p in points],
+                color=colour,
+                label=literal(f"layer {layer} ({layer_rows[0].kind})"),
+                **markers(len(points)),
+            )
+            drawn = True
+        if attribute == "update_ratio":
+            ax.axhline(
+                UPDATE_RATIO_REFERENCE,
+                color="0.3",
+                linestyle="--",
+                linewidth=1,
+                label="1e-3 (rule of thumb)",
+            )
+        if drawn or attribute == "update_ratio":  # the reference line is on a log scale too
+            ax.set_yscale("log")
+        if not drawn:
+            ax.text(0.5, 0.75, nothing, ha="center", va="center", transform=ax.transAxes)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs: never 0.98, 1.02
+        ax.set_xlabel("epoch (0: the initial weights)")
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3, which="both" if drawn else "major")
+    legend: dict[str, Any] = {}  # label -> handle: each layer once (one colour in both panels)
+    for ax, _, _, _ in panels:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            legend.setdefault(label, handle)
+    fig.legend(
+        list(legend.values()),
+        list(legend.keys()),
+        loc="upper center",
+        bbox_to_anchor=(0.5, 0.0),
+        ncol=min(len(legend), 4),
+        fontsize=8,
+        frameon=False,
+    )
+    fig.suptitle(literal(title or "gradient flow"))
+    return fig
+
+
+#: Values are drawn within these bounds (beyond, at them): a log axis spanning 1e-300 to
+#: 1e300 overflows matplotlib when it pads the view.
+LOG_FLOOR, LOG_CEILING = 1e-200, 1e200
+
+
+def _positive(value: object) -> float | None:
+    """``value`` as a float when it is a finite number above 0 (what a log scale can show),
+    within ``LOG_FLOOR`` and ``LOG_CEILING``; else None."""
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    if not (math.isfinite(number) and number > 0):
+        return None
+    return min(max(number, LOG_FLOOR), LOG_CEILING)

@@ -1,0 +1,239 @@
+"""Section ``diagnostics`` of ``make bench``: what ``train.diagnostics: true`` costs.
+
+The same spec is trained through the package's API (``run_experiment``, no PNGs, a quiet
+console) with ``train.diagnostics`` off and on, the two back to back in each round (which goes
+first alternates), for a few rounds. Each round gives the extra seconds of the run with
+diagnostics (its whole ``run_experiment``: the probe of the initial weights, those after epochs,
+the final one and diagnostics.csv) over the training seconds of the run without (its epochs,
+``TrainResult.seconds``); the table shows the median of the rounds as the ratio
+1 + extra / training and checks it against the issue's goals: at most +5% on an epoch of the
+Fashion-MNIST MLP and of the digits CNN, +10% on a tiny single-sample run.
+
+Cases: ``configs/fashion_mlp.yaml`` for 1 epoch (random pixels and labels in IDX files of the
+same size when Fashion-MNIST is not found; ``--quick``: 6,000 + 6,000 of its samples),
+``configs/digits_cnn.yaml`` for 2 epochs, and ``configs/circles_shallow.yaml`` for 300,000
+single-sample updates (800 epochs of 375 samples), each engine as ``train.engine: auto`` picks;
+NumPy's BLAS on one thread, so that other processes on the machine disturb less.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import io
+import json
+import os
+import statistics
+import struct
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from unittest import mock
+
+import numpy as np
+from common import BESIDE_PROJECT, SEED, busy_warning, load_average, new_table, rounds
+from rich.console import Console
+from threadpoolctl import threadpool_limits
+
+from scratchnn_cli.config import load_config
+from scratchnn_cli.data.fashion_mnist import FASHION_MNIST_FILES, fashion_mnist_dir
+from scratchnn_cli.errors import DataError
+from scratchnn_cli.experiment import run_experiment
+from scratchnn_cli.training.diagnostics import TIME_SHARE
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+@dataclass
+class Case:
+    """A spec trained with diagnostics off and on: its --set options, the goal (the largest
+    ratio allowed), the rounds at most and the seconds they may take (full run, --quick)."""
+
+    label: str
+    config: str
+    sets: list[str]
+    goal: float
+    max_rounds: tuple[int, int]
+    budget_s: tuple[float, float]
+    quick_sets: list[str] = field(default_factory=list)
+    extra: list[float] = field(default_factory=list)  # per round: on - off, whole runs
+    train_off: list[float] = field(default_factory=list)  # per round: the off run's epochs
+    overheads: list[float] = field(default_factory=list)  # per round: extra / train_off
+    in_epochs: list[float] = field(default_factory=list)  # per round: epochs' seconds on / off
+    probes: int = 0
+    epochs: int = 0
+    engine: str = ""
+
+
+def cases() -> list[Case]:
+    return [
+        Case(
+            "fashion_mlp (MLP), 1 epoch",
+            "fashion_mlp.yaml",
+            ["train.max_epochs=1"],
+            1.05,
+            (3, 1),
+            (80.0, 20.0),
+            quick_sets=["data.train_size=6000"],
+        ),
+        Case(
+            "digits_cnn (CNN), 2 epochs",
+            "digits_cnn.yaml",
+            ["train.max_epochs=2"],
+            1.05,
+            (7, 2),
+            (20.0, 5.0),
+        ),
+        Case(
+            "circles_shallow (tiny), 300k updates",
+            "circles_shallow.yaml",
+            ["train.max_iterations=300000"],
+            1.10,
+            (15, 3),
+            (15.0, 3.0),
+        ),
+    ]
+
+
+QUIET = Console(file=io.StringIO(), quiet=True)
+
+
+def train_once(case: Case, diagnostics: bool, runs_dir: Path, quick: bool) -> tuple[float, float]:
+    """Seconds of the whole run_experiment and of its epochs, diagnostics on or off."""
+    extra = case.quick_sets if quick else []
+    overrides = [*case.sets, *extra, f"train.diagnostics={str(diagnostics).lower()}"]
+    config = load_config(CONFIGS / case.config, overrides)
+    gc.collect()
+    start = time.perf_counter()
+    outcome = run_experiment(config, runs_dir, console=QUIET, plots=False)
+    wall = time.perf_counter() - start
+    record = json.loads((outcome.run_dir / "run.json").read_text(encoding="utf-8"))
+    case.engine, case.epochs = str(record.get("engine", "?")), outcome.result.epochs
+    if diagnostics:
+        with open(outcome.run_dir / "diagnostics.csv", encoding="utf-8") as f:
+            case.probes = len({line.split(",", 1)[0] for line in f} - {"epoch"})
+    return wall, outcome.result.seconds
+
+
+def time_case(case: Case, runs_dir: Path, quick: bool) -> None:
+    """A warm-up run with diagnostics (data cached, code compiled), then interleaved rounds."""
+    train_once(case, True, runs_dir, quick)
+    pick = 1 if quick else 0
+    for i in rounds(case.max_rounds[pick], case.budget_s[pick]):
+        timed = {}
+        for diagnostics in (i % 2 == 1, i % 2 == 0):  # off first, then on first, ...
+            timed[diagnostics] = train_once(case, diagnostics, runs_dir, quick)
+        extra = timed[True][0] - timed[False][0]
+        case.extra.append(extra)
+        case.train_off.append(timed[False][1])
+        case.overheads.append(extra / timed[False][1])
+        case.in_epochs.append(timed[True][1] / timed[False][1])
+
+
+@contextmanager
+def fashion_mnist_or_random(console: Console) -> Iterator[None]:
+    """$SCRATCHNN_DATA where Fashion-MNIST is found (as given, else ../shared/data beside the
+    project, else the cache); else a temporary folder of IDX files of random pixels and
+    labels, as many as Fashion-MNIST's."""
+    env = {} if os.environ.get("SCRATCHNN_DATA") else {"SCRATCHNN_DATA": str(BESIDE_PROJECT)}
+    with mock.patch.dict(os.environ, env if BESIDE_PROJECT.is_dir() else {}):
+        try:
+            folder = fashion_mnist_dir(download=False)
+        except DataError as exc:
+            with tempfile.TemporaryDirectory() as tmp:
+                write_random_fashion_mnist(Path(tmp) / "fashion-mnist")
+                console.print(
+                    f"  [yellow]Fashion-MNIST not found ({exc}): the MLP trains on random "
+                    "pixels and labels of the same size[/]"
+                )
+                with mock.patch.dict(os.environ, {"SCRATCHNN_DATA": tmp}):
+                    yield
+            return
+        console.print(f"  Fashion-MNIST from {folder}")
+        yield
+
+
+def write_random_fashion_mnist(folder: Path) -> None:
+    """Fashion-MNIST's four IDX files (plain, under their .gz names: the reader takes both) of
+    uniform random pixels and labels: 60,000 training and 10,000 test images."""
+    folder.mkdir(parents=True)
+    gen = np.random.default_rng(SEED)
+    names = iter(FASHION_MNIST_FILES)
+    for n in (60_000, 10_000):
+        images = gen.integers(0, 256, size=(n, 28, 28), dtype=np.uint8)
+        labels = gen.integers(0, 10, size=n, dtype=np.uint8)
+        (folder / next(names)).write_bytes(
+            struct.pack(">4B3I", 0, 0, 8, 3, n, 28, 28) + images.tobytes()
+        )
+        (folder / next(names)).write_bytes(struct.pack(">4BI", 0, 0, 8, 1, n) + labels.tobytes())
+
+
+def diagnostics(opts: argparse.Namespace, console: Console) -> None:
+    """Training with train.diagnostics on against off: the ratio of their times, and the goals."""
+    console.rule("[bold]diagnostics[/]: what train.diagnostics costs")
+    chosen = cases()
+    if opts.repeats:
+        for case in chosen:
+            case.max_rounds = (opts.repeats, opts.repeats)
+    with (
+        fashion_mnist_or_random(console),
+        tempfile.TemporaryDirectory() as tmp,
+        threadpool_limits(limits=1),
+    ):
+        console.print("  1 BLAS thread (a busy machine stretches a 2-thread GEMM unevenly)")
+        if opts.quick:
+            console.print(
+                "  [yellow]--quick: 1 to 3 rounds, the MLP on 12,000 samples (the two fixed "
+                "probes weigh 5x more in its shorter epoch): the goals are the full run's[/]"
+            )
+        for case in chosen:
+            time_case(case, Path(tmp), opts.quick)
+    table = new_table(
+        "Diagnostics on / off: 1 + (extra seconds of the whole run) / (epochs' seconds off), "
+        "median of interleaved rounds",
+        (
+            "case",
+            "engine",
+            "epochs",
+            "probes",
+            "rounds",
+            "epochs s off",
+            "extra s",
+            "ratio",
+            "in epochs",
+            "goal",
+            "met",
+        ),
+        left=("case", "engine", "met"),
+    )
+    for case in chosen:
+        ratio = 1 + statistics.median(case.overheads)
+        met = "[green]yes[/]" if ratio <= case.goal else "[red]no[/]"
+        table.add_row(
+            case.label,
+            case.engine,
+            f"{case.epochs:,}",
+            str(case.probes),
+            str(len(case.overheads)),
+            f"{statistics.median(case.train_off):.3f}",
+            f"{statistics.median(case.extra):+.3f}",
+            f"{ratio:.3f}x",
+            f"{statistics.median(case.in_epochs):.3f}x",
+            f"<= {case.goal:.2f}x",
+            met,
+        )
+    console.print(table)
+    warning = busy_warning(1)
+    if warning:
+        console.print(warning)
+    console.print(
+        "  extra s: the median of (run with diagnostics - run without), whole run_experiment; "
+        "ratio: 1 + extra s / epochs s off (what the goal is checked on); in epochs: the "
+        "epochs' seconds on / off, the probes after epochs alone (the initial and final probes "
+        "lie outside them). probes: the probe epochs in diagnostics.csv (the initial and final "
+        f"weights always, others while probing stays within {TIME_SHARE:.0%} of the time). "
+        f"{load_average()}."
+    )
