@@ -1,5 +1,6 @@
 """data/augment.py (Augmenter, the transform primitives), data.augment in the schema, and the
-augmentation grid of report/plots.py. No timing is asserted (see the module docstring)."""
+augmentation grid of report/plots.py, and augmentation inside training (a resumed run sees the
+same augmented batches). No timing is asserted (see the module docstring)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,10 @@ import sys
 import numpy as np
 import pytest
 
+from scratchnn_cli.build import augmenter as build_augmenter
+from scratchnn_cli.build import build_network, rng_streams, training_set
 from scratchnn_cli.config import build_config
+from scratchnn_cli.data import load_dataset
 from scratchnn_cli.data.augment import (
     ERASE_AREA,
     Augmenter,
@@ -24,6 +28,7 @@ from scratchnn_cli.data.augment import (
 )
 from scratchnn_cli.errors import ConfigError
 from scratchnn_cli.report.plots import augmentation_png, plot_augmentation
+from scratchnn_cli.training import Hooks, train
 
 ALL_ON = {"hflip": True, "shift": 2, "rotate": 20.0, "noise": 0.1, "erase": 0.5}
 
@@ -349,6 +354,7 @@ def test_erase_probability() -> None:
 # --------------------------------------------------------------------------- the examples grid
 
 
+@pytest.mark.slow
 def test_augmentation_examples_and_png(tmp_path) -> None:
     X = images(m=20).reshape(20, -1)
     aug = augmenter(seed=1)
@@ -437,3 +443,70 @@ def test_module_imports_no_network_training_runs_report_or_cli() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# --------------------------------------------------------------------------- inside training
+
+
+AUGMENTED_SPEC = {
+    "seed": 1,
+    "data": {"dataset": "digits", "augment": {"shift": 1, "noise": 0.05, "hflip": True}},
+    "model": {
+        "layers": [
+            {"type": "conv2d", "filters": 4, "kernel": 3, "padding": "same"},
+            "relu",
+            {"type": "maxpool2d", "size": 2},
+            "flatten",
+        ],  # fmt: skip
+        "init": "he",
+    },
+    "train": {
+        "optimizer": "adam",
+        "lr": 0.01,
+        "batch_size": 64,
+        "sampling": "shuffle",
+        "eps": 0,
+        "max_epochs": 4,
+    },  # fmt: skip
+}
+
+
+def augmented_run(resume_from=None, restore_augment: bool = True):
+    config = build_config(AUGMENTED_SPEC, "spec.yaml")
+    dataset = load_dataset(config.data, config.seed)
+    streams = rng_streams(config.seed)
+    net = build_network(config, dataset, streams["init"], streams["dropout"])
+    augment = build_augmenter(config, dataset, streams["augment"])
+    if resume_from is not None and not restore_augment:
+        resume_from = type(resume_from)(**{**vars(resume_from), "augment_rng": None})
+    snaps: list = []
+    X, y = training_set(config, dataset)
+    seen_val: list = []
+    real_forward = net.forward
+
+    def forward(A, training=False):
+        if not training:
+            seen_val.append(A)
+        return real_forward(A, training)
+
+    net.forward = forward
+    train(
+        net, X, y, 10, config.train, streams["sampling"], dataset.split("val"),
+        Hooks(on_checkpoint=snaps.append, checkpoint_every=1), resume_from, augment=augment,
+    )  # fmt: skip
+    return net, snaps, dataset, seen_val
+
+
+def test_resumed_augmented_run_equals_the_whole_run() -> None:
+    whole, snaps, dataset, seen_val = augmented_run()
+    at_2 = next(s for s in snaps if s.epochs == 2)
+    # the snapshot holds the augmenter's generator as it was after two epochs, not as it started
+    assert at_2.augment_rng != rng_streams(AUGMENTED_SPEC["seed"])["augment"].bit_generator.state
+    resumed, *_ = augmented_run(resume_from=at_2)
+    np.testing.assert_array_equal(resumed.theta, whole.theta)
+    # without the augmenter's state the resumed run sees other batches: other weights
+    other, *_ = augmented_run(resume_from=at_2, restore_augment=False)
+    assert not np.array_equal(other.theta, whole.theta)
+    # validation batches were the validation data itself, never augmented
+    X_val = dataset.split("val")[0]
+    assert seen_val and all(np.array_equal(A, X_val) for A in seen_val)

@@ -1,4 +1,6 @@
-"""Tests for the ``scratchnn`` command line: refused configs, run folders, evaluate, --version."""
+"""Tests for the ``scratchnn`` command line: refused configs, run folders, evaluate (its splits,
+folders it cannot write, changed data, NaN weights), --version and the --help pages, internal
+errors and train's arguments."""
 
 from __future__ import annotations
 
@@ -12,38 +14,23 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from helpers import SMALL_CONFIG, assert_one_line_error, invoke
+from helpers import (
+    CONFIGS,
+    PNG_SIGNATURE,
+    SMALL_CONFIG,
+    assert_one_line_error,
+    csv_run,
+    invoke,
+    only_run,
+    read_json,
+    run_folders,
+    write_config,
+)
 from typer.testing import Result
 
 from scratchnn_cli import __version__, runs
 from scratchnn_cli.config import apply_overrides, load_config
 from scratchnn_cli.data import load_dataset
-
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-
-def write_config(
-    folder: Path, text: str | None = None, filename: str = "exp.yaml", **fields: object
-) -> Path:
-    values = {"name": "exp", "max_iterations": 1000, **fields}
-    path = folder / filename
-    path.write_text(text if text is not None else SMALL_CONFIG.format(**values), encoding="utf-8")
-    return path
-
-
-def run_folders(runs_dir: Path) -> list[Path]:
-    return sorted(p for p in runs_dir.iterdir() if p.is_dir()) if runs_dir.exists() else []
-
-
-def only_run(runs_dir: Path) -> Path:
-    folders = run_folders(runs_dir)
-    assert len(folders) == 1, folders
-    return folders[0]
-
-
-def read_json(path: Path) -> dict:
-    return json.loads(path.read_text(encoding="utf-8"))
-
 
 # --------------------------------------------------------------------------- refused configs
 
@@ -269,6 +256,7 @@ def test_a_long_file_stem_is_cut_to_the_longest_name(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- config resolution
 
 
+@pytest.mark.slow
 def test_eps_written_as_1e_8_is_the_number(tmp_path: Path) -> None:
     text = SMALL_CONFIG.format(name="eps", max_iterations=300).replace("eps: 0", "eps: 1e-8")
     assert yaml.safe_load(text)["train"]["eps"] == "1e-8"  # what PyYAML makes of it
@@ -475,6 +463,7 @@ def test_error_message_keeps_square_brackets(tmp_path: Path) -> None:
     assert "spec[v2].yaml" in line
 
 
+@pytest.mark.slow
 def test_two_runs_in_the_same_second_get_distinct_folders(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -499,6 +488,7 @@ def test_two_runs_in_the_same_second_get_distinct_folders(
             np.testing.assert_array_equal(a[key], b[key])
 
 
+@pytest.mark.slow
 def test_two_quick_runs_get_distinct_folders(tmp_path: Path) -> None:
     config = write_config(tmp_path, name="quick", max_iterations=100)
     runs_dir = tmp_path / "runs"
@@ -604,9 +594,8 @@ def test_a_truncated_model_npz_is_one_line_exit_2(
     assert line == f"error: {copy / 'model.npz'}: unreadable model file (File is not a zip file)"
 
 
-# ------------------------------------------------------- per-class accuracy and confused pairs
+# ------------------------------------------------------------ per-class accuracy and confused pairs
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 # three overlapping 2-D classes with Fashion-MNIST-like names, one that looks like Rich markup
 PAIR_NAMES = ["Shirt", "T-shirt/top", "[bold]Bag"]
 PAIR_CONFIG = """\
@@ -876,17 +865,6 @@ def test_a_bad_reproduce_manifest_is_refused_before_its_folder(
     assert run_folders(tmp_path / "runs") == []
 
 
-def test_reproduce_starts_the_longest_experiments_first() -> None:
-    from scratchnn_cli.reproduce import read_manifest, start_order
-
-    entries = read_manifest(Path(__file__).parents[1] / "configs" / "reproduce.yaml")
-    assert all(float(e["seconds"]) > 0 for e in entries)  # every one has its measured time
-    ids = [e["id"] for e in start_order(entries)]
-    assert ids[:2] == [4, 8]  # circles 3M steps, Fashion 10 classes: side by side on 2 workers
-    ties = [{"id": 1, "seconds": 5}, {"id": 2}, {"id": 3, "seconds": 5}, {"id": 4, "seconds": 9}]
-    assert [e["id"] for e in start_order(ties)] == [4, 1, 3, 2]
-
-
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -919,3 +897,146 @@ def test_runs_of_a_file_says_it_is_not_a_folder(tmp_path: Path) -> None:
     assert assert_one_line_error(invoke("runs", path)).endswith("notes.txt: a file, not a folder")
     line = assert_one_line_error(invoke("runs", tmp_path / "missing"))
     assert line.endswith("missing: no such folder")
+
+
+# ------------------------------------------ evaluate: splits, folders it cannot write, changed data
+
+
+def test_evaluate_keeps_one_file_per_split(blobs_run: Path) -> None:
+    """--split val no longer overwrites the test scores; a train+val run's val split is not
+    held out, and evaluate says so."""
+    test = invoke("evaluate", blobs_run)
+    assert test.exit_code == 0, test.output
+    assert "not a held-out score" not in test.output
+    val = invoke("evaluate", blobs_run, "--split", "val")
+    assert val.exit_code == 0, val.output
+    assert "note: the model was trained on the val split: this is not a held-out score" in (
+        " ".join(val.output.split())
+    )
+    assert read_json(blobs_run / "evaluation-test.json")["split"] == "test"
+    scored = read_json(blobs_run / "evaluation-val.json")
+    assert scored["split"] == "val" and scored["held_out"] is False
+    assert val.output.splitlines()[-1] == str(blobs_run / "evaluation-val.json")
+
+
+def test_evaluate_on_a_folder_it_cannot_write_still_shows_the_scores(
+    blobs_run: Path, tmp_path: Path
+) -> None:
+    """A run folder evaluate cannot write into (here: a folder where its file goes, which
+    stops root too): the scores are printed, then one 'could not write' line, exit 1."""
+    import shutil
+
+    run_dir = tmp_path / blobs_run.name
+    shutil.copytree(blobs_run, run_dir)
+    (run_dir / "evaluation-test.json").unlink(missing_ok=True)
+    (run_dir / "evaluation-test.json").mkdir()
+    result = invoke("evaluate", run_dir)
+    assert result.exit_code == 1, result.output
+    assert "test accuracy: " in result.output and "Traceback" not in result.output
+    last = result.output.strip().splitlines()[-1]
+    assert last.startswith(f"error: {run_dir / 'evaluation-test.json'}: could not write ("), last
+    assert "internal error" not in result.output
+
+
+def test_evaluate_refuses_a_run_whose_data_changed(tmp_path: Path) -> None:
+    """The CSV a run trained on was edited: its splits would be other splits, so evaluate
+    refuses as --resume does (it printed a test score on another split and exited 0)."""
+    run_dir = csv_run(tmp_path, ("a", "b"))
+    data = tmp_path / "data.csv"
+    data.write_text(data.read_text(encoding="utf-8").replace("\n0.", "\n1.", 3), encoding="utf-8")
+    result = invoke("evaluate", run_dir)
+    line = assert_one_line_error(result, code=2)
+    assert "the data differs from what the run was trained on" in line
+    assert not list(run_dir.glob("evaluation*.json"))
+
+
+def test_evaluate_refuses_a_model_with_nan_weights(blobs_run: Path, tmp_path: Path) -> None:
+    """NaN weights predicted one class for every sample and evaluate reported its share."""
+    import shutil
+
+    run_dir = tmp_path / blobs_run.name
+    shutil.copytree(blobs_run, run_dir)
+    with np.load(run_dir / "model.npz") as data:
+        arrays = {key: data[key] for key in data.files}
+    arrays["W1"][0, 0] = np.nan
+    np.savez(run_dir / "model.npz", **arrays)
+    line = assert_one_line_error(invoke("evaluate", run_dir), code=2)
+    assert "model.npz: W1 holds NaN or infinite values" in line, line
+
+
+# --------------------------------------------------------------------------- internal errors
+
+
+@pytest.mark.slow
+def test_internal_error_logs_stay_in_one_folder_and_the_newest_are_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each internal error left a scratchnn-error-*.log in /tmp, forever."""
+    from scratchnn_cli import experiment
+    from scratchnn_cli.cli.common import KEPT_ERROR_LOGS
+
+    def bug(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(experiment, "evaluate_run", bug)
+    folder = tmp_path / "cache" / "scratchnn" / "errors"
+    for _ in range(KEPT_ERROR_LOGS + 3):
+        line = assert_one_line_error(invoke("evaluate", tmp_path), code=1)
+        assert f"(traceback in {folder}/scratchnn-error-" in line, line
+    logs = list(folder.glob("scratchnn-error-*.log"))
+    assert len(logs) == KEPT_ERROR_LOGS
+    assert all("RuntimeError: a bug" in log.read_text() for log in logs)
+
+
+# --------------------------------------------------------------------------- --help pages
+
+
+COMMANDS = ["train", "evaluate", "reproduce", "sweep", "gradcheck", "summary", "runs", "report"]
+
+
+@pytest.mark.parametrize("command", [*COMMANDS, "compare"])
+def test_help_pages_show_no_python_types(command: str) -> None:
+    """They showed <bool> beside flags, <str>, <int range>, <path> and list[str]."""
+    import re
+
+    result = invoke(command, "--help")
+    assert result.exit_code == 0, result.output
+    types = r"<(?:bool|str|int|float|path|text|int range|float range)>|list\[\w+\]"
+    shown = re.findall(types, result.output, flags=re.IGNORECASE)
+    assert shown == [], shown
+
+
+def test_help_pages_name_an_argument_one_way() -> None:
+    """The usage line said [config], the panel config, the text CONFIG."""
+    import re
+
+    result = invoke("train", "--help")
+    assert "Usage: scratchnn train [OPTIONS] [CONFIG]" in result.output
+    assert "[config]" not in result.output
+    assert re.search(r"│\s+CONFIG\s", result.output) and not re.search(
+        r"│\s+config\s", result.output
+    )
+
+
+@pytest.mark.parametrize(
+    ("command", "choices"), [("sweep", "<local|dask>"), ("evaluate", "<test|val|train>")]
+)
+def test_choices_are_listed_and_checked(command: str, choices: str) -> None:
+    help_page = invoke(command, "--help").output
+    assert choices in help_page
+    option = "--backend" if command == "sweep" else "--split"
+    line = assert_one_line_error(invoke(command, "x", option, "nonsense"))
+    assert f"Invalid value for '{option}'" in line and "nonsense" in line, line
+
+
+# --------------------------------------------------------------------------- train's arguments
+
+
+def test_train_wants_exactly_one_of_config_and_resume(tmp_path: Path) -> None:
+    config = write_config(tmp_path, SMALL_CONFIG.format(name="x", max_iterations=100))
+    both = invoke("train", config, "--resume", tmp_path, "--runs-dir", tmp_path / "runs")
+    assert "not both" in assert_one_line_error(both)
+    neither = invoke("train", "--runs-dir", tmp_path / "runs")
+    assert_one_line_error(neither)
+    assert not (tmp_path / "runs").exists()

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 import yaml
+from helpers import run_folders
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from hypothesis.control import currently_in_test_context
@@ -33,11 +34,7 @@ SETTINGS = settings(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
 
-# ------------------------------------------------------------------------------ the checks
-
-
-def run_folders(runs_dir: Path) -> list[Path]:
-    return sorted(p for p in runs_dir.iterdir() if p.is_dir()) if runs_dir.exists() else []
+# --------------------------------------------------------------------------- the checks
 
 
 def check_outcome(result: Result, runs_dir: Path) -> None:
@@ -94,7 +91,7 @@ def train(config: Path, overrides: list[str], runs_dir: Path) -> Result:
         signal.signal(signal.SIGTERM, previous)
 
 
-# ------------------------------------------------------------------------------ configs
+# --------------------------------------------------------------------------- configs
 
 # small, valid starting points: a few hundred updates on the built-in datasets
 BASES: list[dict[str, Any]] = [
@@ -326,6 +323,7 @@ overrides = st.lists(
 )
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(
     base=st.sampled_from(BASES),
@@ -382,6 +380,7 @@ raw_files = st.one_of(
 )
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(content=raw_files, sets=overrides)
 def test_random_files_as_config_end_cleanly(content: bytes, sets: list[str]) -> None:
@@ -392,7 +391,7 @@ def test_random_files_as_config_end_cleanly(content: bytes, sets: list[str]) -> 
         check_outcome(train(config, sets, runs_dir), runs_dir)
 
 
-# ------------------------------------------------------------------------------ CSV files
+# --------------------------------------------------------------------------- CSV files
 
 # '$' included on purpose: class names end up as matplotlib tick labels (mathtext)
 CELL_ALPHABET = st.characters(codec="utf-8", exclude_categories=("Cs",), exclude_characters="\x00")
@@ -445,6 +444,7 @@ def csv_files(draw: st.DrawFn) -> tuple[str, str | None]:
     return buffer.getvalue(), target
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(
     data=csv_files(),
@@ -476,7 +476,7 @@ def test_random_csv_files_end_cleanly(
             assert all(isinstance(c, str) for c in classes), classes
 
 
-# ------------------------------------------------------------------------------ examples
+# --------------------------------------------------------------------------- examples
 
 
 def test_an_unknown_key_with_a_newline_is_one_error_line(tmp_path: Path) -> None:

@@ -7,24 +7,27 @@ from __future__ import annotations
 
 import csv
 import io
-import json
+import re
 import shutil
 import struct
 from pathlib import Path
 
 import pytest
-from helpers import SMALL_CONFIG, invoke
-from typer.testing import Result
+from helpers import (
+    LEGACY_RUNS,
+    ROOT,
+    SMALL_CONFIG,
+    assert_one_line_error,
+    invoke,
+    read_json,
+)
 
-FIXTURES = Path(__file__).parent / "fixtures" / "legacy_runs"
+from scratchnn_cli.compare import compare as compare_runs
+from scratchnn_cli.compare import to_html
+
 LEGACY = ("gold_digits_f32", "gold_dropout_adam", "legacy_diverged", "legacy_interrupted",
           "legacy_small")  # fmt: skip
 RESULTS = ["train acc", "val acc", "test acc", "epochs", "seconds", "status"]
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def read_json(path: Path) -> dict:
-    return json.loads(path.read_text(encoding="utf-8"))
 
 
 def train(config: Path, runs_dir: Path, *overrides: str) -> Path:
@@ -55,15 +58,6 @@ def parse_markdown(text: str) -> tuple[list[str], list[list[str]]]:
     cells = [[c.strip() for c in line.strip("|").split("|")] for line in lines]
     assert set("".join(cells[1])) <= set("-:"), cells[1]  # the alignment line
     return cells[0], cells[2:]
-
-
-def assert_one_line_error(result: Result) -> str:
-    assert result.exit_code == 2, result.output
-    assert "Traceback" not in result.output
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 1, result.output
-    assert lines[0].startswith("error:"), lines[0]
-    return lines[0]
 
 
 @pytest.fixture(scope="module")
@@ -180,7 +174,7 @@ def legacy(tmp_path: Path) -> Path:
     folder = tmp_path / "legacy"
     folder.mkdir()
     for name in LEGACY:
-        shutil.copytree(FIXTURES / name, folder / name)
+        shutil.copytree(LEGACY_RUNS / name, folder / name)
     return folder
 
 
@@ -203,7 +197,7 @@ def test_legacy_run_folders(legacy: Path) -> None:
 def test_legacy_and_new_run_of_the_same_spec_differ_in_nothing(legacy: Path) -> None:
     """A 0.1.0 config.yaml lacks keys added since; resolved, it equals a new run's config."""
     config = legacy.parent / "small.yaml"
-    shutil.copy(FIXTURES / "small.yaml", config)
+    shutil.copy(LEGACY_RUNS / "small.yaml", config)
     new = train(config, legacy.parent / "runs", "name=legacy_small_new")
     old = legacy / "legacy_small"
     result = invoke("compare", old, new, "--csv", "-")
@@ -281,3 +275,15 @@ def test_html_escapes_values_from_the_runs(two_runs: list[Path], tmp_path: Path)
     assert invoke("compare", two_runs[0], run, "--html", page).exit_code == 0
     html = page.read_text(encoding="utf-8")
     assert "<td>&lt;b&gt;blobs&lt;/b&gt;</td>" in html and "<b>blobs" not in html
+
+
+# --------------------------------------------------------------------------- the page
+
+
+def test_the_compare_page_scrolls_its_table_inside_the_card(small_run: Path) -> None:
+    html = to_html(compare_runs([small_run]), None)
+    assert ".scroll { overflow-x: auto; }" in html
+    section = html[html.index('<section id="table">') : html.index('<section id="folders">')]
+    assert re.search(
+        r'<div class="scroll">\s*<table class="grid">.*</table>\s*</div>', section, re.S
+    )

@@ -1,4 +1,5 @@
-"""Tests for scratchnn_cli.data: built-ins, splitting, classes, dtype, CSV, IDX, Fashion-MNIST."""
+"""Tests for scratchnn_cli.data: built-ins, splitting, classes, dtype, CSV, IDX, Fashion-MNIST;
+bad CSV data and columns named twice are refused before any run folder."""
 
 from __future__ import annotations
 
@@ -8,11 +9,23 @@ import re
 import struct
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 import sklearn.datasets
+import yaml
+from helpers import (
+    assert_folder_whole,
+    assert_nothing_ran,
+    assert_one_line_error,
+    invoke,
+    only_run,
+    read_json,
+    train_here,
+    write_config,
+)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.datasets import load_digits, make_circles
@@ -163,6 +176,7 @@ def test_split_sizes_and_empty_splits(split, sizes) -> None:
     assert len(ds.y_val) == sizes[1] and len(ds.y_test) == sizes[2]
 
 
+@pytest.mark.slow
 @settings(max_examples=25, deadline=None)
 @given(
     seed=st.integers(0, 2**31),
@@ -720,3 +734,141 @@ def test_data_package_imports_no_network_training_or_cli_code() -> None:
         "scratchnn_cli.streams",
     )
     assert [m for m in loaded if not m.startswith(allowed)] == []
+
+
+# -------------------------------------------------------------------------- CSV columns named twice
+
+
+def write_header_csv(folder: Path, header: str, rows: int = 20) -> Path:
+    """A CSV with ``header`` and ``rows`` rows of small numbers, the last column 0 / 1."""
+    width = len(header.split(","))
+    lines = [header] + [
+        ",".join([*(str(r * 0.1 + c) for c in range(width - 1)), str(r % 2)]) for r in range(rows)
+    ]
+    path = folder / "data.csv"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_a_label_column_given_twice_is_refused(tmp_path: Path) -> None:
+    csv = write_header_csv(tmp_path, "x1,Class,Class")
+    config = write_config(
+        tmp_path, f"data:\n  dataset: {csv}\n  target: Class\nmodel:\n  struct: [2]\n"
+    )
+    line = assert_one_line_error(train_here(config))
+    assert f"{csv}: the header gives the same name to several columns: 'Class' (columns 2, 3)" in (
+        line
+    ), line
+    assert_nothing_ran(tmp_path)
+
+
+def test_repeated_feature_names_are_refused_each_named(tmp_path: Path) -> None:
+    csv = write_header_csv(tmp_path, "a,b,a,b,a,label")
+    with pytest.raises(DataError) as err:
+        load_dataset(DataConfig(dataset=str(csv)), 0)
+    assert "'a' (columns 1, 3, 5); 'b' (columns 2, 4)" in str(err.value)
+
+
+def test_names_pandas_would_give_a_copy_are_fine_when_written(tmp_path: Path) -> None:
+    csv = write_header_csv(tmp_path, "a,a.1,NA,label")  # distinct names, one of them "NA"
+    assert load_dataset(DataConfig(dataset=str(csv)), 0).feature_names == ["a", "a.1", "NA"]
+
+
+# --------------------------------------------------------------------------- bad CSV data
+
+
+def csv_rows(n: int, label: Callable[[int], object], x1: Callable[[int], object] = str) -> str:
+    lines = ["x1,x2,label"] + [f"{x1(i)},{(i * 7) % 5 / 5},{label(i)}" for i in range(n)]
+    return "\n".join(lines) + "\n"
+
+
+BAD_CSVS = {
+    "missing value": (
+        csv_rows(40, lambda i: i % 2, lambda i: "" if i == 7 else str(i)),
+        "missing values",
+    ),
+    "non-numeric feature": (
+        csv_rows(40, lambda i: i % 2, lambda i: "abc" if i == 3 else str(i)),
+        "non-numeric",
+    ),
+    "single class": (csv_rows(40, lambda i: "cat"), "single class"),
+    "too few rows": (csv_rows(4, lambda i: i % 2), "too few"),
+    "class with one sample": (csv_rows(40, lambda i: 2 if i == 0 else i % 2), "needs at least 2"),
+    "header only": ("x1,x2,label\n", "no data rows"),
+    "empty file": ("", "empty"),
+    "one column": ("label\n0\n1\n0\n1\n", "at least two columns"),
+    "infinite feature": (
+        csv_rows(40, lambda i: i % 2, lambda i: "inf" if i == 5 else str(i)),
+        "infinite",
+    ),
+    "fractional labels": (csv_rows(40, lambda i: i % 2 + 0.5), "non-integer"),
+    "ragged rows": ("x1,x2,label\n1,2,0\n1,2,3,4,5\n", "cannot parse"),
+    "binary junk": ("\x00\xff\xfe garbage \x00\n\x01,\x02\n", None),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_CSVS))
+def test_bad_csv_is_exit_2_before_any_run_folder(tmp_path: Path, case: str) -> None:
+    text, expected = BAD_CSVS[case]
+    data = tmp_path / "data.csv"
+    data.write_bytes(text.encode("utf-8", "surrogateescape"))
+    config = write_config(
+        tmp_path, f"name: csv\ndata:\n  dataset: {data}\ntrain:\n  max_iterations: 100\n"
+    )
+    # 4 rows split (0.9, 0.05, 0.05) leave the val and test splits empty
+    split = ["--set", "data.split=[0.9, 0.05, 0.05]"] if case == "too few rows" else []
+    result = invoke("train", config, *split, "--runs-dir", tmp_path / "runs")
+    line = assert_one_line_error(result)
+    assert str(data) in line
+    if expected is not None:
+        assert expected in line, line
+    assert not (tmp_path / "runs").exists()
+
+
+def test_unknown_target_column_is_exit_2(tmp_path: Path) -> None:
+    data = tmp_path / "data.csv"
+    data.write_text(csv_rows(40, lambda i: i % 2))
+    config = write_config(tmp_path, f"name: csv\ndata:\n  dataset: {data}\n")
+    result = invoke("train", config, "--set", "data.target=nope", "--runs-dir", tmp_path / "r")
+    assert "target column 'nope' not found" in assert_one_line_error(result)
+    assert not (tmp_path / "r").exists()
+
+
+def test_string_labels_keep_their_class_names(tmp_path: Path) -> None:
+    data = tmp_path / "pets.csv"
+    data.write_text(csv_rows(40, lambda i: ["dog", "cat"][i % 2], lambda i: str(i % 2 + i / 100)))
+    config = write_config(
+        tmp_path,
+        f"name: pets\ndata:\n  dataset: {data}\nmodel:\n  struct: [3]\n"
+        "train:\n  lr: 1.0\n  eps: 0\n  max_iterations: 1000\n",
+    )
+    result = invoke("train", config, "--runs-dir", tmp_path / "runs")
+    assert result.exit_code == 0, result.output
+    run_dir = only_run(tmp_path / "runs")
+    info = assert_folder_whole(run_dir)
+    assert info["status"] == "completed"
+    assert info["data"]["classes"] == ["cat", "dog"]  # text labels in sorted order
+    assert yaml.safe_load((run_dir / "config.yaml").read_text())["data"]["dataset"] == str(data)
+    metrics = read_json(run_dir / "metrics.json")
+    # x1 >= 1 for every cat, < 0.4 for every dog: learned, every split is classified right,
+    # which only holds if the text labels map to the same class index in every split
+    for split, n in (("train", 20), ("val", 10), ("test", 10)):
+        assert metrics[split]["confusion_matrix"] == [[n // 2, 0], [0, n // 2]], split
+        assert metrics[split]["accuracy"] == 1.0, split
+    evaluation = invoke("evaluate", run_dir)
+    assert evaluation.exit_code == 0, evaluation.output
+    assert "cat" in evaluation.stdout and "dog" in evaluation.stdout
+    assert read_json(run_dir / "evaluation-test.json")["class_names"] == ["cat", "dog"]
+
+
+def test_labels_with_dollar_signs_are_plain_text(tmp_path: Path) -> None:
+    """Class names go to matplotlib as tick labels; '$...$' must not be parsed as mathtext
+    (an invalid formula like '$x^$' failed the run after training)."""
+    data = tmp_path / "prices.csv"
+    data.write_text(csv_rows(40, lambda i: ["$x^$", "$y$"][i % 2]))
+    config = write_config(
+        tmp_path, f"name: prices\ndata:\n  dataset: {data}\ntrain:\n  max_iterations: 100\n"
+    )
+    result = invoke("train", config, "--runs-dir", tmp_path / "runs")
+    assert result.exit_code == 0, result.output
+    assert read_json(only_run(tmp_path / "runs") / "run.json")["status"] == "completed"

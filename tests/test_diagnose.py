@@ -84,6 +84,7 @@ def test_the_assignments_circles_net_sits_on_a_plateau(tmp_path: Path) -> None:
     assert "--set model.sigma=1 or --set train.lr=0.01" in line
 
 
+@pytest.mark.slow
 def test_overfitting_is_found_from_the_epoch_it_starts(tmp_path: Path) -> None:
     """A hidden layer of 128 on 89 training digits for 300 epochs: the validation cost turns."""
     _, run_dir = train(

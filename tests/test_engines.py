@@ -99,17 +99,20 @@ def assert_engines_agree(**kwargs: object) -> None:
         assert a.train_accuracy == b.train_accuracy
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("output", ["sigmoid", "softmax"])
 @pytest.mark.parametrize("activation", ACTIVATIONS)
 def test_every_activation_and_output_agrees(activation: str, output: str) -> None:
     assert_engines_agree(activation=activation, output=output)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("rule", RULES)
 def test_every_update_rule_agrees(rule: str) -> None:
     assert_engines_agree(activation="sigmoid", output="softmax", rule=rule)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("l1", "l2"), [(1e-4, 0.0), (0.0, 1e-3), (1e-4, 1e-3)])
 def test_penalties_agree(l1: float, l2: float) -> None:
     assert_engines_agree(activation="relu", rule="momentum", l1=l1, l2=l2)
@@ -129,6 +132,7 @@ def test_float32_stays_float32_and_agrees_to_float32_rounding() -> None:
     assert_close(Z_np, Z_c, rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_both_stop_at_the_same_epoch_for_the_same_reason() -> None:
     _, a, _ = fit("numpy", activation="sigmoid", eps=1e-4, steps=200_000)
     _, b, _ = fit("compiled", activation="sigmoid", eps=1e-4, steps=200_000)
@@ -241,6 +245,7 @@ def trained(tmp_path: Path, engine: str) -> dict:
     return json.loads((run / "run.json").read_text())
 
 
+@pytest.mark.slow
 def test_run_json_records_the_engine_auto_chose(tmp_path: Path) -> None:
     assert trained(tmp_path, "auto")["engine"] == "compiled"
     assert trained(tmp_path, "numpy")["engine"] == "numpy"
@@ -264,6 +269,7 @@ def test_summary_says_which_engine_would_train(tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.slow
 def test_a_compiled_sweep_gives_the_same_results_on_any_jobs(tmp_path: Path) -> None:
     path = tmp_path / "tiny.yaml"
     path.write_text(SPEC.format(engine="auto", extra="").replace("2000", "600"))

@@ -1,8 +1,10 @@
-"""ScratchnnClassifier: scikit-learn's own estimator checks, and what a user relies on."""
+"""ScratchnnClassifier: scikit-learn's own estimator checks, and what a user relies on (a fit
+that diverges warns, as scikit-learn's do)."""
 
 from __future__ import annotations
 
 import pickle
+import warnings
 
 import numpy as np
 import pytest
@@ -46,6 +48,7 @@ def test_same_random_state_same_model_and_float32_stays_float32() -> None:
     assert not np.array_equal(a.net_.theta, c.net_.theta)
 
 
+@pytest.mark.slow
 def test_learns_digits_in_a_pipeline_and_cross_validates() -> None:
     X, y = digits()
     pipe = make_pipeline(StandardScaler(), ScratchnnClassifier(random_state=0))
@@ -106,3 +109,21 @@ def test_layers_form_and_partial_fit_and_pickle() -> None:
     assert np.shares_memory(again.net_.layers[0].W, again.net_.theta)
     with pytest.raises(ValueError, match="classes="):
         ScratchnnClassifier().partial_fit(X, y)
+
+
+# --------------------------------------------------------------------------- a diverged fit
+
+
+def test_the_estimator_warns_when_its_fit_diverges() -> None:
+    """As scikit-learn does for a fit that failed (the CLI exits 3 for the same run)."""
+    from sklearn.datasets import make_blobs
+    from sklearn.exceptions import ConvergenceWarning
+
+    from scratchnn_cli.estimator import ScratchnnClassifier
+
+    X, y = make_blobs(200, centers=2, random_state=0)
+    with pytest.warns(ConvergenceWarning, match="training diverged in epoch"):
+        ScratchnnClassifier(train_lr=1e200, train_max_epochs=20, random_state=0).fit(X * 1e100, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)  # a sound fit: no warning
+        ScratchnnClassifier(train_lr=0.05, train_max_epochs=5, random_state=0).fit(X, y)

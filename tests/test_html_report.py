@@ -17,7 +17,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import assert_one_line_error, invoke
+from helpers import (
+    CONFIGS,
+    LEGACY_RUNS,
+    PNG_SIGNATURE,
+    assert_one_line_error,
+    invoke,
+)
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -29,9 +35,6 @@ from scratchnn_cli.experiment import load_run_model
 from scratchnn_cli.report import html as html_module
 from scratchnn_cli.report.html import MAX_MISCLASSIFIED, write_html_report
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-LEGACY = Path(__file__).resolve().parent / "fixtures" / "legacy_runs"
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 DATA_URI = "data:image/png;base64,"
 
 # a 2-D, 3-class CSV whose class names need escaping (and exercise the softmax boundary)
@@ -274,7 +277,7 @@ def test_run_text_is_escaped_everywhere(runs: dict, tmp_path: Path) -> None:
     page = Page(text)
     assert "<script" not in text and "script" not in page.tags
     assert "<i>early</i>" not in text and "i" not in page.tags
-    assert "<img src=x>" not in text and len(page.img_src) == 2  # learning curve + confusion
+    assert "<img src=x>" not in text and len(page.img_src) == 3  # curve, confusion, gradient flow
     assert " & co" not in text and "R&D" not in text
     title = re.search(r"<title>(.*?)</title>", text, re.S)
     assert title is not None and html.unescape(title.group(1)) == f"{name} - scratchnn run report"
@@ -303,6 +306,7 @@ train:
 """
 
 
+@pytest.mark.slow
 def test_report_of_2d_data_with_dollar_class_names(tmp_path: Path) -> None:
     csv = tmp_path / "dollar.csv"
     rng = np.random.default_rng(3)
@@ -320,7 +324,7 @@ def test_report_of_2d_data_with_dollar_class_names(tmp_path: Path) -> None:
     text = (run_dir / "report.html").read_text(encoding="utf-8")
     page = Page(text)
     assert "decision-boundary" in page.section_ids
-    assert len(page.img_src) == 3  # learning curve + confusion matrix + decision boundary
+    assert len(page.img_src) == 4  # curve, confusion, decision boundary, gradient flow
     assert sorted(page.per_class_rows) == sorted(DOLLAR_NAMES)
     assert "b$c^$ &amp; d" in text and "b$c^$ & d" not in text
 
@@ -333,8 +337,8 @@ def test_decision_boundary_only_for_2d_data(name: str, two_d: bool, reports: dic
     assert ("decision-boundary" in page.section_ids) is two_d
     assert ("Decision boundary" in text) is two_d
     if two_d:
-        # learning curve + confusion matrix + decision boundary
-        assert len(page.img_src) == 3
+        # learning curve + confusion matrix + decision boundary + gradient flow
+        assert len(page.img_src) == 4
         assert "test points" in text
 
 
@@ -352,7 +356,7 @@ def test_misclassified_grid_only_for_image_data(name: str, images: bool, reports
     wrong = int(matrix.sum() - np.trace(matrix))
     assert wrong > 0, "the digits run should misclassify a few test images"
     assert page.samples == min(wrong, MAX_MISCLASSIFIED)
-    assert len(page.img_src) == 2 + page.samples
+    assert len(page.img_src) == 3 + page.samples  # + curve, confusion, gradient flow
 
 
 def test_no_misclassified_images_says_so(runs: dict, tmp_path: Path, monkeypatch) -> None:
@@ -372,7 +376,7 @@ def test_no_misclassified_images_says_so(runs: dict, tmp_path: Path, monkeypatch
     assert "classified correctly" in text
 
 
-# ------------------------------------------- per-class accuracy, confused pairs, the image grid
+# ----------------------------------------------- per-class accuracy, confused pairs, the image grid
 
 
 def read_metrics(run_dir: Path) -> dict:
@@ -466,7 +470,7 @@ def test_a_split_without_errors_has_no_pairs(runs: dict, tmp_path: Path) -> None
 def test_report_of_a_legacy_folder(tmp_path: Path) -> None:
     """A 0.1.0 run folder (metrics.json without per-class keys): a copy is reported, with the
     per-class accuracy and pairs computed from its confusion matrices; the fixture stays as is."""
-    source = LEGACY / "legacy_small"
+    source = LEGACY_RUNS / "legacy_small"
     before = {p.name: p.read_bytes() for p in source.iterdir()}
     recorded = read_metrics(source)
     for m in recorded.values():
@@ -623,7 +627,7 @@ def test_diverged_run_is_reported(runs: dict, tmp_path: Path) -> None:
     assert "diverged in epoch 3: the cost is nan" in text
     assert "No training history was recorded" in text
     assert "decision-boundary" in page.section_ids
-    assert len(page.img_src) == 2  # confusion matrix + decision boundary
+    assert len(page.img_src) == 3  # confusion matrix + decision boundary + gradient flow
 
 
 # --------------------------------------------------------------------------- in a browser
@@ -653,6 +657,7 @@ window.addEventListener("load", function () {
 </script>"""
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["digits", "circles"])
 def test_report_renders_in_headless_chromium(name: str, reports: dict, tmp_path: Path) -> None:
     chromium = _chromium()
@@ -694,3 +699,17 @@ def test_report_renders_in_headless_chromium(name: str, reports: dict, tmp_path:
     assert shot.read_bytes().startswith(PNG_SIGNATURE)
     with Image.open(shot) as image:
         assert image.size == (1200, 2000)
+
+
+# ------------------------------------------------------------------------- a folder it cannot write
+
+
+def test_report_on_a_folder_it_cannot_write_is_one_line(blobs_run: Path, tmp_path: Path) -> None:
+    import shutil
+
+    run_dir = tmp_path / blobs_run.name
+    shutil.copytree(blobs_run, run_dir)
+    (run_dir / "report.html").mkdir()
+    result = invoke("report", run_dir)
+    line = assert_one_line_error(result, code=1)
+    assert line.startswith(f"error: {run_dir / 'report.html'}: could not write ("), line

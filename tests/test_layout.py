@@ -57,6 +57,7 @@ def loaded_parts(module: str) -> set[str]:
     return set(json.loads(out.stdout))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("module", sorted(NEVER))
 def test_each_part_never_imports_what_the_readme_says(module: str) -> None:
     parts = loaded_parts(module)
@@ -64,6 +65,7 @@ def test_each_part_never_imports_what_the_readme_says(module: str) -> None:
     assert not parts & set(NEVER[module]), sorted(parts & set(NEVER[module]))
 
 
+@pytest.mark.slow
 def test_the_probe_sees_an_import_that_breaks_the_rule() -> None:
     """experiment.py puts everything together: it loads runs and report, which build must not."""
     assert {"runs", "report", "build"} <= loaded_parts("scratchnn_cli.experiment")

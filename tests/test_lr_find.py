@@ -203,6 +203,7 @@ def require_fashion(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SCRATCHNN_DATA", str(SHARED_DATA))
 
 
+@pytest.mark.slow
 def test_fashion_mlp_suggestion_is_within_10x_of_its_rate(monkeypatch: pytest.MonkeyPatch) -> None:
     require_fashion(monkeypatch)
     config = load_config(ROOT / "configs" / "fashion_mlp.yaml")

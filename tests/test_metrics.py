@@ -68,6 +68,7 @@ label_arrays = st.integers(min_value=1, max_value=7).flatmap(
 )
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:A single label was found")  # sklearn's, about k == 1
 @settings(max_examples=300, deadline=None)
 @given(label_arrays)
@@ -215,6 +216,7 @@ labels = st.integers(min_value=2, max_value=6).flatmap(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None)
 @given(labels)
 def test_per_class_accuracy_is_sklearn_recall(case: tuple[int, list[tuple[int, int]]]) -> None:
@@ -232,6 +234,7 @@ def test_per_class_accuracy_is_sklearn_recall(case: tuple[int, list[tuple[int, i
             assert ours[c] == pytest.approx(theirs[c], abs=1e-12)
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None)
 @given(labels)
 def test_confused_pairs_match_counting_the_labels(case: tuple[int, list[tuple[int, int]]]) -> None:

@@ -1,14 +1,25 @@
 """Tests for scratchnn_cli.nn.optim.optimizers: hand-computed updates, agreement with scikit-learn's
-optimizers, dtype, checkpoint round trips, subnormal flushing and convergence on a quadratic."""
+optimizers, dtype, checkpoint round trips, subnormal flushing and convergence on a quadratic; and
+through training: every rule learns, the config's hyper-parameters reach it, float32 stays."""
 
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
+from helpers import (
+    LEARNING_RATES,
+    OPTIMIZER_NAMES,
+    capture_optimizer,
+    fit,
+    make_config,
+    weights_of,
+)
 from sklearn.neural_network._stochastic_optimizers import AdamOptimizer, SGDOptimizer
 
+from scratchnn_cli.config import build_config
 from scratchnn_cli.nn.optim.optimizers import (
     OPTIMIZERS,
     SGD,
@@ -479,3 +490,111 @@ def test_minimises_a_convex_quadratic(name: str, lr0: float, hyper: dict, dtype:
         opt.step([g])
     assert x.dtype == dtype
     assert np.linalg.norm(x - x_star) < 1e-5
+
+
+# --------------------------------------------------------------------------- through training
+
+
+@pytest.mark.parametrize("name", OPTIMIZER_NAMES)
+def test_every_optimizer_learns_circles_with_mini_batches(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    made = capture_optimizer(monkeypatch)
+    config = make_config(
+        "circles500",
+        0,
+        {"struct": [8], "activation": "tanh", "init": "xavier"},
+        lr=LEARNING_RATES[name],
+        eps=0,
+        batch_size=16,
+        max_epochs=60,
+        optimizer=name,
+    )
+    result = fit(config)
+    assert len(made) == 1 and type(made[0]).__name__.lower() == name
+    assert made[0].t == result.result.iterations == 60 * math.ceil(250 / 16)
+    costs = [h.cost for h in result.result.history]
+    assert costs[-1] < 0.5 * costs[0]
+    assert result.accuracy("test") > 0.9  # chance is 0.5; a linear model gets < 0.8
+
+
+HYPERS = {
+    "momentum": {"beta": 0.5},
+    "nesterov": {"beta": 0.7},
+    "rmsprop": {"beta": 0.8, "epsilon": 1e-6},
+    "adam": {"beta1": 0.8, "beta2": 0.99, "epsilon": 1e-7},
+    "adamw": {"beta1": 0.85, "beta2": 0.95, "epsilon": 1e-5, "weight_decay": 0.2},
+}
+
+
+@pytest.mark.parametrize("name", sorted(HYPERS))
+def test_optimizer_hyper_parameters_from_the_config_reach_the_optimizer(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    raw = {
+        "data": {"dataset": "blobs400"},
+        "model": {"struct": [2]},
+        "train": {"lr": 0.01, "max_epochs": 1, "batch_size": 50, "optimizer": {"name": name}},
+    }
+    raw["train"]["optimizer"].update(HYPERS[name])
+    config = build_config(raw, "test")
+    made = capture_optimizer(monkeypatch)
+    tuned = fit(config)
+    assert len(made) == 1
+    for key, value in HYPERS[name].items():
+        assert getattr(made[0], key) == value, key
+    # and they change the run: the rule's defaults give other weights
+    raw["train"]["optimizer"] = {"name": name}
+    default = fit(build_config(raw, "test"))
+    assert not all(
+        np.array_equal(a, b)
+        for a, b in zip(weights_of(tuned.net), weights_of(default.net), strict=True)
+    )
+
+
+def test_optimizer_given_by_name_only_uses_the_rule_defaults(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    made = capture_optimizer(monkeypatch)
+    config = build_config(
+        {
+            "data": {"dataset": "blobs400"},
+            "train": {"optimizer": "adam", "max_epochs": 1, "batch_size": 100},
+        },
+        "test",
+    )
+    fit(config)
+    assert (made[0].beta1, made[0].beta2, made[0].epsilon) == (0.9, 0.999, 1e-8)
+
+
+@pytest.mark.parametrize("name", OPTIMIZER_NAMES)
+def test_float32_stays_float32_with_every_optimizer(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    made = capture_optimizer(monkeypatch)
+    config = make_config(
+        "blobs400",
+        0,
+        {"struct": [5], "activation": "relu", "init": "he", "dtype": "float32", "dropout": 0.2},
+        lr=LEARNING_RATES[name],
+        eps=0,
+        max_epochs=4,
+        batch_size=8,
+        optimizer=name,
+        l1=1e-4,
+        l2=1e-3,
+        lr_schedule={"name": "exponential", "gamma": 0.9},
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = fit(config)
+        accuracy = result.accuracy("test")
+    net = result.net
+    assert all(p.dtype == np.float32 for p in net.params())
+    assert all(g.dtype == np.float32 for g in net.grads())
+    for value in made[0].state_dict().values():
+        if isinstance(value, np.ndarray):
+            assert value.dtype == np.float32
+    assert all(isinstance(h.cost, float) and math.isfinite(h.cost) for h in result.result.history)
+    assert all(type(h.lr) is float for h in result.result.history)
+    assert accuracy > 0.8

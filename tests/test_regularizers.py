@@ -1,15 +1,18 @@
 """Tests for scratchnn_cli.nn.regularizers: the penalty by hand, its gradient by finite
-differences, biases untouched, and zero penalties leaving the gradients alone."""
+differences, biases untouched, and zero penalties leaving the gradients alone; and through
+training: the recorded cost, smaller weights, and the network's gradient with a penalty."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers import assert_grad_close, fit, make_config, numeric_grad, weights_of
 
+from scratchnn_cli.build import build_network, rng_streams
 from scratchnn_cli.config import TrainConfig
 from scratchnn_cli.nn import Network
 from scratchnn_cli.nn.regularizers import add_penalty_gradient, penalty
-from scratchnn_cli.training.loop import train
+from scratchnn_cli.training import train
 
 H = 1e-6  # central-difference step
 
@@ -20,21 +23,9 @@ def weights_away_from_zero(rng: np.random.Generator) -> list[np.ndarray]:
     return [rng.choice([-1.0, 1.0], size=s) * rng.uniform(0.1, 1.0, size=s) for s in shapes]
 
 
-def numeric_grad(weights: list[np.ndarray], l1: float, l2: float) -> list[np.ndarray]:
+def numeric_penalty_grad(weights: list[np.ndarray], l1: float, l2: float) -> list[np.ndarray]:
     """d penalty / dW by central differences, one entry at a time (restored after)."""
-    grads = []
-    for W in weights:
-        G = np.zeros_like(W)
-        for idx in np.ndindex(W.shape):
-            saved = W[idx]
-            W[idx] = saved + H
-            plus = penalty(weights, l1, l2)
-            W[idx] = saved - H
-            minus = penalty(weights, l1, l2)
-            W[idx] = saved
-            G[idx] = (plus - minus) / (2 * H)
-        grads.append(G)
-    return grads
+    return [numeric_grad(lambda: penalty(weights, l1, l2), W, H) for W in weights]
 
 
 def test_penalty_and_gradient_by_hand() -> None:
@@ -53,7 +44,7 @@ def test_gradient_matches_finite_differences(l1: float, l2: float) -> None:
     weights = weights_away_from_zero(rng)
     grads = [np.zeros_like(W) for W in weights]
     add_penalty_gradient(weights, grads, l1, l2)
-    for analytic, numeric in zip(grads, numeric_grad(weights, l1, l2), strict=True):
+    for analytic, numeric in zip(grads, numeric_penalty_grad(weights, l1, l2), strict=True):
         np.testing.assert_allclose(analytic, numeric, rtol=1e-7, atol=1e-9)
 
 
@@ -155,3 +146,101 @@ def test_negative_or_nan_strengths_are_rejected(l1: float, l2: float, message: s
         penalty([W], l1, l2)
     with pytest.raises(ValueError, match=message):
         add_penalty_gradient([W], [np.zeros_like(W)], l1, l2)
+
+
+# --------------------------------------------------------------------------- through training
+
+
+@pytest.mark.parametrize(("l1", "l2"), [(0.0, 0.05), (0.01, 0.0), (0.005, 0.02)])
+def test_history_cost_is_data_cost_plus_penalty(l1: float, l2: float) -> None:
+    """Full batch: epoch e's data cost is the cost at the weights of the end of epoch e - 1; the
+    penalty is taken at the end-of-epoch weights."""
+    config = make_config(
+        "blobs400",
+        0,
+        {"struct": [4], "sigma": 1.0},
+        lr=0.2,
+        eps=0,
+        max_epochs=6,
+        batch_size="full",
+        l1=l1,
+        l2=l2,
+    )
+    result = fit(config)
+    net, dataset = result.net, result.dataset
+    X, y = dataset.X_train, dataset.y_train
+    Y = net.loss.targets(y, 2, net.dtype)
+    initial = weights_of(build_network(config, dataset, rng_streams(config.seed)["init"]))
+    starts = [initial, *result.snapshots[:-1]]
+    for e, (record, start, end) in enumerate(
+        zip(result.result.history, starts, result.snapshots, strict=True), start=1
+    ):
+        for p, s in zip(net.params(), start, strict=True):
+            p[...] = s
+        data_cost = net.cost(X, Y)
+        pen = penalty(end[0::2], l1, l2)
+        assert pen > 0.01 * data_cost  # the penalty is not negligible here
+        assert record.cost == pytest.approx(data_cost + pen, rel=1e-12), f"epoch {e}"
+        assert pen == pytest.approx(
+            sum(l1 * np.abs(W).sum() + l2 / 2 * (W**2).sum() for W in end[0::2]), rel=1e-12
+        )
+
+
+def test_large_l2_gives_smaller_weights() -> None:
+    def weight_norm(l2: float) -> float:
+        config = make_config(
+            "blobs400", 0, {"struct": [6]}, lr=0.1, eps=0, max_epochs=40, batch_size=8, l2=l2
+        )
+        result = fit(config)
+        assert result.accuracy("test") > 0.85
+        return float(sum((W**2).sum() for W in result.net.params()[0::2]))
+
+    plain, shrunk = weight_norm(0.0), weight_norm(0.1)
+    assert shrunk < 0.5 * plain
+
+
+def test_l1_drives_weights_towards_zero() -> None:
+    def mean_abs(l1: float) -> float:
+        config = make_config(
+            "circles500",
+            0,
+            {"struct": [8], "activation": "tanh"},
+            lr=0.1,
+            eps=0,
+            max_epochs=30,
+            batch_size=8,
+            l1=l1,
+        )
+        return float(np.mean(np.abs(fit(config).net.params()[2])))
+
+    assert mean_abs(0.02) < 0.5 * mean_abs(0.0)
+
+
+@pytest.mark.parametrize("output", ["sigmoid", "softmax"])
+def test_network_gradient_with_penalty_matches_finite_differences(output: str) -> None:
+    rng = np.random.default_rng(3)
+    m, k = 6, (2 if output == "sigmoid" else 3)
+    net = Network.build(
+        4, [5, 3], 1 if output == "sigmoid" else k, "tanh", output, rng=rng, sigma=0.7
+    )
+    X = rng.normal(size=(m, 4))
+    Y = net.loss.targets(np.arange(m) % k, k, np.float64)
+    l1, l2 = 0.03, 0.2
+    params, grads = net.params(), net.grads()
+    assert min(np.abs(W).min() for W in params[0::2]) > 1e-4  # away from the L1 kink
+
+    def J() -> float:
+        return net.loss.cost(net.forward(X), Y) + penalty(params[0::2], l1, l2)
+
+    net.backward(net.loss.dZ(net.forward(X), Y))
+    add_penalty_gradient(params[0::2], grads[0::2], l1, l2)
+    analytic = [g.copy() for g in grads]
+    for i, (P, G) in enumerate(zip(params, analytic, strict=True)):
+        assert_grad_close(G, numeric_grad(J, P), f"param {i}")
+    # the penalty gradient is really in there (and only on W)
+    net.backward(net.loss.dZ(net.forward(X), Y))
+    for i, (g, a) in enumerate(zip(grads, analytic, strict=True)):
+        if i % 2 == 0:
+            assert not np.allclose(g, a)
+        else:
+            np.testing.assert_array_equal(g, a)

@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 import pytest
 import yaml
-from helpers import SMALL_CONFIG, assert_one_line_error, invoke
+from helpers import LEGACY_RUNS, SMALL_CONFIG, assert_one_line_error, invoke, read_json
 
 import scratchnn_cli.experiment as experiment
 import scratchnn_cli.runs.writer as writer
@@ -33,7 +33,6 @@ from scratchnn_cli.runs import (
     read_checkpoint,
 )
 
-LEGACY = Path(__file__).parent / "fixtures" / "legacy_runs"
 LEGACY_STATUS = {
     "legacy_small": "completed",
     "legacy_diverged": "diverged",
@@ -41,10 +40,6 @@ LEGACY_STATUS = {
     "gold_dropout_adam": "completed",
     "gold_digits_f32": "completed",
 }
-
-
-def read_json(path: Path) -> Any:
-    return json.loads(path.read_text(encoding="utf-8"))
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -58,7 +53,7 @@ def fingerprint(folder: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def legacy_fingerprints() -> dict[str, dict[str, str]]:
-    return {name: fingerprint(LEGACY / name) for name in LEGACY_STATUS}
+    return {name: fingerprint(LEGACY_RUNS / name) for name in LEGACY_STATUS}
 
 
 @pytest.fixture
@@ -67,11 +62,11 @@ def legacy_copy(tmp_path: Path, legacy_fingerprints: dict[str, dict[str, str]]) 
     unchanged (checked after the test)."""
 
     def copy(name: str) -> Path:
-        return Path(shutil.copytree(LEGACY / name, tmp_path / name))
+        return Path(shutil.copytree(LEGACY_RUNS / name, tmp_path / name))
 
     yield copy
     for name, files in legacy_fingerprints.items():
-        assert fingerprint(LEGACY / name) == files, f"{name}: the fixture was modified"
+        assert fingerprint(LEGACY_RUNS / name) == files, f"{name}: the fixture was modified"
 
 
 # --------------------------------------------------------------------------- run.json
@@ -79,7 +74,7 @@ def legacy_copy(tmp_path: Path, legacy_fingerprints: dict[str, dict[str, str]]) 
 
 @pytest.mark.parametrize("name", sorted(LEGACY_STATUS))
 def test_every_legacy_run_json_validates(name: str) -> None:
-    raw = read_json(LEGACY / name / "run.json")
+    raw = read_json(LEGACY_RUNS / name / "run.json")
     record = RunRecord.model_validate(raw)
     assert record.status == LEGACY_STATUS[name]
     assert record.name == name
@@ -87,12 +82,12 @@ def test_every_legacy_run_json_validates(name: str) -> None:
     assert record.stop is not None and record.stop.epochs == raw["stop"]["epochs"] > 0
     assert record.data["fingerprint"] == raw["data"]["fingerprint"]
     assert record.resumed == []  # 0.1.0 wrote no "resumed" key: the default
-    via_folder, as_read = load_run_record(LEGACY / name)
+    via_folder, as_read = load_run_record(LEGACY_RUNS / name)
     assert via_folder == record and as_read == raw
 
 
 def test_unknown_keys_are_kept() -> None:
-    raw = read_json(LEGACY / "legacy_small" / "run.json")
+    raw = read_json(LEGACY_RUNS / "legacy_small" / "run.json")
     raw["written_by_a_newer_version"] = {"anything": [1, 2]}
     raw["stop"]["also_new"] = "kept"
     record = RunRecord.model_validate(raw)
@@ -202,7 +197,10 @@ def test_runs_lists_legacy_folders(legacy_copy: Any) -> None:
     rows = list_runs(copies[0].parent)
     assert {row["run"]: row["status"] for row in rows} == LEGACY_STATUS
     small = next(row for row in rows if row["run"] == "legacy_small")
-    assert small["test"] == read_json(LEGACY / "legacy_small" / "metrics.json")["test"]["accuracy"]
+    assert (
+        small["test"]
+        == read_json(LEGACY_RUNS / "legacy_small" / "metrics.json")["test"]["accuracy"]
+    )
 
 
 # --------------------------------------------------------------------------- the run lock
@@ -254,6 +252,7 @@ def holder() -> Iterator[Any]:
         proc.wait(10)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("status", ["running", "interrupted"])
 def test_a_run_whose_lock_is_held_is_refused_until_its_process_is_killed(
     trained: Path, holder: Any, status: str
@@ -319,6 +318,7 @@ def spy_train(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[list[tupl
     return seen
 
 
+@pytest.mark.slow
 def test_the_lock_is_held_while_training_and_deleted_after(
     trained: Path, spy_train: list[list[tuple[Path, bool]]], tmp_path: Path
 ) -> None:
@@ -466,7 +466,8 @@ def test_a_run_writes_its_folder_in_three_kinds_of_batches(
         ["config.yaml", "run.json"],
         ["history.csv", "checkpoint.npz"],
         ["checkpoint.npz"],  # epoch 4: its 2 rows appended to history.csv
-        ["history.csv", "checkpoint.npz", "model.npz", "metrics.json", "run.json"],
+        ["history.csv", "checkpoint.npz", "model.npz", "metrics.json", "diagnostics.csv"]
+        + ["run.json"],
     ]
     checkpoint = read_checkpoint(outcome.run_dir / "checkpoint.npz")
     assert checkpoint.epochs == 5  # the final one, not the one of epoch 4

@@ -1,4 +1,5 @@
-"""Tests for ``data.scale`` (none | standard | minmax): fitted on the training split only.
+"""Tests for ``data.scale`` (none | standard | minmax): fitted on the training split only;
+values too large to scale are refused.
 
 Expected values are computed here with plain NumPy from the unscaled training rows, never with
 the code under test.
@@ -12,15 +13,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from helpers import invoke
+from helpers import (
+    LEGACY_RUNS,
+    assert_nothing_ran,
+    assert_one_line_error,
+    invoke,
+    train_here,
+    write_config,
+)
 from sklearn.datasets import load_digits
 from sklearn.preprocessing import MinMaxScaler, StandardScaler
 
 from scratchnn_cli.config import DataConfig, build_config
 from scratchnn_cli.data import Dataset, fit_scaling, load_dataset
-from scratchnn_cli.errors import ConfigError
+from scratchnn_cli.errors import ConfigError, DataError
 
-LEGACY_RUNS = Path(__file__).parent / "fixtures" / "legacy_runs"
 WHITE = 64  # index of the always-255 column added to the 64 digits pixels
 
 
@@ -198,6 +205,7 @@ def test_old_run_folder_without_scale_loads_as_none() -> None:
         assert dataset.fingerprint == recorded["fingerprint"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("scale", ["standard", "minmax"])
 def test_train_with_adam_on_raw_pixels_records_and_reapplies_the_scaling(
     pixel_csv: Path, tmp_path: Path, scale: str
@@ -229,3 +237,47 @@ def test_train_with_adam_on_raw_pixels_records_and_reapplies_the_scaling(
     assert evaluation["held_out"] is True
     assert evaluation["data_fingerprint"] == info["data"]["fingerprint"]
     assert evaluation["accuracy"] == metrics["test"]["accuracy"]
+
+
+# ------------------------------------------------------------------------ values too large to scale
+
+
+def write_values(folder: Path, column: list[float]) -> Path:
+    """A CSV: feature ``a`` holding ``column``, a plain feature ``b``, labels 0 / 1."""
+    lines = ["a,b,label"] + [f"{v!r},{i * 0.5},{i % 2}" for i, v in enumerate(column)]
+    path = folder / "big.csv"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def huge_column(n: int = 40) -> list[float]:
+    return [float(v) for v in np.random.default_rng(0).normal(size=n) * 1e300]
+
+
+def test_features_too_large_to_standardise_are_refused_without_warnings(tmp_path: Path) -> None:
+    csv = write_values(tmp_path, huge_column())
+    config = write_config(tmp_path, f"data:\n  dataset: {csv}\n  scale: standard\n")
+    line = assert_one_line_error(train_here(config))  # a RuntimeWarning would be an error here
+    assert f"{csv}: data.scale: standard cannot scale column 'a'" in line, line
+    assert "overflow float64" in line and "diverged" not in line, line
+    assert_nothing_ran(tmp_path)
+
+
+def test_features_whose_range_overflows_are_refused_for_minmax(tmp_path: Path) -> None:
+    csv = write_values(tmp_path, [1.7e308 * (-1) ** i for i in range(40)])
+    with pytest.raises(DataError, match="data.scale: minmax cannot scale column 'a'"):
+        load_dataset(DataConfig(dataset=str(csv), scale="minmax"), 0)
+
+
+def test_a_split_that_scaling_makes_infinite_is_refused(tmp_path: Path) -> None:
+    column = [float(v) for v in np.random.default_rng(0).normal(size=40) * 1e-10]
+    column[0] = 1e300  # one huge value, out of train with this seed; train's std is ~1e-10
+    csv = write_values(tmp_path, column)
+    with pytest.raises(DataError, match="makes column 'a' of the (val|test) split infinite"):
+        load_dataset(DataConfig(dataset=str(csv), scale="standard"), 0)
+
+
+def test_features_float32_cannot_hold_are_refused(tmp_path: Path) -> None:
+    csv = write_values(tmp_path, huge_column())
+    with pytest.raises(DataError, match="model.dtype float32 cannot hold column 'a'"):
+        load_dataset(DataConfig(dataset=str(csv)), 0, np.float32)

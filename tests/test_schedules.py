@@ -1,10 +1,24 @@
-"""Tests for scratchnn_cli.nn.optim.schedules: the learning rate of each epoch, and the errors."""
+"""Tests for scratchnn_cli.nn.optim.schedules: the learning rate of each epoch, and the errors;
+and through training: the lr column, the optimizer's rate, resuming once it reached 0."""
 
 from __future__ import annotations
 
-import pytest
+from typing import Any
 
+import numpy as np
+import pytest
+from helpers import (
+    assert_same_weights,
+    fit,
+    make_config,
+    tiny_net,
+    tiny_problem,
+    weights_of,
+)
+
+from scratchnn_cli.config import TrainConfig
 from scratchnn_cli.nn.optim.schedules import SCHEDULES, make_schedule
+from scratchnn_cli.training import Hooks, train
 
 
 def lrs(schedule, n: int) -> list[float]:
@@ -99,3 +113,85 @@ def test_bad_epochs(epoch) -> None:
     schedule = make_schedule("exponential", 0.1, gamma=0.9)
     with pytest.raises(ValueError, match="epoch"):
         schedule(epoch)
+
+
+# --------------------------------------------------------------------------- through training
+
+
+@pytest.mark.parametrize(
+    ("schedule", "max_epochs", "expected"),
+    [
+        ({"name": "constant"}, 3, [0.1, 0.1, 0.1]),
+        (
+            {"name": "step", "drop": 0.5, "every": 2},
+            7,
+            [0.1, 0.1, 0.05, 0.05, 0.025, 0.025, 0.0125],
+        ),
+        ({"name": "exponential", "gamma": 0.5}, 5, [0.1, 0.05, 0.025, 0.0125, 0.00625]),
+        (
+            {"name": "cosine", "epochs": 4},
+            6,
+            [0.1, 0.0853553390593, 0.05, 0.0146446609407, 0.0, 0.0],
+        ),
+        (
+            {"name": "cosine", "epochs": 2, "lr_min": 0.02},
+            4,
+            [0.1, 0.06, 0.02, 0.02],
+        ),
+        ({"name": "cosine", "lr_min": 0.01}, 3, [0.1, 0.0775, 0.0325]),  # T = max_epochs = 3
+    ],
+)
+def test_lr_column_follows_the_schedule(
+    schedule: dict[str, Any], max_epochs: int, expected: list[float]
+) -> None:
+    config = make_config(
+        "blobs400", 0, {"struct": [2]}, lr=0.1, eps=0, max_epochs=max_epochs, lr_schedule=schedule
+    )
+    history = fit(config).result.history
+    assert len(history) == max_epochs
+    assert [h.lr for h in history] == pytest.approx(expected, rel=1e-10, abs=1e-15)
+
+
+def test_schedule_lr_reaches_the_optimizer() -> None:
+    """Cosine over 2 epochs: from epoch 3 on lr = 0, so the weights stop moving."""
+    config = make_config(
+        "blobs400",
+        0,
+        {"struct": [3]},
+        lr=0.1,
+        eps=0,
+        max_epochs=4,
+        batch_size=20,
+        lr_schedule={"name": "cosine", "epochs": 2},
+    )
+    sgd = fit(config)
+    assert [h.lr for h in sgd.result.history] == [0.1, 0.05, 0.0, 0.0]
+    assert not all(
+        np.array_equal(a, b) for a, b in zip(sgd.snapshots[0], sgd.snapshots[1], strict=True)
+    )
+    assert_same_weights(sgd.snapshots[1], sgd.snapshots[2])
+    assert_same_weights(sgd.snapshots[2], sgd.snapshots[3])
+
+
+def test_resume_after_a_schedule_reached_lr_zero() -> None:
+    X, y = tiny_problem(10)
+    cfg = TrainConfig(
+        lr=0.1, eps=0, max_epochs=5, batch_size=3, lr_schedule={"name": "cosine", "epochs": 2}
+    )
+    snapshots: list[Any] = []
+    whole = tiny_net()
+    train(
+        whole,
+        X,
+        y,
+        2,
+        cfg,
+        np.random.default_rng(0),
+        hooks=Hooks(on_checkpoint=snapshots.append, checkpoint_every=1),
+    )
+    at_3 = next(s for s in snapshots if s.epochs == 3)
+    assert at_3.optimizer["lr"] == 0.0  # epoch 3 ran with the schedule's lr_min
+    resumed = tiny_net()
+    result = train(resumed, X, y, 2, cfg, np.random.default_rng(0), resume_from=at_3)
+    assert result.epochs == 5
+    assert_same_weights(weights_of(resumed), weights_of(whole))

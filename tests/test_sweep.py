@@ -1,12 +1,29 @@
 """``scratchnn sweep``: grid and random points, cross-validation folds (disjoint, covering
 train + val, stratified; the test split never seen), --jobs 2 equal to --jobs 1, a diverging
 point reported while the sweep goes on, --resume after an interruption, the refit scored once on
-test, and a Dask LocalCluster equal to the local run."""
+test, a Dask LocalCluster equal to the local run, and the summary with or without CV.
+
+--seeds: every point and fold trained with each seed, on the same folds (``data.seed`` keeps the
+sweep's split); the point's score is the mean over all its sub-runs; bad seeds and a ``seed``
+grid key are refused; sweep folders without seeds still read.
+
+Limits: careless or hostile input is refused at once with one ``error:`` line and exit code 2
+(never a traceback, never minutes of work), or capped where it is a request for too much: --jobs
+beyond the work, a --scheduler that is not a Dask scheduler, --grid values nested too deep or too
+many, a grid of 10^10 points, tampered sweep.yaml / config.yaml files, and the sweep: key's whole
+numbers written 1e3 like every other integer of a spec."""
 
 from __future__ import annotations
 
+import http.server
 import json
+import os
+import re
 import shutil
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,13 +31,33 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from helpers import TINY_SWEEP, invoke, loopback_cluster, require_dask
+from helpers import (
+    TINY_SWEEP,
+    assert_one_line_error,
+    invoke,
+    loopback_cluster,
+    read_json,
+    require_dask,
+)
+from rich.console import Console
 
 from scratchnn_cli import experiment
 from scratchnn_cli.config import build_config, load_config
 from scratchnn_cli.data import load_dataset
 from scratchnn_cli.data.splits import kfold_indices
-from scratchnn_cli.sweep import expand_points, parse_grid_option, plan_sweep, point_spec
+from scratchnn_cli.errors import RunFolderError, UserInputError
+from scratchnn_cli.runs.folder import read_config_yaml
+from scratchnn_cli.sweep import (
+    expand_points,
+    parse_grid_option,
+    plan_sweep,
+    point_spec,
+    read_plan,
+    sub_run_name,
+    sub_run_spec,
+)
+from scratchnn_cli.sweep.plan import MAX_SUB_RUNS
+from scratchnn_cli.sweep.run import WORKERS_PER_CORE, worker_count
 
 # circles500: 250 / 125 / 125 rows; 3-fold CV trains on 250 rows: 1,000 updates = 4 epochs
 TINY = TINY_SWEEP
@@ -49,10 +86,6 @@ def results(sweep_dir: Path) -> pd.DataFrame:
 
 def sub_runs(sweep_dir: Path) -> list[Path]:
     return sorted(p for p in sweep_dir.iterdir() if p.is_dir() and "-p" in p.name)
-
-
-def read_json(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text(encoding="utf-8"))
 
 
 # --------------------------------------------------------------------------- the points
@@ -224,6 +257,7 @@ def test_the_refit_scores_test_exactly_once(serial: Path) -> None:
     )
 
 
+@pytest.mark.slow
 def test_two_jobs_give_the_results_of_one(serial: Path, tmp_path: Path) -> None:
     result = sweep(
         write(tmp_path), *GRID, "--cv", 3, "--jobs", 2, "--no-refit", "--runs-dir", tmp_path
@@ -280,6 +314,7 @@ def test_a_point_whose_data_is_unusable_is_recorded_invalid(tmp_path: Path) -> N
     assert "-p000-" in trained.name
 
 
+@pytest.mark.slow
 def test_resume_after_an_interruption_ends_like_an_uninterrupted_sweep(
     serial: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -373,6 +408,7 @@ def test_resume_of_a_corrupt_sweep_folder_is_one_line_exit_2(
 # --------------------------------------------------------------------------- dask
 
 
+@pytest.mark.slow
 def test_a_dask_local_cluster_gives_the_local_results(serial: Path, tmp_path: Path) -> None:
     """A real LocalCluster on loopback (one single-threaded worker in this process), reached
     through --scheduler tcp://127.0.0.1:PORT like a remote one. Without dask installed this
@@ -416,6 +452,7 @@ def test_the_sweep_plot_draws_any_number_of_keys_with_missing_points(n_params: i
     assert png.startswith(b"\x89PNG")
 
 
+@pytest.mark.slow
 def test_an_unreachable_scheduler_is_one_line_exit_2_and_nothing_written(tmp_path: Path) -> None:
     """Nobody listens on the port: refused before any folder is made (Dask's connect timeout,
     its own setting, shortened here)."""
@@ -450,7 +487,6 @@ def test_a_sub_run_renders_nothing_for_its_console(
 ) -> None:
     """A sweep's sub-runs print to a console nobody reads: the network table and the progress
     lines are not even rendered (they cost more than the rest of a tiny run's folder)."""
-    from rich.console import Console
 
     from scratchnn_cli import sweep
 
@@ -463,3 +499,442 @@ def test_a_sub_run_renders_nothing_for_its_console(
     assert rendered == []
     run_dir = Path(result.run_dir or "")
     assert (run_dir / "metrics.json").is_file() and (run_dir / "history.csv").is_file()
+
+
+# --------------------------------------------------------------------------- --seeds
+
+
+SEEDS_GRID = ["--grid", "train.lr=0.3,0.03", "--cv", "3"]
+
+SEEDS = [4, 7]
+
+
+def seeds_spec(tmp_path: Path) -> Path:
+    path = tmp_path / "tiny.yaml"
+    path.write_text(TINY_SWEEP.replace("max_iterations: 1000", "max_iterations: 500"))
+    return path
+
+
+def seeded_run(tmp_path: Path) -> Path:
+    runs = tmp_path / "runs"
+    result = invoke(
+        "sweep", seeds_spec(tmp_path), *SEEDS_GRID, "--seeds", "4,7", "--runs-dir", runs
+    )
+    assert result.exit_code == 0, result.output
+    (sweep_dir,) = [p for p in runs.iterdir() if p.name.startswith("sweep-")]
+    return sweep_dir
+
+
+@pytest.fixture(scope="module")
+def seeded_sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return seeded_run(tmp_path_factory.mktemp("seeds"))
+
+
+@pytest.mark.slow
+def test_every_point_and_fold_is_trained_with_each_seed_on_the_same_folds(
+    seeded_sweep: Path,
+) -> None:
+    subs = {p.name.split("-tiny-")[1]: p for p in seeded_sweep.iterdir() if "-p0" in p.name}
+    expected = {f"p{p:03d}-s{s}-f{f}" for p in range(2) for s in SEEDS for f in range(3)}
+    assert set(subs) == expected
+    for name, folder in subs.items():
+        config = yaml.safe_load((folder / "config.yaml").read_text())
+        seed, fold = int(name.split("-s")[1].split("-")[0]), int(name[-1])
+        assert config["seed"] == seed and config["data"]["seed"] == 0
+        assert config["data"]["cv"] == {"folds": 3, "fold": fold}
+    prints = {n: read_json(f / "run.json")["data"]["fingerprint"] for n, f in subs.items()}
+    for p in ("p000", "p001"):
+        for f in range(3):  # the same rows for both seeds, other rows in another fold
+            assert prints[f"{p}-s4-f{f}"] == prints[f"{p}-s7-f{f}"] == prints[f"p000-s4-f{f}"]
+        assert len({prints[f"{p}-s4-f{f}"] for f in range(3)}) == 3
+    weights = [np.load(subs[f"p000-s{s}-f0"] / "model.npz")["W0"] for s in SEEDS]
+    assert not np.array_equal(*weights)  # the seed did change the run
+
+
+@pytest.mark.slow
+def test_the_score_of_a_point_is_the_mean_over_its_seeds_and_folds(seeded_sweep: Path) -> None:
+    table = pd.read_csv(seeded_sweep / "results.csv")
+    for point in range(2):
+        accuracies = [
+            read_json(folder / "metrics.json")["val"]["accuracy"]
+            for folder in seeded_sweep.iterdir()
+            if f"-p{point:03d}-s" in folder.name
+        ]
+        assert len(accuracies) == 6
+        row = table[table["point"] == point].iloc[0]
+        assert row["mean_val_accuracy"] == pytest.approx(np.mean(accuracies), abs=1e-9)
+        assert row["std_val_accuracy"] == pytest.approx(np.std(accuracies), abs=1e-9)
+        assert len(str(row["fold_val_accuracy"]).split()) == 6
+    summary = (seeded_sweep / "summary.md").read_text()
+    assert "seeds 4, 7" in summary
+    assert read_plan(seeded_sweep).seeds == SEEDS  # --resume reads them back
+
+
+@pytest.mark.slow
+def test_every_sub_run_trains_with_the_engine_its_spec_gets(seeded_sweep: Path) -> None:
+    engines = {read_json(p / "run.json").get("engine") for p in seeded_sweep.glob("*-p0*")}
+    assert engines == {"compiled"}  # auto, for TINY_SWEEP's small dense network
+
+
+def test_data_seed_fixes_the_split_while_the_run_seed_changes(tmp_path: Path) -> None:
+    def rows(seed: int, data_seed: int | None) -> np.ndarray:
+        overrides = [f"seed={seed}"] + ([] if data_seed is None else [f"data.seed={data_seed}"])
+        config = load_config(seeds_spec(tmp_path), overrides)
+        return load_dataset(config.data, config.seed).X_val
+
+    np.testing.assert_array_equal(rows(3, 0), rows(0, None))
+    np.testing.assert_array_equal(rows(3, 0), rows(9, 0))
+    assert not np.array_equal(rows(3, None), rows(0, None))
+    plain = build_config(yaml.safe_load(TINY_SWEEP), "tiny").to_dict()
+    assert "seed" not in plain["data"]  # a run without data.seed writes the config.yaml it did
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--seeds", "0,0"], "distinct"),
+        (["--seeds", "1,x"], "whole numbers"),
+        (["--seeds", "-1"], "whole numbers"),
+        (["--grid", "seed=0,1"], "--seeds"),
+        (["--grid", "data.seed=0,1"], "cannot be swept"),
+    ],
+)
+def test_bad_seeds_are_one_line_and_nothing_is_written(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    runs = tmp_path / "runs"
+    grid = [] if args[0] == "--grid" else ["--grid", "train.lr=0.3"]
+    result = invoke("sweep", seeds_spec(tmp_path), *grid, *args, "--runs-dir", runs)
+    line = assert_one_line_error(result, 2)
+    assert message in line
+    assert not runs.exists() or not any(runs.iterdir())
+
+
+def test_a_sweep_folder_written_without_seeds_still_reads(tmp_path: Path) -> None:
+    plan = plan_sweep(seeds_spec(tmp_path), [], ["train.lr=0.3"], None, 3)
+    stored = {k: v for k, v in vars(plan).items() if k != "seeds"}  # an older sweep.yaml
+    (tmp_path / "sweep.yaml").write_text(yaml.safe_dump(stored))
+    old = read_plan(tmp_path)
+    assert old.seeds is None and old.runs_per_point == 3
+    assert sub_run_name(old, 0, 2) == "tiny-p000-f2"
+    assert "seed" not in sub_run_spec(old, 0, 2)["data"]
+
+
+# --------------------------------------------------------------------------- limits
+
+
+# two tiny points of 100 single-sample updates each: a sweep of them takes a second
+SHORT = ["--set", "train.max_iterations=100", "--no-refit"]
+
+# a YAML document that expands to 10^9 values from a few hundred bytes ("billion laughs")
+ALIAS_BOMB = "\n".join(
+    [f"a0: &a0 [{', '.join(['x'] * 10)}]"]
+    + [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 10)]
+    + [""]
+)
+
+
+def nested(depth: int) -> str:
+    return "[" * depth + "1" + "]" * depth
+
+
+# --------------------------------------------------------------------------- --jobs
+
+
+class _RecordedParallel:
+    """joblib.Parallel's stand-in: records ``n_jobs`` and runs the calls one after the other in
+    this process (so the test counts the workers asked for without starting them)."""
+
+    asked: list[int] = []
+
+    def __init__(self, n_jobs: int, **kwargs: Any) -> None:
+        self.asked.append(n_jobs)
+
+    def __call__(self, calls: Any) -> Iterator[Any]:
+        return (function(*args, **kwargs) for function, args, kwargs in calls)
+
+
+@pytest.fixture
+def recorded_parallel(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    import joblib
+
+    monkeypatch.setattr(_RecordedParallel, "asked", [])
+    monkeypatch.setattr(joblib, "Parallel", _RecordedParallel)
+    return _RecordedParallel.asked
+
+
+def test_jobs_beyond_the_sub_runs_start_one_worker_per_sub_run(
+    tmp_path: Path, recorded_parallel: list[int]
+) -> None:
+    """Was: --jobs 64 started 64 processes for 2 sub-runs (--jobs 100000: minutes of starting
+    workers); now 2, and the sweep says so."""
+    grid = ["--grid", "train.lr=0.1,0.2"]
+    result = sweep(write(tmp_path), *grid, "--jobs", 64, *SHORT, "--runs-dir", tmp_path / "runs")
+    assert result.exit_code == 0, result.output
+    assert recorded_parallel == [2]
+    assert "--jobs 64: 2 workers (2 sub-runs to train)" in result.output
+
+
+def test_jobs_beyond_the_cores_are_capped(
+    tmp_path: Path, recorded_parallel: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import joblib
+
+    monkeypatch.setattr(joblib, "cpu_count", lambda *args, **kwargs: 1)
+    grid = ["--grid", "train.lr=0.1,0.2,0.3,0.4,0.5,0.6"]
+    result = sweep(write(tmp_path), *grid, "--jobs", 100_000, *SHORT, "--runs-dir", tmp_path)
+    assert result.exit_code == 0, result.output
+    assert recorded_parallel == [WORKERS_PER_CORE]
+    said = f"--jobs 100000: {WORKERS_PER_CORE} workers (at most {WORKERS_PER_CORE} per CPU core"
+    assert said in result.output
+    assert worker_count(-1, 6) == 1 and worker_count(-2, 6) == 1 and worker_count(3, 0) == 1
+
+
+# --------------------------------------------------------------------------- --scheduler
+
+
+@pytest.fixture
+def http_server() -> Iterator[str]:
+    """A plain HTTP server on loopback (a thread of this process): tcp://127.0.0.1:PORT."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"tcp://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.slow
+def test_a_scheduler_that_is_no_dask_scheduler_is_refused_within_the_connect_limit(
+    tmp_path: Path, http_server: str
+) -> None:
+    """Was: it waited forever for Dask's handshake (Dask's connect timeout does not cover it).
+    A process of its own, so that a hang fails the test instead of stopping the suite."""
+    require_dask()
+    env = {**os.environ, "DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT": "2s"}
+    scratchnn = str(Path(sys.executable).parent / "scratchnn")
+    options = ["--backend", "dask", "--scheduler", http_server, "--runs-dir", tmp_path / "runs"]
+    command = [scratchnn, "sweep", write(tmp_path), "--grid", "train.lr=0.1,0.2", *options]
+    done = subprocess.run(
+        [str(part) for part in command], capture_output=True, text=True, timeout=60, env=env
+    )
+    assert done.returncode == 2, done.stdout + done.stderr
+    lines = [line for line in (done.stdout + done.stderr).splitlines() if line.strip()]
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(f"error: --scheduler {http_server}: "), lines[0]
+    assert "Dask" in lines[0]
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize(
+    "address", ["notanaddress", "http://127.0.0.1:8786", "", "tcp://127.0.0.1:99999", "tcp://:1"]
+)
+def test_a_scheduler_that_is_no_address_is_one_line_exit_2(tmp_path: Path, address: str) -> None:
+    """Was: an internal error (ValueError from Dask), or a local cluster for ''."""
+    require_dask()
+    options = ["--backend", "dask", "--scheduler", address, "--runs-dir", tmp_path / "runs"]
+    line = assert_one_line_error(sweep(write(tmp_path), "--grid", "train.lr=0.1,0.2", *options))
+    assert line.startswith(f"error: --scheduler {address!r}: not a Dask scheduler address"), line
+    assert not (tmp_path / "runs").exists()
+
+
+# --------------------------------------------------------------------------- --grid values
+
+
+def test_grid_values_nested_too_deep_are_one_line_exit_2(tmp_path: Path) -> None:
+    """Was: an internal RecursionError."""
+    line = assert_one_line_error(
+        sweep(write(tmp_path), "--grid", f"model.struct={nested(3000)}", "--runs-dir", tmp_path)
+    )
+    assert "--grid 'model.struct=[[[[" in line
+    assert "the list of values is nested deeper than 50 levels" in line
+    assert len(line) < 200  # the 6,000-character item is cut
+
+
+def test_grid_values_that_expand_to_too_many_values_are_refused() -> None:
+    """Was: accepted (the aliases share one list), then walked as 10^9 values."""
+    text = ", ".join(f"&b{i} [{', '.join([f'*b{i - 1}' if i else '1'] * 10)}]" for i in range(9))
+    with pytest.raises(UserInputError, match="the list of values expands to more than 100,000"):
+        parse_grid_option([f"model.struct={text}"])
+
+
+# --------------------------------------------------------------------------- grid size
+
+
+def test_a_grid_of_ten_billion_points_is_refused_before_it_is_listed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Was: every one of 10^10 points listed (memory, then minutes)."""
+    import sklearn.model_selection
+
+    def never(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("the grid was listed")
+
+    monkeypatch.setattr(sklearn.model_selection, "ParameterGrid", never)
+    grid = [f"--grid=train.k{key}={','.join(str(v) for v in range(10))}" for key in range(10)]
+    line = assert_one_line_error(sweep(write(tmp_path), *grid, "--runs-dir", tmp_path / "runs"))
+    assert "10 x 10 x 10 x 10 x 10 x 10 x 10 x 10 x 10 x 10 = 10,000,000,000 points" in line
+    assert f"more than the {MAX_SUB_RUNS:,} sub-runs a sweep may train" in line
+
+
+def test_folds_and_seeds_count_in_the_sub_runs(tmp_path: Path) -> None:
+    values = ",".join(str(v / 1000) for v in range(1, 101))
+    with pytest.raises(UserInputError, match=r"100 points x 10 folds x 20 seeds = 20,000 sub-runs"):
+        plan_sweep(
+            write(tmp_path), grid_options=[f"train.lr={values}"], cv=10, seeds=list(range(20))
+        )
+    plan = plan_sweep(write(tmp_path), grid_options=[f"train.lr={values}"], cv=10, random=10)
+    assert len(plan.points) == 10
+
+
+def test_a_random_sample_of_a_grid_beyond_64_bits_is_one_line_exit_2(tmp_path: Path) -> None:
+    """Was: an internal OverflowError inside scikit-learn (it counts the grid in 64 bits)."""
+    grid = [f"--grid=train.k{key}={','.join(str(v) for v in range(10))}" for key in range(20)]
+    line = assert_one_line_error(
+        sweep(write(tmp_path), *grid, "--random", 5, "--runs-dir", tmp_path / "runs")
+    )
+    assert "= 100,000,000,000,000,000,000 points" in line and "--random draws" in line
+
+
+@pytest.mark.slow
+def test_a_plan_too_large_for_sweep_yaml_is_refused(tmp_path: Path) -> None:
+    """Points that --resume could not read back from sweep.yaml are refused before it is
+    written (was: written, then unreadable)."""
+    big = ",".join(f"[{', '.join([str(v)] * 30_000)}]" for v in (1, 2))
+    with pytest.raises(UserInputError, match="too large for sweep.yaml"):
+        plan_sweep(write(tmp_path), grid_options=[f"model.struct={big}"])
+
+
+# --------------------------------------------------------------------------- sweep: numbers
+
+
+def test_the_sweep_key_takes_whole_numbers_written_1e3(tmp_path: Path) -> None:
+    """Was: random: 1e3 or seeds: [1e3] refused, while every other integer key takes them."""
+    spec = TINY_SWEEP + "sweep:\n  grid: {train.lr: [0.1, 0.2]}\n  random: 1e3\n  cv: 3.0\n"
+    plan = plan_sweep(write(tmp_path, spec + "  seeds: [0, 1e3]\n"))
+    assert (plan.random, plan.cv, plan.seeds) == (1000, 3, [0, 1000])
+    assert type(plan.random) is int and type(plan.cv) is int
+    for bad, message in [
+        ("random: 1.5", "random: must be a whole number >= 1, not 1.5"),
+        ("cv: 1e0", "cv: must be a whole number >= 2, not '1e0'"),
+        ("seeds: [1.5]", "seeds: must be distinct whole numbers >= 0, not [1.5]"),
+        ("seeds: [1e3, 1000]", "seeds: must be distinct whole numbers"),
+        ("random: true", "random: must be a whole number >= 1, not True"),
+    ]:
+        path = write(tmp_path, TINY_SWEEP + f"sweep:\n  grid: {{train.lr: [0.1]}}\n  {bad}\n")
+        with pytest.raises(UserInputError, match="^" + bad.split(":")[0]) as caught:
+            plan_sweep(path)
+        assert message in str(caught.value)
+
+
+# --------------------------------------------------------------------------- tampered files
+
+
+def _sweep_folder(tmp_path: Path) -> Path:
+    """A sweep folder whose sweep.yaml is a real plan (nothing trained)."""
+    from dataclasses import asdict
+
+    from scratchnn_cli.runs import write_yaml
+
+    plan = plan_sweep(write(tmp_path), grid_options=["train.lr=0.1,0.2"])
+    folder = tmp_path / "sweep-tiny"
+    folder.mkdir()
+    write_yaml(folder / "sweep.yaml", asdict(plan))
+    return folder
+
+
+TAMPERED = {
+    "alias bomb": (ALIAS_BOMB, "the YAML document expands to more than 100,000 values"),
+    "5,000 deep": (f"x: {nested(5000)}\n", "the YAML document is nested deeper than 50 levels"),
+    "2 MiB": ("#" + "x" * (2 << 20) + "\n", "is larger than 1 MiB"),
+}
+
+
+@pytest.mark.parametrize("tampered", TAMPERED)
+def test_a_tampered_sweep_yaml_is_refused(tmp_path: Path, tampered: str) -> None:
+    """Was: an alias bomb or a huge file read whole, 5,000 levels an internal RecursionError."""
+    folder = _sweep_folder(tmp_path)
+    text, message = TAMPERED[tampered]
+    inside_base = "".join(f"  {line}\n" for line in text.splitlines())  # keys SweepPlan takes
+    plan_text = (folder / "sweep.yaml").read_text(encoding="utf-8")
+    assert "\nbase:\n  " in plan_text
+    plan_text = plan_text.replace("\nbase:\n", "\nbase:\n" + inside_base, 1)
+    (folder / "sweep.yaml").write_text(plan_text, encoding="utf-8")
+    with pytest.raises(RunFolderError, match=message) as caught:
+        read_plan(folder)
+    assert str(folder / "sweep.yaml") in str(caught.value)
+
+
+def test_a_sweep_yaml_nested_too_deep_is_one_line_exit_2(tmp_path: Path) -> None:
+    folder = _sweep_folder(tmp_path)
+    plan_text = (folder / "sweep.yaml").read_text(encoding="utf-8")
+    (folder / "sweep.yaml").write_text(f"x: {nested(5000)}\n{plan_text}", encoding="utf-8")
+    line = assert_one_line_error(sweep("--resume", folder))
+    assert line.startswith(f"error: {folder / 'sweep.yaml'}: unreadable (the YAML document is")
+
+
+@pytest.mark.parametrize("tampered", TAMPERED)
+def test_a_tampered_config_yaml_is_refused(tmp_path: Path, tampered: str) -> None:
+    text, message = TAMPERED[tampered]
+    path = write(tmp_path, text + TINY_SWEEP, "config.yaml")
+    with pytest.raises(RunFolderError, match=message) as caught:
+        read_config_yaml(path)
+    assert str(path) in str(caught.value)
+
+
+# --------------------------------------------------------------------------- the summary
+
+
+def sweep_outcome(cv: int | None, seeds: list[int] | None = None) -> tuple[Any, Any]:
+    from scratchnn_cli.sweep.plan import SweepPlan
+    from scratchnn_cli.sweep.result import PointRow, SweepResult
+
+    plan = SweepPlan("s", 0, {}, {"train.lr": [0.1, 0.2]}, None, cv, [{"train.lr": 0.1},
+                     {"train.lr": 0.2}], seeds)  # fmt: skip
+    rows = [
+        PointRow(
+            point=p,
+            params={"train.lr": lr},
+            mean_val_accuracy=acc,
+            std_val_accuracy=0.0125,
+            fold_val_accuracy="",
+            epochs=3.0,
+            seconds=12.345,
+            status="completed",
+            note="",
+        )  # fmt: skip
+        for p, lr, acc in ((0, 0.1, 0.94), (1, 0.2, 0.97))
+    ]
+    return plan, SweepResult(Path("sweep-s"), plan, rows, rows[1])
+
+
+def test_a_sweep_summary_without_cv_shows_no_spread() -> None:
+    from scratchnn_cli.sweep.files import summary_markdown
+
+    text = summary_markdown(*sweep_outcome(cv=None))
+    assert "±" not in text and "CV estimate" not in text and "| std |" not in text
+    assert "train.lr=0.2: validation accuracy 0.9700 (best.yaml)" in text
+    assert "| train seconds | status |" in text and "| 12.35 | completed |" in text
+
+
+def test_a_sweep_summary_with_cv_shows_the_spread_and_what_its_seconds_are() -> None:
+    from scratchnn_cli.sweep.files import summary_markdown
+
+    text = summary_markdown(*sweep_outcome(cv=3, seeds=[1, 2]))
+    assert "CV estimate 0.9700 ± 0.0125 (best.yaml)" in text
+    assert "standard deviation over 3 folds x 2 seeds" in text
+    assert "| train seconds (sum over 6 sub-runs) | status |" in text
+
+
+def test_the_sweep_command_without_cv_prints_no_spread(tmp_path: Path) -> None:
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(TINY_SWEEP.replace("max_iterations: 1000", "max_iterations: 300"))
+    result = invoke(
+        "sweep", spec, "--grid", "train.lr=0.1,0.3", "--no-refit", "--runs-dir", tmp_path
+    )
+    assert result.exit_code == 0, result.output
+    assert re.search(r"^best: point \d train\.lr=0\.\d: validation accuracy 0\.\d{4}$",
+                     result.stdout, re.M), result.stdout  # fmt: skip
+    assert "±" not in result.stdout and "CV estimate" not in result.stdout

@@ -1,53 +1,38 @@
-"""Tests for training.loop: learning on the built-ins, determinism, the stopping rules and
-the epoch cost, through the same wiring run_experiment uses (load_dataset, build_network)."""
+"""Tests for training.loop: learning on the built-ins, determinism, the stopping rules, the epoch
+cost, resuming after a Ctrl-C with identical weights, the assignment's single-sample SGD bit for
+bit, mini-batches and sampling, and both dtypes, through the same wiring run_experiment uses
+(load_dataset, build_network)."""
 
 from __future__ import annotations
 
+import importlib.util
+import math
 import warnings
-from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
 import pytest
+from helpers import (
+    CONFIGS,
+    assert_same_weights,
+    fit,
+    make_config,
+    record_batches,
+    temp_files,
+    tiny_net,
+    tiny_problem,
+    weights_of,
+)
 from sklearn.linear_model import LogisticRegression
 
+from scratchnn_cli import runs
 from scratchnn_cli.build import build_network, rng_streams, training_set
-from scratchnn_cli.config import ExperimentConfig, TrainConfig
-from scratchnn_cli.data import Dataset, load_dataset
-from scratchnn_cli.metrics import score
+from scratchnn_cli.config import ExperimentConfig, TrainConfig, load_config
+from scratchnn_cli.data import load_dataset
 from scratchnn_cli.nn.network import Network
-from scratchnn_cli.training.loop import TrainResult, train
-
-
-@dataclass
-class Fit:
-    config: ExperimentConfig
-    dataset: Dataset
-    net: Network
-    result: TrainResult
-
-    def accuracy(self, split: str = "test") -> float:
-        X, y = self.dataset.split(split)
-        return score(self.net, X, y, self.dataset.n_classes)["accuracy"]
-
-
-def make_config(
-    dataset: str = "blobs400", seed: int = 0, model: dict[str, Any] | None = None, **train_kw: Any
-) -> ExperimentConfig:
-    return ExperimentConfig.model_validate(
-        {"seed": seed, "data": {"dataset": dataset}, "model": model or {}, "train": train_kw}
-    )
-
-
-def fit(config: ExperimentConfig) -> Fit:
-    """What run_experiment does, minus the files: data, streams, network, training set, train."""
-    dataset = load_dataset(config.data, config.seed)
-    streams = rng_streams(config.seed)
-    net = build_network(config, dataset, streams["init"])
-    X, y = training_set(config, dataset)
-    result = train(net, X, y, dataset.n_classes, config.train, streams["sampling"])
-    return Fit(config, dataset, net, result)
-
+from scratchnn_cli.training import Hooks, Snapshot, TrainResult, train
 
 # --------------------------------------------------------------------------- it learns
 
@@ -336,3 +321,521 @@ def test_train_does_not_modify_the_dataset() -> None:
     net = build_network(config, dataset, np.random.default_rng(0))
     train(net, dataset.X_train, dataset.y_train, 2, config.train, np.random.default_rng(0))
     np.testing.assert_array_equal(dataset.X_train, before)
+
+
+# --------------------------------------------------------------------------- resume after a Ctrl-C
+
+
+RESUME_CASES = {
+    # the course assignment: single-sample SGD, sampling with replacement, eps stopping rule
+    "sgd-batch-1": make_config("blobs400", 3, {"struct": [5]}, lr=0.05, max_iterations=200 * 12),
+    "adam-batch-16-dropout": make_config(
+        "digits",
+        3,
+        {"struct": [16], "activation": "relu", "init": "he", "dropout": 0.2},
+        optimizer={"name": "adam"},
+        lr=0.01,
+        eps=0,
+        batch_size=16,
+        sampling="shuffle",
+        max_epochs=8,
+    ),
+    "early-stopping": make_config(
+        "circles500",
+        3,
+        {"struct": [8], "activation": "tanh"},
+        optimizer="adam",
+        lr=0.1,
+        eps=0,
+        batch_size=16,
+        max_epochs=60,
+        early_stopping={"patience": 3, "min_delta": 0.001},
+    ),
+    "float32-momentum-l2-step": make_config(
+        "blobs400",
+        3,
+        {"struct": [4, 3], "dtype": "float32", "init": "xavier"},
+        optimizer={"name": "momentum", "beta": 0.8},
+        lr=0.2,
+        eps=0,
+        batch_size=7,
+        l2=0.001,
+        lr_schedule={"name": "step", "drop": 0.5, "every": 3},
+        max_epochs=10,
+    ),
+}
+
+
+def fit_resumable(
+    config: ExperimentConfig,
+    stop_at_epoch: int | None = None,
+    stop_at_forward: int | None = None,
+    resume_from: Snapshot | None = None,
+) -> tuple[TrainResult, list[np.ndarray], list[Snapshot], int]:
+    """What run_experiment does, minus the files: fresh data, streams and initial weights.
+
+    A Ctrl-C (KeyboardInterrupt) is raised by the epoch callback at epoch ``stop_at_epoch``,
+    or by the network's ``stop_at_forward``-th forward pass (mid-epoch, where a real Ctrl-C
+    nearly always lands). Returns (result, weights, checkpoints, forward passes); the result's
+    ``stopped_by`` is "interrupted" when the KeyboardInterrupt came through.
+    """
+    dataset = load_dataset(config.data, config.seed)
+    streams = rng_streams(config.seed)
+    net = build_network(config, dataset, streams["init"], streams["dropout"])
+    X, y = training_set(config, dataset)
+    checkpoints: list[Snapshot] = []
+    forwards = 0
+    real_forward = net.forward
+
+    def forward(X: np.ndarray, training: bool = False) -> np.ndarray:
+        nonlocal forwards
+        forwards += 1
+        if forwards == stop_at_forward:
+            raise KeyboardInterrupt
+        return real_forward(X, training)
+
+    net.forward = forward  # type: ignore[method-assign]
+
+    def on_epoch(record: Any) -> None:
+        if record.epoch == stop_at_epoch:
+            raise KeyboardInterrupt
+
+    result = TrainResult()
+    try:
+        train(
+            net,
+            X,
+            y,
+            dataset.n_classes,
+            config.train,
+            streams["sampling"],
+            validation=dataset.split("val"),
+            hooks=Hooks(on_epoch, checkpoints.append, checkpoint_every=2),
+            result=result,
+            resume_from=resume_from,
+        )
+    except KeyboardInterrupt:
+        assert result.stopped_by == "interrupted"
+    return result, [p.copy() for p in net.params()], checkpoints, forwards
+
+
+@pytest.fixture(scope="module")
+def whole_fits() -> dict[str, tuple[TrainResult, list[np.ndarray], int]]:
+    fits = {}
+    for key, config in RESUME_CASES.items():
+        result, weights, _, forwards = fit_resumable(config)
+        assert result.stopped_by != "interrupted"
+        fits[key] = (result, weights, forwards)
+    assert fits["early-stopping"][0].stopped_by == "early_stopping"
+    assert fits["sgd-batch-1"][0].stopped_by == "max_iterations"
+    return fits
+
+
+def history_rows(result: TrainResult) -> list[tuple[Any, ...]]:
+    """Every column of the history except the wall-clock seconds."""
+    return [
+        (r.epoch, r.iteration, r.cost, r.train_accuracy, r.val_cost, r.val_accuracy, r.lr)
+        for r in result.history
+    ]
+
+
+def check_resume(
+    config: ExperimentConfig,
+    whole: TrainResult,
+    whole_weights: list[np.ndarray],
+    stopped: tuple[TrainResult, list[np.ndarray], list[Snapshot], int],
+    via_disk: Path | None,
+    what: str,
+) -> None:
+    """The Ctrl-C'd fit rolled back to its last finished epoch, checkpointed it, and a fresh
+    fit resumed from that checkpoint ends exactly like the uninterrupted one."""
+    result, weights, checkpoints, _ = stopped
+    assert result.stopped_by == "interrupted", what
+    snapshot = checkpoints[-1]
+    assert result.epochs == snapshot.epochs, what
+    assert [r.epoch for r in result.history] == list(range(1, snapshot.epochs + 1)), what
+    assert [r.epoch for r in snapshot.history] == list(range(1, snapshot.epochs + 1)), what
+    assert all(np.array_equal(a, b) for a, b in zip(weights, snapshot.params, strict=True))
+    if via_disk is not None:
+        runs.write_checkpoint(via_disk, snapshot)
+        assert temp_files(via_disk.parent) == []
+        snapshot = runs.read_checkpoint(via_disk)
+    resumed, resumed_weights, _, _ = fit_resumable(config, resume_from=snapshot)
+    assert (resumed.stopped_by, resumed.epochs, resumed.iterations, resumed.best_epoch) == (
+        whole.stopped_by,
+        whole.epochs,
+        whole.iterations,
+        whole.best_epoch,
+    ), what
+    assert history_rows(resumed) == history_rows(whole), what
+    costs = np.array([r.cost for r in resumed.history])
+    assert np.array_equal(costs, np.array([r.cost for r in whole.history])), what
+    for a, b in zip(resumed_weights, whole_weights, strict=True):
+        assert a.dtype == b.dtype, what
+        assert np.array_equal(a, b), what
+
+
+@pytest.mark.parametrize("via_disk", [False, True], ids=["in-memory", "checkpoint-file"])
+@pytest.mark.parametrize("case", list(RESUME_CASES))
+def test_resume_after_a_mid_epoch_ctrl_c_gives_identical_weights(
+    whole_fits: dict[str, tuple[TrainResult, list[np.ndarray], int]],
+    case: str,
+    via_disk: bool,
+    tmp_path: Path,
+) -> None:
+    whole, whole_weights, forwards = whole_fits[case]
+    # the first forward pass, a third and two thirds in, and the very last one (the last
+    # epoch's validation pass; for early stopping, in the middle of the patience)
+    for k in sorted({1, forwards // 3, 2 * forwards // 3, forwards}):
+        stopped = fit_resumable(RESUME_CASES[case], stop_at_forward=k)
+        disk = tmp_path / f"checkpoint-{k}.npz" if via_disk else None
+        check_resume(RESUME_CASES[case], whole, whole_weights, stopped, disk, f"forward {k}")
+
+
+@pytest.mark.parametrize("case", list(RESUME_CASES))
+def test_resume_after_a_ctrl_c_in_the_epoch_callback_gives_identical_weights(
+    whole_fits: dict[str, tuple[TrainResult, list[np.ndarray], int]],
+    case: str,
+    tmp_path: Path,
+) -> None:
+    """A Ctrl-C inside the epoch callback (the CLI's progress line, the learning-curve redraw)
+    comes after the epoch was added to the history: it must be dropped with the rollback."""
+    whole, whole_weights, _ = whole_fits[case]
+    for k in sorted({1, max(1, whole.epochs // 2), whole.epochs}):
+        stopped = fit_resumable(RESUME_CASES[case], stop_at_epoch=k)
+        disk = tmp_path / f"checkpoint-{k}.npz"
+        check_resume(RESUME_CASES[case], whole, whole_weights, stopped, disk, f"epoch {k}")
+
+
+# --------------------------------------------------------------- the assignment's single-sample SGD
+
+
+def reference_single_sample_sgd(
+    net: Network,
+    X: np.ndarray,
+    Y: np.ndarray,
+    lr: float,
+    eps: float,
+    max_iterations: int,
+    rng: np.random.Generator,
+) -> list[float]:
+    """The course assignment's loop, written out: per epoch N random draws with replacement,
+    one sample per update; the epoch cost is the mean of the per-sample costs before each update.
+    """
+    N = X.shape[0]
+    params, grads = net.params(), net.grads()
+    done, epoch_costs, J_prev = 0, [], None
+    while done < max_iterations:
+        order = rng.integers(0, N, size=N)
+        n = min(N, max_iterations - done)
+        sample_costs = []
+        for i in order[:n]:
+            Z = net.forward(X[i : i + 1])
+            sample_costs.append(net.loss.costs(Z, Y[i : i + 1])[0])
+            dZ = net.loss.dZ(Z, Y[i : i + 1])
+            net.backward(dZ)
+            for p, g in zip(params, grads, strict=True):
+                p -= lr * g
+        done += n
+        J = float(np.mean(sample_costs))
+        epoch_costs.append(J)
+        if J_prev is not None and abs(J - J_prev) < eps:
+            break
+        J_prev = J
+    return epoch_costs
+
+
+@pytest.mark.parametrize("engine", ["numpy", "compiled"])
+@pytest.mark.parametrize(
+    ("config_file", "n_train"), [("circles_shallow.yaml", 375), ("blobs_logistic.yaml", 200)]
+)
+def test_defaults_reproduce_the_assignment_single_sample_sgd_bit_for_bit(
+    config_file: str, n_train: int, engine: str
+) -> None:
+    """The NumPy engine bit for bit; the compiled one (other rounding: BLAS sums, its own exp)
+    to 1e-12."""
+    config = load_config(CONFIGS / config_file, ["train.max_iterations=3000"])
+    cfg = config.train
+    default = TrainConfig(lr=cfg.lr, eps=cfg.eps, max_iterations=3000)
+    assert cfg == default  # the shipped config uses nothing beyond the assignment's three keys
+    assert (default.batch_size, default.sampling, default.optimizer.name) == (1, "random", "sgd")
+    assert (default.l1, default.l2, default.early_stopping, config.model.dropout) == (0, 0, None, 0)
+
+    dataset = load_dataset(config.data, config.seed)
+    X, y = training_set(config, dataset)
+    assert len(y) == n_train
+
+    # the trainer, wired as run_experiment wires it
+    streams = rng_streams(config.seed)
+    net = build_network(config, dataset, streams["init"], streams["dropout"])
+    val = None if config.data.train_on == "train+val" else dataset.split("val")
+    result = train(
+        net, X, y, dataset.n_classes, default, streams["sampling"], validation=val, engine=engine
+    )
+
+    # the reference loop, from the same seeds
+    ref_streams = rng_streams(config.seed)
+    ref_net = build_network(config, dataset, ref_streams["init"])
+    Y = ref_net.loss.targets(y, dataset.n_classes, ref_net.dtype)
+    ref_costs = reference_single_sample_sgd(
+        ref_net, X, Y, cfg.lr, cfg.eps, cfg.max_iterations, ref_streams["sampling"]
+    )
+
+    assert result.stopped_by == "max_iterations"
+    assert result.iterations == 3000
+    assert [h.iteration for h in result.history] == [
+        min(n_train * e, 3000) for e in range(1, len(ref_costs) + 1)
+    ]
+    if engine == "numpy":
+        assert [h.cost for h in result.history] == ref_costs  # bit-identical
+        assert_same_weights(weights_of(net), weights_of(ref_net))
+        return
+    np.testing.assert_allclose([h.cost for h in result.history], ref_costs, rtol=1e-12)
+    for ours, theirs in zip(net.params(), ref_net.params(), strict=True):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-12, atol=1e-14)
+
+
+def _notebook_port() -> ModuleType:
+    """benchmarks/notebook_port.py, the course notebook's per-element loops, loaded by path."""
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "notebook_port.py"
+    spec = importlib.util.spec_from_file_location("notebook_port", path)
+    assert spec is not None and spec.loader is not None, path
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("engine", ["numpy", "compiled"])
+@pytest.mark.parametrize("struct", [[3], [4, 3]])
+def test_single_sample_sgd_with_hidden_layers_matches_the_notebook_loops(
+    struct: list[int], engine: str
+) -> None:
+    """The trainer against an oracle that shares none of its code: the notebook's loops
+    (scalar sigmoid, per-element forward, backward and update) from the same initial weights and
+    the same sample draws (sampling stream [seed, 3]), 3000 steps of lr 0.05 on blobs400."""
+    seed, lr, steps = 0, 0.05, 3000
+    config = make_config(
+        "blobs400",
+        seed,
+        {"struct": struct, "sigma": 0.5},
+        {"split": [0.5, 0.25, 0.25]},
+        lr=lr,
+        eps=0,
+        max_iterations=steps,
+    )
+    dataset = load_dataset(config.data, config.seed)
+    X, y = training_set(config, dataset)
+    N = len(y)
+    assert (N, steps % N) == (200, 0)  # whole epochs: the port draws an epoch at a time too
+    streams = rng_streams(seed)
+    net = build_network(config, dataset, streams["init"])
+    kinds = [layer.kind for layer in net.layers]
+    assert set(kinds) == {"dense", "sigmoid"} and net.loss.name == "sigmoid"  # what the port does
+    assert net.sizes == [X.shape[1], *struct, 1]
+    port = _notebook_port().LoopNet([p.copy() for p in net.params()])
+
+    result = train(
+        net,
+        X,
+        y,
+        dataset.n_classes,
+        config.train,
+        streams["sampling"],
+        dataset.split("val"),
+        engine=engine,
+    )
+    port_costs, _ = port.train(
+        np.asarray(X, dtype=np.float64), y, lr, steps, np.random.default_rng([seed, 3])
+    )
+
+    assert result.stopped_by == "max_iterations"
+    assert [h.iteration for h in result.history] == list(range(N, steps + 1, N))
+    assert len(port_costs) == len(result.history) == steps // N
+    np.testing.assert_allclose([h.cost for h in result.history], port_costs, rtol=1e-12)
+    assert port_costs[-1] < 0.5 * port_costs[0]  # it learned: not a comparison of idle runs
+    for i, (ours, theirs) in enumerate(zip(net.params(), port.params(), strict=True)):
+        assert ours.shape == theirs.shape
+        np.testing.assert_allclose(
+            ours, theirs, rtol=1e-12, atol=1e-14, err_msg=f"{'Wb'[i % 2]}{i // 2}"
+        )
+
+
+# ------------------------------------------------------------------------ mini-batches and sampling
+
+
+@pytest.mark.parametrize(("N", "B"), [(10, 3), (10, 5), (10, 4), (7, 1), (5, 16)])
+def test_an_epoch_is_ceil_n_over_b_updates(N: int, B: int) -> None:
+    X, y = tiny_problem(N)
+    net = tiny_net()
+    batches = record_batches(net)
+    cfg = TrainConfig(lr=0.01, eps=0, max_epochs=3, batch_size=B, engine="numpy")
+    result = train(net, X, y, 2, cfg, np.random.default_rng(0))
+    per_epoch = math.ceil(N / B)
+    assert result.stopped_by == "max_epochs"
+    assert "max_epochs = 3" in result.stop_reason
+    assert result.epochs == 3
+    assert result.iterations == 3 * per_epoch
+    assert [h.iteration for h in result.history] == [per_epoch, 2 * per_epoch, 3 * per_epoch]
+    assert len(batches) == 3 * per_epoch
+    sizes = [len(b) for b in batches[:per_epoch]]
+    assert sum(sizes) == N  # an epoch is one pass of N samples
+    assert sizes == [min(B, N - s) for s in range(0, N, B)]
+
+
+@pytest.mark.parametrize("B", [1, 4])
+def test_random_sampling_draws_with_replacement_from_the_sampling_rng(B: int) -> None:
+    N = 10
+    X, y = tiny_problem(N)
+    net = tiny_net()
+    batches = record_batches(net)
+    cfg = TrainConfig(lr=0.01, eps=0, max_epochs=3, batch_size=B, sampling="random", engine="numpy")
+    train(net, X, y, 2, cfg, np.random.default_rng(42))
+    replay = np.random.default_rng(42)
+    expected = []
+    for _ in range(3):
+        order = replay.integers(0, N, size=N).tolist()
+        expected += [order[s : s + B] for s in range(0, N, B)]
+    assert batches == expected
+
+
+@pytest.mark.parametrize("B", [1, 3])
+def test_shuffle_sees_every_sample_exactly_once_per_epoch(B: int) -> None:
+    N, epochs = 10, 4
+    X, y = tiny_problem(N)
+    net = tiny_net()
+    batches = record_batches(net)
+    cfg = TrainConfig(
+        lr=0.01, eps=0, max_epochs=epochs, batch_size=B, sampling="shuffle", engine="numpy"
+    )
+    train(net, X, y, 2, cfg, np.random.default_rng(7))
+    per_epoch = math.ceil(N / B)
+    assert len(batches) == epochs * per_epoch
+    replay = np.random.default_rng(7)
+    orders = []
+    for e in range(epochs):
+        rows = [r for b in batches[e * per_epoch : (e + 1) * per_epoch] for r in b]
+        assert sorted(rows) == list(range(N)), f"epoch {e + 1}"
+        assert rows == replay.permutation(N).tolist()
+        orders.append(rows)
+    assert len({tuple(o) for o in orders}) > 1  # reshuffled, not one fixed order
+
+
+def test_full_batch_is_one_plain_gradient_step_per_epoch() -> None:
+    config = make_config("blobs400", 0, {"struct": [3]})
+    dataset = load_dataset(config.data, config.seed)
+    X, y = dataset.X_train, dataset.y_train
+    lr = 0.3
+
+    # by hand: the whole-set gradient at the initial weights, one step W - lr dW
+    by_hand = build_network(config, dataset, np.random.default_rng(5))
+    Y = by_hand.loss.targets(y, 2, by_hand.dtype)
+    Z = by_hand.forward(X)
+    J0 = by_hand.loss.cost(Z, Y)
+    by_hand.backward(by_hand.loss.dZ(Z, Y))
+    expected = [p - lr * g for p, g in zip(by_hand.params(), by_hand.grads(), strict=True)]
+
+    net = build_network(config, dataset, np.random.default_rng(5))
+    batches = record_batches(net)
+    rng = np.random.default_rng(0)
+    rng_state = rng.bit_generator.state
+    cfg = TrainConfig(lr=lr, eps=0, max_epochs=1, batch_size="full", engine="numpy")
+    result = train(net, X, y, 2, cfg, rng)
+    assert result.iterations == 1 and result.epochs == 1
+    assert [h.iteration for h in result.history] == [1]
+    assert len(batches) == 1 and batches[0] == [int(v) for v in X[:, 0]]  # all rows, in order
+    assert result.history[0].cost == J0
+    for p, e in zip(net.params(), expected, strict=True):
+        np.testing.assert_allclose(p, e, rtol=1e-15, atol=1e-15)
+    assert rng.bit_generator.state == rng_state  # the order is fixed: nothing drawn
+
+
+def test_full_batch_does_one_update_per_epoch_over_several_epochs() -> None:
+    X, y = tiny_problem(12)
+    net = tiny_net()
+    batches = record_batches(net)
+    rng = np.random.default_rng(0)
+    state = rng.bit_generator.state
+    cfg = TrainConfig(
+        lr=0.01, eps=0, max_epochs=5, batch_size="full", sampling="shuffle", engine="numpy"
+    )
+    result = train(net, X, y, 2, cfg, rng)
+    assert rng.bit_generator.state == state  # full batch: fixed order, even with shuffle
+    assert result.iterations == 5 and result.epochs == 5
+    assert [h.iteration for h in result.history] == [1, 2, 3, 4, 5]
+    assert batches == [list(range(12))] * 5
+
+
+@pytest.mark.parametrize(
+    ("B", "max_iterations", "expected_iterations", "last_epoch_rows"),
+    [
+        (3, 6, [4, 6], 6),  # second epoch cut after 2 of its 4 updates
+        (4, 5, [3, 5], 8),  # 3 updates per epoch (4, 4, 2): stops after 4 + 4 rows
+        (3, 4, [4], 10),  # exactly one epoch
+        (1, 13, [10, 13], 3),
+    ],
+)
+def test_max_iterations_counts_updates_and_stops_mid_epoch(
+    B: int, max_iterations: int, expected_iterations: list[int], last_epoch_rows: int
+) -> None:
+    N = 10
+    X, y = tiny_problem(N)
+    net = tiny_net()
+    batches = record_batches(net)
+    cfg = TrainConfig(lr=0.01, eps=0, max_iterations=max_iterations, batch_size=B, engine="numpy")
+    result = train(net, X, y, 2, cfg, np.random.default_rng(0))
+    assert result.stopped_by == "max_iterations"
+    assert result.iterations == max_iterations == len(batches)
+    assert [h.iteration for h in result.history] == expected_iterations
+    assert result.epochs == len(expected_iterations)
+    per_epoch = math.ceil(N / B)
+    last = batches[(result.epochs - 1) * per_epoch :]
+    assert sum(len(b) for b in last) == last_epoch_rows
+
+
+def test_max_epochs_and_max_iterations_whichever_comes_first() -> None:
+    X, y = tiny_problem(10)
+    by_epochs = train(
+        tiny_net(),
+        X,
+        y,
+        2,
+        TrainConfig(lr=0.01, eps=0, max_epochs=2, max_iterations=100, batch_size=3),
+        np.random.default_rng(0),
+    )
+    assert (by_epochs.stopped_by, by_epochs.epochs, by_epochs.iterations) == ("max_epochs", 2, 8)
+    by_updates = train(
+        tiny_net(),
+        X,
+        y,
+        2,
+        TrainConfig(lr=0.01, eps=0, max_epochs=5, max_iterations=9, batch_size=3),
+        np.random.default_rng(0),
+    )
+    assert (by_updates.stopped_by, by_updates.epochs, by_updates.iterations) == (
+        "max_iterations",
+        3,
+        9,
+    )
+
+
+# --------------------------------------------------------------------------- dtypes
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_both_dtypes_learn_digits(dtype: str) -> None:
+    config = make_config(
+        "digits",
+        0,
+        {"struct": [32], "activation": "relu", "init": "he", "dtype": dtype},
+        lr=0.01,
+        eps=0,
+        max_epochs=15,
+        batch_size=32,
+        optimizer="adam",
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = fit(config)
+        accuracy = result.accuracy("test")
+    assert all(p.dtype == np.dtype(dtype) for p in result.net.params())
+    assert accuracy > 0.9

@@ -1,5 +1,7 @@
-"""Hostile or careless input to the config and data layers (issue 18): each is refused at once
-with one ``error:`` line and exit code 2, never a traceback, minutes of work or a MemoryError."""
+"""config/: specs and --set values as read. Careless or hostile input (alias bombs, deep nesting,
+files that are no regular file or too large, bad --set YAML) is refused at once with one
+``error:`` line and exit code 2, never a traceback, minutes of work or a MemoryError; whole numbers
+written 1e3 are integers; data.target is for CSV files only."""
 
 from __future__ import annotations
 
@@ -10,13 +12,21 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 import yaml
-from helpers import SMALL_CONFIG, TINY_SWEEP, assert_one_line_error, invoke
-from typer.testing import Result
+from helpers import (
+    SMALL_CONFIG,
+    TINY_SWEEP,
+    assert_nothing_ran,
+    assert_one_line_error,
+    invoke,
+    make_config,
+    train_here,
+    write_config,
+)
 
-from scratchnn_cli.config import load_config
+from scratchnn_cli.build import check_compatible
+from scratchnn_cli.config import ExperimentConfig, build_config, load_config
 from scratchnn_cli.config.bounded_yaml import (
     MAX_YAML_DEPTH,
     MAX_YAML_VALUES,
@@ -24,27 +34,11 @@ from scratchnn_cli.config.bounded_yaml import (
     bounded_safe_load,
 )
 from scratchnn_cli.config.load import MAX_CONFIG_BYTES
-from scratchnn_cli.config.schema import DataConfig, ExperimentConfig
 from scratchnn_cli.data import load_dataset
-from scratchnn_cli.errors import ConfigError, DataError
+from scratchnn_cli.errors import ConfigError
+from scratchnn_cli.experiment import run_experiment
 
-BASE = SMALL_CONFIG.format(name="hostile", max_iterations=100)
-
-
-def write(folder: Path, text: str, name: str = "exp.yaml") -> Path:
-    path = folder / name
-    path.write_text(text, encoding="utf-8")
-    return path
-
-
-def train(config: Path, *args: object) -> Result:
-    """``scratchnn train config ...``, its run folders under ``config``'s folder."""
-    return invoke("train", config, "--runs-dir", config.parent / "runs", *args)
-
-
-def assert_nothing_ran(folder: Path) -> None:
-    runs = folder / "runs"
-    assert not runs.exists() or not any(runs.iterdir())
+BASE = SMALL_CONFIG.format(name="limits", max_iterations=100)
 
 
 def laughs(levels: int = 9, width: int = 10, indent: str = "") -> str:
@@ -61,14 +55,14 @@ def nested(depth: int) -> str:
     return "[" * depth + "]" * depth
 
 
-# --------------------------------------------------------------------------- 1a: alias bombs
+# --------------------------------------------------------------------------- alias bombs
 
 BOMB_MESSAGE = f"expands to more than {MAX_YAML_VALUES:,} values"
 
 
 def test_an_alias_bomb_in_a_sweep_grid_is_refused_at_once(tmp_path: Path) -> None:
     grid = "sweep:\n  grid:\n    train.lr:\n" + laughs(indent="      - ")
-    config = write(tmp_path, TINY_SWEEP + grid)
+    config = write_config(tmp_path, TINY_SWEEP + grid)
     start = time.perf_counter()
     line = assert_one_line_error(invoke("sweep", config, "--runs-dir", tmp_path / "runs"))
     assert time.perf_counter() - start < 5
@@ -80,8 +74,8 @@ def test_an_alias_bomb_anywhere_in_a_spec_is_refused(tmp_path: Path) -> None:
     bomb = laughs(indent="  ").replace(
         "  l8: &l8", "  classes: &l8"
     )  # the last level: data.classes
-    config = write(tmp_path, "name: b\ndata:\n  dataset: blobs400\n" + bomb)
-    line = assert_one_line_error(train(config))
+    config = write_config(tmp_path, "name: b\ndata:\n  dataset: blobs400\n" + bomb)
+    line = assert_one_line_error(train_here(config))
     assert BOMB_MESSAGE in line, line
     assert_nothing_ran(tmp_path)
 
@@ -90,15 +84,15 @@ def test_an_alias_bomb_in_a_set_value_is_refused(tmp_path: Path) -> None:
     levels = ["&a [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]"]
     for name, previous in zip("bcdefghi", "abcdefgh", strict=True):
         levels.append(f"&{name} [{', '.join([f'*{previous}'] * 10)}]")
-    config = write(tmp_path, BASE)
-    line = assert_one_line_error(train(config, "--set", f"data.classes=[{', '.join(levels)}]"))
+    config = write_config(tmp_path, BASE)
+    line = assert_one_line_error(train_here(config, "--set", f"data.classes=[{', '.join(levels)}]"))
     assert line.startswith("error: --set 'data.classes=[&a") and BOMB_MESSAGE in line, line
     assert len(line) < 300, line  # the long value is cut short in the message
 
 
 def test_a_collection_holding_itself_is_refused(tmp_path: Path) -> None:
-    config = write(tmp_path, BASE + "  l2: &me [0, *me]\n")
-    line = assert_one_line_error(train(config))
+    config = write_config(tmp_path, BASE + "  l2: &me [0, *me]\n")
+    line = assert_one_line_error(train_here(config))
     assert f"{config}:13:" in line and "holds itself" in line, line
 
 
@@ -112,12 +106,12 @@ def test_aliases_within_the_budget_still_work() -> None:
         bounded_safe_load(near.replace("*a]", "*a, *a]"))  # 100,004
 
 
-# --------------------------------------------------------------------------- 1b: deep nesting
+# --------------------------------------------------------------------------- deep nesting
 
 
 def test_a_list_nested_5000_deep_in_the_file_is_refused(tmp_path: Path) -> None:
-    config = write(tmp_path, BASE.replace("struct: [3]", f"struct: {nested(5000)}"))
-    line = assert_one_line_error(train(config))
+    config = write_config(tmp_path, BASE.replace("struct: [3]", f"struct: {nested(5000)}"))
+    line = assert_one_line_error(train_here(config))
     # the first '[' past the limit: the top mapping and model: are the first two levels
     column = len("  struct: ") + (MAX_YAML_DEPTH - 2) + 1
     assert f"{config}:7:{column}: the YAML document is nested deeper than 50 levels" in line, line
@@ -125,8 +119,8 @@ def test_a_list_nested_5000_deep_in_the_file_is_refused(tmp_path: Path) -> None:
 
 
 def test_a_list_nested_5000_deep_in_a_set_value_is_refused(tmp_path: Path) -> None:
-    config = write(tmp_path, BASE)
-    line = assert_one_line_error(train(config, "--set", f"model.struct={nested(5000)}"))
+    config = write_config(tmp_path, BASE)
+    line = assert_one_line_error(train_here(config, "--set", f"model.struct={nested(5000)}"))
     assert "--set 'model.struct=[[[" in line and "nested deeper than 50 levels" in line, line
 
 
@@ -143,12 +137,12 @@ def test_the_depth_limit_is_exact() -> None:
 
 
 def test_a_set_key_path_deeper_than_the_limit_is_refused(tmp_path: Path) -> None:
-    config = write(tmp_path, BASE)
-    line = assert_one_line_error(train(config, "--set", ".".join(["a"] * 5000) + "=1"))
+    config = write_config(tmp_path, BASE)
+    line = assert_one_line_error(train_here(config, "--set", ".".join(["a"] * 5000) + "=1"))
     assert "the key path has more than 50 parts" in line, line
 
 
-# --------------------------------------------------------------------------- 1c: files
+# --------------------------------------------------------------------------- files
 
 
 def test_a_character_device_as_the_config_is_refused(tmp_path: Path) -> None:
@@ -191,92 +185,12 @@ def test_a_config_larger_than_the_cap_is_refused_unread(tmp_path: Path) -> None:
 
 def test_a_config_at_the_cap_is_read(tmp_path: Path) -> None:
     padding = "#" * (MAX_CONFIG_BYTES - len(BASE) - 1) + "\n"
-    config = write(tmp_path, BASE + padding)
+    config = write_config(tmp_path, BASE + padding)
     assert config.stat().st_size == MAX_CONFIG_BYTES
-    assert load_config(config).name == "hostile"
+    assert load_config(config).name == "limits"
 
 
-# --------------------------------------------------------------------------- 2: CSV columns
-
-
-def write_csv(folder: Path, header: str, rows: int = 20) -> Path:
-    """A CSV with ``header`` and ``rows`` rows of small numbers, the last column 0 / 1."""
-    width = len(header.split(","))
-    lines = [header] + [
-        ",".join([*(str(r * 0.1 + c) for c in range(width - 1)), str(r % 2)]) for r in range(rows)
-    ]
-    path = folder / "data.csv"
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
-
-
-def test_a_label_column_given_twice_is_refused(tmp_path: Path) -> None:
-    csv = write_csv(tmp_path, "x1,Class,Class")
-    config = write(tmp_path, f"data:\n  dataset: {csv}\n  target: Class\nmodel:\n  struct: [2]\n")
-    line = assert_one_line_error(train(config))
-    assert f"{csv}: the header gives the same name to several columns: 'Class' (columns 2, 3)" in (
-        line
-    ), line
-    assert_nothing_ran(tmp_path)
-
-
-def test_repeated_feature_names_are_refused_each_named(tmp_path: Path) -> None:
-    csv = write_csv(tmp_path, "a,b,a,b,a,label")
-    with pytest.raises(DataError) as err:
-        load_dataset(DataConfig(dataset=str(csv)), 0)
-    assert "'a' (columns 1, 3, 5); 'b' (columns 2, 4)" in str(err.value)
-
-
-def test_names_pandas_would_give_a_copy_are_fine_when_written(tmp_path: Path) -> None:
-    csv = write_csv(tmp_path, "a,a.1,NA,label")  # distinct names, one of them "NA"
-    assert load_dataset(DataConfig(dataset=str(csv)), 0).feature_names == ["a", "a.1", "NA"]
-
-
-# --------------------------------------------------------------------------- 3: scaling
-
-
-def write_values(folder: Path, column: list[float]) -> Path:
-    """A CSV: feature ``a`` holding ``column``, a plain feature ``b``, labels 0 / 1."""
-    lines = ["a,b,label"] + [f"{v!r},{i * 0.5},{i % 2}" for i, v in enumerate(column)]
-    path = folder / "big.csv"
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
-
-
-def huge_column(n: int = 40) -> list[float]:
-    return [float(v) for v in np.random.default_rng(0).normal(size=n) * 1e300]
-
-
-def test_features_too_large_to_standardise_are_refused_without_warnings(tmp_path: Path) -> None:
-    csv = write_values(tmp_path, huge_column())
-    config = write(tmp_path, f"data:\n  dataset: {csv}\n  scale: standard\n")
-    line = assert_one_line_error(train(config))  # a RuntimeWarning would be an error here
-    assert f"{csv}: data.scale: standard cannot scale column 'a'" in line, line
-    assert "overflow float64" in line and "diverged" not in line, line
-    assert_nothing_ran(tmp_path)
-
-
-def test_features_whose_range_overflows_are_refused_for_minmax(tmp_path: Path) -> None:
-    csv = write_values(tmp_path, [1.7e308 * (-1) ** i for i in range(40)])
-    with pytest.raises(DataError, match="data.scale: minmax cannot scale column 'a'"):
-        load_dataset(DataConfig(dataset=str(csv), scale="minmax"), 0)
-
-
-def test_a_split_that_scaling_makes_infinite_is_refused(tmp_path: Path) -> None:
-    column = [float(v) for v in np.random.default_rng(0).normal(size=40) * 1e-10]
-    column[0] = 1e300  # one huge value, out of train with this seed; train's std is ~1e-10
-    csv = write_values(tmp_path, column)
-    with pytest.raises(DataError, match="makes column 'a' of the (val|test) split infinite"):
-        load_dataset(DataConfig(dataset=str(csv), scale="standard"), 0)
-
-
-def test_features_float32_cannot_hold_are_refused(tmp_path: Path) -> None:
-    csv = write_values(tmp_path, huge_column())
-    with pytest.raises(DataError, match="model.dtype float32 cannot hold column 'a'"):
-        load_dataset(DataConfig(dataset=str(csv)), 0, np.float32)
-
-
-# --------------------------------------------------------------------------- 4: 1e3 for an int
+# --------------------------------------------------------------------------- 1e3 for an int
 
 # every integer key of the spec: (--set items that make the key meaningful, the key, reader)
 INT_KEYS = [
@@ -321,7 +235,7 @@ def whole(key: str, text: str) -> str:
 def test_a_whole_number_in_e_notation_is_accepted_for_every_int_key(
     before: list[str], key: str, read: Callable[[ExperimentConfig], Any], tmp_path: Path
 ) -> None:
-    config = write(tmp_path, BASE)
+    config = write_config(tmp_path, BASE)
     value = 8 if key == "data.image_shape" else 2
     got = read(load_config(config, [*before, whole(key, f"{value}e0")]))
     assert got in (value, [value, value]), got
@@ -337,12 +251,12 @@ def test_a_whole_number_in_e_notation_is_accepted_in_layers(key: str, tmp_path: 
     del spec["model"]["struct"]
     extra = {"conv2d": {"filters": 2}, "dense": {"units": 2}}.get(layer, {})
     spec["model"]["layers"] = [{"type": layer, **extra, key: "2e0"}, "flatten"]
-    config = write(tmp_path, yaml.safe_dump(spec))
+    config = write_config(tmp_path, yaml.safe_dump(spec))
     assert getattr(load_config(config).model.layers[0], key) == 2
 
 
 def test_set_seed_1e3_trains_from_the_command_line(tmp_path: Path) -> None:
-    config = write(tmp_path, BASE)
+    config = write_config(tmp_path, BASE)
     assert load_config(config, ["seed=1e3"]).seed == 1000
     result = invoke("summary", config, "--set", "seed=1e3")
     assert result.exit_code == 0, result.output
@@ -350,34 +264,155 @@ def test_set_seed_1e3_trains_from_the_command_line(tmp_path: Path) -> None:
     assert "seed:" in line and "fractional part" in line, line
 
 
-# --------------------------------------------------------------------------- 5: data.target
+# --------------------------------------------------------------------------- data.target
 
 
 @pytest.mark.parametrize("dataset", ["blobs400", "circles500", "digits", "fashion-mnist"])
 def test_a_target_for_a_built_in_dataset_is_refused(dataset: str, tmp_path: Path) -> None:
-    config = write(tmp_path, BASE.replace("blobs400", dataset))
-    line = assert_one_line_error(train(config, "--set", "data.target=label"))
+    config = write_config(tmp_path, BASE.replace("blobs400", dataset))
+    line = assert_one_line_error(train_here(config, "--set", "data.target=label"))
     assert f"data.target: {dataset} is a built-in dataset with fixed labels" in line, line
     assert_nothing_ran(tmp_path)
 
 
 @pytest.mark.parametrize("dataset", ["blobs400", "circles500"])
 def test_target_class_of_the_course_built_ins_is_accepted(dataset: str, tmp_path: Path) -> None:
-    config = write(tmp_path, BASE.replace("blobs400", dataset))
+    config = write_config(tmp_path, BASE.replace("blobs400", dataset))
     assert load_config(config, ["data.target=Class"]).data.target == "Class"
 
 
-# --------------------------------------------------------------------------- 6: bad --set YAML
+# --------------------------------------------------------------------------- bad --set YAML
 
 
 def test_bad_yaml_in_a_set_value_names_the_set_item(tmp_path: Path) -> None:
-    config = write(tmp_path, BASE)
-    line = assert_one_line_error(train(config, "--set", "model.struct=[10"))
+    config = write_config(tmp_path, BASE)
+    line = assert_one_line_error(train_here(config, "--set", "model.struct=[10"))
     assert line.startswith("error: --set 'model.struct=[10': the value is not valid YAML"), line
     assert "expected ',' or ']'" in line and str(config) not in line, line
     assert_nothing_ran(tmp_path)
 
 
 def test_an_impossible_date_in_a_set_value_is_still_text(tmp_path: Path) -> None:
-    config = write(tmp_path, BASE)
+    config = write_config(tmp_path, BASE)
     assert load_config(config, ["name=2001-13-01"]).name == "2001-13-01"
+
+
+# --------------------------------------------------------------------------- training sections
+
+
+def refused(train_section: dict[str, Any], match: str, **top: Any) -> str:
+    """The message of the ConfigError the spec gets; it must match ``match`` (a regex)."""
+    raw = {"data": {"dataset": "blobs400"}, "train": train_section, **top}
+    with pytest.raises(ConfigError, match=match) as info:
+        build_config(raw, "spec.yaml")
+    return str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("optimizer", "bad"),
+    [
+        ({"name": "sgd", "beta": 0.9}, "beta"),
+        ({"name": "momentum", "beta1": 0.9}, "beta1"),
+        ({"name": "adam", "beta": 0.9}, "beta"),
+        ({"name": "rmsprop", "weight_decay": 0.1}, "weight_decay"),
+        ({"name": "adam", "weight_decay": 0.1}, "weight_decay"),
+    ],
+)
+def test_refuses_a_hyper_parameter_the_rule_does_not_take(
+    optimizer: dict[str, Any], bad: str
+) -> None:
+    message = refused(
+        {"optimizer": optimizer},
+        rf"^spec\.yaml: train\.optimizer\.{bad}: \w+ does not take {bad} \(",
+    )
+    assert message.startswith("spec.yaml: train.optimizer")
+    assert f"{optimizer['name']} does not take {bad}" in message
+
+
+def test_refuses_cosine_without_a_length() -> None:
+    message = refused(
+        {"lr_schedule": "cosine"},
+        r"^spec\.yaml: train: lr_schedule: cosine needs lr_schedule\.epochs or train\.max_epochs$",
+    )
+    assert "train" in message and "lr_schedule.epochs" in message
+    assert "train.max_epochs" in message
+    # either length is enough
+    build_config(
+        {"data": {"dataset": "blobs400"}, "train": {"lr_schedule": "cosine", "max_epochs": 5}}, "s"
+    )
+    build_config(
+        {
+            "data": {"dataset": "blobs400"},
+            "train": {"lr_schedule": {"name": "cosine", "epochs": 5}},
+        },
+        "s",
+    )
+
+
+def test_refuses_a_cosine_lr_min_above_lr() -> None:
+    message = refused(
+        {"lr": 0.001, "max_epochs": 5, "lr_schedule": {"name": "cosine", "lr_min": 0.01}},
+        r"^spec\.yaml: train: lr_schedule\.lr_min \(0\.01\) is above train\.lr \(0\.001\)$",
+    )
+    assert "lr_schedule.lr_min" in message
+
+
+@pytest.mark.parametrize("batch_size", [0, -3, "ful", "Full", None])
+def test_refuses_bad_batch_sizes(batch_size: Any) -> None:
+    message = refused(
+        {"batch_size": batch_size},
+        r"^spec\.yaml: train\.batch_size: must be a positive whole number or 'full'",
+    )
+    assert "train.batch_size" in message
+    assert "'full'" in message
+
+
+def test_refuses_an_early_stopping_monitor_typo() -> None:
+    message = refused(
+        {"early_stopping": {"monitor": "val_acc"}},
+        r"^spec\.yaml: train\.early_stopping\.monitor: .*\(got 'val_acc'\)$",
+    )
+    assert "train.early_stopping.monitor" in message
+    assert "val_accuracy" in message
+
+
+def test_refuses_unknown_keys_in_the_new_sections() -> None:
+    assert "train.early_stopping.patiense" in refused(
+        {"early_stopping": {"patiense": 3}},
+        r"^spec\.yaml: train\.early_stopping\.patiense: unknown key \(did you mean 'patience'",
+    )
+    assert "train.lr_schedule.gama" in refused(
+        {"lr_schedule": {"name": "step", "gama": 0.5}},
+        r"^spec\.yaml: train\.lr_schedule\.gama: step does not take gama \(it takes drop, every\)",
+    )
+    assert "model.dropout" in refused(
+        {}, r"^spec\.yaml: model\.dropout: .*less than 1 \(got 1\.0\)$", model={"dropout": 1.0}
+    )
+
+
+def _es_config(**data: Any) -> ExperimentConfig:
+    return make_config("blobs400", 0, data=data, early_stopping={"patience": 2})
+
+
+def test_check_compatible_refuses_early_stopping_on_train_plus_val(tmp_path: Path) -> None:
+    config = _es_config(train_on="train+val")
+    dataset = load_dataset(config.data, config.seed)
+    with pytest.raises(ConfigError, match="train.early_stopping") as info:
+        check_compatible(config, dataset)
+    assert "train_on" in str(info.value)
+    with pytest.raises(ConfigError, match="train.early_stopping"):
+        run_experiment(config, tmp_path / "runs")
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_check_compatible_refuses_early_stopping_without_a_val_split() -> None:
+    config = _es_config(split=[0.75, 0.0, 0.25])
+    dataset = load_dataset(config.data, config.seed)
+    assert len(dataset.y_val) == 0
+    with pytest.raises(ConfigError, match="train.early_stopping") as info:
+        check_compatible(config, dataset)
+    assert "validation" in str(info.value)
+    # the same data without early stopping is fine, and so is early stopping with a val split
+    check_compatible(make_config("blobs400", 0, data={"split": [0.75, 0.0, 0.25]}), dataset)
+    ok = _es_config()
+    check_compatible(ok, load_dataset(ok.data, ok.seed))

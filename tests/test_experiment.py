@@ -1,4 +1,6 @@
-"""What --resume accepts and refuses, and runs killed without a chance to clean up."""
+"""experiment.py: a run trained, resumed and evaluated through the CLI. A diverged run exits 3
+with a hint and whole files; what --resume accepts and refuses (completed runs, folders that are
+not runs, overrides the checkpoint cannot honour, runs killed without a chance to clean up)."""
 
 from __future__ import annotations
 
@@ -8,12 +10,126 @@ import socket
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
-from helpers import invoke
+import yaml
+from helpers import (
+    DIVERGING_CONFIG,
+    assert_folder_whole,
+    assert_no_traceback,
+    assert_one_line_error,
+    error_lines,
+    invoke,
+    model_arrays,
+    only_run,
+    read_json,
+    write_config,
+)
 
+from scratchnn_cli import runs
 from scratchnn_cli.build import build_network
 from scratchnn_cli.config import load_config
 from scratchnn_cli.data import load_dataset
+
+# --------------------------------------------------------------------------- divergence
+
+
+@pytest.mark.parametrize("lr", ["1.0e+6", "30"], ids=["first-epoch", "fourth-epoch"])
+def test_divergence_exits_3_with_a_hint_and_whole_files(tmp_path: Path, lr: str) -> None:
+    config = write_config(tmp_path, DIVERGING_CONFIG.replace("1.0e+6", lr))
+    result = invoke("train", config, "--runs-dir", tmp_path / "runs")
+    assert result.exit_code == 3, result.output
+    assert_no_traceback(result)
+    assert error_lines(result.output) == []
+    run_dir = only_run(tmp_path / "runs")
+    info = assert_folder_whole(run_dir)
+    assert info["status"] == "diverged"
+    assert info["stop"]["stopped_by"] == "diverged"
+    reason = info["stop"]["reason"]
+    assert "diverged" in reason and "lower train.lr" in reason, reason
+    assert "stopped: diverged" in result.stdout
+    for name in ("history.csv", "model.npz", "metrics.json", "checkpoint.npz", "config.yaml"):
+        assert (run_dir / name).is_file(), name
+    weights = model_arrays(run_dir)
+    assert weights and all(np.isfinite(w).all() for w in weights.values())
+    # the weights kept are those of the last good epoch, as checkpointed; the diverging
+    # epoch is counted in run.json but has no row in history.csv
+    snapshot = runs.read_checkpoint(run_dir / "checkpoint.npz")
+    assert snapshot.epochs == info["stop"]["epochs"] - 1
+    for i, param in enumerate(snapshot.params):
+        assert np.array_equal(param, weights[f"{'Wb'[i % 2]}{i // 2}"])
+    history = pd.read_csv(run_dir / "history.csv")
+    assert list(history["epoch"]) == list(range(1, snapshot.epochs + 1))
+    assert np.isfinite(history["cost"].to_numpy(dtype=float)).all()
+
+
+def test_a_diverged_run_scores_without_overflow_warnings(tmp_path: Path) -> None:
+    """With lr 100 epoch 1 ends with a finite (1e300) cost but a nan validation cost; scoring
+    the weights kept after the divergence must not spill RuntimeWarnings (errors here)."""
+    config = write_config(tmp_path, DIVERGING_CONFIG.replace("1.0e+6", "100"))
+    result = invoke("train", config, "--runs-dir", tmp_path / "runs")
+    assert result.exit_code == 3, result.output
+    assert "RuntimeWarning" not in result.output
+
+
+@pytest.mark.slow
+def test_a_diverged_run_resumes_with_a_lower_lr(tmp_path: Path) -> None:
+    """lr 1e6 diverges in epoch 1 (the weights go back to the initial ones); resumed with lr
+    0.01 (1e8 times lower, 3000 times below the lr 30 that diverges in epoch 4) it trains to
+    the end and learns the blobs."""
+    config = write_config(tmp_path, DIVERGING_CONFIG)
+    assert invoke("train", config, "--runs-dir", tmp_path / "runs").exit_code == 3
+    run_dir = only_run(tmp_path / "runs")
+    diverged = read_json(run_dir / "metrics.json")
+    assert read_json(run_dir / "run.json")["stop"]["epochs"] == 1
+    result = invoke("train", "--resume", run_dir, "--set", "train.lr=0.01")
+    assert result.exit_code == 0, result.output
+    assert_no_traceback(result)
+    info = assert_folder_whole(run_dir)
+    assert info["status"] == "completed"
+    assert info["stop"]["stopped_by"] == "max_iterations"
+    assert (info["stop"]["epochs"], info["stop"]["iterations"]) == (10, 2000)
+    assert info["resumed"][0]["from_epoch"] == 0  # no epoch of the diverged run was good
+    assert info["resumed"][0]["overrides"] == ["train.lr=0.01"]
+    assert yaml.safe_load((run_dir / "config.yaml").read_text())["train"]["lr"] == 0.01
+    history = pd.read_csv(run_dir / "history.csv")
+    assert list(history["epoch"]) == list(range(1, 11))
+    assert (history["lr"] == 0.01).all()
+    metrics = read_json(run_dir / "metrics.json")
+    for split in ("train", "val", "test"):
+        # from the initial weights' 0.34-0.4 to well above chance (0.5)
+        assert diverged[split]["accuracy"] <= 0.4, split
+        assert metrics[split]["accuracy"] >= 0.85, (split, metrics[split]["accuracy"])
+
+
+def test_finite_but_huge_costs_do_not_crash_the_learning_curve(tmp_path: Path) -> None:
+    """ReLU, sigma 10, lr 1e6: costs near 1e300 but finite; a log-scale learning curve of
+    those made matplotlib's tick code overflow, failing the run with exit 1."""
+    config = write_config(tmp_path, DIVERGING_CONFIG.replace("leaky_relu", "relu"))
+    result = invoke("train", config, "--runs-dir", tmp_path / "runs")
+    assert result.exit_code in (0, 3), result.output
+    info = assert_folder_whole(only_run(tmp_path / "runs"))
+    assert info["status"] in ("completed", "diverged")
+
+
+# --------------------------------------------------------------------------- resume
+
+
+@pytest.mark.slow
+def test_resume_refuses_a_completed_run(uninterrupted: Path) -> None:
+    before = (uninterrupted / "run.json").read_bytes()
+    line = assert_one_line_error(invoke("train", "--resume", uninterrupted))
+    assert "completed" in line
+    assert (uninterrupted / "run.json").read_bytes() == before
+
+
+def test_resume_refuses_folders_that_are_not_runs(tmp_path: Path) -> None:
+    assert_one_line_error(invoke("train", "--resume", tmp_path / "missing"))
+    assert_one_line_error(invoke("train", "--resume", tmp_path))
+
+
+# --------------------------------------------------------------------------- resume rules
+
 
 CONFIG = """\
 name: resumable
@@ -51,6 +167,7 @@ def interrupted_run(tmp_path: Path) -> Path:
     return run_dir
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "override",
     ["model.struct=[8]", "model.activation=tanh", "train.optimizer=sgd", "seed=3"],
@@ -67,6 +184,7 @@ def test_resume_refuses_overrides_the_checkpoint_cannot_honour(
     assert json.loads((interrupted_run / "run.json").read_text())["status"] == "interrupted"
 
 
+@pytest.mark.slow
 def test_resume_with_a_train_override_goes_on_from_the_checkpoint(interrupted_run: Path) -> None:
     result = invoke(
         "train",
@@ -86,6 +204,7 @@ def test_resume_with_a_train_override_goes_on_from_the_checkpoint(interrupted_ru
     assert len(history) == 1 + 8  # header + epochs 1..8, none twice
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("pid", ["gone", "init", "this process"])
 def test_a_running_run_whose_lock_is_free_is_resumed_whatever_its_pid(
     interrupted_run: Path, pid: str
