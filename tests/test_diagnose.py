@@ -62,6 +62,30 @@ def test_each_finding_fires_on_a_run_built_to_show_it(
     assert f"diagnose: {line} (scratchnn diagnose {run_dir})" in stdout.splitlines()[-2]
 
 
+def test_vanishing_gradients_are_found_in_a_deep_sigmoid_net(tmp_path: Path) -> None:
+    """Four sigmoid layers of 10 with sigma 0.1: each passes back a fraction of the gradient
+    (the sigmoid's slope is at most 1/4), so the first layer's is ~1e-4 of the last's."""
+    _, run_dir = train(tmp_path, blobs(tmp_path), "model.struct=[10,10,10,10]", "model.sigma=0.1")
+    line = first_finding(run_dir)
+    assert line.startswith("vanishing gradients: first layer's gradient "), line
+    assert "(epoch 0)" in line and "--set model.activation=relu --set model.init=he" in line
+
+
+@pytest.mark.slow
+def test_the_assignments_deep_sigmoid_net_saturates(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The assignment's [10, 5, 10] sigmoid net on the 10 Fashion-MNIST classes."""
+    shared = Path(__file__).resolve().parents[2] / "shared" / "data"
+    if not (shared / "fashion-mnist").is_dir():
+        pytest.skip(f"shared Fashion-MNIST not available at {shared / 'fashion-mnist'}")
+    monkeypatch.setenv("SCRATCHNN_DATA", str(shared))
+    _, run_dir = train(tmp_path, CONFIGS / "fashion10_softmax.yaml", "model.struct=[10,5,10]")
+    line = first_finding(run_dir)
+    assert line.startswith("saturated units: "), line
+    assert "of layer 1 (sigmoid) saturated" in line and "--set model.sigma=0.01" in line
+
+
 def test_dead_relus_are_found(tmp_path: Path) -> None:
     config = CONFIGS / "circles_modern.yaml"
     _, run_dir = train(
