@@ -114,6 +114,19 @@ def test_an_error_in_a_helper_reaches_the_caller_once_every_slice_is_done(
     assert finished == [0]  # the caller's own slice ran to its end first
 
 
+def test_a_step_that_splits_its_own_work_runs_it_whole(split_everything: None) -> None:
+    inner: list[list[slice]] = []
+
+    def step(rows: slice) -> None:
+        calls: list[slice] = []
+        in_parallel(4, calls.append, size=10)  # the helpers are busy with the outer slices
+        inner.append(calls)
+
+    with threads(2):
+        in_parallel(10, step, size=10)
+    assert inner == [[slice(None)], [slice(None)]]
+
+
 @pytest.mark.parametrize("n", [0, -2, True, 2.0, "2"])
 def test_threads_refuses_anything_but_a_whole_number_from_one(n: object) -> None:
     with pytest.raises(ValueError, match="threads must be a whole number >= 1"), threads(n):  # type: ignore[arg-type]
@@ -150,6 +163,9 @@ def test_the_count_and_the_blas_limit_hold_inside_the_block_only() -> None:
         (25088, 288, 64),  # conv2d's cols @ W (batch 128, 14 x 14 x 32 in): rows split
         (288, 25088, 64),  # conv2d's dW = cols^T dZ (cols^T is a transposed view, below)
         (4001, 3136, 128),  # dense: an odd number of rows, the last part shorter
+        (128, 784, 256),  # dense: the Fashion-MNIST MLP's first layer, batch 128
+        (784, 128, 256),  # and its dW = A_prev^T dZ
+        (64, 784, 256),  # batch 64: parts of 22 rows
     ],
 )
 def test_matmul_split_over_threads_gives_the_bits_of_one_product(
@@ -216,7 +232,7 @@ def one_step(
     layers: list[Layer],
     dtype: type,
     count: int,
-    image: tuple[int, int, int] = (12, 12, 1),
+    image: tuple[int, ...] = (12, 12, 1),
     m: int = 7,
 ) -> dict[str, np.ndarray]:
     """A training forward and backward, then an evaluation forward, on ``count`` threads."""
@@ -272,6 +288,20 @@ def test_the_issue_network_at_batch_128_computes_the_same_bits_on_one_thread_and
 
     one = one_step(layers(), np.float32, 1, (28, 28, 1), 128)
     two = one_step(layers(), np.float32, 2, (28, 28, 1), 128)
+    for name in one:
+        assert np.array_equal(one[name], two[name]), name
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_mlp_at_batch_128_computes_the_same_bits_on_one_thread_and_two(dtype: type) -> None:
+    """The bench's 784-256-128-10 MLP, the real split limits: its first layer's products are
+    split over the threads (by rows: BLAS's own threads would change their sums)."""
+
+    def layers() -> list[Layer]:
+        return [Dense(256), ReLU(), Dense(128), ReLU()]
+
+    one = one_step(layers(), dtype, 1, (784,), 128)
+    two = one_step(layers(), dtype, 2, (784,), 128)
     for name in one:
         assert np.array_equal(one[name], two[name]), name
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from scratchnn_cli.nn.layers.base import Layer
-from scratchnn_cli.nn.threads import in_parallel
+from scratchnn_cli.nn.threads import by_samples
 
 
 def sigmoid(Z: np.ndarray) -> np.ndarray:
@@ -23,6 +23,20 @@ def softmax(Z: np.ndarray) -> np.ndarray:
     E = np.exp(Z - Z.max(axis=-1, keepdims=True))
     E /= E.sum(axis=-1, keepdims=True)
     return E
+
+
+# ReLU is the one activation of the image networks, where each pass touches millions of numbers:
+# split by samples over the threads (nn/threads.py), which pays there.
+@by_samples
+def relu(Z: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """max(Z, 0)."""
+    return np.maximum(Z, 0.0, out=out)
+
+
+@by_samples
+def relu_backward(dA: np.ndarray, Z: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """dZ = dA * g'(Z) = dA [Z > 0]."""
+    return np.multiply(dA, Z > 0, out=out)
 
 
 class Activation(Layer):
@@ -78,13 +92,10 @@ class ReLU(Activation):
     kind = "relu"
 
     def g(self, Z: np.ndarray) -> np.ndarray:
-        A = np.empty_like(Z)  # max(Z, 0), a slice of the samples per thread (nn/threads.py)
-        in_parallel(len(Z), lambda s: np.maximum(Z[s], 0.0, out=A[s]), Z.size)
-        return A
+        return relu(Z)
 
     def dZ(self, Z: np.ndarray, A: np.ndarray, dA: np.ndarray) -> np.ndarray:
-        in_parallel(len(dA), lambda s: np.multiply(dA[s], Z[s] > 0, out=dA[s]), dA.size)
-        return dA  # dA * [Z > 0], in place
+        return relu_backward(dA, Z, out=dA)  # in place
 
 
 class LeakyReLU(Activation):

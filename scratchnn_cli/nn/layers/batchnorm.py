@@ -10,9 +10,8 @@ Backward (training), with N the number of values per feature and g = dA gamma:
             dx = (N g - sum g - x^ sum(g x^)) / (N sqrt(var + eps));
             dgamma = sum dA x^;  dbeta = sum dA.
 The element-wise steps run on the (m, P C) rows of the input (P positions of C channels per
-sample), the channel vectors repeated along them (layers/channels.py): measured 1.4-1.8x faster
-forward, 1.1-1.6x backward than broadcasting (C,) over (m P, C) columns, on the float32 28 x 28
-x 32 and 14 x 14 x 64 activations of configs/fashion_cnn.yaml (batch 128, 1 BLAS thread).
+sample), the channel vectors repeated along them (layers/channels.py: long runs for NumPy's
+loops), a slice of the samples per thread (nn/threads.py: they touch millions of numbers).
 """
 
 from __future__ import annotations
@@ -21,7 +20,48 @@ import numpy as np
 
 from scratchnn_cli.nn.layers.base import Layer, Shape
 from scratchnn_cli.nn.layers.channels import column_sum, per_channel
-from scratchnn_cli.nn.threads import in_parallel
+from scratchnn_cli.nn.threads import by_samples
+
+
+@by_samples
+def centre(X: np.ndarray, out: np.ndarray, *, mu: np.ndarray) -> np.ndarray:
+    """x - mu."""
+    return np.subtract(X, mu, out=out)
+
+
+@by_samples
+def normalise(
+    centred: np.ndarray,
+    out: np.ndarray,
+    *,
+    inv_std: np.ndarray,
+    gamma: np.ndarray,
+    beta: np.ndarray,
+) -> np.ndarray:
+    """x^ = (x - mu) / sqrt(var + eps), in place on x - mu; then A = gamma x^ + beta."""
+    x_hat = np.multiply(centred, inv_std, out=centred)
+    np.multiply(x_hat, gamma, out=out)
+    out += beta
+    return out
+
+
+@by_samples
+def dx_training(
+    dA: np.ndarray,
+    x_hat: np.ndarray,
+    out: np.ndarray,
+    *,
+    dgamma_n: np.ndarray,
+    dbeta_n: np.ndarray,
+    scale: np.ndarray,
+) -> np.ndarray:
+    """dx = (dA - x^ dgamma / N - dbeta / N) gamma / sqrt(var + eps), step by step in ``out``
+    (in place: each temporary array would cost a pass over memory)."""
+    np.multiply(x_hat, dgamma_n, out=out)  # x^ dgamma / N
+    np.subtract(dA, out, out=out)  # dA - x^ dgamma / N
+    out -= dbeta_n  # - dbeta / N
+    out *= scale  # times gamma / sqrt(var + eps)
+    return out
 
 
 class BatchNorm(Layer):
@@ -68,8 +108,7 @@ class BatchNorm(Layer):
         self.training = training
         n = X.shape[0]
         mean = column_sum(X) / X.dtype.type(n) if training else self.running_mean
-        mean_row, centred = per_channel(mean, rows), np.empty_like(rows)  # x - mu, a slice a thread
-        in_parallel(len(rows), lambda s: np.subtract(rows[s], mean_row, out=centred[s]), X.size)
+        centred = centre(rows, mu=per_channel(mean, rows))
         if training:
             columns = centred.reshape(-1, C)  # a channel a column again
             var = np.einsum("ij,ij->j", columns, columns) / X.dtype.type(n)
@@ -81,18 +120,11 @@ class BatchNorm(Layer):
         else:
             var = self.running_var
         self.inv_std = 1.0 / np.sqrt(var + X.dtype.type(self.epsilon))
-        self.x_hat = centred  # (m, P C) rows, P positions of C channels
-        A = np.empty_like(rows)
         inv_std, gamma, beta = (
             per_channel(v, rows) for v in (self.inv_std, self.params["gamma"], self.params["beta"])
         )
-
-        def normalise(s: slice) -> None:  # x^ = (x - mu) / sqrt(var + eps); A = gamma x^ + beta
-            self.x_hat[s] *= inv_std
-            np.multiply(self.x_hat[s], gamma, out=A[s])
-            A[s] += beta
-
-        in_parallel(len(rows), normalise, X.size)
+        A = normalise(centred, inv_std=inv_std, gamma=gamma, beta=beta)
+        self.x_hat = centred  # (m, P C) rows, P positions of C channels: normalised in place
         return A.reshape(A_prev.shape)
 
     def backward(self, dA: np.ndarray, need_dA_prev: bool = True) -> np.ndarray:
@@ -104,20 +136,11 @@ class BatchNorm(Layer):
         np.einsum("ij,ij->j", dA.reshape(-1, C), x_hat.reshape(-1, C), out=dgamma)
         dbeta[...] = column_sum(dA.reshape(-1, C))
         scale = per_channel(self.params["gamma"] * self.inv_std, rows)
-        dX = np.empty_like(rows)
         if not self.training:  # the statistics are constants: an affine map
-            in_parallel(len(rows), lambda s: np.multiply(rows[s], scale, out=dX[s]), dA.size)
-            return dX.reshape(shape)
+            return (rows * scale).reshape(shape)
         n = dA.dtype.type(dA.size // C)
         dgamma_n, dbeta_n = per_channel(dgamma / n, rows), per_channel(dbeta / n, rows)
-
-        def dx(s: slice) -> None:  # the samples s (a slice per thread, nn/threads.py)
-            np.multiply(x_hat[s], dgamma_n, out=dX[s])
-            np.subtract(rows[s], dX[s], out=dX[s])
-            dX[s] -= dbeta_n
-            dX[s] *= scale
-
-        in_parallel(len(rows), dx, dA.size)
+        dX = dx_training(rows, x_hat, dgamma_n=dgamma_n, dbeta_n=dbeta_n, scale=scale)
         return dX.reshape(shape)
 
     def describe(self) -> str:

@@ -10,13 +10,12 @@ is dW = cols^T dZ and, for each kernel offset, dZ W[i, j]^T added back into the 
 buffer for dcols. The Python loops run over kernel offsets (9 for a 3x3 kernel), never over
 samples or pixels.
 
-im2col is one copy of NumPy's sliding_window_view, when C > 1 (measured 2.9x faster than a copy
-per kernel offset on the 14 x 14 x 32 input of configs/fashion_cnn.yaml's second conv, float32,
-batch 128, 1 BLAS thread). With one channel (a grey image) there is a copy per kernel offset,
-into cols^T (kh kw, m Ho Wo): runs of Wo numbers, contiguous on both sides (on 28 x 28 x 1, 4.9x
-faster than the same copies into cols, whose runs have a stride of kh kw, and those were 1.6x
-faster than the window view); the GEMMs take cols as the transposed view of cols^T.
-col2im reuses one buffer for the products of its kernel offsets (12% faster on 14 x 14 x 16).
+im2col is one copy of NumPy's sliding_window_view when C > 1. With one channel (a grey image)
+it is a copy per kernel offset into cols^T (kh kw, m Ho Wo): runs of Wo numbers, contiguous on
+both sides, where a copy into cols or of the window view would write runs of 1 number (then
+the GEMMs take cols as the transposed view of cols^T). col2im reuses one buffer for the products
+of its kernel offsets. The GEMMs, the window copy and col2im, which carry nearly all of a CNN's
+time, run a slice of the rows (samples) per thread (nn/threads.py); the rest is plain NumPy.
 
 Why channels last (NHWC): the GEMM's output (m Ho Wo, F) already is the next layer's input
 (m, Ho, Wo, F), with no transpose, and each kernel offset's slice copies whole runs of C
@@ -31,7 +30,14 @@ from numpy.lib.stride_tricks import sliding_window_view
 from scratchnn_cli.nn.init import init_weights
 from scratchnn_cli.nn.layers.base import Layer, Shape
 from scratchnn_cli.nn.layers.channels import column_sum, per_channel
-from scratchnn_cli.nn.threads import in_parallel, matmul
+from scratchnn_cli.nn.threads import by_samples, in_parallel, matmul
+
+
+@by_samples
+def copy_windows(windows: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """cols = the windows (m, Ho, Wo, C, kh, kw) with each window's entries in (i, j, c) order."""
+    out[...] = windows.transpose(0, 1, 2, 4, 5, 3)
+    return out
 
 
 def pair(name: str, value: int | tuple[int, int] | list[int]) -> tuple[int, int]:
@@ -139,22 +145,12 @@ class Conv2D(Layer):
         m, C = X.shape[0], X.shape[3]
         (Ho, Wo, _), (kh, kw), s = self.output_shape, self.kernel, self.stride
         if C == 1:  # one copy per kernel offset into cols^T (see the module docstring)
-            offsets, grey = self._offsets(), X[..., 0]
             cols_T = np.empty((kh, kw, m, Ho, Wo), dtype=X.dtype)
-
-            def copy_T(n: slice) -> None:  # the samples n (a slice per thread, nn/threads.py)
-                for i, j, rows, columns in offsets:
-                    cols_T[i, j, n] = grey[n, rows, columns]
-
-            in_parallel(m, copy_T, cols_T.size)
+            for i, j, rows, columns in self._offsets():
+                cols_T[i, j] = X[:, rows, columns, 0]
             return cols_T.reshape(kh * kw, m * Ho * Wo).T
-        cols = np.empty((m, Ho, Wo, kh, kw, C), dtype=X.dtype)
         windows = sliding_window_view(X, (kh, kw), axis=(1, 2))[:, ::s, ::s][:, :Ho, :Wo]
-
-        def copy(n: slice) -> None:  # (m, Ho, Wo, C, kh, kw) -> (m, Ho, Wo, kh, kw, C)
-            cols[n] = windows[n].transpose(0, 1, 2, 4, 5, 3)
-
-        in_parallel(m, copy, cols.size)
+        cols = copy_windows(windows, out=np.empty((m, Ho, Wo, kh, kw, C), dtype=X.dtype))
         return cols.reshape(m * Ho * Wo, kh * kw * C)
 
     def forward(self, A_prev: np.ndarray, training: bool = False) -> np.ndarray:
@@ -165,16 +161,11 @@ class Conv2D(Layer):
             (top, bottom), (left, right) = self.pads
             H, W, C = self.input_shape
             X = np.zeros((m, H + top + bottom, W + left + right, C), dtype=A_prev.dtype)
-
-            def pad(n: slice) -> None:
-                X[n, top : top + H, left : left + W, :] = A_prev[n]
-
-            in_parallel(m, pad, A_prev.size)
+            X[:, top : top + H, left : left + W, :] = A_prev
         self.cols = self.im2col(X)
         Z = matmul(self.cols, self.W.reshape(-1, F))
         rows = Z.reshape(m, Ho * Wo * F)
-        b = per_channel(self.b, rows)
-        in_parallel(m, lambda n: np.add(rows[n], b, out=rows[n]), rows.size)
+        rows += per_channel(self.b, rows)  # b[f] added at every position of every sample
         return Z.reshape(m, Ho, Wo, F)
 
     def backward(self, dZ: np.ndarray, need_dA_prev: bool = True) -> np.ndarray | None:

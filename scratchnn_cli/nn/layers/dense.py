@@ -1,6 +1,7 @@
 """The fully connected layer: Z = A_prev @ W + b, and its backward pass.
 
-A_prev is (m, n_in), one sample per row; W is (n_in, n_out) and b (n_out,).
+A_prev is (m, n_in), one sample per row; W is (n_in, n_out) and b (n_out,). The products are
+``matmul`` (nn/threads.py): A @ B, its rows split over the threads when they are large.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ import numpy as np
 
 from scratchnn_cli.nn.init import init_dense
 from scratchnn_cli.nn.layers.base import Layer, Shape
+from scratchnn_cli.nn.threads import matmul
 
 
 class Dense(Layer):
@@ -51,7 +53,7 @@ class Dense(Layer):
     def forward(self, A_prev: np.ndarray, training: bool = False) -> np.ndarray:
         """Z = A_prev W + b."""
         self.A_prev = A_prev
-        Z = A_prev @ self.W
+        Z = matmul(A_prev, self.W)
         Z += self.b_row  # b added to every row (sample)
         return Z
 
@@ -61,9 +63,9 @@ class Dense(Layer):
             np.multiply(self.A_prev.T, dZ, out=self.dW)
             self.db_row[...] = dZ
         else:
-            np.matmul(self.A_prev.T, dZ, out=self.dW)
+            matmul(self.A_prev.T, dZ, out=self.dW)
             np.sum(dZ, axis=0, out=self.db)
-        return dZ @ self.W.T if need_dA_prev else None
+        return matmul(dZ, self.W.T) if need_dA_prev else None
 
     def describe(self) -> str:
         return f"dense({self.units})"

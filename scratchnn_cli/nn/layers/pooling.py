@@ -7,11 +7,8 @@ loops run over the size x size window offsets, never over samples or pixels. Wit
 maximum down each window's rows, in runs of W C numbers, then across its columns on 1 / size of
 the data; backward compares the input with each window's maximum repeated under its entries and
 multiplies the mask by the repeated share, in runs of W C, the ties counted on the mask's bytes
-(float32, batch 128, 1 BLAS thread, against a maximum per window offset and a compare and
-product broadcast in runs of C: forward 1.3x faster on 28 x 28 x 16, as fast on 28 x 28 x 32 and
-14 x 14 inputs; backward 1.3x faster on 28 x 28 x 16, 1.05x on 28 x 28 x 32, as fast on
-14 x 14 x 32, 0.9x on 14 x 14 x 64; the broadcast was itself 1.9-2.1x faster than a mask and an
-add per offset).
+(long runs for NumPy's loops rather than runs of C). Max-pooling, which touches every number of
+a large activation, runs a slice of the samples per thread (nn/threads.py).
 """
 
 from __future__ import annotations
@@ -20,7 +17,7 @@ import numpy as np
 
 from scratchnn_cli.nn.layers.base import Layer, Shape
 from scratchnn_cli.nn.layers.conv import image_shape, pair, window_count
-from scratchnn_cli.nn.threads import in_parallel
+from scratchnn_cli.nn.threads import by_samples
 
 
 def largest(views: list[np.ndarray], out: np.ndarray | None = None) -> np.ndarray:
@@ -42,6 +39,46 @@ def total(views: list[np.ndarray]) -> np.ndarray:
     for view in views[2:]:
         result += view
     return result
+
+
+@by_samples
+def max_of_tiles(X: np.ndarray, out: np.ndarray, *, k: int) -> np.ndarray:
+    """The maximum of each k x k window of X (m, k Ho, k Wo, C), windows side by side: down each
+    window's k rows (whole input rows: runs of W C numbers), then across its k columns."""
+    (m, Ho, Wo, C), W = out.shape, X.shape[2]
+    rows = X.reshape(m, Ho, k, W * C)  # rows[n, y, i]: input row k y + i
+    down = largest([rows[:, :, i] for i in range(k)]).reshape(m, Ho, Wo, k, C)
+    return largest([down[:, :, :, j] for j in range(k)], out=out)
+
+
+@by_samples
+def max_of_windows(
+    X: np.ndarray, out: np.ndarray, *, offsets: list[tuple[slice, slice]]
+) -> np.ndarray:
+    """The maximum of each window of X: element-wise maxima of the strided views that each
+    window entry sees (no window copies)."""
+    return largest([X[:, r, c, :] for r, c in offsets], out=out)
+
+
+@by_samples
+def to_tile_max(
+    X: np.ndarray, A: np.ndarray, dA: np.ndarray, out: np.ndarray, *, k: int
+) -> np.ndarray:
+    """dX = dA / (number of maxima) at each k x k window's maxima, 0 elsewhere (windows side by
+    side; A the maxima): in runs of W C numbers, the ties counted on the mask's bytes."""
+    m, Ho, Wo, C = A.shape
+    rows = X.reshape(m, Ho, k, Wo * k * C)  # rows[n, y, i] is input row k y + i, whose entry
+    # (k x + j) C + c is window (y, x)'s entry (i, j) of channel c
+
+    def wide(V: np.ndarray) -> np.ndarray:  # (m, Ho, Wo, C) -> each window's value
+        return np.repeat(V, k, axis=2).reshape(m, Ho, 1, Wo * k * C)  # under each entry
+
+    at_max = rows == wide(A)
+    # the mask's bytes as counts (uint16 past 255 entries): whole-number adds, no casts
+    counts = at_max.view(np.uint8) if k * k < 256 else at_max.astype(np.uint16)
+    down = total([counts[:, :, i] for i in range(k)]).reshape(m, Ho, Wo, k, C)
+    ties = total([down[:, :, :, j] for j in range(k)])
+    return np.multiply(at_max, wide(dA / ties), out=out.reshape(rows.shape))
 
 
 class _Pool2D(Layer):
@@ -85,25 +122,11 @@ class MaxPool2D(_Pool2D):
     kind = "maxpool2d"
 
     def forward(self, A_prev: np.ndarray, training: bool = False) -> np.ndarray:
-        (Ho, Wo, C), k = self.output_shape, self.size
-        A = np.empty((len(A_prev), Ho, Wo, C), dtype=A_prev.dtype)
+        A = np.empty((len(A_prev), *self.output_shape), dtype=A_prev.dtype)
         if self.stride == self.size:  # windows that tile: the max down, then across
-            rows = A_prev.reshape(-1, Ho, k, Wo * k * C)  # [n, y, i]: a whole input row
-
-            def window_max(s: slice) -> None:  # the samples s (a slice per thread)
-                down = largest([rows[s, :, i] for i in range(k)])  # in runs of W C numbers
-                across = down.reshape(-1, Ho, Wo, k, C)  # then over its columns, on 1 / k
-                largest([across[:, :, :, j] for j in range(k)], out=A[s])
-
+            max_of_tiles(A_prev, out=A, k=self.size)
         else:
-            (r0, c0), *rest = self._offsets()
-
-            def window_max(s: slice) -> None:  # the samples s (a slice per thread)
-                A[s] = A_prev[s, r0, c0, :]
-                for r, c in rest:  # element-wise maxima of strided views: no window copies
-                    np.maximum(A[s], A_prev[s, r, c, :], out=A[s])
-
-        in_parallel(len(A_prev), window_max, A_prev.size)
+            max_of_windows(A_prev, out=A, offsets=self._offsets())
         self.A_prev, self.A = A_prev, A
         return A
 
@@ -117,25 +140,8 @@ class MaxPool2D(_Pool2D):
             for (r, c), here in zip(offsets, at_max, strict=True):
                 dX[:, r, c, :] += here * share
             return dX
-        # windows that tile the input: rows[n, y, i] is input row k y + i, whose entry
-        # (k x + j) C + c is window (y, x)'s entry (i, j) of channel c
-        (Ho, Wo, C), k = self.output_shape, self.size
-        rows = self.A_prev.reshape(-1, Ho, k, Wo * k * C)
-        dX = np.empty(rows.shape, dtype=dA.dtype)
-
-        def wide(V: np.ndarray) -> np.ndarray:  # (m, Ho, Wo, C) -> each window's value
-            return np.repeat(V, k, axis=2).reshape(-1, Ho, 1, Wo * k * C)  # under each entry
-
-        def route(s: slice) -> None:  # the samples s (a slice per thread)
-            at_max = rows[s] == wide(self.A[s])  # compares in runs of W C, not of C
-            # the mask's bytes as counts (uint16 past 255 entries): whole-number adds, no casts
-            counts = at_max.view(np.uint8) if k * k < 256 else at_max.astype(np.uint16)
-            down = total([counts[:, :, i] for i in range(k)]).reshape(-1, Ho, Wo, k, C)
-            ties = total([down[:, :, :, j] for j in range(k)])
-            np.multiply(at_max, wide(dA[s] / ties), out=dX[s])
-
-        in_parallel(len(dA), route, rows.size)
-        return dX.reshape(self.A_prev.shape)
+        dX = np.empty_like(self.A_prev, dtype=dA.dtype)
+        return to_tile_max(self.A_prev, self.A, dA, out=dX, k=self.size)
 
 
 class AvgPool2D(_Pool2D):
