@@ -97,10 +97,14 @@ def missing_evidence(evidence: Evidence) -> str | None:
     with ``train.diagnostics: false``), else None."""
     if evidence.diagnostics:
         return None
+    why = (
+        "a run from before diagnostics, or one that stopped before its first probe"
+        if evidence.config.train.diagnostics
+        else "train.diagnostics: false"
+    )
     return (
-        "no diagnostics.csv (a run from before diagnostics, or train.diagnostics: false): "
-        "judged from history.csv alone; initial cost, gradients, saturated, dead and identical "
-        "units not checked"
+        f"no diagnostics.csv ({why}): judged from history.csv alone; initial cost, gradients, "
+        "saturated, dead and identical units not checked"
     )
 
 

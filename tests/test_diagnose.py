@@ -156,7 +156,7 @@ def test_a_run_without_diagnostics_gets_what_its_history_allows(tmp_path: Path) 
     _, run_dir = train(tmp_path, blobs(tmp_path), "train.lr=1e-7", "train.diagnostics=false")
     result = invoke("diagnose", run_dir)
     assert result.exit_code == 0, result.output
-    assert "note: no diagnostics.csv" in result.stderr
+    assert "note: no diagnostics.csv (train.diagnostics: false)" in result.stderr
     assert result.stdout.startswith("learning rate too low: the cost moved ")
     assert read_json(run_dir / "run.json")["status"] == "completed"
 
