@@ -15,7 +15,6 @@ import os
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -457,7 +456,32 @@ def load_run_model(run_dir: Path, statuses: tuple[str, ...] = FINISHED) -> Finis
     return FinishedRun(Path(run_dir), record, config, dataset, net)
 
 
-def evaluate_run(run_dir: Path, split: str = "test") -> dict[str, Any]:
+@dataclass
+class Evaluation:
+    """A finished run scored again on one of its splits (``evaluation-SPLIT.json``):
+    ``scores`` as ``metrics.score`` gives them (n, accuracy, confusion matrix, per-class
+    accuracy, confused pairs); ``held_out`` False for a split the model trained on."""
+
+    run: str
+    split: str
+    held_out: bool
+    scores: dict[str, Any]
+    class_names: list[str]
+    data_fingerprint: str
+    evaluated: str
+
+    def to_json(self) -> dict[str, Any]:
+        """The file's mapping: the scores at the top level, beside the rest."""
+        head = {"run": self.run, "split": self.split, "held_out": self.held_out}
+        tail = {
+            "class_names": self.class_names,
+            "data_fingerprint": self.data_fingerprint,
+            "evaluated": self.evaluated,
+        }
+        return {**head, **self.scores, **tail}
+
+
+def evaluate_run(run_dir: Path, split: str = "test") -> Evaluation:
     """Score a finished run on one split of its data (nothing written: ``save_evaluation``).
 
     Refused, as ``--resume`` refuses it, when the data rebuilt from the run's spec is not what
@@ -474,15 +498,15 @@ def evaluate_run(run_dir: Path, split: str = "test") -> dict[str, Any]:
     if len(y) == 0:
         raise RunFolderError(f"{run_dir}: the {split} split of this run's data is empty")
     trained_on = ["train", "val"] if config.data.train_on == "train+val" else ["train"]
-    return {
-        "run": str(run_dir),
-        "split": split,
-        "held_out": split not in trained_on,
-        **score(net, X, y, dataset.n_classes, dataset.class_names),
-        "class_names": list(dataset.class_names),
-        "data_fingerprint": dataset.fingerprint,
-        "evaluated": datetime.now().astimezone().isoformat(timespec="seconds"),
-    }
+    return Evaluation(
+        run=str(run_dir),
+        split=split,
+        held_out=split not in trained_on,
+        scores=score(net, X, y, dataset.n_classes, dataset.class_names),
+        class_names=list(dataset.class_names),
+        data_fingerprint=dataset.fingerprint,
+        evaluated=now(),
+    )
 
 
 def evaluation_path(run_dir: Path, split: str) -> Path:
@@ -490,11 +514,11 @@ def evaluation_path(run_dir: Path, split: str) -> Path:
     return Path(run_dir) / f"evaluation-{split}.json"
 
 
-def save_evaluation(run_dir: Path, evaluation: dict[str, Any]) -> Path:
+def save_evaluation(run_dir: Path, evaluation: Evaluation) -> Path:
     """Write ``evaluation`` to its split's file (RunWriteError, one line, when it cannot)."""
-    path = evaluation_path(run_dir, evaluation["split"])
+    path = evaluation_path(run_dir, evaluation.split)
     try:
-        write_json(path, evaluation)
+        write_json(path, evaluation.to_json())
     except OSError as exc:
         raise RunWriteError(f"{path}: could not write ({one_line(exc)})") from None
     return path

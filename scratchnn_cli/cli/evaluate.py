@@ -39,16 +39,17 @@ def evaluate(
 
     with layer_threads(threads):
         result = evaluate_run(run_dir, split)
+    scores = result.scores
     out.print(
         confusion_table(
-            result["confusion_matrix"], result["class_names"], title=f"{split} confusion matrix"
+            scores["confusion_matrix"], result.class_names, title=f"{split} confusion matrix"
         )
     )
-    out.print(per_class_table(result["confusion_matrix"], result["class_names"], split))
-    for line in confused_pair_lines(result["confused_pairs"]):
+    out.print(per_class_table(scores["confusion_matrix"], result.class_names, split))
+    for line in confused_pair_lines(scores["confused_pairs"]):
         say(line)
-    say(f"{split} accuracy: {result['accuracy']:.4f}  (n = {result['n']})")
-    if not result["held_out"]:
+    say(f"{split} accuracy: {scores['accuracy']:.4f}  (n = {scores['n']})")
+    if not result.held_out:
         err.print(
             f"note: the model was trained on the {split} split: this is not a held-out score",
             markup=False,
