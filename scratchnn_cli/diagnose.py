@@ -123,6 +123,15 @@ def _lr(evidence: Evidence) -> float:
     return evidence.config.train.lr
 
 
+def _rescaled_weights(evidence: Evidence, factor: float, at_least: float = 0.0) -> str:
+    """The ``--set`` that scales the initial weights by ``factor``: model.sigma for normal
+    initial weights (at least ``at_least``), else the scaled init xavier."""
+    model = evidence.config.model
+    if model.init != "normal":
+        return "--set model.init=xavier"
+    return f"--set model.sigma={max(model.sigma * factor, at_least):g}"
+
+
 def diverged(evidence: Evidence) -> Finding | None:
     """The run diverged: the learning rate is too high (or the initial weights too large)."""
     stop = evidence.record.stop
@@ -177,12 +186,7 @@ def initial_cost_far(evidence: Evidence) -> Finding | None:
     cost = first[0].probe_cost
     if not (math.isfinite(cost) and cost > INITIAL_COST_FACTOR * reference):
         return None
-    model = evidence.config.model
-    to_try = (
-        f"--set model.sigma={model.sigma / 10:g}"
-        if model.init == "normal"
-        else "--set model.init=xavier"
-    )
+    to_try = _rescaled_weights(evidence, 0.1)
     seen = f"cost {cost:.3g} at the initial weights, against ln {classes} = {reference:.3g}"
     return Finding("initial cost far from ln K", seen, "the initial weights are too large", to_try)
 
@@ -231,13 +235,9 @@ def saturated_units(evidence: Evidence) -> Finding | None:
         return None
     where = f"layer {worst.layer} ({worst.kind})"
     seen = f"{worst.saturated:.0%} of {where} saturated at epoch {worst.epoch}"
-    model = evidence.config.model
-    to_try = (
-        f"--set model.sigma={model.sigma / 10:g}"
-        if model.init == "normal"
-        else "--set model.init=xavier"
+    return Finding(
+        "saturated units", seen, "their gradients vanish", _rescaled_weights(evidence, 0.1)
     )
-    return Finding("saturated units", seen, "their gradients vanish", to_try)
 
 
 def dead_relus(evidence: Evidence) -> Finding | None:
@@ -256,12 +256,7 @@ def identical_units(evidence: Evidence) -> Finding | None:
     if worst is None or (worst.twins or 0.0) <= TWINS_SHARE:
         return None
     seen = f"{worst.twins:.0%} of layer {worst.layer}'s units have an identical twin"
-    model = evidence.config.model
-    to_try = (
-        f"--set model.sigma={max(model.sigma * 10, 0.1):g}"
-        if model.init == "normal"
-        else "--set model.init=xavier"
-    )
+    to_try = _rescaled_weights(evidence, 10, at_least=0.1)
     return Finding(
         "identical hidden units (symmetric plateau)",
         seen,
@@ -283,12 +278,9 @@ def plateau(evidence: Evidence) -> Finding | None:
     if stuck < max(PLATEAU_EPOCHS, PLATEAU_SHARE * len(costs)):
         return None
     seen = f"the cost stayed at {costs[0]:.4g} for the first {stuck} of {len(costs)} epochs"
-    model, lr = evidence.config.model, _lr(evidence)
-    to_try = (
-        f"--set model.sigma={model.sigma * 10:g} or --set train.lr={lr * 10:g}"
-        if model.init == "normal"
-        else f"--set train.lr={lr * 10:g}"
-    )
+    faster = f"--set train.lr={_lr(evidence) * 10:g}"
+    weights = _rescaled_weights(evidence, 10)
+    to_try = f"{weights} or {faster}" if evidence.config.model.init == "normal" else faster
     return Finding(
         "plateau",
         seen,
