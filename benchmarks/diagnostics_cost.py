@@ -6,7 +6,7 @@ first alternates), for a few rounds. Each round gives the extra seconds of the r
 diagnostics (its whole ``run_experiment``: the probe of the initial weights, those after epochs,
 the final one and diagnostics.csv) over the training seconds of the run without (its epochs,
 ``TrainResult.seconds``); the table shows the median of the rounds as the ratio
-1 + extra / training and checks it against the issue's goals: at most +5% on an epoch of the
+1 + extra / training and checks it against the cost goals: at most +5% on an epoch of the
 Fashion-MNIST MLP and of the digits CNN, +10% on a tiny single-sample run.
 
 Cases: ``configs/fashion_mlp.yaml`` for 1 epoch (random pixels and labels in IDX files of the

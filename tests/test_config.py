@@ -131,7 +131,11 @@ def test_deep_nesting_built_from_aliases_is_refused() -> None:
 
 
 def test_the_depth_limit_is_exact() -> None:
-    assert bounded_safe_load(nested(MAX_YAML_DEPTH)) is not None
+    value, depth = bounded_safe_load(nested(MAX_YAML_DEPTH)), 1
+    while value != []:  # [[[...[]...]]]: one list inside the other, down to the empty one
+        (value,) = value
+        depth += 1
+    assert depth == MAX_YAML_DEPTH
     with pytest.raises(YAMLLimitError, match="nested deeper"):
         bounded_safe_load(nested(MAX_YAML_DEPTH + 1))
 

@@ -20,8 +20,8 @@ from scratchnn_cli.records import DiagnosticsRow, EpochRecord
 #: Samples in the probe: enough for stable shares of saturated or dead units, few enough that
 #: a probe of the Fashion-MNIST networks costs a fraction of an epoch.
 PROBE_SAMPLES = 512
-#: Diagnostics may take at most this share of the training's time so far (the issue's budget is
-#: 5% of an epoch of the large configs and 10% of a tiny single-sample run): a probe is skipped
+#: Diagnostics may take at most this share of the training's time so far (`make bench` checks
+#: 5% of an epoch of the large configs, 10% of a tiny single-sample run): a probe is skipped
 #: while the time spent probing would exceed it, so long runs of tiny epochs probe now and then.
 TIME_SHARE = 0.03
 
