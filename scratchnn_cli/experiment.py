@@ -74,6 +74,7 @@ from scratchnn_cli.runs import (
     write_yaml,
 )
 from scratchnn_cli.runs.diagnostics import diagnostics_csv, read_diagnostics
+from scratchnn_cli.runs.history import read_history
 from scratchnn_cli.runs.writer import RunWriter, start_run_folder
 from scratchnn_cli.streams import Stream, stream
 from scratchnn_cli.training.diagnostics import Diagnostics
@@ -206,9 +207,10 @@ def _checkpoint_to_resume(run_dir: Path, net: Network) -> tuple[Snapshot | None,
     laxer limits, could save. RunFolderError when it does not fit ``net``."""
     checkpoint = run_dir / "checkpoint.npz"
     if not checkpoint.is_file():
-        if _trained_epochs(run_dir):  # it was deleted: going on from scratch would lose them
+        trained = _trained_epochs(run_dir)
+        if trained:  # it was deleted: going on from scratch would lose them
             raise RunFolderError(
-                f"{checkpoint} is missing, though the run trained {_trained_epochs(run_dir)} "
+                f"{checkpoint} is missing, though the run trained {trained} "
                 f"epoch(s): it cannot go on from where it stopped (train it again with: "
                 f"scratchnn train {run_dir / 'config.yaml'})"
             )
@@ -224,12 +226,12 @@ def _checkpoint_to_resume(run_dir: Path, net: Network) -> tuple[Snapshot | None,
 
 
 def _trained_epochs(run_dir: Path) -> int:
-    """How many epochs history.csv records (0 when it is missing): each came with a
-    checkpoint."""
+    """How many epochs history.csv records (0 when it is missing or unreadable): each came
+    with a checkpoint."""
+    path = run_dir / "history.csv"
     try:
-        with open(run_dir / "history.csv", "rb") as history:
-            return max(sum(1 for line in history if line.strip()) - 1, 0)
-    except OSError:
+        return len(read_history(path)) if path.is_file() else 0
+    except RunFolderError:
         return 0
 
 
