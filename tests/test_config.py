@@ -27,16 +27,16 @@ from helpers import (
 
 from scratchnn_cli.build import check_compatible
 from scratchnn_cli.config import ExperimentConfig, build_config, load_config
-from scratchnn_cli.config.bounded_yaml import (
+from scratchnn_cli.data import load_dataset
+from scratchnn_cli.errors import ConfigError
+from scratchnn_cli.experiment import run_experiment
+from scratchnn_cli.yaml_limits import (
+    MAX_CONFIG_BYTES,
     MAX_YAML_DEPTH,
     MAX_YAML_VALUES,
     YAMLLimitError,
     bounded_safe_load,
 )
-from scratchnn_cli.config.load import MAX_CONFIG_BYTES
-from scratchnn_cli.data import load_dataset
-from scratchnn_cli.errors import ConfigError
-from scratchnn_cli.experiment import run_experiment
 
 BASE = SMALL_CONFIG.format(name="limits", max_iterations=100)
 

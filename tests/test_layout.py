@@ -33,6 +33,7 @@ NEVER = {
     ],
     # pictures, pages and displays of what it is given: it loads and trains nothing itself
     "scratchnn_cli.report": ["experiment", "cli", "sweep", "reproduce", "training"],
+    "scratchnn_cli.yaml_limits": ["build", "config", "data", "nn", "runs", "report", "cli"],
     "scratchnn_cli.interrupts": ["build", "config", "data", "nn", "runs", "report", "cli"],
     "scratchnn_cli.streams": ["build", "config", "data", "nn", "runs", "report", "training", "cli"],
     "scratchnn_cli.records": ["build", "config", "data", "nn", "runs", "report", "training", "cli"],

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import stat
 from collections.abc import Hashable
 from pathlib import Path
 from typing import Any
@@ -10,7 +9,6 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from scratchnn_cli.config.bounded_yaml import BoundedSafeLoader, YAMLLimitError
 from scratchnn_cli.config.overrides import apply_overrides
 from scratchnn_cli.config.schema import (
     NAME_MAX_LENGTH,
@@ -18,15 +16,11 @@ from scratchnn_cli.config.schema import (
     format_validation_error,
 )
 from scratchnn_cli.errors import ConfigError
-
-#: the largest spec file read. The shipped specs are 1-3 KB and a sweep's grid adds a few KB;
-#: 1 MiB is hundreds of times that and still parses in seconds, while /dev/zero, a huge log
-#: given by mistake or an endless file is refused before it fills memory.
-MAX_CONFIG_BYTES = 1 << 20
+from scratchnn_cli.yaml_limits import BoundedSafeLoader, YAMLLimitError, read_spec_text
 
 
 class _UniqueKeyLoader(BoundedSafeLoader):
-    """The bounded safe loader (config/bounded_yaml.py), refusing a key given twice in one
+    """The bounded safe loader (yaml_limits.py), refusing a key given twice in one
     mapping (PyYAML keeps the last silently: ``lr: 0.1`` then ``lr: 0.5`` further down would
     train with 0.5, unnoticed)."""
 
@@ -49,7 +43,7 @@ class _UniqueKeyLoader(BoundedSafeLoader):
 def read_yaml(path: Path) -> dict[str, Any]:
     """Read a YAML mapping; syntax errors and values PyYAML cannot build (an impossible date
     such as 2001-13-01) name the file, line and column, and so do documents nested too deep
-    or expanding to too many values (config/bounded_yaml.py)."""
+    or expanding to too many values (yaml_limits.py)."""
     text = read_spec_text(path)
     try:
         raw = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader)
@@ -68,50 +62,6 @@ def read_yaml(path: Path) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: the config must be a mapping of keys (data:, model:, train:)")
     return raw
-
-
-def read_spec_text(path: Path) -> str:
-    """The text of the spec file ``path``: a regular file of at most :data:`MAX_CONFIG_BYTES`
-    (checked before it is opened: opening a FIFO would wait for a writer, reading /dev/zero
-    would never end), UTF-8. Every problem is one :class:`ConfigError` line naming the file."""
-    try:
-        info = path.stat()
-    except FileNotFoundError:
-        raise ConfigError(f"config file not found: {path}") from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read config {path}: {exc}") from None
-    if not stat.S_ISREG(info.st_mode):
-        raise ConfigError(
-            f"config {path} is {_file_kind(info.st_mode)}, not a regular file: "
-            "give the path of a YAML spec"
-        )
-    too_big = ConfigError(
-        f"config {path} is larger than {MAX_CONFIG_BYTES // 2**20} MiB: a YAML spec is a few KB; "
-        "is this the right file?"
-    )
-    if info.st_size > MAX_CONFIG_BYTES:
-        raise too_big
-    try:
-        with path.open(encoding="utf-8") as f:
-            text = f.read(MAX_CONFIG_BYTES + 1)  # a file may grow, or report size 0 (/proc)
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read config {path}: {exc}") from None
-    if len(text) > MAX_CONFIG_BYTES:
-        raise too_big
-    return text
-
-
-def _file_kind(mode: int) -> str:
-    """What a file that is not a regular file is, in words: 'a directory', 'a FIFO (named
-    pipe)', ..."""
-    kinds = [
-        (stat.S_ISDIR, "a directory"),
-        (stat.S_ISCHR, "a character device"),
-        (stat.S_ISBLK, "a block device"),
-        (stat.S_ISFIFO, "a FIFO (named pipe)"),
-        (stat.S_ISSOCK, "a socket"),
-    ]
-    return next((name for test, name in kinds if test(mode)), "a special file")
 
 
 def _locate_bad_value(text: str, path: Path) -> str:

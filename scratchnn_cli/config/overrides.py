@@ -6,8 +6,8 @@ from typing import Any
 
 import yaml
 
-from scratchnn_cli.config.bounded_yaml import MAX_YAML_DEPTH, YAMLLimitError, bounded_safe_load
 from scratchnn_cli.errors import ConfigError
+from scratchnn_cli.yaml_limits import MAX_YAML_DEPTH, YAMLLimitError, bounded_safe_load
 
 #: the most characters of an override quoted in an error message: enough to recognise it, while
 #: a 10,000-character value does not turn the one-line message into a screenful
@@ -51,7 +51,7 @@ def _shown(item: str) -> str:
 
 
 def _parse_value(text: str, where: str) -> Any:
-    """The value of one override, read as YAML within the limits of config/bounded_yaml.py.
+    """The value of one override, read as YAML within the limits of yaml_limits.py.
 
     Text that is not YAML (``[10`` with its ``]`` missing) is refused with PyYAML's word on
     it, naming the override: kept as text, it would be blamed on the spec file by the schema

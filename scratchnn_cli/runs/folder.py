@@ -26,8 +26,9 @@ from typing import IO, Any
 import numpy as np
 import yaml
 
-from scratchnn_cli.errors import RunFolderError, RunWriteError, one_line
+from scratchnn_cli.errors import ConfigError, RunFolderError, RunWriteError, one_line
 from scratchnn_cli.runs.record import FINISHED, RunRecord, parse_run_record
+from scratchnn_cli.yaml_limits import YAMLLimitError, bounded_safe_load, read_spec_text
 
 
 def new_temp(directory: Path, name: str, made: list[Path]) -> IO[bytes]:
@@ -283,12 +284,8 @@ def load_run_info(run_dir: Path) -> tuple[dict[str, Any], RunRecord]:
 def read_config_yaml(path: Path) -> dict[str, Any]:
     """A run's config.yaml as a mapping; RunFolderError (one line) when unreadable. It is read
     as a spec is (``read_spec_text``: a regular file of at most ``MAX_CONFIG_BYTES``; YAML
-    within the limits of config/bounded_yaml.py), since a run folder may come from anyone: a
+    within the limits of yaml_limits.py), since a run folder may come from anyone: a
     tampered file (an alias bomb, thousands of levels deep, gigabytes) is refused, not built."""
-    from scratchnn_cli.config.bounded_yaml import YAMLLimitError, bounded_safe_load
-    from scratchnn_cli.config.load import read_spec_text
-    from scratchnn_cli.errors import ConfigError
-
     try:
         text = read_spec_text(Path(path))
     except ConfigError as exc:  # names the file and what is wrong with it

@@ -20,7 +20,7 @@ run code here.
 
 Hostile input is refused in one line before anything is trained: a grid of more than
 ``plan.MAX_SUB_RUNS`` sub-runs, ``--grid`` values beyond the YAML limits of
-config/bounded_yaml.py, a ``--scheduler`` that is not a Dask scheduler (within Dask's connect
+yaml_limits.py, a ``--scheduler`` that is not a Dask scheduler (within Dask's connect
 timeout), a sweep.yaml or a run folder's config.yaml that is too large, too deep or an alias bomb.
 
 The unit of work is one sub-run (``Task``), for this process, joblib or Dask: its spec is

@@ -16,17 +16,18 @@ import yaml
 from pydantic import TypeAdapter, ValidationError
 
 from scratchnn_cli.config import apply_overrides, build_config, read_yaml
-from scratchnn_cli.config.bounded_yaml import (
-    MAX_YAML_DEPTH,
-    MAX_YAML_VALUES,
-    YAMLLimitError,
-    bounded_safe_load,
-)
-from scratchnn_cli.config.load import MAX_CONFIG_BYTES, read_spec_text
 from scratchnn_cli.config.overrides import SHOWN_CHARS
 from scratchnn_cli.config.schema import WholeNumber
 from scratchnn_cli.errors import ConfigError, RunFolderError, UserInputError, one_line
 from scratchnn_cli.streams import Stream, stream
+from scratchnn_cli.yaml_limits import (
+    MAX_CONFIG_BYTES,
+    MAX_YAML_DEPTH,
+    MAX_YAML_VALUES,
+    YAMLLimitError,
+    bounded_safe_load,
+    read_spec_text,
+)
 
 SWEEP_FILE = "sweep.yaml"
 
@@ -87,7 +88,7 @@ def shown(text: str) -> str:
 def parse_grid_option(items: Iterable[str]) -> dict[str, list[Any]]:
     """``--grid key.path=v1,v2,v3`` (each value read as YAML, so ``model.struct=[5],[10,5]``
     is two lists) -> ``{key.path: [v1, v2, v3]}``. The values are read within the limits of
-    config/bounded_yaml.py (nesting, values once aliases are expanded), as a spec is."""
+    yaml_limits.py (nesting, values once aliases are expanded), as a spec is."""
     grid: dict[str, list[Any]] = {}
     for item in items:
         key, sep, text = item.partition("=")
@@ -258,7 +259,7 @@ def _check_resumable(plan: SweepPlan) -> None:
 
 
 def _yaml_size(value: Any) -> tuple[int, int]:
-    """(values, levels) of ``value`` written as YAML, counted as config/bounded_yaml.py counts
+    """(values, levels) of ``value`` written as YAML, counted as yaml_limits.py counts
     them: every scalar and collection one value, a mapping's keys too; a scalar one level."""
     if isinstance(value, dict):
         children = [part for pair in value.items() for part in pair]
@@ -372,7 +373,7 @@ def read_plan(sweep_dir: Path) -> SweepPlan:
     """The plan in a sweep folder's sweep.yaml (RunFolderError when it is not a sweep folder).
 
     The file is read as a spec is (``read_spec_text``: a regular file of at most
-    ``MAX_CONFIG_BYTES``; YAML within the limits of config/bounded_yaml.py), since a sweep
+    ``MAX_CONFIG_BYTES``; YAML within the limits of yaml_limits.py), since a sweep
     folder may come from anyone: a tampered one is refused in one line, not expanded."""
     path = Path(sweep_dir) / SWEEP_FILE
     if not path.is_file():

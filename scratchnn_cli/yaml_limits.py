@@ -1,4 +1,5 @@
-"""YAML parsing with limits: hostile input is refused at once instead of eating memory or stack.
+"""YAML files read within limits: hostile input is refused at once instead of eating memory or
+stack. Specs (config/), a sweep's sweep.yaml and a run's config.yaml are all read through here.
 
 PyYAML's safe loader builds no objects beyond plain data, but it does not bound their size:
 
@@ -16,9 +17,13 @@ at the node it names, so counting with a memo costs one visit per distinct node.
 
 from __future__ import annotations
 
+import stat
+from pathlib import Path
 from typing import Any
 
 import yaml
+
+from scratchnn_cli.errors import ConfigError
 
 #: the deepest nesting of collections (and the scalars in them) accepted. A spec nests about six
 #: levels (``model.layers[0].kernel[1]``, a sweep grid's list of ``model.struct`` lists); 50 leaves
@@ -129,3 +134,53 @@ def bounded_safe_load(text: str) -> Any:
     """``yaml.safe_load(text)`` within the limits (:class:`YAMLLimitError` beyond them): for
     YAML read from anywhere a user can write (a spec, a ``--set`` value, a run's files)."""
     return yaml.load(text, Loader=BoundedSafeLoader)  # noqa: S506 (a SafeLoader)
+
+
+#: the largest spec file read. The shipped specs are 1-3 KB and a sweep's grid adds a few KB;
+#: 1 MiB is hundreds of times that and still parses in seconds, while /dev/zero, a huge log
+#: given by mistake or an endless file is refused before it fills memory.
+MAX_CONFIG_BYTES = 1 << 20
+
+
+def read_spec_text(path: Path) -> str:
+    """The text of the spec file ``path``: a regular file of at most :data:`MAX_CONFIG_BYTES`
+    (checked before it is opened: opening a FIFO would wait for a writer, reading /dev/zero
+    would never end), UTF-8. Every problem is one :class:`ConfigError` line naming the file."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc}") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise ConfigError(
+            f"config {path} is {_file_kind(info.st_mode)}, not a regular file: "
+            "give the path of a YAML spec"
+        )
+    too_big = ConfigError(
+        f"config {path} is larger than {MAX_CONFIG_BYTES // 2**20} MiB: a YAML spec is a few KB; "
+        "is this the right file?"
+    )
+    if info.st_size > MAX_CONFIG_BYTES:
+        raise too_big
+    try:
+        with path.open(encoding="utf-8") as f:
+            text = f.read(MAX_CONFIG_BYTES + 1)  # a file may grow, or report size 0 (/proc)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read config {path}: {exc}") from None
+    if len(text) > MAX_CONFIG_BYTES:
+        raise too_big
+    return text
+
+
+def _file_kind(mode: int) -> str:
+    """What a file that is not a regular file is, in words: 'a directory', 'a FIFO (named
+    pipe)', ..."""
+    kinds = [
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISSOCK, "a socket"),
+    ]
+    return next((name for test, name in kinds if test(mode)), "a special file")
