@@ -445,38 +445,3 @@ def test_runs_of_the_previous_version_are_reproduced_bit_for_bit(
         ]
 
     assert history(outcome.run_dir / "history.csv") == history(FIXTURES / folder / "history.csv")
-
-
-@pytest.mark.parametrize(
-    "layer",
-    [
-        layers.Dense(7),
-        layers.Sigmoid(),
-        layers.LeakyReLU(0.2),
-        layers.Dropout(0.3),
-        layers.Flatten(),
-        layers.Conv2D(4, (3, 2), 2, "same"),
-        layers.MaxPool2D(3, 2),
-        layers.AvgPool2D(2),
-        layers.GlobalAvgPool(),
-        layers.BatchNorm(0.8, 1e-3),
-    ],
-)
-def test_fresh_gives_a_new_unbound_layer_with_the_same_settings(layer: layers.Layer) -> None:
-    new = layer.fresh()
-    assert type(new) is type(layer) and new is not layer
-    assert new.describe() == layer.describe() and not new._bound
-    assert vars(new).keys() == vars(layer).keys()
-    for key in (
-        "units",
-        "alpha",
-        "rate",
-        "filters",
-        "kernel",
-        "stride",
-        "padding",
-        "size",
-        "momentum",
-        "epsilon",
-    ):
-        assert getattr(new, key, None) == getattr(layer, key, None), key

@@ -109,9 +109,6 @@ class LeakyReLU(Activation):
             raise ValueError(f"leaky_relu: alpha must be a number in [0, 1), got {alpha!r}")
         self.alpha = float(alpha)
 
-    def fresh(self) -> LeakyReLU:
-        return LeakyReLU(self.alpha)
-
     def g(self, Z: np.ndarray) -> np.ndarray:
         return np.where(Z > 0, Z, self.alpha * Z)
 

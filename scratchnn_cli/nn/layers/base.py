@@ -61,10 +61,6 @@ class Layer:
         self._bound = True
         self.params, self.grads = params, grads
 
-    def fresh(self) -> Layer:
-        """A new, unbound layer of the same kind and settings (for another network)."""
-        return type(self)()
-
     def initialize(self, rng: np.random.Generator, init: str, mu: float, sigma: float) -> None:
         """Fill the parameters with initial values (in place). No parameters: nothing to do."""
 

@@ -79,9 +79,6 @@ class BatchNorm(Layer):
             raise ValueError(f"batchnorm: epsilon must be a positive number, got {epsilon!r}")
         self.momentum, self.epsilon = float(momentum), float(epsilon)
 
-    def fresh(self) -> BatchNorm:
-        return BatchNorm(self.momentum, self.epsilon)
-
     def param_shapes(self) -> dict[str, Shape]:
         return {"gamma": (self.input_shape[-1],), "beta": (self.input_shape[-1],)}
 

@@ -96,9 +96,6 @@ class Conv2D(Layer):
             raise ValueError(f"conv2d: padding must be valid or same, got {padding!r}")
         self.padding = padding
 
-    def fresh(self) -> Conv2D:
-        return Conv2D(self.filters, self.kernel, self.stride, self.padding)
-
     def output_shape_for(self, input_shape: Shape) -> Shape:
         H, W, _ = image_shape(self.kind, input_shape)
         (kh, kw), s = self.kernel, self.stride

@@ -44,9 +44,6 @@ class Dense(Layer):
         self.b_row = self.b[None, :]  # b as a (1, n_out) row, added to every sample's
         self.db_row = self.db[None, :]
 
-    def fresh(self) -> Dense:
-        return Dense(self.units)
-
     def initialize(self, rng: np.random.Generator, init: str, mu: float, sigma: float) -> None:
         init_dense(self.W, self.b, rng, init, mu, sigma)
 

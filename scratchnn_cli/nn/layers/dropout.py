@@ -23,9 +23,6 @@ class Dropout(Layer):
         self.rng = rng
         self.mask: np.ndarray | None = None
 
-    def fresh(self) -> Dropout:
-        return Dropout(self.rate)
-
     def forward(self, A_prev: np.ndarray, training: bool = False) -> np.ndarray:
         if not training or self.rate == 0.0:
             self.mask = None

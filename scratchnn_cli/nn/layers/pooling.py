@@ -87,9 +87,6 @@ class _Pool2D(Layer):
         self.size = pair(f"{self.kind}: size", size)[0]
         self.stride = self.size if stride is None else pair(f"{self.kind}: stride", stride)[0]
 
-    def fresh(self) -> _Pool2D:
-        return type(self)(self.size, self.stride)
-
     def output_shape_for(self, input_shape: Shape) -> Shape:
         H, W, C = image_shape(self.kind, input_shape)
         k, s = self.size, self.stride
