@@ -2,7 +2,10 @@
 128, against scikit-learn, PyTorch and the matrix-multiply floor, with 1 and 2 BLAS threads.
 
 - ours: ``train()``, shuffled batches, plain SGD (lr 0.01) or Adam (lr 0.001), in float32 and
-  float64; the epoch time is ``result.seconds``. Its stages (forward, loss gradient, backward,
+  float64; the epoch time is ``result.seconds``. With 2 threads, twice: with BLAS's own threads
+  (the Python API outside ``threads()``) and as ``scratchnn train --threads 2`` runs it (inside
+  ``threads(2)``: BLAS on one thread, the dense products' rows split over ours, the same bits
+  as one thread). Its stages (forward, loss gradient, backward,
   optimizer step, the rest of train()) are timed on the way, by wrapping those methods;
 - ``MLPClassifier``, same architecture, solver sgd (no momentum) or adam, ``max_iter=1``: the time
   of ``fit`` (one epoch plus its input checks); its weights' dtype is checked and shown;
@@ -37,6 +40,7 @@ from rich.table import Table
 
 from scratchnn_cli.nn.network import Network
 from scratchnn_cli.nn.optim.optimizers import Optimizer
+from scratchnn_cli.nn.threads import threads as layer_threads
 from scratchnn_cli.training import Hooks, train
 
 SIZES = (784, 256, 128, 10)
@@ -45,6 +49,9 @@ OPTIMIZER_NAMES = {"sgd": "plain SGD", "adam": "Adam"}
 DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 TRAP_EPOCHS = 5
 SKLEARN, TORCH = "MLPClassifier", "PyTorch"
+COMMAND = "ours (train --threads)"  # as ``scratchnn train --threads N`` runs it
+#: ours as ``scratchnn train --threads 2`` runs it, float32 plain SGD: at most this x PyTorch
+COMMAND_GOAL = 0.8
 STAGES = ("forward", "loss gradient", "backward", "optimizer step")
 
 FULL_PLAN = Plan(60_000, 3, 70.0, 4096, gemm_rounds=30, gemm_budget_s=5.0, trap_repeats=2)
@@ -64,10 +71,16 @@ def build_ours(dtype: np.dtype) -> Network:
     )
 
 
-def ours_epoch(X: Inputs, y: np.ndarray, dtype: np.dtype, optimizer: str, n: int) -> Epoch:
+def ours_epoch(
+    X: Inputs, y: np.ndarray, dtype: np.dtype, optimizer: str, n: int, split: int = 0
+) -> Epoch:
     """One epoch of train() on the first n samples, its stages timed on the way (a pair of
     perf_counter calls around each, counted against ours); "rest" is what train() does around
-    them (gathering the batches, storing Z, the end-of-epoch cost)."""
+    them (gathering the batches, storing Z, the end-of-epoch cost). ``split`` > 0: inside
+    ``threads(split)``, as ``scratchnn train --threads`` runs it."""
+    if split:
+        with layer_threads(split):
+            return ours_epoch(X, y, dtype, optimizer, n)
     net = build_ours(dtype)
     totals = dict.fromkeys(STAGES, 0.0)
     net.forward = common.timed(net.forward, totals, "forward")
@@ -126,12 +139,15 @@ def torch_epoch(torch: Any, X: Any, y: Any, dtype: np.dtype, optimizer: str, n: 
     return Epoch(seconds, np.dtype(str(next(model.parameters()).dtype).removeprefix("torch.")))
 
 
-def make_contenders(X: Inputs, y: np.ndarray, torch: Any | None) -> list[Contender]:
-    """Ours, MLPClassifier and PyTorch (when installed), each case being (dtype, optimizer)."""
+def make_contenders(X: Inputs, y: np.ndarray, torch: Any | None, threads: int) -> list[Contender]:
+    """Ours (and, with several threads, ours as the command runs it), MLPClassifier and PyTorch
+    (when installed), each case being (dtype, optimizer)."""
     epochs: dict[str, Callable[..., Epoch]] = {
         OURS: functools.partial(ours_epoch, X, y),
         SKLEARN: functools.partial(sklearn_epoch, X, y),
     }
+    if threads > 1:
+        epochs[COMMAND] = functools.partial(ours_epoch, X, y, split=threads)
     if torch is not None:
         tensors = {dt: torch.from_numpy(X[dt]) for dt in DTYPES}
         epochs[TORCH] = functools.partial(torch_epoch, torch, tensors, torch.from_numpy(y))
@@ -287,14 +303,17 @@ def results_table(
         floor = floors[dtype].seconds
         for opt in LR:
             case = (dtype, opt)
-            for impl in (OURS, TORCH, SKLEARN):
+            for impl in (OURS, COMMAND, TORCH, SKLEARN):
+                if impl == COMMAND and threads == 1:
+                    continue  # the same as ours: one thread
                 cells = (impl, dtype.name, OPTIMIZER_NAMES[opt])
                 if (impl, case) not in best:
                     table.add_row(*cells, "PyTorch not installed", "", "", "")
                     continue
                 s, torch_s = best[impl, case], best.get((TORCH, case), math.nan)
                 ratios = ratio(s / torch_s), ratio(s / floor), ratio(s / best[SKLEARN, case])
-                table.add_row(*cells, f"{s:.3f}", *ratios, style="bold" if impl == OURS else None)
+                bold = impl in (OURS, COMMAND)
+                table.add_row(*cells, f"{s:.3f}", *ratios, style="bold" if bold else None)
         floor_cells = ("GEMM floor", dtype.name, "-", f"{floor:.3f}", "", "1.00x", "")
         table.add_row(*floor_cells, style="dim", end_section=True)
     return table
@@ -313,6 +332,10 @@ def goals_table(
         ("plain SGD float32 at most 1.0x PyTorch's time", "ours / PyTorch, SGD float32")
         + (ours[f32_sgd] / pytorch[f32_sgd], 1.0, True, "")
     ]
+    if (COMMAND, f32_sgd) in best:
+        goal = f"scratchnn train --threads {threads}: at most {COMMAND_GOAL}x PyTorch's epoch"
+        measured = best[COMMAND, f32_sgd] / pytorch[f32_sgd]
+        rows.append((goal, "ours / PyTorch, SGD float32", measured, COMMAND_GOAL, True, ""))
     for case, name in names.items():
         vs_floor = ours[case] / floors[case[0]].seconds
         rows.append(("within 1.6x of the floor", f"ours / floor, {name}", vs_floor, 1.6, True, ""))
@@ -355,12 +378,13 @@ def stages_table(
     table = new_table(
         f"Where the best epoch of ours went, {count(threads, 'BLAS thread')} (seconds; in "
         "brackets the GEMM floor of the stage)",
-        ("dtype", "optimizer", *STAGES, "rest of train()", "epoch", "epoch - floor"),
-        left=("dtype", "optimizer"),
+        ("", "dtype", "optimizer", *STAGES, "rest of train()", "epoch", "epoch - floor"),
+        left=("", "dtype", "optimizer"),
     )
-    for c in (c for c in contenders if c.impl == OURS):
+    for c in (c for c in contenders if c.impl in (OURS, COMMAND)):
         (dtype, opt), s, floor = c.case, c.best.stages or {}, floors[c.case[0]]
         table.add_row(
+            "--threads" if c.impl == COMMAND else "",
             dtype.name,
             OPTIMIZER_NAMES[opt],
             f"{s['forward']:.3f} ({floor.stage_seconds('forward'):.3f})",
@@ -420,7 +444,6 @@ def mlp(opts: argparse.Namespace, console: Console) -> None:
     X = {dt: np.ascontiguousarray(data.X[:n].reshape(n, -1), dtype=dt) for dt in DTYPES}
     y = data.y[:n]
     torch = common.import_torch()
-    contenders = make_contenders(X, y, torch)
     console.print(
         f"\n[bold]mlp[/]: one training epoch of a {'-'.join(map(str, SIZES))} ReLU/softmax MLP, "
         f"batch {BATCH} ({math.ceil(n / BATCH)} updates, the last of {n % BATCH or BATCH} "
@@ -437,6 +460,7 @@ def mlp(opts: argparse.Namespace, console: Console) -> None:
     )
 
     for threads in common.THREADS:
+        contenders = make_contenders(X, y, torch, threads)
         with common.n_threads(threads, torch):
             floors, gemm_rounds = measure_floors(plan, n)
             epoch_rounds = common.time_contenders(contenders, plan, repeats, plan.epochs_budget_s)
