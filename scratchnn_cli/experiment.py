@@ -46,7 +46,7 @@ from scratchnn_cli.metrics import score, score_splits
 from scratchnn_cli.nn.engines import numba_missing
 from scratchnn_cli.nn.gradcheck import GradCheckRow, check_gradients
 from scratchnn_cli.nn.network import Network
-from scratchnn_cli.records import EpochRecord, RunOutcome, Snapshot, TrainResult
+from scratchnn_cli.records import EpochRecord, RunOutcome, Scores, Snapshot, TrainResult
 from scratchnn_cli.report.plots import (
     LiveLearningCurve,
     confusion_matrix_png,
@@ -325,13 +325,13 @@ def _not_drawn(console: Console, name: str, exc: Exception) -> None:
 
 
 def _confusion_picture(
-    config: ExperimentConfig, dataset: Dataset, metrics: dict[str, Any], console: Console
+    config: ExperimentConfig, dataset: Dataset, metrics: dict[str, Scores], console: Console
 ) -> tuple[str, bytes] | None:
     """("confusion_matrix.png", its bytes): of the test split, or of the first split scored
     without one; None (and a note) when it cannot be drawn."""
     shown = "test" if "test" in metrics else next(iter(metrics))
-    title = f"{config.name}: {shown} accuracy {metrics[shown]['accuracy']:.3f}"
-    matrix = np.array(metrics[shown]["confusion_matrix"])
+    title = f"{config.name}: {shown} accuracy {metrics[shown].accuracy:.3f}"
+    matrix = np.array(metrics[shown].confusion_matrix)
     try:
         return "confusion_matrix.png", confusion_matrix_png(matrix, dataset.class_names, title)
     except Exception as exc:
@@ -461,13 +461,13 @@ def load_run_model(run_dir: Path, statuses: tuple[str, ...] = FINISHED) -> Finis
 @dataclass
 class Evaluation:
     """A finished run scored again on one of its splits (``evaluation-SPLIT.json``):
-    ``scores`` as ``metrics.score`` gives them (n, accuracy, confusion matrix, per-class
-    accuracy, confused pairs); ``held_out`` False for a split the model trained on."""
+    ``scores`` as ``metrics.score`` gives them; ``held_out`` False for a split the model
+    trained on."""
 
     run: str
     split: str
     held_out: bool
-    scores: dict[str, Any]
+    scores: Scores
     class_names: list[str]
     data_fingerprint: str
     evaluated: str
@@ -480,7 +480,7 @@ class Evaluation:
             "data_fingerprint": self.data_fingerprint,
             "evaluated": self.evaluated,
         }
-        return {**head, **self.scores, **tail}
+        return {**head, **self.scores.to_json(), **tail}
 
 
 def evaluate_run(run_dir: Path, split: str = "test") -> Evaluation:

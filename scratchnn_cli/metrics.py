@@ -18,6 +18,8 @@ if TYPE_CHECKING:
     from scratchnn_cli.data import Dataset
     from scratchnn_cli.nn.network import Network
 
+from scratchnn_cli.records import ConfusedPair, Scores
+
 #: How many pairs ``confused_pairs`` returns unless told.
 TOP_PAIRS = 5
 
@@ -68,10 +70,10 @@ def per_class_accuracy(matrix: Any) -> list[float | None]:
 
 def confused_pairs(
     matrix: Any, class_names: Sequence[str] | None = None, top: int | None = TOP_PAIRS
-) -> list[dict[str, Any]]:
+) -> list[ConfusedPair]:
     """The off-diagonal cells with the most errors, at most ``top`` of them (None: all).
 
-    Each is ``{"true": name, "predicted": name, "count": int, "share_of_true": float}``, where
+    Each is a ``ConfusedPair`` (true name, predicted name, count, share_of_true), where
     ``share_of_true`` is count / samples of the true class. Cells with no errors are left out.
     Sorted by count (most first), then by true name, then by predicted name. ``class_names``
     defaults to "0", "1", ...
@@ -89,7 +91,7 @@ def confused_pairs(
     ]
     cells.sort(key=lambda cell: (-cell[0], cell[1], cell[2]))
     return [
-        {"true": t_name, "predicted": p_name, "count": count, "share_of_true": count / int(n[t])}
+        ConfusedPair(t_name, p_name, count, count / int(n[t]))
         for count, t_name, p_name, t in cells[:top]
     ]
 
@@ -137,23 +139,23 @@ def score(
     y: np.ndarray,
     n_classes: int,
     class_names: Sequence[str] | None = None,
-) -> dict[str, Any]:
+) -> Scores:
     """Accuracy, confusion matrix (rows true, columns predicted), per-class accuracy (recall,
     in class order; None for a class without samples) and the most confused pairs of classes
     (``metrics.confused_pairs``, by ``class_names``: default "0", "1", ...) of ``net`` on (X, y)."""
     with np.errstate(over="ignore", invalid="ignore"):  # huge weights still give a prediction
         predicted = net.predict(np.asarray(X, dtype=net.dtype))
     matrix = confusion_matrix(y, predicted, n_classes)
-    return {
-        "n": int(len(y)),
-        "accuracy": float(np.mean(predicted == y)),
-        "confusion_matrix": matrix.tolist(),
-        "per_class_accuracy": per_class_accuracy(matrix),
-        "confused_pairs": confused_pairs(matrix, class_names),
-    }
+    return Scores(
+        n=int(len(y)),
+        accuracy=float(np.mean(predicted == y)),
+        confusion_matrix=matrix.tolist(),
+        per_class_accuracy=per_class_accuracy(matrix),
+        confused_pairs=confused_pairs(matrix, class_names),
+    )
 
 
-def score_splits(net: Network, dataset: Dataset) -> dict[str, Any]:
+def score_splits(net: Network, dataset: Dataset) -> dict[str, Scores]:
     """metrics.json: ``score`` of every non-empty split, by split name."""
     metrics = {}
     for split in SPLITS:

@@ -1,11 +1,12 @@
 """The records training produces and the run folder stores: one row of the history
 (``EpochRecord``), what a training did (``TrainResult``) and what it can be resumed from
-(``Snapshot``), and what a run produced (``RunOutcome``). They sit below both ``training/``,
+(``Snapshot``), a model's scores on a split (``Scores``, with its ``ConfusedPair``s) and what a
+run produced (``RunOutcome``). They sit below both ``training/``,
 which fills them, and ``runs/``, which writes and reads them, so storage needs no training."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -66,14 +67,44 @@ class Snapshot:
     augment_rng: dict[str, Any] | None = None
 
 
+@dataclass(frozen=True)
+class ConfusedPair:
+    """``count`` samples of class ``true`` predicted as ``predicted``: ``share_of_true`` of the
+    samples of ``true``."""
+
+    true: str
+    predicted: str
+    count: int
+    share_of_true: float
+
+
+@dataclass(frozen=True)
+class Scores:
+    """A model's scores on one split: ``n`` samples, the share predicted right, the confusion
+    matrix (rows true, columns predicted), each class's accuracy (its recall; None for a class
+    without samples) and the most confused pairs. An entry of metrics.json (``to_json``), and
+    the scores of evaluation-SPLIT.json."""
+
+    n: int
+    accuracy: float
+    confusion_matrix: list[list[int]]
+    per_class_accuracy: list[float | None]
+    confused_pairs: list[ConfusedPair]
+
+    def to_json(self) -> dict[str, Any]:
+        """The mapping metrics.json holds for the split (the pairs as mappings too)."""
+        return asdict(self)
+
+
 @dataclass
 class RunOutcome:
-    """What a run produced: its folder, its final status, what training did, the scores."""
+    """What a run produced: its folder, its final status, what training did, the scores of
+    each split it has (``Scores``, by split name)."""
 
     run_dir: Path
     status: str
     result: TrainResult
-    metrics: dict[str, Any]
+    metrics: dict[str, Scores]
 
 
 @dataclass(frozen=True)

@@ -117,8 +117,9 @@ def _run_one(entry: dict[str, Any], configs_dir: Path, out_dir: Path) -> Row:
     row.stop = outcome.result.stop_reason
     row.stopped_by = outcome.result.stopped_by
     row.run_dir = str(outcome.run_dir)
-    row.ours_val = outcome.metrics.get("val", {}).get("accuracy")
-    row.ours_test = outcome.metrics.get("test", {}).get("accuracy")
+    val, test = outcome.metrics.get("val"), outcome.metrics.get("test")
+    row.ours_val = val.accuracy if val else None
+    row.ours_test = test.accuracy if test else None
     return row
 
 

@@ -372,7 +372,7 @@ class Fit:
 
     def accuracy(self, split: str = "test") -> float:
         X, y = self.dataset.split(split)
-        return score(self.net, X, y, self.dataset.n_classes)["accuracy"]
+        return score(self.net, X, y, self.dataset.n_classes).accuracy
 
     def val_cost(self) -> float:
         X, y = self.dataset.split("val")

@@ -817,10 +817,11 @@ def test_a_class_without_samples_shows_a_dash() -> None:
 
 
 def test_no_errors_is_one_line() -> None:
+    from scratchnn_cli.records import ConfusedPair
     from scratchnn_cli.report.tables import confused_pair_lines
 
     assert confused_pair_lines([]) == ["most confused pairs: none (no errors)"]
-    pair = {"true": "Shirt", "predicted": "T-shirt/top", "count": 112, "share_of_true": 0.112}
+    pair = ConfusedPair("Shirt", "T-shirt/top", 112, 0.112)
     assert confused_pair_lines([pair])[1] == "  Shirt -> T-shirt/top: 112 (11.2% of Shirt)"
 
 

@@ -156,7 +156,7 @@ def test_training_applies_dropout_from_the_dropout_stream_only() -> None:
     # the validation columns are scored without dropout: they match a re-evaluation
     X_val, y_val = a.dataset.split("val")
     last = a.result.history[-1]
-    assert last.val_accuracy == score(a.net, X_val, y_val, 2)["accuracy"]
+    assert last.val_accuracy == score(a.net, X_val, y_val, 2).accuracy
     assert last.val_cost == a.val_cost()
 
 

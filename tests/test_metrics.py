@@ -13,6 +13,7 @@ from sklearn.metrics import confusion_matrix, recall_score
 
 from scratchnn_cli import metrics
 from scratchnn_cli.metrics import confused_pairs, pair_confusion, per_class_accuracy
+from scratchnn_cli.records import ConfusedPair
 
 # rows true, columns predicted; worked out by hand below
 HAND = [
@@ -132,16 +133,16 @@ def test_float_counts_are_accepted() -> None:
 
 def test_confused_pairs_by_hand() -> None:
     assert confused_pairs(HAND, NAMES) == [
-        {"true": "c", "predicted": "a", "count": 4, "share_of_true": 1.0},
-        {"true": "a", "predicted": "b", "count": 3, "share_of_true": 0.3},
-        {"true": "a", "predicted": "c", "count": 2, "share_of_true": 0.2},
+        ConfusedPair("c", "a", 4, 1.0),
+        ConfusedPair("a", "b", 3, 0.3),
+        ConfusedPair("a", "c", 2, 0.2),
     ]  # the six zero cells off the diagonal are left out
 
 
 def test_ties_are_sorted_by_true_then_predicted_name() -> None:
     matrix = [[0, 2, 2], [2, 0, 1], [2, 0, 0]]
     pairs = confused_pairs(matrix, ["z", "y", "x"])
-    assert [(p["true"], p["predicted"], p["count"]) for p in pairs] == [
+    assert [(p.true, p.predicted, p.count) for p in pairs] == [
         ("x", "z", 2),
         ("y", "z", 2),
         ("z", "x", 2),
@@ -151,7 +152,7 @@ def test_ties_are_sorted_by_true_then_predicted_name() -> None:
 
 
 def test_top_limits_the_pairs() -> None:
-    assert [p["count"] for p in confused_pairs(HAND, NAMES, top=2)] == [4, 3]
+    assert [p.count for p in confused_pairs(HAND, NAMES, top=2)] == [4, 3]
     assert confused_pairs(HAND, NAMES, top=0) == []
     assert len(confused_pairs(HAND, NAMES, top=None)) == 3
     with pytest.raises(ValueError, match="top"):
@@ -164,8 +165,8 @@ def test_default_top_is_five() -> None:
 
 
 def test_names_default_to_indices_and_must_fit() -> None:
-    assert confused_pairs(HAND)[0]["true"] == "2"
-    assert confused_pairs(HAND)[0]["predicted"] == "0"
+    assert confused_pairs(HAND)[0].true == "2"
+    assert confused_pairs(HAND)[0].predicted == "0"
     with pytest.raises(ValueError, match="2 class names for a 3 x 3"):
         confused_pairs(HAND, ["a", "b"])
 
@@ -176,8 +177,8 @@ def test_no_errors_no_pairs() -> None:
 
 def test_pairs_are_plain_json_types() -> None:
     pair = confused_pairs(np.asarray(HAND, dtype=np.int64), NAMES)[0]
-    assert type(pair["count"]) is int
-    assert type(pair["share_of_true"]) is float
+    assert type(pair.count) is int
+    assert type(pair.share_of_true) is float
 
 
 # --------------------------------------------------------------------------- one pair both ways
@@ -247,9 +248,9 @@ def test_confused_pairs_match_counting_the_labels(case: tuple[int, list[tuple[in
     n_true = Counter(names[t] for t, _ in pairs)
     expected = sorted(errors.items(), key=lambda item: (-item[1], item[0]))
     got = confused_pairs(matrix, names, top=None)
-    assert [((p["true"], p["predicted"]), p["count"]) for p in got] == expected
+    assert [((p.true, p.predicted), p.count) for p in got] == expected
     for p in got:
-        assert p["share_of_true"] == pytest.approx(p["count"] / n_true[p["true"]])
+        assert p.share_of_true == pytest.approx(p.count / n_true[p.true])
     assert confused_pairs(matrix, names) == got[:5]
     for a in range(k):
         for b in range(k):

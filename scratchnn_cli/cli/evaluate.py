@@ -42,13 +42,13 @@ def evaluate(
     scores = result.scores
     out.print(
         confusion_table(
-            scores["confusion_matrix"], result.class_names, title=f"{split} confusion matrix"
+            scores.confusion_matrix, result.class_names, title=f"{split} confusion matrix"
         )
     )
-    out.print(per_class_table(scores["confusion_matrix"], result.class_names, split))
-    for line in confused_pair_lines(scores["confused_pairs"]):
+    out.print(per_class_table(scores.confusion_matrix, result.class_names, split))
+    for line in confused_pair_lines(scores.confused_pairs):
         say(line)
-    say(f"{split} accuracy: {scores['accuracy']:.4f}  (n = {scores['n']})")
+    say(f"{split} accuracy: {scores.accuracy:.4f}  (n = {scores.n})")
     if not result.held_out:
         err.print(
             f"note: the model was trained on the {split} split: this is not a held-out score",

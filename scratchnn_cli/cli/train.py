@@ -78,7 +78,7 @@ def _print_outcome(outcome: RunOutcome) -> None:
     ``scratchnn diagnose`` when there is one, then the run folder (the last line)."""
     say(f"stopped: {outcome.result.stop_reason}")
     for split, m in outcome.metrics.items():
-        say(f"{split:>5} accuracy: {m['accuracy']:.4f}  (n = {m['n']})")
+        say(f"{split:>5} accuracy: {m.accuracy:.4f}  (n = {m.n})")
     finding = _first_finding(outcome.run_dir)
     if finding:
         say(f"diagnose: {finding} (scratchnn diagnose {outcome.run_dir})")

@@ -587,13 +587,13 @@ def _pairs(run: _Run) -> dict[str, Any] | None:
     index = {name: c for c, name in enumerate(names)}
     rows = []
     for pair in confused_pairs(matrix, names, TOP_PAIRS):
-        both = pair_confusion(matrix, index[pair["true"]], index[pair["predicted"]])
+        both = pair_confusion(matrix, index[pair.true], index[pair.predicted])
         rows.append(
             _Pair(
-                pair["true"],
-                pair["predicted"],
-                pair["count"],
-                pair["share_of_true"],
+                pair.true,
+                pair.predicted,
+                pair.count,
+                pair.share_of_true,
                 both["b_as_a"],
                 both["total"],
             )

@@ -19,6 +19,7 @@ from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
+from scratchnn_cli.records import ConfusedPair
 from scratchnn_cli.report.text import cell, printable
 from scratchnn_cli.runs.listing import SHORT_STOP
 
@@ -80,17 +81,15 @@ def per_class_table(matrix: Any, class_names: Sequence[str], split: str) -> Tabl
     return table
 
 
-def confused_pair_lines(pairs: Sequence[dict[str, Any]]) -> list[str]:
+def confused_pair_lines(pairs: Sequence[ConfusedPair]) -> list[str]:
     """``most confused pairs (true -> predicted):`` and a line per pair, e.g.
     ``  Shirt -> T-shirt/top: 112 (11.2% of Shirt)``; or one line saying there are none."""
     if not pairs:
         return ["most confused pairs: none (no errors)"]
     lines = ["most confused pairs (true -> predicted):"]
     for p in pairs:
-        share = 100 * p["share_of_true"]
-        lines.append(
-            f"  {p['true']} -> {p['predicted']}: {p['count']:,} ({share:.1f}% of {p['true']})"
-        )
+        share = 100 * p.share_of_true
+        lines.append(f"  {p.true} -> {p.predicted}: {p.count:,} ({share:.1f}% of {p.true})")
     return lines
 
 

@@ -22,7 +22,7 @@ import numpy as np
 
 from scratchnn_cli.errors import RunWriteError
 from scratchnn_cli.interrupts import interrupt_guard
-from scratchnn_cli.records import EpochRecord, RunOutcome, Snapshot, TrainResult
+from scratchnn_cli.records import EpochRecord, RunOutcome, Scores, Snapshot, TrainResult
 from scratchnn_cli.runs.checkpoint import checkpoint_bytes
 from scratchnn_cli.runs.folder import (
     json_bytes,
@@ -67,7 +67,7 @@ class RunWriter:
         self.started = datetime.now().astimezone()
         self.seconds_before = record.seconds or 0.0
         self.result = TrainResult()
-        self.metrics: dict[str, Any] = {}
+        self.metrics: dict[str, Scores] = {}
         self.history_rows: int | None = None  # rows of history.csv written by this process
         self.last_checkpoint: list[tuple[str, bytes]] = []  # the final one, while it waits
 
@@ -122,7 +122,7 @@ class RunWriter:
     def trained(
         self,
         model: dict[str, np.ndarray],
-        metrics: dict[str, Any],
+        metrics: dict[str, Scores],
         extra: Sequence[tuple[str, bytes]] = (),
     ) -> None:
         """Training ended normally (completed or diverged): history, ``model`` (its arrays),
@@ -131,7 +131,7 @@ class RunWriter:
         files = [
             *self.history_file(self.result.history),
             ("model.npz", npz_bytes(model)),
-            ("metrics.json", json_bytes(metrics)),
+            ("metrics.json", json_bytes({split: s.to_json() for split, s in metrics.items()})),
             *extra,
         ]
         self.metrics.update(metrics)
