@@ -33,7 +33,7 @@ from typing import Any
 
 import common
 import numpy as np
-from common import BATCH, N_CLASSES, OURS, SEED, Contender, Epoch, Plan, count, new_table, ratio
+from common import BATCH, N_CLASSES, OURS, SEED, Budget, Contender, Epoch, count, new_table, ratio
 from rich.console import Console
 from rich.table import Table
 
@@ -50,8 +50,8 @@ GOAL = 2.0  # ours / PyTorch at most this
 BN_MOMENTUM, BN_EPSILON = 0.9, 1e-5  # ours keeps 0.9 of the running statistics: PyTorch's 0.1
 TORCH_FORMATS = {"NCHW": "PyTorch NCHW", "channels_last": "PyTorch channels-last"}
 
-FULL_PLAN = Plan(60_000, 2, 150.0, 4 * BATCH, 10, 2.0, profile_batches=20, memory_batches=3)
-QUICK_PLAN = Plan(3 * BATCH, 1, 5.0, BATCH, 2, 0.2, profile_batches=2, memory_batches=2)
+FULL_BUDGET = Budget(60_000, 2, 150.0, 4 * BATCH, 10, 2.0, profile_batches=20, memory_batches=3)
+QUICK_BUDGET = Budget(3 * BATCH, 1, 5.0, BATCH, 2, 0.2, profile_batches=2, memory_batches=2)
 
 
 # --- The networks ---------------------------------------------------------------------------------
@@ -115,7 +115,7 @@ CASES = (
 )
 
 
-def build_ours(case: CnnCase) -> Network:
+def our_network(case: CnnCase) -> Network:
     return Network.from_layers(
         case.ours_layers(),
         (28, 28, 1),
@@ -133,7 +133,7 @@ def adam(updates: int = 10**9) -> TrainConfig:
     return common.train_config("adam", LR, updates=updates)
 
 
-def build_torch(torch: Any, case: CnnCase, fmt: str) -> Any:
+def torch_network(torch: Any, case: CnnCase, fmt: str) -> Any:
     torch.manual_seed(SEED)
     model = torch.nn.Sequential(*case.torch_layers(torch.nn)).to(torch.float32)
     if fmt == "channels_last":
@@ -146,7 +146,7 @@ def build_torch(torch: Any, case: CnnCase, fmt: str) -> Any:
 
 def ours_epoch(case: CnnCase, data: common.Data, thread_count: int, n: int) -> Epoch:
     """One epoch of train() on the first n samples, our layers on ``thread_count`` threads."""
-    net = build_ours(case)
+    net = our_network(case)
     with our_threads(thread_count):
         result = train(net, data.X[:n], data.y[:n], N_CLASSES, adam(), common.sample_rng())
     common.expect_updates(result, math.ceil(n / BATCH))
@@ -156,7 +156,7 @@ def ours_epoch(case: CnnCase, data: common.Data, thread_count: int, n: int) -> E
 
 
 def pytorch_epoch(torch: Any, case: CnnCase, X: Any, y: Any, fmt: str, n: int) -> Epoch:
-    model = build_torch(torch, case, fmt)
+    model = torch_network(torch, case, fmt)
     opt = torch.optim.Adam(model.parameters(), lr=LR)
     return Epoch(common.torch_epoch(torch, model, opt, X[:n], y[:n], fmt == "channels_last"))
 
@@ -188,7 +188,7 @@ def paired_ratios(contenders: Sequence[Contender], case: CnnCase) -> list[float]
 def peak_memory(case: CnnCase, data: common.Data, n_updates: int) -> int:
     """Peak bytes traced by tracemalloc during train() on all the samples, cut to ``n_updates``
     updates, above what was traced when it started (the network is built before)."""
-    net = build_ours(case)
+    net = our_network(case)
     tracemalloc.start()
     try:
         base = tracemalloc.get_traced_memory()[0]
@@ -201,10 +201,10 @@ def peak_memory(case: CnnCase, data: common.Data, n_updates: int) -> int:
 
 
 def estimate_bytes(case: CnnCase) -> int:
-    """The training-memory estimate of ``build.py`` for this network, less the data: the
+    """The training-memory estimate of ``assembly.py`` for this network, less the data: the
     weights x (6 + the optimizer's arrays per weight) + 3 x batch x the layers' per-sample
     caches (``cache_per_sample``) and outputs, in bytes."""
-    net = build_ours(case)
+    net = our_network(case)
     moments = make_optimizer("adam", [np.zeros(1)], LR).arrays_per_param()
     per_sample = sum(layer.cache_per_sample() for layer in net.layers[:-1]) + N_CLASSES
     return DTYPE.itemsize * (net.theta.size * (6 + moments) + 3 * BATCH * per_sample)
@@ -275,10 +275,10 @@ def layer_gemms(
     return forward, backward
 
 
-def profile_layers(case: CnnCase, data: common.Data, plan: Plan, thread_count: int) -> Profile:
-    """Each layer's forward / backward seconds per update, over ``plan.profile_batches`` updates
+def profile_layers(case: CnnCase, data: common.Data, budget: Budget, thread_count: int) -> Profile:
+    """Each layer's forward / backward seconds per update, over ``budget.profile_batches`` updates
     of train() (after 2 warm-up updates), and its matrix products timed alone."""
-    net = build_ours(case)
+    net = our_network(case)
     totals: dict[str, float] = defaultdict(float)
     for i, layer in enumerate(net.layers):
         layer.forward = common.timed(layer.forward, totals, f"{i} forward")
@@ -288,7 +288,7 @@ def profile_layers(case: CnnCase, data: common.Data, plan: Plan, thread_count: i
     def time_steps(opt: Optimizer) -> None:
         opt.step = common.timed(opt.step, totals, OUTSIDE[0])
 
-    n = plan.profile_batches
+    n = budget.profile_batches
     with common.capture_optimizer(time_steps), our_threads(thread_count):
         train(net, data.X, data.y, N_CLASSES, adam(updates=2), common.sample_rng())  # warm-up
         totals.clear()
@@ -313,7 +313,7 @@ def profile_layers(case: CnnCase, data: common.Data, plan: Plan, thread_count: i
         owners += [(layers[i], "gemm_forward")] * len(forward)
         owners += [(layers[i], "gemm_backward")] * len(backward)
     seconds, profile.gemm_rounds = common.best_call_seconds(
-        fns, plan.gemm_rounds, plan.gemm_budget_s
+        fns, budget.gemm_rounds, budget.gemm_budget_s
     )
     for (t, attr), s in zip(owners, seconds, strict=True):
         setattr(t, attr, getattr(t, attr) + s)
@@ -436,7 +436,7 @@ def memory_table(peaks: dict[str, int], n_updates: int, n_samples: int) -> Table
     table = new_table(
         f"Peak memory of our epoch (tracemalloc: NumPy's allocations in train() on "
         f"{n_samples:,} images, cut to {n_updates} updates; the input images not counted)",
-        ("network", "peak MiB", "/ 128 samples, KiB", "build.py's estimate MiB"),
+        ("network", "peak MiB", "/ 128 samples, KiB", "assembly.py's estimate MiB"),
         left=("network",),
     )
     for case in CASES:
@@ -449,10 +449,10 @@ def memory_table(peaks: dict[str, int], n_updates: int, n_samples: int) -> Table
 def params_line(torch: Any | None) -> str:
     parts = []
     for case in CASES:
-        ours = build_ours(case).theta.size
+        ours = our_network(case).theta.size
         part = f"{case.name} {ours:,}"
         if torch is not None:
-            theirs = sum(p.numel() for p in build_torch(torch, case, "NCHW").parameters())
+            theirs = sum(p.numel() for p in torch_network(torch, case, "NCHW").parameters())
             part += " (PyTorch the same)" if theirs == ours else f" ([red]PyTorch {theirs:,}[/])"
         parts.append(part)
     return "trained parameters: " + "; ".join(parts)
@@ -463,13 +463,13 @@ def params_line(torch: Any | None) -> str:
 
 def cnn(opts: argparse.Namespace, console: Console) -> None:
     """One epoch of two CNNs: ours against PyTorch, per-layer times and peak memory of ours."""
-    plan = QUICK_PLAN if opts.quick else FULL_PLAN
-    repeats = opts.repeats or plan.repeats
-    budget_s = math.inf if opts.repeats else plan.epochs_budget_s  # --repeats N: all N rounds
+    budget = QUICK_BUDGET if opts.quick else FULL_BUDGET
+    repeats = opts.repeats or budget.repeats
+    budget_s = math.inf if opts.repeats else budget.epochs_budget_s  # --repeats N: all N rounds
     start = time.perf_counter()
-    data = common.load_data(max(plan.n_samples, 60_000))  # the memory check trains on all of them
+    data = common.load_data(max(budget.n_samples, 60_000))  # the memory check trains on all of them
     torch = common.import_torch()
-    n = plan.n_samples
+    n = budget.n_samples
     console.print(
         f"\n[bold]cnn[/]: one training epoch of two CNNs on {n:,} images of 28 x 28 x 1: "
         f"{data.source}. Adam lr {LR}, batch {BATCH} ({math.ceil(n / BATCH)} updates), float32."
@@ -484,7 +484,7 @@ def cnn(opts: argparse.Namespace, console: Console) -> None:
         else ". "
     )
     console.print(
-        f"  Each contender trains a warm-up epoch of {plan.warmup_samples:,} images, then one "
+        f"  Each contender trains a warm-up epoch of {budget.warmup_samples:,} images, then one "
         f"epoch per round, round-robin; {repeats} rounds{budget}{os.cpu_count()} CPUs, "
         f"{common.load_average()}."
     )
@@ -495,9 +495,9 @@ def cnn(opts: argparse.Namespace, console: Console) -> None:
     for threads in common.THREADS:
         with common.n_threads(threads, torch):
             contenders = make_contenders(data, torch, threads)
-            n_rounds = common.time_contenders(contenders, plan, repeats, budget_s)
+            n_rounds = common.time_contenders(contenders, budget, repeats, budget_s)
             warning = common.busy_warning(threads)
-            profiles.append(profile_layers(CASES[0], data, plan, threads))
+            profiles.append(profile_layers(CASES[0], data, budget, threads))
         console.print(results_table(threads, n_rounds, n, contenders))
         if warning:
             console.print(warning)
@@ -509,6 +509,6 @@ def cnn(opts: argparse.Namespace, console: Console) -> None:
         f"kernel offset; the first conv computes no dA_prev). {common.load_average()}"
     )
     with common.n_threads(1, torch):
-        peaks = {case.name: peak_memory(case, data, plan.memory_batches) for case in CASES}
-    console.print(memory_table(peaks, plan.memory_batches, len(data.X)))
+        peaks = {case.name: peak_memory(case, data, budget.memory_batches) for case in CASES}
+    console.print(memory_table(peaks, budget.memory_batches, len(data.X)))
     console.print(f"  [dim]section cnn took {time.perf_counter() - start:.0f} s[/]")

@@ -1,5 +1,5 @@
-"""What the ``mlp`` and ``cnn`` sections of ``bench.py`` share: the plan of a run, the data, timing
-rounds, contenders, the PyTorch loop, and the helpers of their tables."""
+"""What the ``mlp`` and ``cnn`` sections of ``bench.py`` share: the budget of a run, the data,
+timing rounds, contenders, the PyTorch loop, and the helpers of their tables."""
 
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ BESIDE_PROJECT = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 @dataclass(frozen=True)
-class Plan:
+class Budget:
     """How much to run, and the time budgets that keep a busy machine from stretching the run."""
 
     n_samples: int  # samples of the timed epoch
@@ -181,17 +181,17 @@ class Contender:
 
 
 def time_contenders(
-    contenders: Sequence[Contender], plan: Plan, repeats: int, budget_s: float
+    contenders: Sequence[Contender], budget: Budget, repeats: int, budget_s: float
 ) -> int:
     """A warm-up epoch each, then round-robin rounds of one epoch each (up to ``repeats``, within
     ``budget_s``), so that a burst of work from another process spoils a round, not one
     contender's every sample. Returns the number of rounds run."""
     for c in contenders:
         c.runs = []
-        c.epoch(plan.warmup_samples)
+        c.epoch(budget.warmup_samples)
     for _ in rounds(repeats, budget_s):
         for c in contenders:
-            c.runs.append(c.epoch(plan.n_samples))
+            c.runs.append(c.epoch(budget.n_samples))
     return len(contenders[0].runs)
 
 

@@ -52,7 +52,7 @@ def epoch_seconds(sizes: tuple[int, ...], batch: int, rule: str, engine: str) ->
     y = rng.integers(0, K, N)
     layers = sizes[0], list(sizes[1:-1]), sizes[-1]
     output = "softmax" if K > 2 else "sigmoid"
-    net = Network.build(*layers, "relu", output, rng=np.random.default_rng(1), init="he")
+    net = Network.from_struct(*layers, "relu", output, rng=np.random.default_rng(1), init="he")
     options = {"optimizer": {"name": rule}, "engine": engine}
     cfg = TrainConfig(lr=1e-3, eps=0, max_epochs=1, batch_size=batch, sampling="shuffle", **options)
     start = time.perf_counter()
@@ -99,10 +99,10 @@ def circles_sweep(opts: argparse.Namespace, console: Console) -> None:
             spec.write_text(CIRCLES_SPEC.format(steps=steps, engine=engine), "utf-8")
             fresh_workers()
             start = time.perf_counter()
-            plan = plan_sweep(spec, [], ["train.lr=0.03,0.1,0.3,1,3"], None, 5, [0, 1, 2, 3, 4])
+            budget = plan_sweep(spec, [], ["train.lr=0.03,0.1,0.3,1,3"], None, 5, [0, 1, 2, 3, 4])
             runs = Path(tmp) / engine
             outcome = run_sweep(
-                plan, runs, jobs=2, refit=False, console=Console(file=io.StringIO())
+                budget, runs, jobs=2, refit=False, console=Console(file=io.StringIO())
             )
             rows.append((engine, time.perf_counter() - start))
             frames.append(pd.read_csv(outcome.sweep_dir / "results.csv"))

@@ -34,7 +34,7 @@ from typing import Any
 
 import common
 import numpy as np
-from common import BATCH, OURS, SEED, Contender, Epoch, Plan, count, new_table, ratio
+from common import BATCH, OURS, SEED, Budget, Contender, Epoch, count, new_table, ratio
 from rich.console import Console
 from rich.table import Table
 
@@ -54,8 +54,8 @@ COMMAND = "ours (train --threads)"  # as ``scratchnn train --threads N`` runs it
 COMMAND_GOAL = 0.8
 STAGES = ("forward", "loss gradient", "backward", "optimizer step")
 
-FULL_PLAN = Plan(60_000, 3, 70.0, 4096, gemm_rounds=30, gemm_budget_s=5.0, trap_repeats=2)
-QUICK_PLAN = Plan(2_000, 1, 5.0, 256, gemm_rounds=5, gemm_budget_s=0.5, trap_repeats=1)
+FULL_BUDGET = Budget(60_000, 3, 70.0, 4096, gemm_rounds=30, gemm_budget_s=5.0, trap_repeats=2)
+QUICK_BUDGET = Budget(2_000, 1, 5.0, 256, gemm_rounds=5, gemm_budget_s=0.5, trap_repeats=1)
 
 Inputs = dict[np.dtype, np.ndarray]  # the (n, 784) training samples in each dtype
 
@@ -63,10 +63,10 @@ Inputs = dict[np.dtype, np.ndarray]  # the (n, 784) training samples in each dty
 # --- One epoch of each implementation -------------------------------------------------------------
 
 
-def build_ours(dtype: np.dtype) -> Network:
+def our_network(dtype: np.dtype) -> Network:
     sizes = SIZES[0], list(SIZES[1:-1]), SIZES[-1]
     rng = np.random.default_rng(SEED)
-    return Network.build(
+    return Network.from_struct(
         *sizes, activation="relu", output="softmax", rng=rng, init="he", dtype=dtype
     )
 
@@ -81,7 +81,7 @@ def ours_epoch(
     if split:
         with layer_threads(split):
             return ours_epoch(X, y, dtype, optimizer, n)
-    net = build_ours(dtype)
+    net = our_network(dtype)
     totals = dict.fromkeys(STAGES, 0.0)
     net.forward = common.timed(net.forward, totals, "forward")
     net.backward = common.timed(net.backward, totals, "backward")
@@ -230,12 +230,12 @@ class Floor:
         return sum(g.count * g.flops for g in self.gemms)
 
 
-def measure_floors(plan: Plan, n_samples: int) -> tuple[dict[np.dtype, Floor], int]:
+def measure_floors(budget: Budget, n_samples: int) -> tuple[dict[np.dtype, Floor], int]:
     """The GEMM floor of an epoch of ``n_samples`` in each dtype, and the rounds it took."""
     gemms = epoch_gemms(n_samples)
     rng = np.random.default_rng(SEED)
     fns = [g.call(dt, rng) for dt in DTYPES for g in gemms]
-    seconds, n_rounds = common.best_call_seconds(fns, plan.gemm_rounds, plan.gemm_budget_s)
+    seconds, n_rounds = common.best_call_seconds(fns, budget.gemm_rounds, budget.gemm_budget_s)
     n = len(gemms)
     return {dt: Floor(gemms, seconds[i * n : (i + 1) * n]) for i, dt in enumerate(DTYPES)}, n_rounds
 
@@ -269,7 +269,7 @@ def subnormal_run(X: Inputs, y: np.ndarray, flush: bool) -> TrapRun:
     cfg = common.train_config("adam", LR["adam"], epochs=TRAP_EPOCHS)
     with common.capture_optimizer(on_build) as built:
         result = train(
-            build_ours(dtype), X[dtype], y, SIZES[-1], cfg, common.sample_rng(), hooks=hooks
+            our_network(dtype), X[dtype], y, SIZES[-1], cfg, common.sample_rng(), hooks=hooks
         )
     ends = [0.0, *(record.seconds for record in result.history)]
     moments = [*built[0].m, *built[0].v]
@@ -436,10 +436,10 @@ def trap_table(runs: dict[str, TrapRun], n: int, repeats: int) -> Table:
 
 def mlp(opts: argparse.Namespace, console: Console) -> None:
     """One epoch of a 784-256-128-10 MLP: ours against MLPClassifier, PyTorch and the GEMM floor."""
-    plan = QUICK_PLAN if opts.quick else FULL_PLAN
-    repeats = opts.repeats or plan.repeats
+    budget = QUICK_BUDGET if opts.quick else FULL_BUDGET
+    repeats = opts.repeats or budget.repeats
     start = time.perf_counter()
-    n = plan.n_samples
+    n = budget.n_samples
     data = common.load_data(n)
     X = {dt: np.ascontiguousarray(data.X[:n].reshape(n, -1), dtype=dt) for dt in DTYPES}
     y = data.y[:n]
@@ -448,9 +448,9 @@ def mlp(opts: argparse.Namespace, console: Console) -> None:
         f"\n[bold]mlp[/]: one training epoch of a {'-'.join(map(str, SIZES))} ReLU/softmax MLP, "
         f"batch {BATCH} ({math.ceil(n / BATCH)} updates, the last of {n % BATCH or BATCH} "
         f"samples), on {n:,} x {SIZES[0]} samples: {data.source}. SGD lr {LR['sgd']}, Adam lr "
-        f"{LR['adam']}. Each implementation trains a warm-up epoch of {plan.warmup_samples:,} "
+        f"{LR['adam']}. Each implementation trains a warm-up epoch of {budget.warmup_samples:,} "
         f"samples, then one epoch per round, round-robin; best of up to {repeats} rounds (fewer "
-        f"when they would take more than {plan.epochs_budget_s:g} s per thread count). "
+        f"when they would take more than {budget.epochs_budget_s:g} s per thread count). "
         f"{os.cpu_count()} CPUs, {common.load_average()}."
     )
     quick = f"{n:,} samples, not 60,000: the times are not those of a full epoch (the ratios are "
@@ -462,8 +462,10 @@ def mlp(opts: argparse.Namespace, console: Console) -> None:
     for threads in common.THREADS:
         contenders = make_contenders(X, y, torch, threads)
         with common.n_threads(threads, torch):
-            floors, gemm_rounds = measure_floors(plan, n)
-            epoch_rounds = common.time_contenders(contenders, plan, repeats, plan.epochs_budget_s)
+            floors, gemm_rounds = measure_floors(budget, n)
+            epoch_rounds = common.time_contenders(
+                contenders, budget, repeats, budget.epochs_budget_s
+            )
         warning = common.busy_warning(threads)
         console.print(results_table(threads, epoch_rounds, contenders, floors))
         console.print(
@@ -496,11 +498,11 @@ def mlp(opts: argparse.Namespace, console: Console) -> None:
     else:
         runs: dict[bool, list[TrapRun]] = {True: [], False: []}
         with common.n_threads(1, torch):
-            for _ in range(plan.trap_repeats):  # interleaved: a busy spell hits both alike
+            for _ in range(budget.trap_repeats):  # interleaved: a busy spell hits both alike
                 for flush, done in runs.items():
                     done.append(subnormal_run(X, y, flush))
         on, off = best_trap_run(runs[True]), best_trap_run(runs[False])
-        console.print(trap_table({"on (as run)": on, "off (control)": off}, n, plan.trap_repeats))
+        console.print(trap_table({"on (as run)": on, "off (control)": off}, n, budget.trap_repeats))
         grew = on.epoch_seconds[-1] / on.epoch_seconds[0]
         console.print(
             f"  With flushing (as users run it), epoch {TRAP_EPOCHS} took "

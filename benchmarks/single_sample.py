@@ -82,10 +82,10 @@ def make_data(n_features: int, n_samples: int, rng: np.random.Generator) -> tupl
     return X, y
 
 
-def build_net(sizes: Sequence[int]) -> Network:
+def dense_network(sizes: Sequence[int]) -> Network:
     """Our sigmoid network with sigmoid output, weights ~ Normal(0, 0.1) from WEIGHT_SEED."""
     rng, hidden = np.random.default_rng(WEIGHT_SEED), list(sizes[1:-1])
-    return Network.build(
+    return Network.from_struct(
         sizes[0], hidden, sizes[-1], activation="sigmoid", output="sigmoid", rng=rng, sigma=0.1
     )
 
@@ -95,7 +95,7 @@ def run_ours(
 ) -> tuple[Network, float]:
     """Train a fresh net with ``train()`` and ``engine``; returns (net, steps per second as
     train() timed it)."""
-    net = build_net(sizes)
+    net = dense_network(sizes)
     cfg = TrainConfig(lr=lr, eps=0.0, max_iterations=steps, engine=engine)  # eps 0: no early stop
     result = train(net, X, y, 2, cfg, np.random.default_rng(SAMPLE_SEED))
     if result.iterations != steps:
@@ -107,7 +107,7 @@ def run_loops(
     sizes: Sequence[int], X: np.ndarray, y: np.ndarray, steps: int, lr: float
 ) -> tuple[LoopNet, float]:
     """Train the notebook port from the same start; returns (LoopNet, steps per second)."""
-    loops = LoopNet(build_net(sizes).params())
+    loops = LoopNet(dense_network(sizes).params())
     _, seconds = loops.train(X, y, lr, steps, np.random.default_rng(SAMPLE_SEED))
     return loops, steps / seconds
 
@@ -117,7 +117,7 @@ def check_same_weights(
 ) -> tuple[float, float]:
     """Both sides, same initial weights and sample order: the weights must agree after
     ``check_steps`` steps. Returns (largest difference, largest distance moved from the start)."""
-    start = build_net(case.sizes).params()
+    start = dense_network(case.sizes).params()
     ours, _ = run_ours(case.sizes, X, y, case.check_steps, CHECK_LR, engine)
     loops, _ = run_loops(case.sizes, X, y, case.check_steps, CHECK_LR)
     diff = moved = 0.0
@@ -310,7 +310,7 @@ def count_numpy_calls(sizes: Sequence[int], n_steps: int = 200) -> list[LoggedCa
     sites run at every step (count >= n_steps) and the rest run once per epoch.
     """
     X, y = make_data(sizes[0], n_steps, np.random.default_rng(DATA_SEED))
-    net = build_net(sizes)
+    net = dense_network(sizes)
     for layer in net.layers:
         if layer.params:  # dense: W, b and dW, db (views into theta / dtheta)
             for name in ("W", "b", "dW", "db"):

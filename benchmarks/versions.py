@@ -87,7 +87,7 @@ def network():
         return Network.from_layers(
             layers, shape, n_outputs, spec["output"], rng=rng, init="he", dtype=dtype
         )
-    return Network.build(
+    return Network.from_struct(
         spec["n_features"], spec["struct"], n_outputs, activation=spec["activation"],
         output=spec["output"], rng=rng, dtype=dtype,
     )

@@ -56,7 +56,7 @@ class CurvePoint:
 
 
 @dataclass
-class RunSummary:
+class ComparedRun:
     """What compare shows of one run folder."""
 
     path: Path
@@ -73,7 +73,7 @@ class RunSummary:
 class Comparison:
     """The runs and the parameter keys shown for them."""
 
-    runs: list[RunSummary]
+    runs: list[ComparedRun]
     keys: list[str]
     all_keys: bool = False
 
@@ -159,8 +159,8 @@ def find_run_dirs(paths: Sequence[Path]) -> list[Path]:
 # --------------------------------------------------------------------------- loading one run
 
 
-def load_run(run_dir: Path) -> RunSummary:
-    """One run folder as a RunSummary; RunFolderError (one line) when run.json is missing or
+def load_run(run_dir: Path) -> ComparedRun:
+    """One run folder as a ComparedRun; RunFolderError (one line) when run.json is missing or
     unreadable. config.yaml, metrics.json and history.csv may be missing (shown as ``-``)."""
     run_dir = Path(run_dir)
     record, info = load_run_record(run_dir)
@@ -169,7 +169,7 @@ def load_run(run_dir: Path) -> RunSummary:
         status = KILLED
     stop = info.get("stop") if isinstance(info.get("stop"), dict) else {}
     seconds = info.get("seconds")
-    return RunSummary(
+    return ComparedRun(
         path=run_dir,
         name=str(info.get("name") or run_dir.name),
         status=str(status),
@@ -181,7 +181,7 @@ def load_run(run_dir: Path) -> RunSummary:
     )
 
 
-def load_runs(paths: Sequence[Path]) -> list[RunSummary]:
+def load_runs(paths: Sequence[Path]) -> list[ComparedRun]:
     """``load_run`` of every run folder ``find_run_dirs(paths)`` finds."""
     return [load_run(p) for p in find_run_dirs(paths)]
 
@@ -244,7 +244,7 @@ def flatten(config: Any, prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def differing_keys(runs: Sequence[RunSummary], all_keys: bool = False) -> list[str]:
+def differing_keys(runs: Sequence[ComparedRun], all_keys: bool = False) -> list[str]:
     """The config keys whose values are not the same in every run (a key some run lacks
     differs), in the order they first appear; every key with ``all_keys``. Never ``name``."""
     order: dict[str, None] = {}

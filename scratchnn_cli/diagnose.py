@@ -360,13 +360,13 @@ RULES = (
 
 def load_evidence(run_dir: Path) -> Evidence:
     """The evidence of a run folder; RunFolderError, one line, when it has none to read."""
-    from scratchnn_cli.config import build_config
+    from scratchnn_cli.config import validate_config
     from scratchnn_cli.runs import load_run_info
     from scratchnn_cli.runs.diagnostics import read_diagnostics
     from scratchnn_cli.runs.history import read_history
 
     raw, record = load_run_info(run_dir)
-    config = build_config(raw, f"{run_dir}/config.yaml")
+    config = validate_config(raw, f"{run_dir}/config.yaml")
     history_path = Path(run_dir) / "history.csv"
     if not history_path.is_file():
         raise RunFolderError(f"{run_dir}: no history.csv (the run never finished an epoch)")

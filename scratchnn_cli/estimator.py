@@ -45,7 +45,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets, unique_labels
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
-from scratchnn_cli.build import network_for
+from scratchnn_cli.assembly import network_for
 from scratchnn_cli.config.schema import ModelConfig, TrainConfig, format_validation_error
 from scratchnn_cli.errors import ConfigError
 from scratchnn_cli.streams import Stream, stream
@@ -163,7 +163,7 @@ class ScratchnnClassifier(ClassifierMixin, BaseEstimator):
                 f"ScratchnnClassifier needs samples of at least 2 classes, got 1 class "
                 f"({self.classes_[0]!r})"
             )
-        self._build(X.dtype, X.shape[0])
+        self._new_network(X.dtype, X.shape[0])
         return self._train(X, y, self.train_.max_epochs)
 
     def partial_fit(self, X: Any, y: Any, classes: Any = None) -> ScratchnnClassifier:
@@ -177,7 +177,7 @@ class ScratchnnClassifier(ClassifierMixin, BaseEstimator):
             self.classes_ = unique_labels(classes)
             if len(self.classes_) < 2:
                 raise ValueError("ScratchnnClassifier needs at least 2 classes")
-            self._build(X.dtype, X.shape[0])
+            self._new_network(X.dtype, X.shape[0])
         elif classes is not None and not np.array_equal(unique_labels(classes), self.classes_):
             raise ValueError(f"classes={classes!r} differs from the first call's {self.classes_}")
         if not np.isin(y, self.classes_).all():
@@ -192,7 +192,7 @@ class ScratchnnClassifier(ClassifierMixin, BaseEstimator):
         check_classification_targets(y)
         return X, y
 
-    def _build(self, dtype: np.dtype, n_samples: int) -> None:
+    def _new_network(self, dtype: np.dtype, n_samples: int) -> None:
         """A fresh network for ``n_features_in_`` inputs and ``classes_``, and its streams."""
         model, self.train_ = self._sections(n_samples)
         seed = self._seed()
@@ -256,13 +256,13 @@ class ScratchnnClassifier(ClassifierMixin, BaseEstimator):
         self.__dict__.update(state)
         if arrays is not None:
             weights, dtype = arrays
-            self._build_from(weights, dtype)
+            self._network_from(weights, dtype)
 
-    def _build_from(self, weights: dict[str, np.ndarray], dtype: np.dtype) -> None:
+    def _network_from(self, weights: dict[str, np.ndarray], dtype: np.dtype) -> None:
         """The fitted network again, from its saved arrays (after unpickling)."""
         seed, train_section = self.seed_, self.train_
         sampling_state = self._sampling.bit_generator.state
-        self._build(dtype, 1)
+        self._new_network(dtype, 1)
         self.seed_, self.train_ = seed, train_section
         self._sampling.bit_generator.state = sampling_state
         self.net_.load_state(weights)

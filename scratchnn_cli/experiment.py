@@ -1,6 +1,6 @@
 """One experiment from spec to run folder: data -> network -> training -> metrics -> files.
 
-The flow only: ``build.py`` makes a run's pieces from its spec and data (and refuses what only
+The flow only: ``assembly.py`` makes a run's pieces from its spec and data (and refuses what only
 the data reveals), ``training/`` trains, ``runs/writer.py`` writes the folder, ``metrics.py``
 scores. Here they are put together: a run (``run_experiment``), resumed
 (``resume_experiment``), scored again (``evaluate_run``), or gradient-checked
@@ -21,18 +21,18 @@ from typing import Any
 import numpy as np
 from rich.console import Console
 
-from scratchnn_cli.build import (
+from scratchnn_cli.assembly import (
     augmenter,
-    build_network,
     check_compatible,
     check_memory,
     checked_network,
     choose_run_engine,
+    network_for_dataset,
     rng_streams,
     training_set,
     validation_set,
 )
-from scratchnn_cli.config import ExperimentConfig, apply_overrides, build_config
+from scratchnn_cli.config import ExperimentConfig, apply_overrides, validate_config
 from scratchnn_cli.data import Dataset, load_dataset
 from scratchnn_cli.data.augment import augmentation_examples
 from scratchnn_cli.errors import (
@@ -152,13 +152,13 @@ def _resume_locked(
     longer change under us), checked, marked running, and training goes on."""
     raw, record = load_run_info(run_dir)
     _check_resumable(run_dir, record.status, overrides)
-    config = build_config(apply_overrides(raw, overrides), f"{run_dir}/config.yaml")
+    config = validate_config(apply_overrides(raw, overrides), f"{run_dir}/config.yaml")
     dataset = load_dataset(config.data, config.seed, config.model.dtype)
     if dataset.fingerprint != record.data.get("fingerprint"):
         raise RunFolderError(f"{run_dir}: the data differs from what the run was trained on")
     check_compatible(config, dataset)
     streams = rng_streams(config.seed)
-    net = build_network(config, dataset, streams["init"], streams["dropout"])
+    net = network_for_dataset(config, dataset, streams["init"], streams["dropout"])
     engine = resumed_engine(run_dir, record)
     snapshot, restarted = _checkpoint_to_resume(run_dir, net)
     if restarted:
@@ -441,9 +441,9 @@ def _fit(
 def load_run_model(run_dir: Path, statuses: tuple[str, ...] = FINISHED) -> FinishedRun:
     """Rebuild a finished run (RunFolderError, one line, when its files do not allow it)."""
     raw, record = load_finished_run(run_dir, statuses)
-    config = build_config(raw, f"{run_dir}/config.yaml")
+    config = validate_config(raw, f"{run_dir}/config.yaml")
     dataset = load_dataset(config.data, config.seed, config.model.dtype)
-    net = build_network(config, dataset, np.random.default_rng(0))
+    net = network_for_dataset(config, dataset, np.random.default_rng(0))
     arrays = load_model_arrays(run_dir)
     for name, array in arrays.items():  # NaN weights would score as one class, silently
         if array.dtype.kind == "f" and not np.isfinite(array).all():
@@ -541,7 +541,7 @@ def gradcheck_experiment(
     dataset = load_dataset(config.data, config.seed, config.model.dtype)
     check_memory(config, dataset)  # a network too big for memory: one line, as train says
     rng = stream(config.seed, Stream.GRADCHECK)
-    net = build_network(config, dataset)
+    net = network_for_dataset(config, dataset)
     net.theta += rng.normal(0.0, 0.01, size=net.theta.size)
     n = len(dataset.y_train)
     pick = rng.choice(n, min(samples, n), replace=False)

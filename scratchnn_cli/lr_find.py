@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from scratchnn_cli.build import augmenter, checked_network, choose_run_engine, training_set
+from scratchnn_cli.assembly import augmenter, checked_network, choose_run_engine, training_set
 from scratchnn_cli.config import ExperimentConfig
 from scratchnn_cli.data import load_dataset
 from scratchnn_cli.errors import UserInputError
@@ -69,7 +69,7 @@ class LRFindResult:
     stop_reason: str
     start: float
     end: float
-    planned_updates: int
+    total_updates: int
     beta: float
     engine: str
     configured_lr: float
@@ -219,7 +219,7 @@ def lr_range_test(
         stop_reason=stop_reason,
         start=start,
         end=end,
-        planned_updates=n,
+        total_updates=n,
         beta=beta,
         engine=engine,
         configured_lr=config.train.lr,

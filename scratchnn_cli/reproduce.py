@@ -123,7 +123,7 @@ def _run_one(entry: dict[str, Any], configs_dir: Path, out_dir: Path) -> Row:
     return row
 
 
-def summary_markdown(rows: list[Row], title: str) -> str:
+def results_markdown(rows: list[Row], title: str) -> str:
     """The summary as a Markdown table."""
     lines = [
         f"# {title}",
@@ -214,7 +214,7 @@ def reproduce_all(
     stamp = datetime.now().strftime("%Y-%m-%d %H:%M")
     write_text(out_dir / "summary.csv", pd.DataFrame([asdict(r) for r in rows]).to_csv(index=False))
     write_text(
-        out_dir / "summary.md", summary_markdown(rows, f"Course assignment reproduced ({stamp})")
+        out_dir / "summary.md", results_markdown(rows, f"Course assignment reproduced ({stamp})")
     )
     console.print(reproduce_table(rows, console.width))
     console.print(

@@ -26,7 +26,7 @@ from helpers import (
     write_config,
 )
 
-from scratchnn_cli.config import build_config
+from scratchnn_cli.config import validate_config
 from scratchnn_cli.data import load_dataset
 
 
@@ -90,5 +90,5 @@ def layers_config(tmp_path: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def digits_dataset() -> Any:
-    config = build_config(digits_spec(["global_avgpool"]), "spec.yaml")
+    config = validate_config(digits_spec(["global_avgpool"]), "spec.yaml")
     return load_dataset(config.data, config.seed, config.model.dtype)

@@ -22,7 +22,7 @@ from typer.testing import CliRunner, Result
 
 import scratchnn_cli.training.loop as train_module
 from scratchnn_cli import runs
-from scratchnn_cli.build import build_network, rng_streams, training_set
+from scratchnn_cli.assembly import network_for_dataset, rng_streams, training_set
 from scratchnn_cli.cli import app
 from scratchnn_cli.config import ExperimentConfig
 from scratchnn_cli.data import Dataset, load_dataset
@@ -385,7 +385,7 @@ def fit(config: ExperimentConfig) -> Fit:
     the weights are copied at the end of every epoch."""
     dataset = load_dataset(config.data, config.seed)
     streams = rng_streams(config.seed)
-    net = build_network(config, dataset, streams["init"], streams["dropout"])
+    net = network_for_dataset(config, dataset, streams["init"], streams["dropout"])
     X, y = training_set(config, dataset)
     val = None if config.data.train_on == "train+val" else dataset.split("val")
     snapshots: list[list[np.ndarray]] = []
@@ -431,7 +431,7 @@ def tiny_net(
     dropout: float = 0.0,
     dropout_rng: np.random.Generator | None = None,
 ) -> Network:
-    return Network.build(
+    return Network.from_struct(
         3,
         [4],
         1,

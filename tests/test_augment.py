@@ -12,9 +12,9 @@ import sys
 import numpy as np
 import pytest
 
-from scratchnn_cli.build import augmenter as build_augmenter
-from scratchnn_cli.build import build_network, rng_streams, training_set
-from scratchnn_cli.config import build_config
+from scratchnn_cli.assembly import augmenter as spec_augmenter
+from scratchnn_cli.assembly import network_for_dataset, rng_streams, training_set
+from scratchnn_cli.config import validate_config
 from scratchnn_cli.data import load_dataset
 from scratchnn_cli.data.augment import (
     ERASE_AREA,
@@ -160,7 +160,7 @@ def test_augmenter_checks_its_settings() -> None:
 
 
 def test_built_from_the_config_section() -> None:
-    config = build_config({"data": {"dataset": "digits", "augment": ALL_ON}}, "spec.yaml")
+    config = validate_config({"data": {"dataset": "digits", "augment": ALL_ON}}, "spec.yaml")
     X = images()
     a = Augmenter(config.data.augment, (8, 8, 1), np.random.default_rng(5))(X)
     b = Augmenter(ALL_ON, (8, 8, 1), np.random.default_rng(5))(X)
@@ -377,11 +377,11 @@ def test_augmentation_examples_and_png(tmp_path) -> None:
 
 
 def config(augment) -> object:
-    return build_config({"data": {"dataset": "digits", "augment": augment}}, "spec.yaml")
+    return validate_config({"data": {"dataset": "digits", "augment": augment}}, "spec.yaml")
 
 
 def test_config_accepts_and_defaults() -> None:
-    assert build_config({"data": {"dataset": "digits"}}, "s").data.augment is None
+    assert validate_config({"data": {"dataset": "digits"}}, "s").data.augment is None
     section = config({"hflip": True, "shift": "3", "rotate": 10, "noise": 0.1, "erase": 0.5})
     assert section.data.augment.model_dump() == {
         "hflip": True,
@@ -390,7 +390,7 @@ def test_config_accepts_and_defaults() -> None:
         "noise": 0.1,
         "erase": 0.5,
     }
-    again = build_config(section.to_dict(), "resolved.yaml")  # the resolved config validates
+    again = validate_config(section.to_dict(), "resolved.yaml")  # the resolved config validates
     assert again.data.augment == section.data.augment
 
 
@@ -427,11 +427,11 @@ def test_config_errors_are_one_line(augment, message) -> None:
 
 def test_config_image_size_per_dataset() -> None:
     spec = {"dataset": "fashion-mnist", "augment": {"shift": 13}}
-    assert build_config({"data": spec}, "s").data.augment.shift == 13
+    assert validate_config({"data": spec}, "s").data.augment.shift == 13
     with pytest.raises(ConfigError, match=r"at most 13\)$"):
-        build_config({"data": {**spec, "augment": {"shift": 14}}}, "s")
+        validate_config({"data": {**spec, "augment": {"shift": 14}}}, "s")
     with pytest.raises(ConfigError, match="blobs400 is not an image dataset"):
-        build_config({"data": {"dataset": "blobs400", "augment": {"hflip": True}}}, "s")
+        validate_config({"data": {"dataset": "blobs400", "augment": {"hflip": True}}}, "s")
 
 
 def test_module_imports_no_network_training_runs_report_or_cli() -> None:
@@ -472,11 +472,11 @@ AUGMENTED_SPEC = {
 
 
 def augmented_run(resume_from=None, restore_augment: bool = True):
-    config = build_config(AUGMENTED_SPEC, "spec.yaml")
+    config = validate_config(AUGMENTED_SPEC, "spec.yaml")
     dataset = load_dataset(config.data, config.seed)
     streams = rng_streams(config.seed)
-    net = build_network(config, dataset, streams["init"], streams["dropout"])
-    augment = build_augmenter(config, dataset, streams["augment"])
+    net = network_for_dataset(config, dataset, streams["init"], streams["dropout"])
+    augment = spec_augmenter(config, dataset, streams["augment"])
     if resume_from is not None and not restore_augment:
         resume_from = type(resume_from)(**{**vars(resume_from), "augment_rng": None})
     snaps: list = []

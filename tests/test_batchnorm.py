@@ -24,8 +24,8 @@ from helpers import (
     run_folders,
 )
 
-import scratchnn_cli.build as build
-from scratchnn_cli.config import build_config
+import scratchnn_cli.assembly as assembly
+from scratchnn_cli.config import validate_config
 from scratchnn_cli.errors import ConfigError
 from scratchnn_cli.nn.layers import (
     BatchNorm,
@@ -209,10 +209,12 @@ def test_running_statistics_are_model_state_and_round_trip() -> None:
 
 def test_batchnorm_with_batches_of_one_is_refused(tmp_path: Path, digits_dataset: Any) -> None:
     layers = [{"type": "conv2d", "filters": 2, "kernel": 3}, {"type": "batchnorm"}, "flatten"]
-    config = build_config(digits_spec(layers, batch_size=1), "spec.yaml")
+    config = validate_config(digits_spec(layers, batch_size=1), "spec.yaml")
     with pytest.raises(ConfigError, match=r"batchnorm needs mini-batches \(train\.batch_size >= 2"):
-        build.check_compatible(config, digits_dataset)
-    build.check_compatible(build_config(digits_spec(layers, batch_size=2), "s"), digits_dataset)
+        assembly.check_compatible(config, digits_dataset)
+    assembly.check_compatible(
+        validate_config(digits_spec(layers, batch_size=2), "s"), digits_dataset
+    )
 
     path = tmp_path / "bn.yaml"
     path.write_text(yaml.safe_dump(digits_spec(layers, batch_size=1)), encoding="utf-8")

@@ -25,8 +25,8 @@ from helpers import (
     write_config,
 )
 
-from scratchnn_cli.build import check_compatible
-from scratchnn_cli.config import ExperimentConfig, build_config, load_config
+from scratchnn_cli.assembly import check_compatible
+from scratchnn_cli.config import ExperimentConfig, load_config, validate_config
 from scratchnn_cli.data import load_dataset
 from scratchnn_cli.errors import ConfigError
 from scratchnn_cli.experiment import run_experiment
@@ -308,7 +308,7 @@ def refused(train_section: dict[str, Any], match: str, **top: Any) -> str:
     """The message of the ConfigError the spec gets; it must match ``match`` (a regex)."""
     raw = {"data": {"dataset": "blobs400"}, "train": train_section, **top}
     with pytest.raises(ConfigError, match=match) as info:
-        build_config(raw, "spec.yaml")
+        validate_config(raw, "spec.yaml")
     return str(info.value)
 
 
@@ -341,10 +341,10 @@ def test_refuses_cosine_without_a_length() -> None:
     assert "train" in message and "lr_schedule.epochs" in message
     assert "train.max_epochs" in message
     # either length is enough
-    build_config(
+    validate_config(
         {"data": {"dataset": "blobs400"}, "train": {"lr_schedule": "cosine", "max_epochs": 5}}, "s"
     )
-    build_config(
+    validate_config(
         {
             "data": {"dataset": "blobs400"},
             "train": {"lr_schedule": {"name": "cosine", "epochs": 5}},

@@ -33,9 +33,9 @@ from helpers import (
     run_folders,
 )
 
-import scratchnn_cli.build as build
+import scratchnn_cli.assembly as assembly
 import scratchnn_cli.experiment as experiment
-from scratchnn_cli.config import build_config
+from scratchnn_cli.config import validate_config
 from scratchnn_cli.data import load_dataset
 from scratchnn_cli.errors import ConfigError
 from scratchnn_cli.nn.layers import (
@@ -339,8 +339,8 @@ NOT_FLAT = [{"type": "conv2d", "filters": 4, "kernel": 3}, "relu"]
 
 def test_a_non_flat_last_layer_is_a_config_error(digits_dataset: Any) -> None:
     """The same line whether the network is built or only sized (one path: network_for)."""
-    config = build_config(digits_spec(NOT_FLAT), "spec.yaml")
-    for refuse in (build.build_network, build.check_memory):
+    config = validate_config(digits_spec(NOT_FLAT), "spec.yaml")
+    for refuse in (assembly.network_for_dataset, assembly.check_memory):
         with pytest.raises(
             ConfigError,
             match=r"^model\.layers: the last layer gives \(6, 6, 4\) per sample; the output "
@@ -350,22 +350,24 @@ def test_a_non_flat_last_layer_is_a_config_error(digits_dataset: Any) -> None:
 
 
 def test_image_layer_errors_through_the_experiment(digits_dataset: Any) -> None:
-    big = build_config(digits_spec([{"type": "conv2d", "filters": 2, "kernel": 9}, "flatten"]), "s")
+    big = validate_config(
+        digits_spec([{"type": "conv2d", "filters": 2, "kernel": 9}, "flatten"]), "s"
+    )
     with pytest.raises(
         ConfigError, match=r"^model\.layers: conv2d: the height of the window \(9\) is larger"
     ):
-        build.check_memory(big, digits_dataset)
-    untiled = build_config(digits_spec([{"type": "maxpool2d", "size": 3}, "flatten"]), "s")
+        assembly.check_memory(big, digits_dataset)
+    untiled = validate_config(digits_spec([{"type": "maxpool2d", "size": 3}, "flatten"]), "s")
     with pytest.raises(ConfigError, match=r"^model\.layers: maxpool2d: windows of 3 at stride 3"):
-        build.build_network(untiled, digits_dataset)
-    tabular = build_config(
+        assembly.network_for_dataset(untiled, digits_dataset)
+    tabular = validate_config(
         {"data": {"dataset": "blobs400"}, "model": {"layers": ["global_avgpool"]}}, "s"
     )
     blobs = load_dataset(tabular.data, tabular.seed, tabular.model.dtype)
     with pytest.raises(
         ConfigError, match=r"^model\.layers: global_avgpool needs images, but blobs400 is tabular"
     ):
-        build.build_network(tabular, blobs)
+        assembly.network_for_dataset(tabular, blobs)
 
 
 def test_cli_refuses_a_non_flat_last_layer(tmp_path: Path) -> None:

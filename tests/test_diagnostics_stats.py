@@ -61,7 +61,7 @@ def central_difference(f, arrays: list[np.ndarray], which: int, h: float = 1e-6)
 
 def test_norms_gradients_and_update_ratio_match_a_direct_computation() -> None:
     rng = np.random.default_rng(0)
-    net = Network.build(3, [4], 3, "tanh", "softmax", rng=rng, sigma=0.7)
+    net = Network.from_struct(3, [4], 3, "tanh", "softmax", rng=rng, sigma=0.7)
     X, y = rng.normal(size=(7, 3)), np.array([0, 1, 2, 0, 1, 2, 2])
     arrays = [net.layers[0].W.copy(), net.layers[0].b.copy()]
     arrays += [net.layers[2].W.copy(), net.layers[2].b.copy()]
@@ -126,7 +126,7 @@ def test_flat_rows_of_an_image_network_give_the_same_statistics() -> None:
 
 
 def test_update_ratio_is_none_for_zero_weights() -> None:
-    net = Network.build(2, [3], 1, rng=np.random.default_rng(0), sigma=0.0)  # W = b = 0
+    net = Network.from_struct(2, [3], 1, rng=np.random.default_rng(0), sigma=0.0)  # W = b = 0
     _, rows = probe_statistics(net, np.ones((4, 2)), np.ones((4, 1)), 0.1)
     assert rows[0].weight_norm == 0.0 and rows[0].update_ratio is None
 
@@ -193,13 +193,15 @@ def test_dead_on_images_counts_each_entry_of_a_sample() -> None:
 
 @pytest.mark.parametrize("mu", [0.0, 0.3])
 def test_equal_initial_weights_make_every_unit_a_twin(mu: float) -> None:
-    net = Network.build(3, [5], 4, "tanh", "softmax", rng=np.random.default_rng(0), mu=mu, sigma=0)
+    net = Network.from_struct(
+        3, [5], 4, "tanh", "softmax", rng=np.random.default_rng(0), mu=mu, sigma=0
+    )
     _, rows = probe_statistics(net, np.ones((2, 3)), one_hot(np.array([0, 1]), 4), 0.1)
     assert (rows[0].twins, rows[2].twins) == (1.0, 1.0)
 
 
 def test_random_weights_have_no_twins_and_one_unit_has_none() -> None:
-    net = Network.build(3, [5], 1, rng=np.random.default_rng(0), sigma=0.5)
+    net = Network.from_struct(3, [5], 1, rng=np.random.default_rng(0), sigma=0.5)
     _, rows = probe_statistics(net, np.ones((2, 3)), np.ones((2, 1)), 0.1)
     assert rows[0].twins == 0.0
     assert rows[2].twins is None  # the sigmoid output: one unit
@@ -209,7 +211,7 @@ def test_random_weights_have_no_twins_and_one_unit_has_none() -> None:
     ("scale", "expected"), [(1.0, 0.4), (1 + 1e-5, 0.4), (1 + 1e-2, 0.0)]
 )  # fmt: skip
 def test_copied_units_are_twins_within_the_tolerance(scale: float, expected: float) -> None:
-    net = Network.build(3, [5], 1, rng=np.random.default_rng(0), sigma=0.5)
+    net = Network.from_struct(3, [5], 1, rng=np.random.default_rng(0), sigma=0.5)
     dense = net.layers[0]
     dense.W[:, 3] = dense.W[:, 1] * scale
     dense.b[3] = dense.b[1] * scale
@@ -220,7 +222,7 @@ def test_copied_units_are_twins_within_the_tolerance(scale: float, expected: flo
 @pytest.mark.parametrize("block_entries", [300 * 7, diag.TWIN_BLOCK_ENTRIES])
 def test_twins_in_blocks_of_a_wide_layer(block_entries: int, monkeypatch) -> None:
     monkeypatch.setattr(diag, "TWIN_BLOCK_ENTRIES", block_entries)  # 7 rows a block, or one
-    net = Network.build(4, [300], 1, rng=np.random.default_rng(0), sigma=0.5)
+    net = Network.from_struct(4, [300], 1, rng=np.random.default_rng(0), sigma=0.5)
     dense = net.layers[0]
     dense.W[:, 299], dense.b[299] = dense.W[:, 3], dense.b[3]  # in different blocks
     _, rows = probe_statistics(net, np.ones((2, 4)), np.ones((2, 1)), 0.1)
@@ -228,7 +230,7 @@ def test_twins_in_blocks_of_a_wide_layer(block_entries: int, monkeypatch) -> Non
 
 
 def test_twins_skip_layers_too_costly() -> None:
-    net = Network.build(1, [40_000], 1, rng=np.random.default_rng(0), sigma=0)  # 3.2e9 > 2^31
+    net = Network.from_struct(1, [40_000], 1, rng=np.random.default_rng(0), sigma=0)  # 3.2e9 > 2^31
     _, rows = probe_statistics(net, np.ones((2, 1)), np.ones((2, 1)), 0.1)
     assert rows[0].twins is None and rows[0].weight_norm == 0.0
 
@@ -248,13 +250,13 @@ def test_initial_cost_reference_is_ln_k() -> None:
 def test_small_initial_weights_start_at_ln_k(output: str, k: int, ln_k: float) -> None:
     rng = np.random.default_rng(0)
     n_out = k if output == "softmax" else 1
-    net = Network.build(5, [8], n_out, "tanh", output, rng=rng, sigma=1e-4)
+    net = Network.from_struct(5, [8], n_out, "tanh", output, rng=rng, sigma=1e-4)
     y = rng.integers(0, k, size=64)
     cost, _ = probe_statistics(
         net, rng.normal(size=(64, 5)), net.loss.targets(y, k, np.float64), 0.1
     )
     assert cost == pytest.approx(ln_k, abs=1e-3)
-    big = Network.build(5, [8], n_out, "tanh", output, rng=rng, sigma=3.0)
+    big = Network.from_struct(5, [8], n_out, "tanh", output, rng=rng, sigma=3.0)
     cost, _ = probe_statistics(
         big, rng.normal(size=(64, 5)), net.loss.targets(y, k, np.float64), 0.1
     )
@@ -262,14 +264,14 @@ def test_small_initial_weights_start_at_ln_k(output: str, k: int, ln_k: float) -
 
 
 def test_targets_of_another_shape_are_refused() -> None:
-    net = Network.build(2, [3], 1, rng=np.random.default_rng(0))
+    net = Network.from_struct(2, [3], 1, rng=np.random.default_rng(0))
     with pytest.raises(ValueError, match="shape"):
         probe_statistics(net, np.ones((4, 2)), np.ones(4), 0.1)  # labels (4,), not (4, 1)
 
 
 @pytest.mark.parametrize("value", [1e200, np.inf, np.nan])
 def test_diverged_weights_give_inf_or_nan_and_no_warning(value: float) -> None:
-    net = Network.build(3, [4], 3, "tanh", "softmax", rng=np.random.default_rng(0))
+    net = Network.from_struct(3, [4], 3, "tanh", "softmax", rng=np.random.default_rng(0))
     net.layers[0].W[0] = value
     with warnings.catch_warnings():
         warnings.simplefilter("error")

@@ -33,7 +33,7 @@ def dropout_layers(net: Network) -> list[Dropout]:
 
 def test_dropout_is_off_at_evaluation() -> None:
     def build(dropout: float) -> Network:
-        return Network.build(
+        return Network.from_struct(
             5,
             [30, 20],
             3,
@@ -62,7 +62,7 @@ def test_dropout_is_off_at_evaluation() -> None:
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_dropout_masks_drop_at_rate_p_and_rescale(p: float, dtype: type) -> None:
     rng = np.random.default_rng(1)
-    net = Network.build(
+    net = Network.from_struct(
         20,
         [400, 300],
         2,
@@ -92,7 +92,7 @@ def test_dropout_masks_drop_at_rate_p_and_rescale(p: float, dtype: type) -> None
 
 def test_dropout_preserves_the_expected_output() -> None:
     rng = np.random.default_rng(4)
-    net = Network.build(
+    net = Network.from_struct(
         3,
         [50],
         2,
@@ -114,7 +114,7 @@ def test_dropout_preserves_the_expected_output() -> None:
 @pytest.mark.parametrize("activation", ["sigmoid", "tanh", "leaky_relu"])
 def test_gradient_with_a_fixed_dropout_mask_matches_finite_differences(activation: str) -> None:
     rng = np.random.default_rng(6)
-    net = Network.build(4, [6, 5], 3, activation, "softmax", rng=rng, sigma=0.8, dropout=0.4)
+    net = Network.from_struct(4, [6, 5], 3, activation, "softmax", rng=rng, sigma=0.8, dropout=0.4)
     X = rng.normal(size=(5, 4))
     Y = net.loss.targets(np.array([0, 1, 2, 0, 1]), 3, np.float64)
 

@@ -53,7 +53,7 @@ def fit(
     """A 2-4-3-k network trained by ``engine``; (net, result, the last epoch's logits)."""
     K = 3 if output == "softmax" else 2
     X, y = rings(K)
-    net = Network.build(
+    net = Network.from_struct(
         2,
         [4, 3],
         K if output == "softmax" else 1,
@@ -89,7 +89,7 @@ def assert_close(a: np.ndarray, b: np.ndarray, rtol: float = 1e-12) -> None:
 def assert_engines_agree(**kwargs: object) -> None:
     net_np, result_np, Z_np = fit("numpy", **kwargs)
     net_c, result_c, Z_c = fit("compiled", **kwargs)
-    start = Network.build(2, [4, 3], 1, rng=np.random.default_rng(1)).theta
+    start = Network.from_struct(2, [4, 3], 1, rng=np.random.default_rng(1)).theta
     assert np.max(np.abs(net_np.theta[: start.size] - start)) > 0.05  # it trained
     assert_close(net_np.theta, net_c.theta)
     assert_close(Z_np, Z_c)
@@ -152,7 +152,7 @@ def test_resuming_a_compiled_run_gives_the_bits_of_an_unbroken_one() -> None:
     cfg = TrainConfig(lr=0.001, eps=0.0, max_epochs=8, optimizer={"name": "adam"})
 
     def fresh() -> Network:
-        return Network.build(2, [4], 1, activation="tanh", rng=np.random.default_rng(1))
+        return Network.from_struct(2, [4], 1, activation="tanh", rng=np.random.default_rng(1))
 
     snapshots: list[Snapshot] = []
     whole = fresh()

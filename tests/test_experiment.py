@@ -27,7 +27,7 @@ from helpers import (
 )
 
 from scratchnn_cli import runs
-from scratchnn_cli.build import build_network
+from scratchnn_cli.assembly import network_for_dataset
 from scratchnn_cli.config import load_config
 from scratchnn_cli.data import load_dataset
 
@@ -257,7 +257,7 @@ def test_a_diverged_run_can_be_evaluated(tmp_path: Path) -> None:
     assert evaluation["confusion_matrix"] == recorded["confusion_matrix"]
     config = load_config(run_dir / "config.yaml")
     dataset = load_dataset(config.data, config.seed)
-    fresh = build_network(config, dataset, np.random.default_rng([config.seed, 2]))
+    fresh = network_for_dataset(config, dataset, np.random.default_rng([config.seed, 2]))
     with np.load(run_dir / "model.npz") as model:
         for key, value in fresh.state().items():
             np.testing.assert_array_equal(model[key], value, err_msg=key)

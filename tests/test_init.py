@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from helpers import make_config
 
-from scratchnn_cli.build import build_network
+from scratchnn_cli.assembly import network_for_dataset
 from scratchnn_cli.data import load_dataset
 from scratchnn_cli.nn.init import init_dense
 
@@ -34,7 +34,7 @@ def test_init_from_the_config_reaches_the_network() -> None:
     dataset = load_dataset(make_config("digits").data, 0)
     for init, expected in (("xavier", math.sqrt(2 / (64 + 300))), ("he", math.sqrt(2 / 64))):
         config = make_config("digits", 0, {"struct": [300], "init": init, "dtype": "float32"})
-        net = build_network(config, dataset, np.random.default_rng(0))
+        net = network_for_dataset(config, dataset, np.random.default_rng(0))
         W0, b0 = net.layers[0].W, net.layers[0].b
         assert W0.dtype == np.float32
         assert float(W0.std()) == pytest.approx(expected, rel=0.03)

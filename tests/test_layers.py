@@ -13,8 +13,8 @@ import pytest
 import yaml
 from helpers import SMALL_CONFIG, invoke, numeric_grad
 
-from scratchnn_cli.build import build_network, rng_streams, training_set
-from scratchnn_cli.config import build_config
+from scratchnn_cli.assembly import network_for_dataset, rng_streams, training_set
+from scratchnn_cli.config import validate_config
 from scratchnn_cli.config.schema import LAYER_SPECS
 from scratchnn_cli.data import load_dataset
 from scratchnn_cli.errors import ConfigError
@@ -37,13 +37,13 @@ def config_of(model: dict, **train_keys: object) -> object:
         "model": model,
         "train": {"lr": 0.05, "eps": 0, "max_epochs": 6, **train_keys},
     }
-    return build_config(raw, "spec.yaml")
+    return validate_config(raw, "spec.yaml")
 
 
 def fit(config: object) -> tuple[Network, list[float]]:
     dataset = load_dataset(config.data, config.seed, config.model.dtype)
     streams = rng_streams(config.seed)
-    net = build_network(config, dataset, streams["init"], streams["dropout"])
+    net = network_for_dataset(config, dataset, streams["init"], streams["dropout"])
     X, y = training_set(config, dataset)
     result = train(
         net, X, y, dataset.n_classes, config.train, streams["sampling"], dataset.split("val")
@@ -112,7 +112,7 @@ def test_resolved_config_keeps_the_form_it_was_given(tmp_path: Path) -> None:
     assert not {"struct", "activation", "dropout"} & set(written)
     assert "layers" not in config_of({"struct": [3]}).to_dict()["model"]
     # and the written form validates again into the same network
-    again = build_config({**config.to_dict()}, "again.yaml")
+    again = validate_config({**config.to_dict()}, "again.yaml")
     assert again.model.layer_specs() == config.model.layer_specs()
 
 
@@ -216,7 +216,7 @@ def test_a_dense_layer_on_image_shaped_input_needs_flatten() -> None:
 
 
 def test_every_parameter_is_a_view_into_theta() -> None:
-    net = Network.build(3, [4, 2], 1, "tanh", rng=np.random.default_rng(0))
+    net = Network.from_struct(3, [4, 2], 1, "tanh", rng=np.random.default_rng(0))
     assert net.theta.size == (3 * 4 + 4) + (4 * 2 + 2) + (2 * 1 + 1)
     for p, g in zip(net.params(), net.grads(), strict=True):
         assert np.shares_memory(p, net.theta) and np.shares_memory(g, net.dtheta)
@@ -235,14 +235,14 @@ def test_a_layer_belongs_to_one_network() -> None:
 
 
 def test_forward_casts_input_to_the_network_dtype() -> None:
-    net = Network.build(3, [4], 1, rng=np.random.default_rng(0), dtype=np.float32)
+    net = Network.from_struct(3, [4], 1, rng=np.random.default_rng(0), dtype=np.float32)
     X = np.random.default_rng(1).normal(size=(5, 3))  # float64
     assert net.forward(X).dtype == np.float32
     assert net.predict_proba(X).dtype == np.float32
 
 
 def test_float32_models_hold_float32_data() -> None:
-    config = build_config(
+    config = validate_config(
         yaml.safe_load(SMALL_CONFIG.format(name="f32", max_iterations=10)), "spec.yaml"
     )
     config.model.dtype = "float32"
@@ -388,7 +388,7 @@ def test_resume_with_restore_best_false_keeps_the_last_weights() -> None:
 
     def run(cfg, resume_from=None):
         streams = rng_streams(config.seed)
-        net = build_network(config, dataset, streams["init"], streams["dropout"])
+        net = network_for_dataset(config, dataset, streams["init"], streams["dropout"])
         snaps: list = []
         weights: list = []
         hooks = Hooks(lambda r: weights.append(net.theta.copy()), snaps.append, 1)
@@ -427,7 +427,7 @@ def test_runs_of_the_previous_version_are_reproduced_bit_for_bit(
     shutil.copy(FIXTURES / spec, tmp_path / spec)
     raw = yaml.safe_load((tmp_path / spec).read_text())
     raw.setdefault("train", {})["engine"] = "numpy"
-    outcome = run_experiment(build_config(raw, spec), tmp_path / "runs")
+    outcome = run_experiment(validate_config(raw, spec), tmp_path / "runs")
     with (
         np.load(FIXTURES / folder / "model.npz") as old,
         np.load(outcome.run_dir / "model.npz") as new,

@@ -17,8 +17,8 @@ import pytest
 import yaml
 from helpers import assert_one_line_error, invoke
 
-from scratchnn_cli.build import build_network, training_set
-from scratchnn_cli.config import ExperimentConfig, build_config, load_config
+from scratchnn_cli.assembly import network_for_dataset, training_set
+from scratchnn_cli.config import ExperimentConfig, load_config, validate_config
 from scratchnn_cli.data import load_dataset
 from scratchnn_cli.errors import UserInputError
 from scratchnn_cli.lr_find import (
@@ -53,7 +53,7 @@ def tiny(dropout: float = 0.0, **train: object) -> ExperimentConfig:
     raw = yaml.safe_load(TINY)
     raw["train"].update(train)
     raw["model"]["dropout"] = dropout
-    return build_config(raw, "tiny")
+    return validate_config(raw, "tiny")
 
 
 # --------------------------------------------------------------------------- the pieces
@@ -134,7 +134,7 @@ def test_tiny_network_diverges_at_large_rates_and_the_suggestion_is_below(engine
     assert result.engine == engine
     assert result.stopped_early, result.stop_reason
     assert "passed 4x its best" in result.stop_reason or "became" in result.stop_reason
-    assert len(result.lrs) < result.planned_updates == default_updates(8)
+    assert len(result.lrs) < result.total_updates == default_updates(8)
     assert result.suggested is not None, result.why
     lowest = result.lrs[int(np.argmin(result.smoothed))]
     assert result.suggested < lowest < result.lrs[-1]  # below the lowest cost, below the blow-up
@@ -155,7 +155,7 @@ def test_the_first_cost_is_the_initial_network_on_training_s_first_batch() -> No
     config = load_config(ROOT / "configs" / "circles_modern.yaml", ["train.engine=numpy"])
     dataset = load_dataset(config.data, config.seed, config.model.dtype)
     X, y = training_set(config, dataset)
-    net = build_network(config, dataset)
+    net = network_for_dataset(config, dataset)
     first = stream(config.seed, Stream.SAMPLING).permutation(len(y))[:16]
     Y = net.loss.targets(y[first], dataset.n_classes, net.dtype)
     expected = net.loss.cost(net.forward(X[first], True), Y)

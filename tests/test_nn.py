@@ -280,7 +280,7 @@ def _network_for_grad_check(
     n_outputs = 1 if output == "sigmoid" else k
     for seed in range(100):
         rng = np.random.default_rng([seed, len(struct), m])
-        net = Network.build(
+        net = Network.from_struct(
             n_features, struct, n_outputs, activation=activation, output=output, rng=rng, sigma=1.0
         )
         X = rng.normal(size=(m, n_features))
@@ -320,7 +320,7 @@ def test_network_gradients_match_finite_differences(
 def test_float32_network_gradients_agree_with_float64(output: str) -> None:
     n_outputs = 1 if output == "sigmoid" else 3
     nets = {
-        dtype: Network.build(
+        dtype: Network.from_struct(
             4, [5, 3], n_outputs, "tanh", output, rng=np.random.default_rng(7), dtype=dtype
         )
         for dtype in (np.float64, np.float32)
@@ -340,7 +340,7 @@ def test_float32_network_gradients_agree_with_float64(output: str) -> None:
 
 
 def test_network_sizes_and_predictions() -> None:
-    net = Network.build(3, [4, 2], 5, "relu", "softmax", rng=np.random.default_rng(0))
+    net = Network.from_struct(3, [4, 2], 5, "relu", "softmax", rng=np.random.default_rng(0))
     assert net.sizes == [3, 4, 2, 5]
     assert [p.shape for p in net.params()] == [(3, 4), (4,), (4, 2), (2,), (2, 5), (5,)]
     X = np.random.default_rng(1).normal(size=(10, 3))
@@ -348,14 +348,14 @@ def test_network_sizes_and_predictions() -> None:
     np.testing.assert_allclose(P.sum(axis=1), 1.0)
     np.testing.assert_array_equal(net.predict(X), P.argmax(axis=1))
 
-    binary = Network.build(3, [], 1, output="sigmoid", rng=np.random.default_rng(0))
+    binary = Network.from_struct(3, [], 1, output="sigmoid", rng=np.random.default_rng(0))
     p = binary.predict_proba(X)
     assert p.shape == (10, 1)
     np.testing.assert_array_equal(binary.predict(X), (p[:, 0] > 0.5).astype(int))
 
 
 def test_init_weights_follow_mu_and_sigma() -> None:
-    net = Network.build(
+    net = Network.from_struct(
         200, [300], 1, rng=np.random.default_rng(0), mu=0.5, sigma=2.0, dtype=np.float32
     )
     W = net.layers[0].W
@@ -368,8 +368,8 @@ def test_init_weights_follow_mu_and_sigma() -> None:
 
 
 def test_state_load_state_round_trip(tmp_path: Path) -> None:
-    source = Network.build(3, [4, 2], 3, "tanh", "softmax", rng=np.random.default_rng(1))
-    target = Network.build(3, [4, 2], 3, "tanh", "softmax", rng=np.random.default_rng(2))
+    source = Network.from_struct(3, [4, 2], 3, "tanh", "softmax", rng=np.random.default_rng(1))
+    target = Network.from_struct(3, [4, 2], 3, "tanh", "softmax", rng=np.random.default_rng(2))
     X = np.random.default_rng(3).normal(size=(5, 3))
     assert not np.allclose(source.forward(X), target.forward(X))
 
@@ -391,7 +391,7 @@ def test_state_load_state_round_trip(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("key", ["W0", "b1"])
 def test_load_state_with_a_wrong_shape_raises(key: str) -> None:
-    net = Network.build(3, [4], 1, rng=np.random.default_rng(0))
+    net = Network.from_struct(3, [4], 1, rng=np.random.default_rng(0))
     state = {k: v.copy() for k, v in net.state().items()}
     state[key] = np.zeros(state[key].shape + (2,))
     with pytest.raises(ValueError, match=key):
@@ -400,7 +400,7 @@ def test_load_state_with_a_wrong_shape_raises(key: str) -> None:
 
 def test_build_without_rng_raises() -> None:
     with pytest.raises(ValueError, match="rng"):
-        Network.build(3, [4], 1)
+        Network.from_struct(3, [4], 1)
 
 
 # --------------------------------------------------------------------------- optimizer
@@ -421,7 +421,7 @@ def test_sgd_step_is_theta_minus_lr_times_gradient() -> None:
 
 
 def test_sgd_updates_the_network_weights_in_place() -> None:
-    net = Network.build(2, [3], 1, rng=np.random.default_rng(0))
+    net = Network.from_struct(2, [3], 1, rng=np.random.default_rng(0))
     before = [p.copy() for p in net.params()]
     X, Y = np.array([[0.5, -1.0]]), np.array([[1.0]])
     net.backward(net.loss.dZ(net.forward(X), Y))
@@ -430,5 +430,5 @@ def test_sgd_updates_the_network_weights_in_place() -> None:
     for p, b, g in zip(net.params(), before, grads, strict=True):
         np.testing.assert_array_equal(p, b - 0.1 * g)
     assert net.cost(X, Y) < BinaryCrossEntropy().cost(
-        Network.build(2, [3], 1, rng=np.random.default_rng(0)).forward(X), Y
+        Network.from_struct(2, [3], 1, rng=np.random.default_rng(0)).forward(X), Y
     )

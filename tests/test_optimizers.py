@@ -19,7 +19,7 @@ from helpers import (
 )
 from sklearn.neural_network._stochastic_optimizers import AdamOptimizer, SGDOptimizer
 
-from scratchnn_cli.config import build_config
+from scratchnn_cli.config import validate_config
 from scratchnn_cli.nn.optim.optimizers import (
     OPTIMIZERS,
     SGD,
@@ -537,7 +537,7 @@ def test_optimizer_hyper_parameters_from_the_config_reach_the_optimizer(
         "train": {"lr": 0.01, "max_epochs": 1, "batch_size": 50, "optimizer": {"name": name}},
     }
     raw["train"]["optimizer"].update(HYPERS[name])
-    config = build_config(raw, "test")
+    config = validate_config(raw, "test")
     made = capture_optimizer(monkeypatch)
     tuned = fit(config)
     assert len(made) == 1
@@ -545,7 +545,7 @@ def test_optimizer_hyper_parameters_from_the_config_reach_the_optimizer(
         assert getattr(made[0], key) == value, key
     # and they change the run: the rule's defaults give other weights
     raw["train"]["optimizer"] = {"name": name}
-    default = fit(build_config(raw, "test"))
+    default = fit(validate_config(raw, "test"))
     assert not all(
         np.array_equal(a, b)
         for a, b in zip(weights_of(tuned.net), weights_of(default.net), strict=True)
@@ -556,7 +556,7 @@ def test_optimizer_given_by_name_only_uses_the_rule_defaults(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     made = capture_optimizer(monkeypatch)
-    config = build_config(
+    config = validate_config(
         {
             "data": {"dataset": "blobs400"},
             "train": {"optimizer": "adam", "max_epochs": 1, "batch_size": 100},

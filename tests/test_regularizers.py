@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from helpers import assert_grad_close, fit, make_config, numeric_grad, weights_of
 
-from scratchnn_cli.build import build_network, rng_streams
+from scratchnn_cli.assembly import network_for_dataset, rng_streams
 from scratchnn_cli.config import TrainConfig
 from scratchnn_cli.nn import Network
 from scratchnn_cli.nn.regularizers import add_penalty_gradient, penalty
@@ -59,7 +59,7 @@ def test_gradient_is_added_to_the_data_gradient() -> None:
 
 
 def test_penalty_and_gradient_on_a_network() -> None:
-    net = Network.build(3, [4], 2, output="softmax", rng=np.random.default_rng(2))
+    net = Network.from_struct(3, [4], 2, output="softmax", rng=np.random.default_rng(2))
     params, grads = net.params(), net.grads()
     for g in grads:
         g[...] = 1.0
@@ -82,7 +82,7 @@ def _one_update(
     rng = np.random.default_rng(2)
     X = rng.normal(size=(8, 3))
     y = np.arange(8) % 2
-    net = Network.build(3, [4], 2, output="softmax", rng=rng, mu=0.5, sigma=1.0)
+    net = Network.from_struct(3, [4], 2, output="softmax", rng=rng, mu=0.5, sigma=1.0)
     before = [p.copy() for p in net.params()]
     cfg = TrainConfig(lr=0.1, eps=0, max_iterations=1, batch_size=batch_size, l1=l1, l2=l2)
     result = train(net, X, y, 2, cfg, np.random.default_rng(3))
@@ -170,7 +170,7 @@ def test_history_cost_is_data_cost_plus_penalty(l1: float, l2: float) -> None:
     net, dataset = result.net, result.dataset
     X, y = dataset.X_train, dataset.y_train
     Y = net.loss.targets(y, 2, net.dtype)
-    initial = weights_of(build_network(config, dataset, rng_streams(config.seed)["init"]))
+    initial = weights_of(network_for_dataset(config, dataset, rng_streams(config.seed)["init"]))
     starts = [initial, *result.snapshots[:-1]]
     for e, (record, start, end) in enumerate(
         zip(result.result.history, starts, result.snapshots, strict=True), start=1
@@ -220,7 +220,7 @@ def test_l1_drives_weights_towards_zero() -> None:
 def test_network_gradient_with_penalty_matches_finite_differences(output: str) -> None:
     rng = np.random.default_rng(3)
     m, k = 6, (2 if output == "sigmoid" else 3)
-    net = Network.build(
+    net = Network.from_struct(
         4, [5, 3], 1 if output == "sigmoid" else k, "tanh", output, rng=rng, sigma=0.7
     )
     X = rng.normal(size=(m, 4))

@@ -455,12 +455,12 @@ def test_a_run_writes_its_folder_in_three_kinds_of_batches(
     """The start (config.yaml, run.json), each checkpoint of the training (history.csv whole
     the first time, its new rows appended after, then checkpoint.npz), and the end: the final
     checkpoint with the results (history.csv whole again), run.json last."""
-    from scratchnn_cli.config import build_config
+    from scratchnn_cli.config import validate_config
 
     calls = _batches(monkeypatch)
     raw = yaml.safe_load(SMALL_CONFIG.format(name="batches", max_iterations=1000))
     raw["train"]["checkpoint_every"] = 2  # epochs 2 and 4 of 5
-    outcome = experiment.run_experiment(build_config(raw, "batches"), tmp_path, plots=False)
+    outcome = experiment.run_experiment(validate_config(raw, "batches"), tmp_path, plots=False)
     assert outcome.status == "completed"
     assert calls == [
         ["config.yaml", "run.json"],
@@ -477,7 +477,7 @@ def test_a_run_writes_its_folder_in_three_kinds_of_batches(
 def test_an_interrupted_run_writes_its_last_checkpoint_before_run_json(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from scratchnn_cli.config import build_config
+    from scratchnn_cli.config import validate_config
 
     real_train = experiment.train
 
@@ -493,7 +493,7 @@ def test_an_interrupted_run_writes_its_last_checkpoint_before_run_json(
     calls = _batches(monkeypatch)
     raw = yaml.safe_load(SMALL_CONFIG.format(name="stopped", max_iterations=10**6))
     with pytest.raises(KeyboardInterrupt):
-        experiment.run_experiment(build_config(raw, "stopped"), tmp_path, plots=False)
+        experiment.run_experiment(validate_config(raw, "stopped"), tmp_path, plots=False)
     assert calls[0] == ["config.yaml", "run.json"]
     assert calls[1] == ["history.csv", "checkpoint.npz", "run.json"]
     [run_dir] = [p for p in tmp_path.iterdir() if p.is_dir()]

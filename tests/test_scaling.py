@@ -24,7 +24,7 @@ from helpers import (
 from sklearn.datasets import load_digits
 from sklearn.preprocessing import MinMaxScaler, StandardScaler
 
-from scratchnn_cli.config import DataConfig, build_config
+from scratchnn_cli.config import DataConfig, validate_config
 from scratchnn_cli.data import Dataset, fit_scaling, load_dataset
 from scratchnn_cli.errors import ConfigError, DataError
 
@@ -185,7 +185,7 @@ def test_column_constant_in_train_only_stays_finite(method: str) -> None:
 
 def test_unknown_scale_is_one_config_error_line() -> None:
     with pytest.raises(ConfigError, match=r"data\.scale: Input should be 'none', 'standard'"):
-        build_config({"data": {"dataset": "blobs400", "scale": "zscore"}}, "spec.yaml")
+        validate_config({"data": {"dataset": "blobs400", "scale": "zscore"}}, "spec.yaml")
     with pytest.raises(ValueError, match="unknown scaling 'zscore'"):
         fit_scaling("zscore", np.zeros((2, 2)))
 
@@ -197,7 +197,7 @@ def test_old_run_folder_without_scale_loads_as_none() -> None:
     run_dir = LEGACY_RUNS / "gold_digits_f32"
     raw = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
     assert "scale" not in raw["data"]
-    config = build_config(raw, f"{run_dir}/config.yaml")
+    config = validate_config(raw, f"{run_dir}/config.yaml")
     assert config.data.scale == "none"
     recorded = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))["data"]
     for dtype in (np.float64, np.float32):

@@ -42,7 +42,7 @@ from helpers import (
 from rich.console import Console
 
 from scratchnn_cli import experiment
-from scratchnn_cli.config import build_config, load_config
+from scratchnn_cli.config import load_config, validate_config
 from scratchnn_cli.data import load_dataset
 from scratchnn_cli.data.splits import kfold_indices
 from scratchnn_cli.errors import RunFolderError, UserInputError
@@ -101,7 +101,7 @@ def test_grid_values_are_yaml_and_points_set_keys_like_set(tmp_path: Path) -> No
         (lr, tuple(s)) for lr in grid["train.lr"] for s in grid["model.struct"]
     }
     plan = plan_sweep(write(tmp_path), grid_options=["train.lr=0.5"])
-    config = build_config(point_spec(plan, {"train.lr": 0.01, "model.struct": [10, 5]}), "p")
+    config = validate_config(point_spec(plan, {"train.lr": 0.01, "model.struct": [10, 5]}), "p")
     assert config.train.lr == 0.01 and config.model.struct == [10, 5]
     assert config.model.sigma == 0.5  # the rest of the base spec stays
 
@@ -189,7 +189,7 @@ def test_folds_are_disjoint_stratified_and_cover_train_and_val(dataset: str) -> 
 
 
 def load_config_text(text: str) -> Any:
-    return build_config(yaml.safe_load(text), "test")
+    return validate_config(yaml.safe_load(text), "test")
 
 
 def rows(X: np.ndarray) -> set[tuple[float, ...]]:
@@ -200,10 +200,10 @@ def test_a_fold_beyond_the_folds_and_cv_with_train_on_train_val_are_refused() ->
     raw = yaml.safe_load(TINY)
     raw["data"]["cv"] = {"folds": 5, "fold": 5}
     with pytest.raises(Exception, match="fold 5"):
-        build_config(raw, "t")
+        validate_config(raw, "t")
     raw["data"].update(cv={"folds": 5, "fold": 1}, train_on="train+val")
     with pytest.raises(Exception, match="train_on: train"):
-        build_config(raw, "t")
+        validate_config(raw, "t")
 
 
 # --------------------------------------------------------------------------- whole sweeps
@@ -494,7 +494,7 @@ def test_a_sub_run_renders_nothing_for_its_console(
     monkeypatch.setattr(Console, "render", lambda self, *a, **k: rendered.append(a) or iter(()))
     spec = yaml.safe_load(TINY_SWEEP)
     spec["train"]["max_iterations"] = 300
-    result = sweep.run_task(sweep.Task(0, 0, build_config(spec, "quiet")), str(tmp_path))
+    result = sweep.run_task(sweep.Task(0, 0, validate_config(spec, "quiet")), str(tmp_path))
     assert result.status == "completed", result
     assert rendered == []
     run_dir = Path(result.run_dir or "")
@@ -585,7 +585,7 @@ def test_data_seed_fixes_the_split_while_the_run_seed_changes(tmp_path: Path) ->
     np.testing.assert_array_equal(rows(3, 0), rows(0, None))
     np.testing.assert_array_equal(rows(3, 0), rows(9, 0))
     assert not np.array_equal(rows(3, None), rows(0, None))
-    plain = build_config(yaml.safe_load(TINY_SWEEP), "tiny").to_dict()
+    plain = validate_config(yaml.safe_load(TINY_SWEEP), "tiny").to_dict()
     assert "seed" not in plain["data"]  # a run without data.seed writes the config.yaml it did
 
 
@@ -911,18 +911,18 @@ def sweep_outcome(cv: int | None, seeds: list[int] | None = None) -> tuple[Any, 
 
 
 def test_a_sweep_summary_without_cv_shows_no_spread() -> None:
-    from scratchnn_cli.sweep.files import summary_markdown
+    from scratchnn_cli.sweep.files import results_markdown
 
-    text = summary_markdown(*sweep_outcome(cv=None))
+    text = results_markdown(*sweep_outcome(cv=None))
     assert "±" not in text and "CV estimate" not in text and "| std |" not in text
     assert "train.lr=0.2: validation accuracy 0.9700 (best.yaml)" in text
     assert "| train seconds | status |" in text and "| 12.35 | completed |" in text
 
 
 def test_a_sweep_summary_with_cv_shows_the_spread_and_what_its_seconds_are() -> None:
-    from scratchnn_cli.sweep.files import summary_markdown
+    from scratchnn_cli.sweep.files import results_markdown
 
-    text = summary_markdown(*sweep_outcome(cv=3, seeds=[1, 2]))
+    text = results_markdown(*sweep_outcome(cv=3, seeds=[1, 2]))
     assert "CV estimate 0.9700 ± 0.0125 (best.yaml)" in text
     assert "standard deviation over 3 folds x 2 seeds" in text
     assert "| train seconds (sum over 6 sub-runs) | status |" in text

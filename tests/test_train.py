@@ -1,7 +1,7 @@
 """Tests for training.loop: learning on the built-ins, determinism, the stopping rules, the epoch
 cost, resuming after a Ctrl-C with identical weights, the assignment's single-sample SGD bit for
 bit, mini-batches and sampling, and both dtypes, through the same wiring run_experiment uses
-(load_dataset, build_network)."""
+(load_dataset, network_for_dataset)."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ from helpers import (
 from sklearn.linear_model import LogisticRegression
 
 from scratchnn_cli import runs
-from scratchnn_cli.build import build_network, rng_streams, training_set
+from scratchnn_cli.assembly import network_for_dataset, rng_streams, training_set
 from scratchnn_cli.config import ExperimentConfig, TrainConfig, load_config
 from scratchnn_cli.data import load_dataset
 from scratchnn_cli.nn.network import Network
@@ -109,7 +109,7 @@ def test_same_weights_different_sampling_seed_differ() -> None:
     dataset = load_dataset(config.data, config.seed)
     costs = []
     for sampling_seed in (10, 11):
-        net = build_network(config, dataset, np.random.default_rng(5))
+        net = network_for_dataset(config, dataset, np.random.default_rng(5))
         result = train(
             net,
             dataset.X_train,
@@ -218,7 +218,7 @@ def test_huge_lr_and_sigma_never_warn(
         assert len(r.history) == r.epochs - 1 == 0  # the diverged epoch is not recorded
         assert "diverged in epoch 1" in r.stop_reason
         # the weights went back to the initial ones: the accuracy is that of a fresh network
-        fresh = build_network(config, result.dataset, rng_streams(0)["init"])
+        fresh = network_for_dataset(config, result.dataset, rng_streams(0)["init"])
         assert accuracy == _accuracy_by_hand(fresh, X_test, y_test)
     elif stopped_by == "eps":
         assert "converged" in r.stop_reason
@@ -239,7 +239,7 @@ def test_divergence_restores_the_weights_of_the_last_good_epoch() -> None:
         max_iterations=2000,
     )
     dataset = load_dataset(config.data, config.seed)
-    net = build_network(config, dataset, np.random.default_rng(0))
+    net = network_for_dataset(config, dataset, np.random.default_rng(0))
     initial = _weights(net)
     result = train(net, dataset.X_train, dataset.y_train, 2, config.train, np.random.default_rng(1))
     assert result.stopped_by == "diverged"
@@ -293,7 +293,9 @@ def test_epoch_cost_is_the_mean_of_the_per_sample_costs_seen(output: str) -> Non
     N, k = 6, (2 if output == "sigmoid" else 3)
     X = rng.normal(size=(N, 2))
     y = np.arange(N) % k
-    net = Network.build(2, [], 1 if output == "sigmoid" else k, output=output, rng=rng, sigma=1.0)
+    net = Network.from_struct(
+        2, [], 1 if output == "sigmoid" else k, output=output, rng=rng, sigma=1.0
+    )
     W0, b0 = net.layers[0].W.copy(), net.layers[0].b.copy()
     cfg = TrainConfig(lr=0.3, eps=0, max_iterations=15)  # epochs of 6, 6 and a partial 3
     result = train(net, X, y, k, cfg, np.random.default_rng(123))
@@ -318,7 +320,7 @@ def test_train_does_not_modify_the_dataset() -> None:
     config = make_config("blobs400", 0, {"struct": [2]}, lr=0.1, max_iterations=400)
     dataset = load_dataset(config.data, config.seed)
     before = dataset.X_train.copy()
-    net = build_network(config, dataset, np.random.default_rng(0))
+    net = network_for_dataset(config, dataset, np.random.default_rng(0))
     train(net, dataset.X_train, dataset.y_train, 2, config.train, np.random.default_rng(0))
     np.testing.assert_array_equal(dataset.X_train, before)
 
@@ -381,7 +383,7 @@ def fit_resumable(
     """
     dataset = load_dataset(config.data, config.seed)
     streams = rng_streams(config.seed)
-    net = build_network(config, dataset, streams["init"], streams["dropout"])
+    net = network_for_dataset(config, dataset, streams["init"], streams["dropout"])
     X, y = training_set(config, dataset)
     checkpoints: list[Snapshot] = []
     forwards = 0
@@ -567,7 +569,7 @@ def test_defaults_reproduce_the_assignment_single_sample_sgd_bit_for_bit(
 
     # the trainer, wired as run_experiment wires it
     streams = rng_streams(config.seed)
-    net = build_network(config, dataset, streams["init"], streams["dropout"])
+    net = network_for_dataset(config, dataset, streams["init"], streams["dropout"])
     val = None if config.data.train_on == "train+val" else dataset.split("val")
     result = train(
         net, X, y, dataset.n_classes, default, streams["sampling"], validation=val, engine=engine
@@ -575,7 +577,7 @@ def test_defaults_reproduce_the_assignment_single_sample_sgd_bit_for_bit(
 
     # the reference loop, from the same seeds
     ref_streams = rng_streams(config.seed)
-    ref_net = build_network(config, dataset, ref_streams["init"])
+    ref_net = network_for_dataset(config, dataset, ref_streams["init"])
     Y = ref_net.loss.targets(y, dataset.n_classes, ref_net.dtype)
     ref_costs = reference_single_sample_sgd(
         ref_net, X, Y, cfg.lr, cfg.eps, cfg.max_iterations, ref_streams["sampling"]
@@ -628,7 +630,7 @@ def test_single_sample_sgd_with_hidden_layers_matches_the_notebook_loops(
     N = len(y)
     assert (N, steps % N) == (200, 0)  # whole epochs: the port draws an epoch at a time too
     streams = rng_streams(seed)
-    net = build_network(config, dataset, streams["init"])
+    net = network_for_dataset(config, dataset, streams["init"])
     kinds = [layer.kind for layer in net.layers]
     assert set(kinds) == {"dense", "sigmoid"} and net.loss.name == "sigmoid"  # what the port does
     assert net.sizes == [X.shape[1], *struct, 1]
@@ -727,14 +729,14 @@ def test_full_batch_is_one_plain_gradient_step_per_epoch() -> None:
     lr = 0.3
 
     # by hand: the whole-set gradient at the initial weights, one step W - lr dW
-    by_hand = build_network(config, dataset, np.random.default_rng(5))
+    by_hand = network_for_dataset(config, dataset, np.random.default_rng(5))
     Y = by_hand.loss.targets(y, 2, by_hand.dtype)
     Z = by_hand.forward(X)
     J0 = by_hand.loss.cost(Z, Y)
     by_hand.backward(by_hand.loss.dZ(Z, Y))
     expected = [p - lr * g for p, g in zip(by_hand.params(), by_hand.grads(), strict=True)]
 
-    net = build_network(config, dataset, np.random.default_rng(5))
+    net = network_for_dataset(config, dataset, np.random.default_rng(5))
     batches = record_batches(net)
     rng = np.random.default_rng(0)
     rng_state = rng.bit_generator.state

@@ -66,7 +66,7 @@ def lr_find(
     with layer_threads(threads), err.status(escape(doing)):
         result = lr_range_test(spec, start, end, updates)
     folder = _write_folder(runs_dir, spec, result)
-    ran = f"{len(result.lrs)} of {result.planned_updates} updates, {result.engine} engine"
+    ran = f"{len(result.lrs)} of {result.total_updates} updates, {result.engine} engine"
     err.print(f"{ran}: {result.stop_reason}", markup=False, highlight=False, soft_wrap=True)
     if result.suggested is None:
         say(f"no suggestion: {result.why}")
@@ -88,7 +88,7 @@ def _write_folder(runs_dir: Path, spec: ExperimentConfig, result: LRFindResult) 
     files = [
         ("config.yaml", yaml_bytes(spec.to_dict())),
         ("lr_find.csv", _curve_csv(result).encode()),
-        ("lr_find.json", json_bytes(_summary(result))),
+        ("lr_find.json", json_bytes(_result_fields(result))),
     ]
     try:
         title = f"{spec.name}: learning-rate range test"
@@ -119,7 +119,7 @@ def _curve_csv(result: LRFindResult) -> str:
     return text.getvalue()
 
 
-def _summary(result: LRFindResult) -> dict[str, object]:
+def _result_fields(result: LRFindResult) -> dict[str, object]:
     """lr_find.json: the suggestion and why, how the test ran and ended."""
     return {
         "suggested_lr": result.suggested,
@@ -127,7 +127,7 @@ def _summary(result: LRFindResult) -> dict[str, object]:
         "configured_lr": result.configured_lr,
         "start": result.start,
         "end": result.end,
-        "planned_updates": result.planned_updates,
+        "total_updates": result.total_updates,
         "smoothing_beta": result.beta,
         "updates": len(result.lrs),
         "stopped_early": result.stopped_early,

@@ -27,7 +27,7 @@ def summary(
     it (train.engine). Refuses (exit 2) a network too large to train in this machine's memory,
     and train.engine: compiled for a network it cannot run, as train does.
     """
-    from scratchnn_cli.build import summarize_network
+    from scratchnn_cli.assembly import summarize_network
     from scratchnn_cli.config import load_config
     from scratchnn_cli.report.tables import summary_table
 

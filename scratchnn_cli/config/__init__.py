@@ -3,7 +3,7 @@
 The YAML layout is a contract (other tools write these files); see README.md, section "The config".
 """
 
-from scratchnn_cli.config.load import build_config, load_config, read_yaml
+from scratchnn_cli.config.load import load_config, read_yaml, validate_config
 from scratchnn_cli.config.overrides import apply_overrides
 from scratchnn_cli.config.schema import (
     DataConfig,
@@ -18,7 +18,7 @@ __all__ = [
     "ModelConfig",
     "TrainConfig",
     "apply_overrides",
-    "build_config",
+    "validate_config",
     "load_config",
     "read_yaml",
 ]

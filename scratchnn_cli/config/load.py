@@ -91,7 +91,7 @@ def _locate_bad_value(text: str, path: Path) -> str:
     return f"{path}: invalid YAML value"
 
 
-def build_config(
+def validate_config(
     raw: dict[str, Any], source: str, default_name: str | None = None
 ) -> ExperimentConfig:
     """Validate a raw mapping into an :class:`ExperimentConfig` (``ConfigError`` on any problem)."""
@@ -110,4 +110,4 @@ def load_config(path: Path, overrides: list[str] | None = None) -> ExperimentCon
     raw = read_yaml(path)
     raw.pop("sweep", None)  # the grid of ``scratchnn sweep``: not part of one experiment
     raw = apply_overrides(raw, overrides or [])
-    return build_config(raw, str(path), default_name=path.stem)
+    return validate_config(raw, str(path), default_name=path.stem)

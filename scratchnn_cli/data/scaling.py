@@ -87,11 +87,11 @@ class Scaling:
             "constant_features": list(self.constant_features),
         }
         if self.method == "standard":
-            record["mean"] = _summary(self.scaler.mean_)
-            record["std"] = _summary(np.sqrt(self.scaler.var_))
+            record["mean"] = _statistics(self.scaler.mean_)
+            record["std"] = _statistics(np.sqrt(self.scaler.var_))
         else:
-            record["min"] = _summary(self.scaler.data_min_)
-            record["range"] = _summary(self.scaler.data_range_)
+            record["min"] = _statistics(self.scaler.data_min_)
+            record["range"] = _statistics(self.scaler.data_range_)
         return record
 
 
@@ -120,7 +120,7 @@ def nonfinite_columns(X: np.ndarray) -> list[int]:
     return [int(i) for i in np.flatnonzero(~finite)]
 
 
-def _summary(values: np.ndarray) -> dict[str, float]:
+def _statistics(values: np.ndarray) -> dict[str, float]:
     return {
         "min": float(np.min(values)),
         "mean": float(np.mean(values)),

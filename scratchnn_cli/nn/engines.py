@@ -34,7 +34,7 @@ class EngineError(ValueError):
     """``train.engine: compiled`` asked for a spec the compiled engine cannot run."""
 
 
-def dense_plan(layers: Sequence[Layer]) -> tuple[list[int], list[Activation | None]] | str:
+def dense_layout(layers: Sequence[Layer]) -> tuple[list[int], list[Activation | None]] | str:
     """(units of each dense layer, the activation after each hidden one, None for none) when
     ``layers`` are dense layers each followed by at most one element-wise activation; else why
     not (a phrase)."""
@@ -61,7 +61,7 @@ def compiled_unsupported(net: Network, optimizer: str, augments: bool = False) -
     phrase naming what it does not run), or None when it can."""
     if len(net.input_shape) != 1:
         return f"image input of shape {net.input_shape} (flat rows only)"
-    plan = dense_plan(net.layers)
+    plan = dense_layout(net.layers)
     if isinstance(plan, str):
         return f"the network has {plan}"
     if optimizer not in RULES:
@@ -132,7 +132,7 @@ class CompiledEpoch:
     def __init__(self, net: Network, optimizer: Optimizer, l1: float, l2: float) -> None:
         from scratchnn_cli.nn import compiled  # numba: imported only when this engine runs
 
-        plan = dense_plan(net.layers)  # choose_engine said it runs: a plan, not a reason
+        plan = dense_layout(net.layers)  # choose_engine said it runs: a plan, not a reason
         assert not isinstance(plan, str), plan
         units, acts = plan
         rule = next(name for name, cls in OPTIMIZERS.items() if type(optimizer) is cls)

@@ -32,7 +32,7 @@ class LayerSummary:
     params: int
 
 
-def plan(layers: Sequence[Layer], input_shape: Shape) -> list[Shape]:
+def output_shapes(layers: Sequence[Layer], input_shape: Shape) -> list[Shape]:
     """The output shape of each layer for samples of ``input_shape`` (builds the layers)."""
     shapes, shape = [], tuple(input_shape)
     for layer in layers:
@@ -58,7 +58,7 @@ class Network:
         self.layers = list(layers)
         self.loss = loss
         self.input_shape: Shape = (input_shape,) if isinstance(input_shape, int) else input_shape
-        plan(self.layers, self.input_shape)
+        output_shapes(self.layers, self.input_shape)
         shapes = [layer.param_shapes() for layer in self.layers]
         total = sum(math.prod(s) for layer_shapes in shapes for s in layer_shapes.values())
         self.theta = np.zeros(total, dtype=dtype)
@@ -91,8 +91,8 @@ class Network:
         """``layers``, then a dense output layer of ``n_outputs`` units, weights drawn from
         ``rng`` (required: no global random state), layer by layer in order.
 
-        A spec's network is made by ``scratchnn_cli.build.network_for`` (its one path from a
-        ``model`` section), which ends here; this and ``build`` serve code without a spec."""
+        A spec's network is made by ``scratchnn_cli.assembly.network_for`` (its one path from a
+        ``model`` section), which ends here; this and ``from_struct`` serve code without a spec."""
         if rng is None:
             raise ValueError(
                 "pass rng=np.random.default_rng(seed): scratchnn never uses global state"
@@ -103,7 +103,7 @@ class Network:
         return net
 
     @classmethod
-    def build(
+    def from_struct(
         cls,
         n_features: int,
         struct: Sequence[int],

@@ -39,7 +39,7 @@ import jinja2
 import numpy as np
 
 from scratchnn_cli import __version__
-from scratchnn_cli.build import training_set
+from scratchnn_cli.assembly import training_set
 from scratchnn_cli.config import ExperimentConfig
 from scratchnn_cli.data import Dataset
 from scratchnn_cli.diagnose import Evidence, Finding, diagnose, missing_evidence

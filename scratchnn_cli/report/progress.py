@@ -39,7 +39,7 @@ def sparkline(values: list[float], width: int = 24) -> str:
     return "".join(SPARK[min(7, int((v - lo) / span * 8))] for v in values)
 
 
-def planned_updates(cfg: TrainConfig, n_train: int) -> int:
+def total_updates(cfg: TrainConfig, n_train: int) -> int:
     """The most updates training can make: max_iterations, or max_epochs if that comes first."""
     batch = cfg.rows_per_update(n_train)
     if cfg.max_epochs is None:
@@ -178,7 +178,7 @@ class TrainingProgress:
         self, console: Console, cfg: TrainConfig, n_train: int, title: str, plain_every: float = 5.0
     ) -> None:
         self.console = console
-        self.total = planned_updates(cfg, n_train)
+        self.total = total_updates(cfg, n_train)
         self.title = title
         self.plain_every = plain_every
         self.quiet = console.quiet

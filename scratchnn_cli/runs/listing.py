@@ -43,7 +43,7 @@ def list_runs(runs_dir: Path) -> list[dict[str, Any]]:
     oldest first): run, status, test and val accuracy, stopped_by, age. A run.json that cannot
     be read, or does not fit ``RunRecord``, gives status "unreadable"."""
     now = datetime.now().timestamp()
-    return [_summary(folder, now) for folder in _run_folders(_folder(runs_dir))]
+    return [_listing_row(folder, now) for folder in _run_folders(_folder(runs_dir))]
 
 
 def run_groups(runs_dir: Path) -> list[RunGroup]:
@@ -86,7 +86,7 @@ def _status(folder: Path) -> tuple[RunRecord | None, str]:
     return record, record.status
 
 
-def _summary(folder: Path, now: float) -> dict[str, Any]:
+def _listing_row(folder: Path, now: float) -> dict[str, Any]:
     """The row of one run folder (``now``: the time of the listing, for the age)."""
     row: dict[str, Any] = {"run": folder.name, "status": "unreadable", "test": None, "val": None}
     row.update(stopped_by="", age=_age(now - (folder / "run.json").stat().st_mtime))

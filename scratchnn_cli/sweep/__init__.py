@@ -37,7 +37,7 @@ results, refit), ``files.py`` (results.csv, summary.md, sweep.png, best.yaml), `
 from scratchnn_cli.sweep.files import (
     RESULT_COLUMNS,
     results_frame,
-    summary_markdown,
+    results_markdown,
     write_sweep_files,
 )
 from scratchnn_cli.sweep.plan import (
@@ -86,7 +86,7 @@ __all__ = [
     "run_task",
     "sub_run_name",
     "sub_run_spec",
-    "summary_markdown",
+    "results_markdown",
     "sweep_section",
     "write_sweep_files",
 ]

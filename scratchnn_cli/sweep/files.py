@@ -37,7 +37,7 @@ def write_sweep_files(plan: SweepPlan, outcome: SweepResult) -> None:
     )
     if outcome.best is not None:
         write_yaml(sweep_dir / "best.yaml", best_spec(plan, plan.points[outcome.best.point]))
-    write_text(sweep_dir / "summary.md", summary_markdown(plan, outcome))
+    write_text(sweep_dir / "summary.md", results_markdown(plan, outcome))
 
 
 def _fmt(value: Any, digits: int = 4) -> str:
@@ -83,7 +83,7 @@ def seconds_column(plan: SweepPlan) -> str:
     return f"train seconds (sum over {plan.runs_per_point} sub-runs)"
 
 
-def summary_markdown(plan: SweepPlan, outcome: SweepResult) -> str:
+def results_markdown(plan: SweepPlan, outcome: SweepResult) -> str:
     how = f"{plan.cv}-fold stratified CV of train + val" if plan.cv else "the val split"
     if plan.seeds:
         how += (

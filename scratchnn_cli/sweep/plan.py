@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 from pydantic import TypeAdapter, ValidationError
 
-from scratchnn_cli.config import apply_overrides, build_config, read_yaml
+from scratchnn_cli.config import apply_overrides, read_yaml, validate_config
 from scratchnn_cli.config.overrides import SHOWN_CHARS
 from scratchnn_cli.config.schema import WholeNumber
 from scratchnn_cli.errors import ConfigError, RunFolderError, UserInputError, one_line
@@ -304,7 +304,7 @@ def plan_sweep(
     raw = read_yaml(config_path)
     section = sweep_section(raw.pop("sweep", None), str(config_path))
     raw = apply_overrides(raw, overrides or [])
-    config = build_config(copy.deepcopy(raw), str(config_path), default_name=config_path.stem)
+    config = validate_config(copy.deepcopy(raw), str(config_path), default_name=config_path.stem)
     grid = _check_grid({**section.get("grid", {}), **parse_grid_option(grid_options or [])})
     _refuse_repeated_values(grid)
     random = _count(random if random is not None else section.get("random"), "random", 1)

@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 from rich.console import Console
 
-from scratchnn_cli.build import check_compatible, check_memory, data_key
-from scratchnn_cli.config import ExperimentConfig, build_config
+from scratchnn_cli.assembly import check_compatible, check_memory, data_key
+from scratchnn_cli.config import ExperimentConfig, validate_config
 from scratchnn_cli.data import Dataset, load_dataset
 from scratchnn_cli.errors import ConfigError, Interrupted, UserInputError, one_line
 from scratchnn_cli.report.progress import SweepProgress
@@ -388,7 +388,7 @@ def _check_points(plan: SweepPlan) -> tuple[dict[int, ExperimentConfig], dict[in
     for point in range(len(plan.points)):
         label = f"point {point} ({point_label(plan, point)})"
         try:
-            config = build_config(sub_run_spec(plan, point, 0), label)
+            config = validate_config(sub_run_spec(plan, point, 0), label)
         except ConfigError as exc:
             invalid[point] = str(exc)
             continue

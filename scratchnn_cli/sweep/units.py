@@ -10,7 +10,7 @@ from typing import Any
 
 from rich.console import Console
 
-from scratchnn_cli.config import ExperimentConfig, build_config
+from scratchnn_cli.config import ExperimentConfig, validate_config
 from scratchnn_cli.errors import ConfigError, RunFolderError, one_line
 from scratchnn_cli.runs import FINISHED, load_run_record, read_json
 from scratchnn_cli.sweep.result import SubRunResult
@@ -79,7 +79,7 @@ def new_task(point: int, run: int, spec: dict[str, Any], source: str) -> Task | 
     """The Task training ``spec``, validated here, once (``source`` names it in a message); a
     failed result, saying why, when it is invalid."""
     try:
-        return Task(point, run, build_config(spec, source))
+        return Task(point, run, validate_config(spec, source))
     except ConfigError as exc:
         return _failed(point, run, exc)
 

@@ -116,7 +116,7 @@ class Optimizer:
     def _zeros(self) -> list[np.ndarray]:
         return [np.zeros_like(p) for p in self.params]
 
-    def _plan_flush(self) -> None:
+    def _choose_flush(self) -> None:
         """Choose ``flush_every`` and the thresholds (see the module docstring)."""
         moments = self.moments()
         every = FLUSH_EVERY_MAX
@@ -182,7 +182,7 @@ class Optimizer:
         for name, (arrays, _) in self.moments().items():
             for i, x in enumerate(arrays):
                 np.copyto(x, state[f"{name}{i}"])
-        self._plan_flush()
+        self._choose_flush()
 
 
 class SGD(Optimizer):
@@ -203,7 +203,7 @@ class Momentum(Optimizer):
         self.beta = decay_rate("beta", beta)
         self.v = self._zeros()  # velocity
         self._scratch = self._zeros()
-        self._plan_flush()
+        self._choose_flush()
 
     def moments(self) -> dict[str, tuple[list[np.ndarray], float]]:
         return {"v": (self.v, self.beta)}
@@ -251,7 +251,7 @@ class RMSprop(Optimizer):
         self.epsilon = positive("epsilon", epsilon)
         self.s = self._zeros()  # running mean of g^2
         self._scratch = self._zeros()
-        self._plan_flush()
+        self._choose_flush()
 
     def moments(self) -> dict[str, tuple[list[np.ndarray], float]]:
         return {"s": (self.s, self.beta)}
@@ -294,7 +294,7 @@ class Adam(Optimizer):
         self.m = self._zeros()  # running mean of g
         self.v = self._zeros()  # running mean of g^2
         self._scratch = self._zeros()
-        self._plan_flush()
+        self._choose_flush()
 
     def moments(self) -> dict[str, tuple[list[np.ndarray], float]]:
         return {"m": (self.m, self.beta1), "v": (self.v, self.beta2)}

@@ -6,7 +6,7 @@ checks that only the data can make (layer shapes, memory, settings that need a v
 split), each a one-line ``ConfigError``. ``experiment.py`` puts these together into a run.
 
 ``network_for`` is the one way from a validated ``model`` section to a Network: a run's
-(``build_network``), ``scratchnn summary``'s (``summarize_network``) and the scikit-learn
+(``network_for_dataset``), ``scratchnn summary``'s (``summarize_network``) and the scikit-learn
 estimator's all go through it.
 """
 
@@ -25,7 +25,7 @@ from scratchnn_cli.data.augment import Augmenter
 from scratchnn_cli.errors import ConfigError
 from scratchnn_cli.nn.engines import EngineChoice, EngineError, choose_engine
 from scratchnn_cli.nn.layers import Layer, Shape
-from scratchnn_cli.nn.network import Network, plan
+from scratchnn_cli.nn.network import Network, output_shapes
 from scratchnn_cli.nn.optim.optimizers import make_optimizer
 from scratchnn_cli.streams import Stream, stream
 
@@ -79,13 +79,13 @@ def output_units(output: str, n_classes: int) -> int:
     return 1 if output == "sigmoid" else n_classes
 
 
-def planned_layers(model: ModelConfig, shape: Shape) -> tuple[list[Layer], list[Shape]]:
+def hidden_layers(model: ModelConfig, shape: Shape) -> tuple[list[Layer], list[Shape]]:
     """The hidden layers of ``model`` (new, unbound) and each one's output shape for samples of
     ``shape``; ConfigError when one does not fit its input or the last is not flat (the output
     layer is dense)."""
     layers = model.make_layers()
     try:
-        shapes = plan(layers, shape)
+        shapes = output_shapes(layers, shape)
     except ValueError as exc:  # a layer that does not fit its input (a window too large...)
         raise ConfigError(f"model.layers: {exc}") from None
     if shapes and len(shapes[-1]) != 1:
@@ -109,13 +109,13 @@ def network_for(
     output layer (``model.output``); arrays of ``dtype``, weights drawn from ``init_rng``
     (``model.init``, ``mu``, ``sigma``), dropout masks from ``dropout_rng``.
 
-    The one way from a spec to a Network (``build_network`` for a run's spec and data, the
+    The one way from a spec to a Network (``network_for_dataset`` for a run's spec and data, the
     scikit-learn estimator for its parameters and X): ConfigError, naming the key, for what
     only the data reveals (a layer that does not fit its input, a sigmoid output for more
     than two classes)."""
     shape = (shape,) if isinstance(shape, int) else tuple(shape)
     output = output_kind(model, n_classes)
-    layers, _ = planned_layers(model, shape)
+    layers, _ = hidden_layers(model, shape)
     return Network.from_layers(
         layers,
         shape,
@@ -130,7 +130,7 @@ def network_for(
     )
 
 
-def build_network(
+def network_for_dataset(
     config: ExperimentConfig,
     dataset: Dataset,
     rng: np.random.Generator | None = None,
@@ -187,7 +187,7 @@ def training_bytes(config: ExperimentConfig, dataset: Dataset) -> int:
     parameters x (theta, dtheta, the optimizer's moments and scratch, the copies a snapshot,
     a checkpoint and the best weights keep), the activations of one batch forward and back,
     and the data."""
-    layers, shapes = planned_layers(config.model, input_shape(config, dataset))
+    layers, shapes = hidden_layers(config.model, input_shape(config, dataset))
     n_out = output_units(output_kind(config.model, dataset.n_classes), dataset.n_classes)
     width = shapes[-1][0] if shapes else dataset.n_features
     n_params = sum(math.prod(s) for layer in layers for s in layer.param_shapes().values())
@@ -254,7 +254,7 @@ def checked_network(
     check_compatible(config, dataset)
     check_memory(config, dataset)
     streams = rng_streams(config.seed)
-    return streams, build_network(config, dataset, streams["init"], streams["dropout"])
+    return streams, network_for_dataset(config, dataset, streams["init"], streams["dropout"])
 
 
 def choose_run_engine(config: ExperimentConfig, dataset: Dataset, net: Network) -> EngineChoice:
@@ -291,5 +291,5 @@ def summarize_network(config: ExperimentConfig) -> NetworkSummary:
     cannot run). Trains and writes nothing."""
     dataset = load_dataset(config.data, config.seed, config.model.dtype)
     check_memory(config, dataset)
-    net = build_network(config, dataset)
+    net = network_for_dataset(config, dataset)
     return NetworkSummary(net, choose_run_engine(config, dataset, net))
