@@ -477,7 +477,7 @@ def cnn(opts: argparse.Namespace, console: Console) -> None:
     for case in CASES:
         console.print(f"  {case.name}: {case.description}")
     console.print(f"  {params_line(torch)}")
-    budget = (
+    at_most = (
         f" at most (fewer when they would take more than {budget_s:g} s per thread count; "
         "--repeats N runs all N). "
         if math.isfinite(budget_s)
@@ -485,7 +485,7 @@ def cnn(opts: argparse.Namespace, console: Console) -> None:
     )
     console.print(
         f"  Each contender trains a warm-up epoch of {budget.warmup_samples:,} images, then one "
-        f"epoch per round, round-robin; {repeats} rounds{budget}{os.cpu_count()} CPUs, "
+        f"epoch per round, round-robin; {repeats} rounds{at_most}{os.cpu_count()} CPUs, "
         f"{common.load_average()}."
     )
     quick = f"{n:,} images, not 60,000: the times are not those of a full epoch"

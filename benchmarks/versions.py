@@ -87,7 +87,8 @@ def network():
         return Network.from_layers(
             layers, shape, n_outputs, spec["output"], rng=rng, init="he", dtype=dtype
         )
-    return Network.from_struct(
+    short_form = getattr(Network, "from_struct", None) or Network.build  # before 0.2.0
+    return short_form(
         spec["n_features"], spec["struct"], n_outputs, activation=spec["activation"],
         output=spec["output"], rng=rng, dtype=dtype,
     )
