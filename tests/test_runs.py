@@ -124,7 +124,7 @@ def test_a_malformed_run_json_is_one_line(legacy_copy: Any, case: str) -> None:
     assert (run_dir / "run.json").read_text(encoding="utf-8") == text
     assert not (run_dir / LOCK_NAME).exists()
     (row,) = list_runs(run_dir.parent)
-    assert row["status"] == "unreadable"
+    assert row.status == "unreadable"
 
 
 # --------------------------------------------------------------------------- 0.1.0 folders
@@ -195,11 +195,10 @@ def test_resume_a_legacy_diverged_run_with_a_lower_lr(legacy_copy: Any) -> None:
 def test_runs_lists_legacy_folders(legacy_copy: Any) -> None:
     copies = [legacy_copy(name) for name in LEGACY_STATUS]
     rows = list_runs(copies[0].parent)
-    assert {row["run"]: row["status"] for row in rows} == LEGACY_STATUS
-    small = next(row for row in rows if row["run"] == "legacy_small")
+    assert {row.run: row.status for row in rows} == LEGACY_STATUS
+    small = next(row for row in rows if row.run == "legacy_small")
     assert (
-        small["test"]
-        == read_json(LEGACY_RUNS / "legacy_small" / "metrics.json")["test"]["accuracy"]
+        small.test == read_json(LEGACY_RUNS / "legacy_small" / "metrics.json")["test"]["accuracy"]
     )
 
 
@@ -265,13 +264,13 @@ def test_a_run_whose_lock_is_held_is_refused_until_its_process_is_killed(
     assert f"process {os.getpid()}" in line, line  # run.json's pid, for information
     assert fingerprint(trained) == before  # nothing written, the holder's .lock kept
     assert is_locked(trained)
-    assert list_runs(trained.parent)[0]["status"] == status
+    assert list_runs(trained.parent)[0].status == status
 
     proc.send_signal(signal.SIGKILL)
     assert proc.wait(10) == -signal.SIGKILL
     assert not is_locked(trained)  # the kernel let go; the file stays
     if status == "running":
-        assert list_runs(trained.parent)[0]["status"] == KILLED
+        assert list_runs(trained.parent)[0].status == KILLED
     result = invoke("train", "--resume", trained)
     assert result.exit_code == 0, result.output
     info = read_json(trained / "run.json")
@@ -282,7 +281,7 @@ def test_a_run_whose_lock_is_held_is_refused_until_its_process_is_killed(
 def test_a_left_over_lock_file_does_not_block(trained: Path) -> None:
     set_status(trained, "running")
     (trained / LOCK_NAME).write_bytes(b"")  # as a kill -9 leaves it
-    assert list_runs(trained.parent)[0]["status"] == KILLED
+    assert list_runs(trained.parent)[0].status == KILLED
     result = invoke("train", "--resume", trained)
     assert result.exit_code == 0, result.output
     assert read_json(trained / "run.json")["status"] == "completed"

@@ -3,12 +3,15 @@ less), giving up the least useful columns before a run's name is cut."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 from typing import Any
 
 import pytest
 from helpers import ROOT, render
 from rich.console import Console
+
+from scratchnn_cli.runs.listing import RunRow
 
 # --------------------------------------------------------------------------- reproduce
 
@@ -54,8 +57,8 @@ def test_the_reproduce_table_has_one_line_per_experiment(width: int) -> None:
 def listing_rows(name: str = "20261206-065100-circles_s") -> list[dict[str, Any]]:
     """Two rows of ``scratchnn runs``: an interrupted run named ``name``, a completed one."""
     return [
-        dict(run=name, status="interrupted", test=None, val=None, stopped_by="", age="3 d"),
-        dict(
+        RunRow(run=name, status="interrupted", test=None, val=None, stopped_by="", age="3 d"),
+        RunRow(
             run="20261206-065200-circles",
             status="completed",
             test=0.9712,
@@ -78,7 +81,7 @@ def test_the_runs_table_fits_the_width(width: int) -> None:
     completed = [line for line in lines if "completed" in line]
     assert len(completed) == 1 and "0.9712" in completed[0], printed  # status, test acc stay
     whole = width >= 60  # names whole while columns can be given up instead
-    assert (rows[1]["run"] in printed) == whole, printed
+    assert (rows[1].run in printed) == whole, printed
     assert ("early_stopping" in printed) == (width == 100), printed  # shortened first
     assert ("early stop" in printed) == (width == 80), printed
     assert ("val acc" in printed) == (width == 100), printed  # the least useful column
@@ -92,14 +95,14 @@ def test_a_long_run_name_gives_up_columns_before_it_is_cut() -> None:
     console = Console(width=80, file=io.StringIO())
     printed = render(fitted_runs_table(rows, "runs in runs", console), 80)
     assert max(len(line) for line in printed.splitlines()) <= 80, printed
-    assert rows[0]["run"] in printed and "interrupted" in printed
+    assert rows[0].run in printed and "interrupted" in printed
     assert "age" not in printed and "stopped by" not in printed
 
 
 def test_a_sweep_folder_keeps_its_val_accuracy_at_60_columns() -> None:
     from scratchnn_cli.report.tables import fitted_runs_table
 
-    rows = [dict(r, test=None, val=0.9633) for r in listing_rows()]
+    rows = [dataclasses.replace(r, test=None, val=0.9633) for r in listing_rows()]
     console = Console(width=60, file=io.StringIO())
     printed = render(fitted_runs_table(rows, "runs in runs/sweep-x", console), 60)
     assert "val acc" in printed and "0.9633" in printed and "test acc" not in printed

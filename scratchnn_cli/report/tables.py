@@ -26,7 +26,7 @@ from scratchnn_cli.runs.listing import SHORT_STOP
 if TYPE_CHECKING:
     from scratchnn_cli.compare import Comparison
     from scratchnn_cli.nn.gradcheck import GradCheckRow
-    from scratchnn_cli.runs.listing import RunGroup
+    from scratchnn_cli.runs.listing import RunGroup, RunRow
 
 
 # --------------------------------------------------------------------------- a network
@@ -134,7 +134,7 @@ RUN_NAME_MIN = 12
 RUNS_COLUMNS = ("run", "status", "test acc", "val acc", "stopped by", "age")
 
 
-def fitted_runs_table(rows: list[dict[str, Any]], title: str, console: Console) -> Table:
+def fitted_runs_table(rows: list[RunRow], title: str, console: Console) -> Table:
     """``runs_table`` as wide as it can be within ``console.width``: first with the stop
     reasons shortened, then without an accuracy column no run has (a sweep's runs have no
     test split: their val acc then stays), then without the columns of ``RUNS_DROP_ORDER`` one
@@ -152,17 +152,17 @@ def fitted_runs_table(rows: list[dict[str, Any]], title: str, console: Console) 
         table = runs_table(rows, title, short, dropped)
         if width(table) <= console.width:
             return table
-    names = max([cell_len("run")] + [cell_len(printable(r["run"])) for r in rows])
+    names = max([cell_len("run")] + [cell_len(printable(r.run)) for r in rows])
     table.columns[0].max_width = max(RUN_NAME_MIN, console.width - (width(table) - names))
     return table
 
 
-def _none_has(rows: list[dict[str, Any]], key: str) -> bool:
-    return all(r[key] is None for r in rows)
+def _none_has(rows: list[RunRow], key: str) -> bool:
+    return all(getattr(r, key) is None for r in rows)
 
 
 def runs_table(
-    rows: list[dict[str, Any]], title: str, short: bool = False, dropped: Sequence[str] = ()
+    rows: list[RunRow], title: str, short: bool = False, dropped: Sequence[str] = ()
 ) -> Table:
     """One row per run: name, status, test and val accuracy ('-' if none), stop reason, age;
     without the columns in ``dropped``, and with ``SHORT_STOP``'s names when ``short``. Only the
@@ -177,14 +177,14 @@ def runs_table(
             column, justify=justify, no_wrap=True, overflow="ellipsis", min_width=least
         )
     for r in rows:
-        stop = SHORT_STOP.get(r["stopped_by"], r["stopped_by"]) if short else r["stopped_by"]
+        stop = SHORT_STOP.get(r.stopped_by, r.stopped_by) if short else r.stopped_by
         cells = {
-            "run": cell(r["run"]),
-            "status": r["status"],
-            "test acc": "-" if r["test"] is None else f"{r['test']:.4f}",
-            "val acc": "-" if r["val"] is None else f"{r['val']:.4f}",
+            "run": cell(r.run),
+            "status": r.status,
+            "test acc": "-" if r.test is None else f"{r.test:.4f}",
+            "val acc": "-" if r.val is None else f"{r.val:.4f}",
             "stopped by": stop,
-            "age": r["age"],
+            "age": r.age,
         }
         table.add_row(*(cells[c] for c in columns))
     return table

@@ -33,7 +33,7 @@ from scratchnn_cli.runs.folder import (
     write_yaml,
     yaml_bytes,
 )
-from scratchnn_cli.runs.listing import KILLED, list_runs
+from scratchnn_cli.runs.listing import KILLED, RunRow, list_runs
 from scratchnn_cli.runs.lock import LOCK_NAME, RunLock, is_locked
 from scratchnn_cli.runs.record import (
     FINISHED,
@@ -55,6 +55,7 @@ __all__ = [
     "RESUMABLE",
     "RunLock",
     "RunRecord",
+    "RunRow",
     "Status",
     "StopRecord",
     "atomic_write",

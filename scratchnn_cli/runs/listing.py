@@ -26,6 +26,20 @@ SHORT_STOP = {
 
 
 @dataclass(frozen=True)
+class RunRow:
+    """One run folder as ``scratchnn runs`` lists it: its name, the status shown, its test and
+    val accuracy (None where metrics.json has none), why training stopped ("" if unknown) and
+    how long ago run.json last changed."""
+
+    run: str
+    status: str
+    test: float | None = None
+    val: float | None = None
+    stopped_by: str = ""
+    age: str = ""
+
+
+@dataclass(frozen=True)
 class RunGroup:
     """A folder that is not a run but holds run folders (a sweep's, ``reproduce``'s): its path,
     and how many of its runs have each status."""
@@ -38,8 +52,8 @@ class RunGroup:
         return sum(self.statuses.values())
 
 
-def list_runs(runs_dir: Path) -> list[dict[str, Any]]:
-    """One summary per run folder (a folder holding run.json) in ``runs_dir``, by name (so
+def list_runs(runs_dir: Path) -> list[RunRow]:
+    """One row per run folder (a folder holding run.json) in ``runs_dir``, by name (so
     oldest first): run, status, test and val accuracy, stopped_by, age. A run.json that cannot
     be read, or does not fit ``RunRecord``, gives status "unreadable"."""
     now = datetime.now().timestamp()
@@ -86,21 +100,19 @@ def _status(folder: Path) -> tuple[RunRecord | None, str]:
     return record, record.status
 
 
-def _listing_row(folder: Path, now: float) -> dict[str, Any]:
+def _listing_row(folder: Path, now: float) -> RunRow:
     """The row of one run folder (``now``: the time of the listing, for the age)."""
-    row: dict[str, Any] = {"run": folder.name, "status": "unreadable", "test": None, "val": None}
-    row.update(stopped_by="", age=_age(now - (folder / "run.json").stat().st_mtime))
-    record, row["status"] = _status(folder)
+    age = _age(now - (folder / "run.json").stat().st_mtime)
+    record, status = _status(folder)
     if record is None:
-        return row
-    row["stopped_by"] = record.stop.stopped_by if record.stop else ""
+        return RunRow(folder.name, status, age=age)
     try:
         metrics = read_json(folder / "metrics.json")
-        row["test"] = _accuracy(metrics, "test")
-        row["val"] = _accuracy(metrics, "val")
     except (OSError, ValueError):  # no metrics.json yet (running), or an unreadable one
-        pass
-    return row
+        metrics = {}
+    stopped_by = record.stop.stopped_by if record.stop else ""
+    test, val = _accuracy(metrics, "test"), _accuracy(metrics, "val")
+    return RunRow(folder.name, status, test, val, stopped_by, age)
 
 
 def _accuracy(metrics: Any, split: str) -> float | None:
