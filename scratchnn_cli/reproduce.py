@@ -16,7 +16,6 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 import yaml
@@ -56,7 +55,22 @@ class Row:
 MANIFEST_KEYS = ("id", "title", "config")  # what every experiment of the manifest names
 
 
-def read_manifest(path: Path) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class Experiment:
+    """One experiment of the manifest: its number and title, its config (a file of the configs
+    folder), the course CSV it reads when ``$SCRATCHNN_DATA`` has it, how long it took on the
+    reference machine, and the assignment's numbers."""
+
+    id: int
+    title: str
+    config: str
+    course_csv: str | None = None
+    seconds: float = 0.0
+    reported_val: float | None = None
+    reported_test: float | None = None
+
+
+def read_manifest(path: Path) -> list[Experiment]:
     """The experiments listed in ``configs/reproduce.yaml``."""
     try:
         manifest = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -72,36 +86,47 @@ def read_manifest(path: Path) -> list[dict[str, Any]]:
             raise ConfigError(f"{path}: experiments.{i}.seconds: must be a number")
         if not isinstance(reported, dict):
             raise ConfigError(f"{path}: experiments.{i}.reported: must be a mapping (val:, test:)")
-    return entries
+    return [
+        Experiment(
+            id=entry["id"],
+            title=str(entry["title"]),
+            config=str(entry["config"]),
+            course_csv=entry.get("course_csv"),
+            seconds=float(entry.get("seconds", 0)),
+            reported_val=entry.get("reported", {}).get("val"),
+            reported_test=entry.get("reported", {}).get("test"),
+        )
+        for entry in entries
+    ]
 
 
-def start_order(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def start_order(entries: list[Experiment]) -> list[Experiment]:
     """The longest experiments first (by the manifest's ``seconds``; ties keep their order): on
     two workers, the two longest then run side by side instead of one after the other."""
-    return sorted(entries, key=lambda e: -float(e.get("seconds", 0)))
+    return sorted(entries, key=lambda e: -e.seconds)
 
 
-def _run_one(entry: dict[str, Any], configs_dir: Path, out_dir: Path) -> Row:
+def _run_one(entry: Experiment, configs_dir: Path, out_dir: Path) -> Row:
     """Train one experiment (in a worker process, single-threaded BLAS, quiet console)."""
     from scratchnn_cli.experiment import run_experiment
     from scratchnn_cli.nn.threads import blas_threads
 
     overrides, data = [], "built-in"
-    csv = entry.get("course_csv")
+    csv = entry.course_csv
     shared = data_dir()
     if csv and shared is not None and (shared / csv).is_file():
         overrides.append(f"data.dataset={shared / csv}")
         data = f"course CSV ({csv})"
     row = Row(
-        id=entry["id"],
-        experiment=entry["title"],
+        id=entry.id,
+        experiment=entry.title,
         data=data,
-        reported_val=entry.get("reported", {}).get("val"),
-        reported_test=entry.get("reported", {}).get("test"),
+        reported_val=entry.reported_val,
+        reported_test=entry.reported_test,
     )
     start = time.perf_counter()
     try:
-        config = load_config(configs_dir / entry["config"], overrides)
+        config = load_config(configs_dir / entry.config, overrides)
         if config.data.dataset == "fashion-mnist":
             row.data = "fashion-mnist"
         with blas_threads(1):
@@ -146,14 +171,14 @@ def results_markdown(rows: list[Row], title: str) -> str:
 
 
 def _train_all(
-    entries: list[dict[str, Any]], configs_dir: Path, out_dir: Path, jobs: int, console: Console
+    entries: list[Experiment], configs_dir: Path, out_dir: Path, jobs: int, console: Console
 ) -> list[Row]:
     """Train ``entries`` (the longest first) on ``jobs`` processes, handing a process an
     experiment only when it is free, so that each one starts when it is handed out: a line
     when one starts, one when it ends (its result and seconds), and on a terminal a status
     line of those training, with their seconds so far."""
     pending = start_order(entries)
-    running: dict[Future[Row], tuple[dict[str, Any], float]] = {}
+    running: dict[Future[Row], tuple[Experiment, float]] = {}
     rows: list[Row] = []
     start = time.perf_counter()
 
@@ -171,11 +196,11 @@ def _train_all(
                 entry = pending.pop(0)
                 future = pool.submit(_run_one, entry, configs_dir, out_dir)
                 running[future] = (entry, time.perf_counter())
-                say(f"#{entry['id']} {entry['title']}: started")
+                say(f"#{entry.id} {entry.title}: started")
             if live is not None:
                 live.update(_training_status(running.values()))
             done, _ = wait(running, timeout=STATUS_EVERY, return_when=FIRST_COMPLETED)
-            for future in sorted(done, key=lambda f: running[f][0]["id"]):
+            for future in sorted(done, key=lambda f: running[f][0].id):
                 _, began = running.pop(future)
                 row = future.result()
                 rows.append(row)
@@ -187,11 +212,11 @@ def _train_all(
     return rows
 
 
-def _training_status(running: Iterable[tuple[dict[str, Any], float]]) -> Text:
+def _training_status(running: Iterable[tuple[Experiment, float]]) -> Text:
     """The status line of the experiments training: ``training #8 (95 s), #4 (12 s)`` from
     (manifest entry, start time) pairs."""
     now = time.perf_counter()
-    ids = ", ".join(f"#{printable(entry['id'])} ({now - began:.0f} s)" for entry, began in running)
+    ids = ", ".join(f"#{printable(entry.id)} ({now - began:.0f} s)" for entry, began in running)
     return Text(f"training {ids}")
 
 

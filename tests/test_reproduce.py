@@ -46,11 +46,11 @@ def test_reproduce_says_when_each_experiment_starts_and_ends(tmp_path: Path) -> 
 
 
 def test_reproduce_starts_the_longest_experiments_first() -> None:
-    from scratchnn_cli.reproduce import read_manifest, start_order
+    from scratchnn_cli.reproduce import Experiment, read_manifest, start_order
 
     entries = read_manifest(Path(__file__).parents[1] / "configs" / "reproduce.yaml")
-    assert all(float(e["seconds"]) > 0 for e in entries)  # every one has its measured time
-    ids = [e["id"] for e in start_order(entries)]
+    assert all(e.seconds > 0 for e in entries)  # every one has its measured time
+    ids = [e.id for e in start_order(entries)]
     assert ids[:2] == [4, 8]  # circles 3M steps, Fashion 10 classes: side by side on 2 workers
-    ties = [{"id": 1, "seconds": 5}, {"id": 2}, {"id": 3, "seconds": 5}, {"id": 4, "seconds": 9}]
-    assert [e["id"] for e in start_order(ties)] == [4, 1, 3, 2]
+    ties = [Experiment(i, "x", "x.yaml", seconds=s) for i, s in ((1, 5), (2, 0), (3, 5), (4, 9))]
+    assert [e.id for e in start_order(ties)] == [4, 1, 3, 2]

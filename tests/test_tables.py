@@ -22,8 +22,8 @@ def manifest_rows() -> list[Any]:
 
     rows = []
     for entry in read_manifest(ROOT / "configs" / "reproduce.yaml"):
-        row = Row(entry["id"], entry["title"], "course CSV (x.csv)", 0.9, 0.95)
-        if entry["id"] == 5:
+        row = Row(entry.id, entry.title, "course CSV (x.csv)", 0.9, 0.95)
+        if entry.id == 5:
             row.status = "skipped: fashion-mnist: not cached and the download failed: " * 3
         else:
             row.status, row.stopped_by, row.seconds = "completed", "early_stopping", 1234.5
