@@ -10,7 +10,7 @@ SCRATCHNN_DATA ?= $(wildcard ../shared/data)
 export SCRATCHNN_DATA
 export MPLBACKEND := Agg
 
-.PHONY: help install demo test lint format bench bench-versions reproduce-all clean
+.PHONY: help install demo test test-quick lint format bench bench-versions reproduce-all clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
@@ -42,6 +42,9 @@ lint: $(STAMP)  ## ruff check + ruff format --check
 
 test: lint  ## lint, then the test suite
 	$(BIN)/python -m pytest -q
+
+test-quick: $(STAMP)  ## the tests not marked slow, one worker per core (about 45 s on 2 cores)
+	$(BIN)/python -m pytest -q -m "not slow" -n auto
 
 format: $(STAMP)  ## apply ruff's formatting and safe fixes
 	$(BIN)/ruff format .
