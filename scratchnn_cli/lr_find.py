@@ -37,7 +37,6 @@ from scratchnn_cli.assembly import augmenter, checked_network, choose_run_engine
 from scratchnn_cli.config import ExperimentConfig
 from scratchnn_cli.data import load_dataset
 from scratchnn_cli.errors import UserInputError
-from scratchnn_cli.nn.regularizers import penalty
 from scratchnn_cli.training.loop import Trainer, trainer_for
 
 #: How much of the rate axis, in decades, the smoothing's memory spans (``smoothing_beta``).
@@ -238,12 +237,5 @@ def _update(trainer: Trainer, batch: np.ndarray, lr: float) -> float:
     training mode, before the step, plus the L1/L2 penalty), as training records it."""
     trainer.optimizer.lr = lr
     trainer.run_epoch(batch)  # an "epoch" of one batch: one update, on either engine
-    if trainer.epoch_scores is not None:  # the compiled engine computed it with the update
-        cost = trainer.epoch_scores[0]
-        trainer.epoch_scores = None
-    else:
-        cost = trainer.net.loss.cost(trainer.Z_epoch[: len(batch)], trainer.Y[batch])
-    l1, l2 = trainer.cfg.l1, trainer.cfg.l2
-    if l1 > 0 or l2 > 0:
-        cost += penalty(trainer.weights, l1, l2)
-    return float(cost)
+    cost, _ = trainer.epoch_cost(batch)
+    return cost

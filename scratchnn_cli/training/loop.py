@@ -296,14 +296,21 @@ class Trainer:
         """Whether the epoch just finished is scored on the validation split."""
         return self.val is not None and self.result.epochs % self.cfg.eval_every == 0
 
-    def record(self, order: np.ndarray, lr: float) -> EpochRecord:
-        """The epoch's row: J_epoch (+ penalty), train accuracy, and validation when due."""
-        net, n_seen = self.net, len(order)
-        Z = self.Z_epoch[:n_seen]
+    def epoch_cost(self, order: np.ndarray) -> tuple[float, float]:
+        """J_epoch of the epoch just run on ``order`` (the mean cost of its batches' logits, in
+        training mode, before each step; plus the L1/L2 penalty of the weights now) and its
+        training accuracy."""
+        Z = self.Z_epoch[: len(order)]
         J, train_acc = self.epoch_scores or self.scores(Z, self.Y[order], self.y[order])
-        self.epoch_scores = None
+        self.epoch_scores = None  # the compiled engine's, computed with the updates: used once
         if self.cfg.l1 > 0 or self.cfg.l2 > 0:
             J += penalty(self.weights, self.cfg.l1, self.cfg.l2)
+        return float(J), train_acc
+
+    def record(self, order: np.ndarray, lr: float) -> EpochRecord:
+        """The epoch's row: J_epoch (+ penalty), train accuracy, and validation when due."""
+        net = self.net
+        J, train_acc = self.epoch_cost(order)
         val_cost = val_acc = None
         if self.evaluates():
             X_val, y_val, Y_val = self.val
