@@ -6,6 +6,7 @@ left exactly as it was (theta, dtheta, running statistics, the dropout generator
 from __future__ import annotations
 
 import math
+import tracemalloc
 import warnings
 
 import numpy as np
@@ -123,6 +124,73 @@ def test_flat_rows_of_an_image_network_give_the_same_statistics() -> None:
     net, X = trained_image_net()
     Y = one_hot(np.array([2, 1, 0, 0, 1, 2]), 3)
     assert probe_statistics(net, X.reshape(6, -1), Y, 0.1) == probe_statistics(net, X, Y, 0.1)
+
+
+# --------------------------------------------------------------------------- chunks
+
+
+@pytest.mark.parametrize("per_chunk", [1, 4])  # chunks of 1 sample; of 4, then 2
+def test_a_probe_in_chunks_has_the_gradient_of_the_whole_cost(per_chunk: int, monkeypatch) -> None:
+    net, X = trained_image_net()
+    Y = one_hot(np.array([2, 1, 0, 0, 1, 2]), 3)
+    cache = sum(layer.cache_per_sample() for layer in net.layers)
+    monkeypatch.setattr(diag, "CHUNK_CACHE", per_chunk * cache)
+    cost, rows = probe_statistics(net, X, Y, 0.1)
+    assert cost == pytest.approx(float(net.cost(X, Y)), rel=1e-12)
+    for i in (0, 4, 7):  # conv, dense, output dense: against central differences of the whole
+        g = np.linalg.norm(numeric_grad(lambda: net.cost(X, Y), net.layers[i].params["W"]))
+        assert rows[i].grad_norm == pytest.approx(float(g), rel=1e-6)
+
+
+def test_chunks_count_shares_over_the_whole_probe(monkeypatch) -> None:
+    """Unit 3 is positive on the last sample only and unit 1 saturated on the first only: the
+    shares are those of the whole probe, whichever chunk saw what."""
+    layers = [Dense(4), ReLU(), Dense(2), Sigmoid()]
+    net = Network.from_layers(layers, 1, 1, rng=np.random.default_rng(0))
+    net.layers[0].W[...] = [[0.0, 0.0, 0.0, 1.0]]
+    net.layers[0].b[...] = [-1.0, 1.0, 1.0, -2.5]  # unit 3 positive only where x > 2.5
+    net.layers[2].W[...] = 0.0
+    net.layers[2].W[3, 1] = 10.0  # z = 10 relu(x - 2.5): saturated only where x > 3.2
+    X = np.array([[0.0], [1.0], [2.0], [4.0]])
+    whole = probe_statistics(net, X, np.ones((4, 1)), 0.1)
+    monkeypatch.setattr(diag, "CHUNK_CACHE", 1)  # one sample per chunk
+    chunked = probe_statistics(net, X, np.ones((4, 1)), 0.1)
+    assert (whole[1][1].dead, whole[1][3].saturated) == (0.25, 0.125)  # unit 0; 1 entry of 8
+    assert [(r.dead, r.saturated, r.twins) for r in chunked[1]] == [
+        (r.dead, r.saturated, r.twins) for r in whole[1]
+    ]
+    assert chunked[0] == pytest.approx(whole[0], rel=1e-12)
+
+
+def test_a_chunked_probe_leaves_the_network_as_it_was(monkeypatch) -> None:
+    net, X = trained_image_net()
+    before = snapshot(net)
+    monkeypatch.setattr(diag, "CHUNK_CACHE", 1)
+    probe_statistics(net, X, one_hot(np.array([0, 0, 1, 1, 2, 2]), 3), 0.1)
+    after = snapshot(net)
+    np.testing.assert_array_equal(after["dtheta"], before["dtheta"])
+    for layer_after, layer_before in zip(after["caches"], before["caches"], strict=True):
+        assert all(layer_after[k] is v for k, v in layer_before.items())
+
+
+def test_the_probe_of_a_conv_net_holds_a_chunk_of_caches_not_all_of_them(monkeypatch) -> None:
+    """512 images through a conv net whose caches take 87 MiB for the whole probe: with chunks
+    of 1M numbers (8 MiB), the peak stays near a chunk's."""
+    monkeypatch.setattr(diag, "CHUNK_CACHE", 2**20)
+    rng = np.random.default_rng(0)
+    net = Network.from_layers(
+        [Conv2D(8, kernel=3), ReLU(), Flatten()], (28, 28, 1), 2, "softmax", rng=rng
+    )
+    X, Y = rng.normal(size=(512, 28, 28, 1)), one_hot(np.arange(512) % 2, 2)
+    per_sample = 8 * sum(layer.cache_per_sample() for layer in net.layers)  # bytes, float64
+    tracemalloc.start()
+    try:
+        probe_statistics(net, X, Y, 0.1)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert per_sample * 512 > 8 * diag.CHUNK_CACHE  # the whole probe would not fit a chunk
+    assert peak < 2 * 8 * diag.CHUNK_CACHE, peak / 2**20
 
 
 def test_update_ratio_is_none_for_zero_weights() -> None:

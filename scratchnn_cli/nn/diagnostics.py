@@ -1,6 +1,6 @@
 """Why didn't it learn? Per-layer statistics of a network on a probe (a fixed set of samples).
 
-One forward and one backward pass over the probe give, per layer:
+A forward and a backward pass over the probe give, per layer:
 
 - ``weight_norm`` ||W||_F and ``grad_norm`` ||dJ/dW||_F (J: the probe's mean cross-entropy, no
   L1 / L2 term), for the layers with a penalised weight array (dense and conv W);
@@ -23,6 +23,11 @@ fixed statistics. The gradient is therefore that of the inference-mode cost (wha
 gives), not the gradient of a training step: with dropout it has no mask's noise, with batch
 norm it treats the running statistics as constants (which lag behind the batch statistics early
 in training: after one full-batch update they are still 90% their initial 0 and 1).
+
+The passes run a chunk of samples at a time, so that the caches forward keeps for backward
+(a convolution's im2col columns above all) stay within ``CHUNK_CACHE`` numbers whatever the
+probe's size: the cost and the gradient are the chunks' means weighted by their sizes, the
+shares are counted over every chunk. A dense network's probe is one chunk.
 
 The passes compute in the network's dtype (the numbers training computes, float32 or float64);
 the statistics reduce in float64 (norms, shares, pairwise distances) and come out as Python
@@ -59,6 +64,10 @@ TWIN_TOLERANCE = 1e-3
 TWIN_MAX_WORK = 2**31
 #: Distances are computed a block of rows at a time: at most this many per block (8 MiB).
 TWIN_BLOCK_ENTRIES = 2**20
+#: The most numbers the probe's caches may hold at once (64 MiB in float32): a chunk of the
+#: probe is as many samples as fit. A 784-256-128-10 MLP keeps ~2,300 per sample (its 512
+#: samples in one chunk), a CNN on 28 x 28 images with 16 and 32 channels ~240,000 (70).
+CHUNK_CACHE = 2**24
 
 
 @dataclass(frozen=True)
@@ -97,21 +106,33 @@ def probe_statistics(
     Weights that overflow give inf / nan statistics, with no warning (as in training, whose
     divergence check sees them): a norm is inf once its sum of squares overflows (float64).
     """
+    X = np.asarray(X, dtype=net.dtype).reshape(len(X), *net.input_shape)
+    Y = np.asarray(Y, dtype=net.dtype)
+    n = len(X)
+    cache = sum(layer.cache_per_sample() for layer in net.layers)
+    size = max(1, min(n, CHUNK_CACHE // max(cache, 1)))
+    activity = [_Activity(layer.kind) for layer in net.layers]
+    cost, gradient = 0.0, np.zeros(net.dtheta.shape) if size < n else None
     with _untouched(net), np.errstate(over="ignore", invalid="ignore"):  # inf / nan out
-        A = np.asarray(X, dtype=net.dtype).reshape(len(X), *net.input_shape)
-        Y = np.asarray(Y, dtype=net.dtype)
-        activity: dict[int, tuple[float | None, float | None]] = {}
-        for i, layer in enumerate(net.layers):  # as Network.forward, keeping each layer's output
-            A = layer.forward(A, False)
-            activity[i] = (saturated_share(layer.kind, A), dead_share(layer.kind, A))
-        if Y.shape != A.shape:
-            raise ValueError(f"Y has shape {Y.shape}, the network's outputs {A.shape}")
-        cost = net.loss.cost(A, Y)
-        net.backward(net.loss.dZ(A, Y))
+        for start in range(0, n, size):
+            A, Y_chunk = X[start : start + size], Y[start : start + size]
+            for layer, seen in zip(net.layers, activity, strict=True):  # as Network.forward
+                A = layer.forward(A, False)
+                seen.add(A)
+            if Y_chunk.shape != A.shape:
+                raise ValueError(f"Y has shape {Y.shape}, the network's outputs {A.shape}")
+            share = len(A) / n  # the chunk's part of the probe's means
+            cost += share * float(net.loss.cost(A, Y_chunk))
+            net.backward(net.loss.dZ(A, Y_chunk))  # dtheta: the chunk's mean gradient
+            if gradient is not None:
+                gradient += share * net.dtheta.astype(np.float64)
+        if gradient is not None:
+            net.dtheta[...] = gradient  # the probe's mean gradient, read below
         rows = [
-            _layer_row(i, layer, lr, *activity[i]) for i, layer in enumerate(net.layers)
+            _layer_row(i, layer, lr, *seen.shares())
+            for i, (layer, seen) in enumerate(zip(net.layers, activity, strict=True))
         ]  # read the gradients before _untouched puts dtheta back
-    return float(cost), rows
+    return cost, rows
 
 
 def _layer_row(
@@ -137,26 +158,43 @@ def frobenius(arrays: list[np.ndarray]) -> float:
     return math.sqrt(sum(float(np.sum(np.square(W, dtype=np.float64))) for W in arrays))
 
 
-def saturated_share(kind: str, A: np.ndarray) -> float | None:
-    """Sigmoid: mean [A (1 - A) < 1% of 1/4]; tanh: mean [1 - A^2 < 1% of 1], over every entry
-    (sample, unit; and position, for images) of the layer's output A. None for other kinds."""
-    if kind == "sigmoid":
-        slope = A * (1 - A)  # g'(Z) = sigma(Z) (1 - sigma(Z))
-    elif kind == "tanh":
-        slope = 1 - A * A  # g'(Z) = 1 - tanh(Z)^2
-    else:
-        return None
-    return float(np.mean(slope < SATURATED_BELOW * PEAK_SLOPE[kind]))
+class _Activity:
+    """What a layer's outputs show over the probe's chunks:
 
+    - sigmoid / tanh, ``saturated``: the mean of [A (1 - A) < 1% of 1/4] (sigmoid) or [1 - A^2 <
+      1% of 1] (tanh) over every entry (sample, unit; and position, for images) of the output A;
+    - relu / leaky relu, ``dead``: the mean over units u of [A_iu <= 0 for every probe sample
+      i], a unit being one entry of a sample's output (for images: one channel at one position).
+      A > 0 exactly where Z > 0 for both (leaky ReLU's slope below 0 is in [0, 1)).
 
-def dead_share(kind: str, A: np.ndarray) -> float | None:
-    """ReLU / leaky ReLU: mean over units u of [A_iu <= 0 for every probe sample i], a unit being
-    one entry of a sample's output (for images: one channel at one position). A > 0 exactly
-    where Z > 0 for both (leaky ReLU's slope below 0 is in [0, 1)). None for other kinds."""
-    if kind not in ("relu", "leaky_relu"):
-        return None
-    alive = np.any(A.reshape(len(A), -1) > 0, axis=0)  # positive on some sample
-    return float(np.mean(~alive))
+    None for the other kinds."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.saturated_entries = self.entries = 0
+        self.alive: np.ndarray | None = None  # per unit: positive on some sample so far
+
+    def add(self, A: np.ndarray) -> None:
+        """Count a chunk's outputs A."""
+        if self.kind == "sigmoid":
+            slope = A * (1 - A)  # g'(Z) = sigma(Z) (1 - sigma(Z))
+        elif self.kind == "tanh":
+            slope = 1 - A * A  # g'(Z) = 1 - tanh(Z)^2
+        elif self.kind in ("relu", "leaky_relu"):
+            alive = np.any(A.reshape(len(A), -1) > 0, axis=0)
+            self.alive = alive if self.alive is None else self.alive | alive
+            return
+        else:
+            return
+        limit = SATURATED_BELOW * PEAK_SLOPE[self.kind]
+        self.saturated_entries += int(np.count_nonzero(slope < limit))
+        self.entries += slope.size
+
+    def shares(self) -> tuple[float | None, float | None]:
+        """(saturated, dead): the shares seen, None where they do not apply."""
+        saturated = self.saturated_entries / self.entries if self.entries else None
+        dead = None if self.alive is None else float(np.mean(~self.alive))
+        return saturated, dead
 
 
 def twin_share(W: np.ndarray, b: np.ndarray) -> float | None:
