@@ -252,6 +252,29 @@ def test_cli_writes_its_folder_and_prints_the_suggestion(tmp_path: Path) -> None
     assert yaml.safe_load((folder / "config.yaml").read_text())["train"]["engine"] == "numpy"
 
 
+def table_cells(text: str) -> list[list[str]]:
+    """The cells of each row of the Rich tables in ``text``."""
+    return [[c.strip() for c in line.split("│")] for line in text.splitlines() if "│" in line]
+
+
+def test_runs_lists_range_tests_with_their_suggestion(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    args = ["--updates", "100", "--end", "1000", "--set", "train.engine=numpy"]
+    assert invoke("lr-find", write_tiny(tmp_path), "--runs-dir", runs, *args).exit_code == 0
+    (folder,) = runs.iterdir()
+    suggested = json.loads((folder / "lr_find.json").read_text())["suggested_lr"]
+    broken = runs / "lr-find-broken"
+    broken.mkdir()
+    (broken / "lr_find.json").write_text("{not json")
+    result = invoke("runs", runs)
+    assert result.exit_code == 0, result.output
+    assert "no runs directly in" in result.stdout
+    assert "learning-rate range tests in" in result.stdout
+    rows = {cells[1]: cells[2:4] for cells in table_cells(result.stdout) if len(cells) > 4}
+    assert rows[f"{folder.name}/"] == [f"{suggested:.2g}", "0.05"]
+    assert rows["lr-find-broken/"] == ["-", "-"]  # unreadable: no rates, still listed
+
+
 @pytest.mark.parametrize(
     "args",
     [

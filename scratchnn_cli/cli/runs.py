@@ -22,13 +22,14 @@ def list_runs(
     ] = Path("runs"),
 ) -> None:
     """List the runs in RUNS_DIR: status, test accuracy, stop reason and age, newest last; then
-    the folders of runs in it (a sweep's, reproduce's), which `scratchnn runs FOLDER` lists."""
-    from scratchnn_cli.report.tables import fitted_runs_table, groups_table
+    the folders of runs in it (a sweep's, reproduce's), which `scratchnn runs FOLDER` lists,
+    and the learning-rate range tests (`scratchnn lr-find`) with the rate each suggested."""
+    from scratchnn_cli.report.tables import fitted_runs_table, groups_table, range_tests_table
     from scratchnn_cli.runs.listing import list_runs as find_runs
-    from scratchnn_cli.runs.listing import run_groups
+    from scratchnn_cli.runs.listing import range_tests, run_groups
 
-    rows, groups = find_runs(runs_dir), run_groups(runs_dir)
-    if not rows and not groups:
+    rows, groups, tests = find_runs(runs_dir), run_groups(runs_dir), range_tests(runs_dir)
+    if not rows and not groups and not tests:
         say(f"no runs in {runs_dir}")
         return
     if rows:
@@ -37,3 +38,5 @@ def list_runs(
         say(f"no runs directly in {runs_dir}")
     if groups:
         out.print(groups_table(groups, runs_dir))
+    if tests:
+        out.print(range_tests_table(tests, runs_dir))

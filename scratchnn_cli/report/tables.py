@@ -26,7 +26,7 @@ from scratchnn_cli.runs.listing import SHORT_STOP
 if TYPE_CHECKING:
     from scratchnn_cli.compare import Comparison
     from scratchnn_cli.nn.gradcheck import GradCheckRow
-    from scratchnn_cli.runs.listing import RunGroup, RunRow
+    from scratchnn_cli.runs.listing import RangeTestRow, RunGroup, RunRow
 
 
 # --------------------------------------------------------------------------- a network
@@ -202,6 +202,23 @@ def groups_table(groups: list[RunGroup], runs_dir: Path) -> Table:
     for group in groups:
         statuses = ", ".join(f"{n} {status}" for status, n in sorted(group.statuses.items()))
         table.add_row(cell(f"{group.path.name}/"), f"{group.runs:,}", statuses)
+    return table
+
+
+def range_tests_table(rows: list[RangeTestRow], runs_dir: Path) -> Table:
+    """One row per learning-rate range test in ``runs_dir``: its folder, the rate it suggested
+    beside the spec's, its age; the title says where its curve is."""
+    title = f"learning-rate range tests in {printable(runs_dir)} (each folder's lr_find.png)"
+    table = Table(title=cell(title))
+    table.add_column("folder", no_wrap=True, overflow="ellipsis")
+    for column in ("suggested lr", "spec's lr", "age"):
+        table.add_column(column, justify="right", no_wrap=True, min_width=len(column))
+
+    def rate(value: float | None) -> str:
+        return "-" if value is None else f"{value:.2g}"
+
+    for r in rows:
+        table.add_row(cell(f"{r.folder}/"), rate(r.suggested_lr), rate(r.configured_lr), r.age)
     return table
 
 

@@ -1,4 +1,5 @@
-"""``scratchnn runs``: one summary row per run folder of a runs folder."""
+"""``scratchnn runs``: a row per run folder of a runs folder, per folder of runs (a sweep's,
+reproduce's) and per learning-rate range test (``lr-find-*``)."""
 
 from __future__ import annotations
 
@@ -74,6 +75,34 @@ def run_groups(runs_dir: Path) -> list[RunGroup]:
     return groups
 
 
+@dataclass(frozen=True)
+class RangeTestRow:
+    """A learning-rate range test's folder (``scratchnn lr-find``): its name, the rate it
+    suggested and the spec's (None where lr_find.json has none, or cannot be read), its age."""
+
+    folder: str
+    suggested_lr: float | None
+    configured_lr: float | None
+    age: str
+
+
+def range_tests(runs_dir: Path) -> list[RangeTestRow]:
+    """The folders of ``runs_dir`` holding an lr_find.json, by name (so oldest first)."""
+    now = datetime.now().timestamp()
+    rows = []
+    for folder in sorted(p for p in _folder(runs_dir).iterdir() if p.is_dir()):
+        found = folder / "lr_find.json"
+        if not found.is_file():
+            continue
+        try:
+            result = read_json(found)
+        except (OSError, ValueError):
+            result = {}
+        rates = [_number(result, key) for key in ("suggested_lr", "configured_lr")]
+        rows.append(RangeTestRow(folder.name, *rates, _age(now - found.stat().st_mtime)))
+    return rows
+
+
 def _folder(runs_dir: Path) -> Path:
     """``runs_dir`` as a Path; RunFolderError (one line) when it is no folder."""
     runs_dir = Path(runs_dir)
@@ -117,8 +146,12 @@ def _listing_row(folder: Path, now: float) -> RunRow:
 
 def _accuracy(metrics: Any, split: str) -> float | None:
     """metrics.json's ``split.accuracy``, or None when it has none (or is not a number)."""
-    entry = metrics.get(split) if isinstance(metrics, dict) else None
-    value = entry.get("accuracy") if isinstance(entry, dict) else None
+    return _number(metrics.get(split) if isinstance(metrics, dict) else None, "accuracy")
+
+
+def _number(mapping: Any, key: str) -> float | None:
+    """``mapping[key]`` as a float, or None when it is missing or not a number."""
+    value = mapping.get(key) if isinstance(mapping, dict) else None
     is_number = isinstance(value, int | float) and not isinstance(value, bool)
     return float(value) if is_number else None
 
