@@ -345,7 +345,7 @@ def _start_diagnostics(
     """The probe of the run's training samples, its rows so far (a resumed run's, up to its
     checkpoint), and the first probe: the initial weights of a new run."""
     net = run.net
-    diagnostics = Diagnostics(X, net.loss.targets(y, run.dataset.n_classes, net.dtype))
+    diagnostics = Diagnostics(net, X, y, run.dataset.n_classes)
     earlier = run.run_dir / "diagnostics.csv"
     if snapshot is None:
         diagnostics.take(net, 0, run.config.train.lr)

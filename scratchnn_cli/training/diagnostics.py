@@ -30,10 +30,12 @@ class Diagnostics:
     """Takes the probe's statistics (``take``) when the time budget allows (``due``), and keeps
     the rows for diagnostics.csv."""
 
-    def __init__(self, X: np.ndarray, Y: np.ndarray) -> None:
+    def __init__(self, net: Network, X: np.ndarray, y: np.ndarray, n_classes: int) -> None:
+        """The probe: ``PROBE_SAMPLES`` evenly spaced samples of X (no random draw), with the
+        targets of their labels as ``net``'s loss encodes them."""
         n = len(X)
         pick = np.unique(np.linspace(0, n - 1, min(PROBE_SAMPLES, n)).astype(np.int64))
-        self.X, self.Y = X[pick], Y[pick]  # evenly spaced training samples: no random draw
+        self.X, self.Y = X[pick], net.loss.targets(y[pick], n_classes, net.dtype)
         self.rows: list[DiagnosticsRow] = []
         self.spent = 0.0
         self.started = time.perf_counter()
