@@ -27,17 +27,7 @@ from scratchnn_cli.nn.engines import EngineChoice, EngineError, choose_engine
 from scratchnn_cli.nn.layers import Layer, Shape
 from scratchnn_cli.nn.network import Network, output_shapes
 from scratchnn_cli.nn.optim.optimizers import make_optimizer
-from scratchnn_cli.streams import Stream, stream
-
-
-def rng_streams(seed: int) -> dict[str, np.random.Generator]:
-    """The streams training draws from (``streams.py`` lists them all)."""
-    return {
-        "init": stream(seed, Stream.INIT),
-        "sampling": stream(seed, Stream.SAMPLING),
-        "dropout": stream(seed, Stream.DROPOUT),
-        "augment": stream(seed, Stream.AUGMENT),
-    }
+from scratchnn_cli.streams import TrainingStreams, training_streams
 
 
 def augmenter(
@@ -139,14 +129,14 @@ def network_for_dataset(
     """The network the spec describes, sized for the dataset (``network_for``), in the spec's
     dtype; weights from ``rng`` (default: the spec's initial-weight stream), dropout masks from
     ``dropout_rng`` (default: its dropout stream)."""
-    streams = rng_streams(config.seed)
+    streams = training_streams(config.seed)
     return network_for(
         config.model,
         input_shape(config, dataset),
         dataset.n_classes,
         config.model.dtype,
-        rng if rng is not None else streams["init"],
-        dropout_rng if dropout_rng is not None else streams["dropout"],
+        rng if rng is not None else streams.init,
+        dropout_rng if dropout_rng is not None else streams.dropout,
     )
 
 
@@ -246,15 +236,13 @@ def check_compatible(config: ExperimentConfig, dataset: Dataset) -> None:
             )
 
 
-def checked_network(
-    config: ExperimentConfig, dataset: Dataset
-) -> tuple[dict[str, np.random.Generator], Network]:
+def checked_network(config: ExperimentConfig, dataset: Dataset) -> tuple[TrainingStreams, Network]:
     """Refuse what only the data reveals (shapes, memory), then the run's random generators
     and its initial network."""
     check_compatible(config, dataset)
     check_memory(config, dataset)
-    streams = rng_streams(config.seed)
-    return streams, network_for_dataset(config, dataset, streams["init"], streams["dropout"])
+    streams = training_streams(config.seed)
+    return streams, network_for_dataset(config, dataset, streams.init, streams.dropout)
 
 
 def choose_run_engine(config: ExperimentConfig, dataset: Dataset, net: Network) -> EngineChoice:

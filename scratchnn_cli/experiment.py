@@ -28,7 +28,6 @@ from scratchnn_cli.assembly import (
     checked_network,
     choose_run_engine,
     network_for_dataset,
-    rng_streams,
     training_set,
     validation_set,
 )
@@ -76,7 +75,7 @@ from scratchnn_cli.runs import (
 from scratchnn_cli.runs.diagnostics import diagnostics_csv, read_diagnostics
 from scratchnn_cli.runs.history import read_history
 from scratchnn_cli.runs.writer import RunWriter, start_run_folder
-from scratchnn_cli.streams import Stream, stream
+from scratchnn_cli.streams import Stream, TrainingStreams, stream, training_streams
 from scratchnn_cli.training.diagnostics import Diagnostics
 from scratchnn_cli.training.hooks import Hooks
 from scratchnn_cli.training.loop import train
@@ -157,8 +156,8 @@ def _resume_locked(
     if dataset.fingerprint != record.data.get("fingerprint"):
         raise RunFolderError(f"{run_dir}: the data differs from what the run was trained on")
     check_compatible(config, dataset)
-    streams = rng_streams(config.seed)
-    net = network_for_dataset(config, dataset, streams["init"], streams["dropout"])
+    streams = training_streams(config.seed)
+    net = network_for_dataset(config, dataset, streams.init, streams.dropout)
     engine = resumed_engine(run_dir, record)
     snapshot, restarted = _checkpoint_to_resume(run_dir, net)
     if restarted:
@@ -268,7 +267,7 @@ class Training:
     config: ExperimentConfig
     dataset: Dataset
     net: Network
-    streams: dict[str, np.random.Generator]
+    streams: TrainingStreams
     engine: str = "numpy"
     plots: bool = True
     diagnostics: Diagnostics | None = None  # train.diagnostics: the probe and its rows
@@ -423,12 +422,12 @@ def _fit(
             y_fit,
             dataset.n_classes,
             config.train,
-            run.streams["sampling"],
+            run.streams.sampling,
             validation=validation_set(config, dataset),
             hooks=Hooks(on_epoch, save_checkpoint, config.train.checkpoint_every),
             resume_from=snapshot,
             result=result,
-            augment=augmenter(config, dataset, run.streams["augment"]),
+            augment=augmenter(config, dataset, run.streams.augment),
             engine=run.engine,
         )
     if run.diagnostics is not None:

@@ -177,8 +177,8 @@ def lr_range_test(
         y,
         dataset.n_classes,
         cfg,
-        streams["sampling"],
-        augment=augmenter(config, dataset, streams["augment"]),
+        streams.sampling,
+        augment=augmenter(config, dataset, streams.augment),
         engine=engine,
     )
     n = updates if updates is not None else default_updates(trainer.B)

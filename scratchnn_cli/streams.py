@@ -8,6 +8,7 @@ A purpose's number is part of every run folder's results: never renumber one.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import IntEnum
 
 import numpy as np
@@ -30,3 +31,24 @@ class Stream(IntEnum):
 def stream(seed: int, purpose: Stream) -> np.random.Generator:
     """The generator of ``purpose`` for the run seeded ``seed``."""
     return np.random.default_rng([seed, int(purpose)])
+
+
+@dataclass(frozen=True)
+class TrainingStreams:
+    """The generators a training draws from: its initial weights, its sample order, its dropout
+    masks and its augmentation, each the stream of its purpose."""
+
+    init: np.random.Generator
+    sampling: np.random.Generator
+    dropout: np.random.Generator
+    augment: np.random.Generator
+
+
+def training_streams(seed: int) -> TrainingStreams:
+    """The training streams of the run seeded ``seed``, each at its start."""
+    return TrainingStreams(
+        init=stream(seed, Stream.INIT),
+        sampling=stream(seed, Stream.SAMPLING),
+        dropout=stream(seed, Stream.DROPOUT),
+        augment=stream(seed, Stream.AUGMENT),
+    )

@@ -22,7 +22,7 @@ from typer.testing import CliRunner, Result
 
 import scratchnn_cli.training.loop as train_module
 from scratchnn_cli import runs
-from scratchnn_cli.assembly import network_for_dataset, rng_streams, training_set
+from scratchnn_cli.assembly import network_for_dataset, training_set
 from scratchnn_cli.cli import app
 from scratchnn_cli.config import ExperimentConfig
 from scratchnn_cli.data import Dataset, load_dataset
@@ -33,6 +33,7 @@ from scratchnn_cli.nn.layers import (
 )
 from scratchnn_cli.nn.network import Network
 from scratchnn_cli.nn.optim.optimizers import Optimizer
+from scratchnn_cli.streams import training_streams
 from scratchnn_cli.training import EpochRecord, Hooks, TrainResult, train
 
 # --------------------------------------------------------------------------- paths and specs
@@ -384,8 +385,8 @@ def fit(config: ExperimentConfig) -> Fit:
     """What run_experiment does, minus the files (validation split and dropout stream included);
     the weights are copied at the end of every epoch."""
     dataset = load_dataset(config.data, config.seed)
-    streams = rng_streams(config.seed)
-    net = network_for_dataset(config, dataset, streams["init"], streams["dropout"])
+    streams = training_streams(config.seed)
+    net = network_for_dataset(config, dataset, streams.init, streams.dropout)
     X, y = training_set(config, dataset)
     val = None if config.data.train_on == "train+val" else dataset.split("val")
     snapshots: list[list[np.ndarray]] = []
@@ -399,7 +400,7 @@ def fit(config: ExperimentConfig) -> Fit:
         y,
         dataset.n_classes,
         config.train,
-        streams["sampling"],
+        streams.sampling,
         validation=val,
         hooks=Hooks(on_epoch=on_epoch),
     )

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from scratchnn_cli.assembly import augmenter as spec_augmenter
-from scratchnn_cli.assembly import network_for_dataset, rng_streams, training_set
+from scratchnn_cli.assembly import network_for_dataset, training_set
 from scratchnn_cli.config import validate_config
 from scratchnn_cli.data import load_dataset
 from scratchnn_cli.data.augment import (
@@ -28,6 +28,7 @@ from scratchnn_cli.data.augment import (
 )
 from scratchnn_cli.errors import ConfigError
 from scratchnn_cli.report.plots import augmentation_png, plot_augmentation
+from scratchnn_cli.streams import training_streams
 from scratchnn_cli.training import Hooks, train
 
 ALL_ON = {"hflip": True, "shift": 2, "rotate": 20.0, "noise": 0.1, "erase": 0.5}
@@ -474,9 +475,9 @@ AUGMENTED_SPEC = {
 def augmented_run(resume_from=None, restore_augment: bool = True):
     config = validate_config(AUGMENTED_SPEC, "spec.yaml")
     dataset = load_dataset(config.data, config.seed)
-    streams = rng_streams(config.seed)
-    net = network_for_dataset(config, dataset, streams["init"], streams["dropout"])
-    augment = spec_augmenter(config, dataset, streams["augment"])
+    streams = training_streams(config.seed)
+    net = network_for_dataset(config, dataset, streams.init, streams.dropout)
+    augment = spec_augmenter(config, dataset, streams.augment)
     if resume_from is not None and not restore_augment:
         resume_from = type(resume_from)(**{**vars(resume_from), "augment_rng": None})
     snaps: list = []
@@ -491,7 +492,7 @@ def augmented_run(resume_from=None, restore_augment: bool = True):
 
     net.forward = forward
     train(
-        net, X, y, 10, config.train, streams["sampling"], dataset.split("val"),
+        net, X, y, 10, config.train, streams.sampling, dataset.split("val"),
         Hooks(on_checkpoint=snaps.append, checkpoint_every=1), resume_from, augment=augment,
     )  # fmt: skip
     return net, snaps, dataset, seen_val
@@ -501,7 +502,7 @@ def test_resumed_augmented_run_equals_the_whole_run() -> None:
     whole, snaps, dataset, seen_val = augmented_run()
     at_2 = next(s for s in snaps if s.epochs == 2)
     # the snapshot holds the augmenter's generator as it was after two epochs, not as it started
-    assert at_2.augment_rng != rng_streams(AUGMENTED_SPEC["seed"])["augment"].bit_generator.state
+    assert at_2.augment_rng != training_streams(AUGMENTED_SPEC["seed"]).augment.bit_generator.state
     resumed, *_ = augmented_run(resume_from=at_2)
     np.testing.assert_array_equal(resumed.theta, whole.theta)
     # without the augmenter's state the resumed run sees other batches: other weights

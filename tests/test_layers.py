@@ -13,7 +13,7 @@ import pytest
 import yaml
 from helpers import SMALL_CONFIG, invoke, numeric_grad
 
-from scratchnn_cli.assembly import network_for_dataset, rng_streams, training_set
+from scratchnn_cli.assembly import network_for_dataset, training_set
 from scratchnn_cli.config import validate_config
 from scratchnn_cli.config.schema import LAYER_SPECS
 from scratchnn_cli.data import load_dataset
@@ -24,6 +24,7 @@ from scratchnn_cli.nn.layers import Dense, Dropout, Flatten, LeakyReLU, ReLU, Si
 from scratchnn_cli.nn.losses import SoftmaxCrossEntropy
 from scratchnn_cli.nn.network import Network
 from scratchnn_cli.nn.optim.optimizers import Adam, RMSprop
+from scratchnn_cli.streams import training_streams
 from scratchnn_cli.training import Hooks, train
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "legacy_runs"
@@ -42,11 +43,11 @@ def config_of(model: dict, **train_keys: object) -> object:
 
 def fit(config: object) -> tuple[Network, list[float]]:
     dataset = load_dataset(config.data, config.seed, config.model.dtype)
-    streams = rng_streams(config.seed)
-    net = network_for_dataset(config, dataset, streams["init"], streams["dropout"])
+    streams = training_streams(config.seed)
+    net = network_for_dataset(config, dataset, streams.init, streams.dropout)
     X, y = training_set(config, dataset)
     result = train(
-        net, X, y, dataset.n_classes, config.train, streams["sampling"], dataset.split("val")
+        net, X, y, dataset.n_classes, config.train, streams.sampling, dataset.split("val")
     )
     return net, [r.cost for r in result.history]
 
@@ -387,13 +388,13 @@ def test_resume_with_restore_best_false_keeps_the_last_weights() -> None:
     X, y = training_set(config, dataset)
 
     def run(cfg, resume_from=None):
-        streams = rng_streams(config.seed)
-        net = network_for_dataset(config, dataset, streams["init"], streams["dropout"])
+        streams = training_streams(config.seed)
+        net = network_for_dataset(config, dataset, streams.init, streams.dropout)
         snaps: list = []
         weights: list = []
         hooks = Hooks(lambda r: weights.append(net.theta.copy()), snaps.append, 1)
         result = train(
-            net, X, y, 2, cfg, streams["sampling"], dataset.split("val"), hooks, resume_from
+            net, X, y, 2, cfg, streams.sampling, dataset.split("val"), hooks, resume_from
         )
         return net, result, snaps, weights
 

@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 from helpers import assert_grad_close, fit, make_config, numeric_grad, weights_of
 
-from scratchnn_cli.assembly import network_for_dataset, rng_streams
+from scratchnn_cli.assembly import network_for_dataset
 from scratchnn_cli.config import TrainConfig
 from scratchnn_cli.nn import Network
 from scratchnn_cli.nn.regularizers import add_penalty_gradient, penalty
+from scratchnn_cli.streams import training_streams
 from scratchnn_cli.training import train
 
 H = 1e-6  # central-difference step
@@ -170,7 +171,7 @@ def test_history_cost_is_data_cost_plus_penalty(l1: float, l2: float) -> None:
     net, dataset = result.net, result.dataset
     X, y = dataset.X_train, dataset.y_train
     Y = net.loss.targets(y, 2, net.dtype)
-    initial = weights_of(network_for_dataset(config, dataset, rng_streams(config.seed)["init"]))
+    initial = weights_of(network_for_dataset(config, dataset, training_streams(config.seed).init))
     starts = [initial, *result.snapshots[:-1]]
     for e, (record, start, end) in enumerate(
         zip(result.result.history, starts, result.snapshots, strict=True), start=1

@@ -28,10 +28,11 @@ from helpers import (
 from sklearn.linear_model import LogisticRegression
 
 from scratchnn_cli import runs
-from scratchnn_cli.assembly import network_for_dataset, rng_streams, training_set
+from scratchnn_cli.assembly import network_for_dataset, training_set
 from scratchnn_cli.config import ExperimentConfig, TrainConfig, load_config
 from scratchnn_cli.data import load_dataset
 from scratchnn_cli.nn.network import Network
+from scratchnn_cli.streams import training_streams
 from scratchnn_cli.training import Hooks, Snapshot, TrainResult, train
 
 # --------------------------------------------------------------------------- it learns
@@ -218,7 +219,7 @@ def test_huge_lr_and_sigma_never_warn(
         assert len(r.history) == r.epochs - 1 == 0  # the diverged epoch is not recorded
         assert "diverged in epoch 1" in r.stop_reason
         # the weights went back to the initial ones: the accuracy is that of a fresh network
-        fresh = network_for_dataset(config, result.dataset, rng_streams(0)["init"])
+        fresh = network_for_dataset(config, result.dataset, training_streams(0).init)
         assert accuracy == _accuracy_by_hand(fresh, X_test, y_test)
     elif stopped_by == "eps":
         assert "converged" in r.stop_reason
@@ -382,8 +383,8 @@ def fit_resumable(
     ``stopped_by`` is "interrupted" when the KeyboardInterrupt came through.
     """
     dataset = load_dataset(config.data, config.seed)
-    streams = rng_streams(config.seed)
-    net = network_for_dataset(config, dataset, streams["init"], streams["dropout"])
+    streams = training_streams(config.seed)
+    net = network_for_dataset(config, dataset, streams.init, streams.dropout)
     X, y = training_set(config, dataset)
     checkpoints: list[Snapshot] = []
     forwards = 0
@@ -410,7 +411,7 @@ def fit_resumable(
             y,
             dataset.n_classes,
             config.train,
-            streams["sampling"],
+            streams.sampling,
             validation=dataset.split("val"),
             hooks=Hooks(on_epoch, checkpoints.append, checkpoint_every=2),
             result=result,
@@ -568,19 +569,19 @@ def test_defaults_reproduce_the_assignment_single_sample_sgd_bit_for_bit(
     assert len(y) == n_train
 
     # the trainer, wired as run_experiment wires it
-    streams = rng_streams(config.seed)
-    net = network_for_dataset(config, dataset, streams["init"], streams["dropout"])
+    streams = training_streams(config.seed)
+    net = network_for_dataset(config, dataset, streams.init, streams.dropout)
     val = None if config.data.train_on == "train+val" else dataset.split("val")
     result = train(
-        net, X, y, dataset.n_classes, default, streams["sampling"], validation=val, engine=engine
+        net, X, y, dataset.n_classes, default, streams.sampling, validation=val, engine=engine
     )
 
     # the reference loop, from the same seeds
-    ref_streams = rng_streams(config.seed)
-    ref_net = network_for_dataset(config, dataset, ref_streams["init"])
+    ref_streams = training_streams(config.seed)
+    ref_net = network_for_dataset(config, dataset, ref_streams.init)
     Y = ref_net.loss.targets(y, dataset.n_classes, ref_net.dtype)
     ref_costs = reference_single_sample_sgd(
-        ref_net, X, Y, cfg.lr, cfg.eps, cfg.max_iterations, ref_streams["sampling"]
+        ref_net, X, Y, cfg.lr, cfg.eps, cfg.max_iterations, ref_streams.sampling
     )
 
     assert result.stopped_by == "max_iterations"
@@ -629,8 +630,8 @@ def test_single_sample_sgd_with_hidden_layers_matches_the_notebook_loops(
     X, y = training_set(config, dataset)
     N = len(y)
     assert (N, steps % N) == (200, 0)  # whole epochs: the port draws an epoch at a time too
-    streams = rng_streams(seed)
-    net = network_for_dataset(config, dataset, streams["init"])
+    streams = training_streams(seed)
+    net = network_for_dataset(config, dataset, streams.init)
     kinds = [layer.kind for layer in net.layers]
     assert set(kinds) == {"dense", "sigmoid"} and net.loss.name == "sigmoid"  # what the port does
     assert net.sizes == [X.shape[1], *struct, 1]
@@ -642,7 +643,7 @@ def test_single_sample_sgd_with_hidden_layers_matches_the_notebook_loops(
         y,
         dataset.n_classes,
         config.train,
-        streams["sampling"],
+        streams.sampling,
         dataset.split("val"),
         engine=engine,
     )
