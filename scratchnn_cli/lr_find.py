@@ -22,11 +22,14 @@ same sample order (the sampling stream), dropout masks and augmentation, batch s
 (its moments start from zero, as in training) and engine. Each update runs as the trainer's
 epoch of one batch, on either engine (the compiled kernel reads the rate at every call), so the
 rate can change between any two updates; only ``train.lr`` and ``train.lr_schedule`` are not
-used. Nothing is written here: ``cli/lr_find.py`` draws and saves the curve.
+used. Nothing is written here: ``cli/lr_find.py`` draws the curve and saves it with the
+result's CSV and JSON texts.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import math
 import time
 from dataclasses import dataclass
@@ -73,6 +76,33 @@ class LRFindResult:
     engine: str
     configured_lr: float
     seconds: float
+
+    def curve_csv(self) -> str:
+        """lr_find.csv: one row per update, its rate, its batch's cost and the smoothed cost."""
+        text = io.StringIO()
+        writer = csv.writer(text, lineterminator="\n")
+        writer.writerow(["update", "lr", "cost", "smoothed"])
+        rows = zip(self.lrs, self.costs, self.smoothed, strict=True)
+        for i, (lr, cost, smoothed) in enumerate(rows):
+            writer.writerow([i + 1, repr(float(lr)), repr(float(cost)), repr(float(smoothed))])
+        return text.getvalue()
+
+    def to_json(self) -> dict[str, object]:
+        """lr_find.json: the suggestion and why, how the test ran and ended."""
+        return {
+            "suggested_lr": self.suggested,
+            "why": self.why,
+            "configured_lr": self.configured_lr,
+            "start": self.start,
+            "end": self.end,
+            "total_updates": self.total_updates,
+            "smoothing_beta": self.beta,
+            "updates": len(self.lrs),
+            "stopped_early": self.stopped_early,
+            "stop_reason": self.stop_reason,
+            "engine": self.engine,
+            "seconds": round(self.seconds, 3),
+        }
 
 
 def default_updates(rows_per_update: int) -> int:

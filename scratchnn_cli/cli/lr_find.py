@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -87,8 +85,8 @@ def _write_folder(runs_dir: Path, spec: ExperimentConfig, result: LRFindResult) 
 
     files = [
         ("config.yaml", yaml_bytes(spec.to_dict())),
-        ("lr_find.csv", _curve_csv(result).encode()),
-        ("lr_find.json", json_bytes(_result_fields(result))),
+        ("lr_find.csv", result.curve_csv().encode()),
+        ("lr_find.json", json_bytes(result.to_json())),
     ]
     try:
         title = f"{spec.name}: learning-rate range test"
@@ -105,33 +103,3 @@ def _write_folder(runs_dir: Path, spec: ExperimentConfig, result: LRFindResult) 
     except OSError as exc:
         raise RunWriteError(f"{folder}: could not write ({one_line(exc)})") from None
     return folder
-
-
-def _curve_csv(result: LRFindResult) -> str:
-    """One row per update: its rate, its batch's cost, the smoothed cost."""
-    text = io.StringIO()
-    writer = csv.writer(text, lineterminator="\n")
-    writer.writerow(["update", "lr", "cost", "smoothed"])
-    for i, (lr, cost, smoothed) in enumerate(
-        zip(result.lrs, result.costs, result.smoothed, strict=True)
-    ):
-        writer.writerow([i + 1, repr(float(lr)), repr(float(cost)), repr(float(smoothed))])
-    return text.getvalue()
-
-
-def _result_fields(result: LRFindResult) -> dict[str, object]:
-    """lr_find.json: the suggestion and why, how the test ran and ended."""
-    return {
-        "suggested_lr": result.suggested,
-        "why": result.why,
-        "configured_lr": result.configured_lr,
-        "start": result.start,
-        "end": result.end,
-        "total_updates": result.total_updates,
-        "smoothing_beta": result.beta,
-        "updates": len(result.lrs),
-        "stopped_early": result.stopped_early,
-        "stop_reason": result.stop_reason,
-        "engine": result.engine,
-        "seconds": round(result.seconds, 3),
-    }
