@@ -1,18 +1,7 @@
-"""Speed benchmarks of scratchnn: ``make bench``, i.e. ``python benchmarks/bench.py``.
-
-Not part of ``make test``. Run it as a script (``benchmarks/`` is then on ``sys.path``, which is
-how the section modules are found)::
-
-    python benchmarks/bench.py                  # every section
-    python benchmarks/bench.py --quick          # a smoke run
-    python benchmarks/bench.py --only single-sample -v
-
-Each benchmark is a *section*: a function ``(opts, console) -> None`` in its own module, listed in
-``SECTIONS``: ``single-sample`` (``single_sample.py``: single-sample SGD against the notebook's
-loops), ``mlp`` (``mlp.py``: a 784-256-128-10 MLP against scikit-learn, PyTorch and the GEMM
-floor), ``cnn`` (``cnn.py``: two CNNs against PyTorch), ``engines`` (``engines.py``: the
-compiled engine against the NumPy one) and ``diagnostics`` (``diagnostics_cost.py``: training
-with ``train.diagnostics`` on against off). What the sections share is in ``common.py``.
+"""Speed benchmarks of scratchnn: ``make bench``, i.e. ``python benchmarks/bench.py [--quick]
+[--only NAME] [-v]``; not part of ``make test``. Run as a script (``benchmarks/`` is then on
+``sys.path``). Each section is a function ``(opts, console) -> None`` in its own module, listed
+in ``SECTIONS``; what they share is in ``common.py``.
 """
 
 from __future__ import annotations

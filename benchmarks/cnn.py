@@ -1,28 +1,13 @@
-"""Section ``cnn`` of ``bench.py``: one training epoch (Adam, batch 128, float32) of two CNNs on
-Fashion-MNIST, ours against PyTorch on the CPU with 1 and 2 threads, and where ours spends it.
-
-- ours: ``train()`` inside ``nn.threads.threads(n)`` (the layers' work split over n threads, BLAS
-  on one, as ``scratchnn train --threads n`` does), He initialisation; the time is
-  ``result.seconds``;
-- PyTorch, when importable (``torch.set_num_threads(n)``): the same layers, ``CrossEntropyLoss``,
-  ``torch.optim.Adam`` with its defaults, a loop over ``torch.randperm`` batches; in NCHW and in
-  ``torch.channels_last``. Ours / PyTorch is taken against the faster of the two, and the goal
-  is judged on the median over the rounds of ours / the faster PyTorch epoch of the same round
-  (this machine's speed drifts between rounds).
-
-Then, for ours, on a few batches of the first network: each layer's forward and backward, timed
-by wrapping its methods, against its matrix products timed alone; and the peak memory of an epoch
-(``tracemalloc``, which sees NumPy's buffers) on the whole training set, cut to a few updates (each
-update allocates the same; train()'s per-sample arrays are allocated in full; the input images
-are not counted).
-"""
+"""Section ``cnn`` of ``bench.py``: one training epoch (Adam, batch 128, float32) of two CNNs, ours
+(``train()`` inside ``threads(n)``, as ``scratchnn train --threads n`` runs it) against PyTorch in
+NCHW and channels-last with 1 and 2 threads; then, for ours, each layer's forward and backward
+against its matrix products timed alone, and the peak memory of an epoch (``tracemalloc``)."""
 
 from __future__ import annotations
 
 import argparse
 import functools
 import math
-import os
 import statistics
 import time
 import tracemalloc
@@ -55,8 +40,6 @@ QUICK_BUDGET = Budget(3 * BATCH, 1, 5.0, BATCH, 2, 0.2, profile_batches=2, memor
 
 
 # --- The networks ---------------------------------------------------------------------------------
-
-
 @dataclass(frozen=True)
 class ConvBlock:
     filters: int
@@ -116,15 +99,10 @@ CASES = (
 
 
 def our_network(case: CnnCase) -> Network:
+    rng, drop = np.random.default_rng(SEED), np.random.default_rng(SEED + 2)  # weights, dropout
+    layers = case.ours_layers()
     return Network.from_layers(
-        case.ours_layers(),
-        (28, 28, 1),
-        N_CLASSES,
-        "softmax",
-        rng=np.random.default_rng(SEED),
-        init="he",
-        dtype=DTYPE,
-        dropout_rng=np.random.default_rng(SEED + 2),
+        layers, (28, 28, 1), N_CLASSES, "softmax", rng=rng, init="he", dtype=DTYPE, dropout_rng=drop
     )
 
 
@@ -142,8 +120,6 @@ def torch_network(torch: Any, case: CnnCase, fmt: str) -> Any:
 
 
 # --- One epoch of each implementation, and the peak memory of ours --------------------------------
-
-
 def ours_epoch(case: CnnCase, data: common.Data, thread_count: int, n: int) -> Epoch:
     """One epoch of train() on the first n samples, our layers on ``thread_count`` threads."""
     net = our_network(case)
@@ -201,9 +177,8 @@ def peak_memory(case: CnnCase, data: common.Data, n_updates: int) -> int:
 
 
 def estimate_bytes(case: CnnCase) -> int:
-    """The training-memory estimate of ``assembly.py`` for this network, less the data: the
-    weights x (6 + the optimizer's arrays per weight) + 3 x batch x the layers' per-sample
-    caches (``cache_per_sample``) and outputs, in bytes."""
+    """``assembly.py``'s training-memory estimate, less the data: weights x (6 + the optimizer's
+    arrays per weight) + 3 x batch x the layers' per-sample caches and outputs, in bytes."""
     net = our_network(case)
     moments = make_optimizer("adam", [np.zeros(1)], LR).arrays_per_param()
     per_sample = sum(layer.cache_per_sample() for layer in net.layers[:-1]) + N_CLASSES
@@ -211,7 +186,6 @@ def estimate_bytes(case: CnnCase) -> int:
 
 
 # --- Where our update goes: each layer's forward and backward -------------------------------------
-
 KINDS = ("conv2d", "maxpool2d", "batchnorm", "dense")  # layer kinds shown apart; the rest lumped
 GEMM_KINDS = ("conv2d", "dense")
 OTHER_LAYERS = "relu/dropout/flatten"
@@ -321,8 +295,6 @@ def profile_layers(case: CnnCase, data: common.Data, budget: Budget, thread_coun
 
 
 # --- Tables ---------------------------------------------------------------------------------------
-
-
 def goal_text(paired: Sequence[float]) -> str:
     if not paired:
         return "n/a"
@@ -365,6 +337,11 @@ def ms(seconds: float) -> str:
     return f"{seconds * 1e3:.1f}"
 
 
+def share(p: Profile, seconds: float) -> str:
+    """``seconds`` as a percentage of the update."""
+    return f"{seconds / p.update * 100:.1f}"
+
+
 def layers_table(profiles: Sequence[Profile]) -> Table:
     columns = ["layer", "output"]
     for p in profiles:
@@ -380,22 +357,17 @@ def layers_table(profiles: Sequence[Profile]) -> Table:
         cells = []
         for p in profiles:
             u = p.layers[k]
-            gemm = u.kind in GEMM_KINDS
-            cells += [
-                f"{ms(u.forward)} ({ms(u.gemm_forward)})" if gemm else ms(u.forward),
-                f"{ms(u.backward)} ({ms(u.gemm_backward)})" if gemm else ms(u.backward),
-                f"{(u.forward + u.backward) / p.update * 100:.1f}",
-            ]
+            forward, backward = ms(u.forward), ms(u.backward)
+            if u.kind in GEMM_KINDS:
+                forward += f" ({ms(u.gemm_forward)})"
+                backward += f" ({ms(u.gemm_backward)})"
+            cells += [forward, backward, share(p, u.forward + u.backward)]
         table.add_row(t.label, "x".join(map(str, t.output_shape)), *cells)
     table.rows[-1].end_section = True
     for name in OUTSIDE:
-        cells = [
-            x
-            for p in profiles
-            for x in (ms(p.outside[name]), "", f"{p.outside[name] / p.update * 100:.1f}")
-        ]
+        cells = [x for p in profiles for x in (ms(p.outside[name]), "", share(p, p.outside[name]))]
         table.add_row(name, "", *cells, style="dim")
-    cells = [x for p in profiles for x in (ms(p.update), "", "100.0")]
+    cells = [x for p in profiles for x in (ms(p.update), "", share(p, p.update))]
     table.add_row("update (train())", "", *cells, style="bold")
     return table
 
@@ -415,19 +387,19 @@ def kinds_table(profiles: Sequence[Profile], n_epoch: int) -> Table:
         cells = []
         for p in profiles:
             f, b, g = p.by_kind().get(kind, (0.0, 0.0, 0.0))
-            share = f"{(f + b) / p.update * 100:.1f}"
-            cells += [ms(f), ms(b), ms(g) if g > 0 else "", share, f"{(f + b) * batches:.2f}"]
+            gemm = ms(g) if g > 0 else ""
+            cells += [ms(f), ms(b), gemm, share(p, f + b), f"{(f + b) * batches:.2f}"]
         table.add_row(kind, *cells)
     for name in OUTSIDE:
         cells = []
         for p in profiles:
             s = p.outside[name]
-            cells += [ms(s), "", "", f"{s / p.update * 100:.1f}", f"{s * batches:.2f}"]
+            cells += [ms(s), "", "", share(p, s), f"{s * batches:.2f}"]
         table.add_row(name, *cells, style="dim")
     cells = []
     for p in profiles:
         gemm = sum(v[2] for v in p.by_kind().values())
-        cells += [ms(p.update), "", ms(gemm), "100.0", f"{p.update * batches:.2f}"]
+        cells += [ms(p.update), "", ms(gemm), share(p, p.update), f"{p.update * batches:.2f}"]
     table.add_row("update", *cells, style="bold", end_section=True)
     return table
 
@@ -459,8 +431,6 @@ def params_line(torch: Any | None) -> str:
 
 
 # --- The section ----------------------------------------------------------------------------------
-
-
 def cnn(opts: argparse.Namespace, console: Console) -> None:
     """One epoch of two CNNs: ours against PyTorch, per-layer times and peak memory of ours."""
     budget = QUICK_BUDGET if opts.quick else FULL_BUDGET
@@ -477,17 +447,8 @@ def cnn(opts: argparse.Namespace, console: Console) -> None:
     for case in CASES:
         console.print(f"  {case.name}: {case.description}")
     console.print(f"  {params_line(torch)}")
-    at_most = (
-        f" at most (fewer when they would take more than {budget_s:g} s per thread count; "
-        "--repeats N runs all N). "
-        if math.isfinite(budget_s)
-        else ". "
-    )
-    console.print(
-        f"  Each contender trains a warm-up epoch of {budget.warmup_samples:,} images, then one "
-        f"epoch per round, round-robin; {repeats} rounds{at_most}{os.cpu_count()} CPUs, "
-        f"{common.load_average()}."
-    )
+    aside = "; --repeats N runs all N"
+    console.print("  " + common.rounds_note(budget, repeats, budget_s, "images", aside))
     quick = f"{n:,} images, not 60,000: the times are not those of a full epoch"
     common.print_setup(console, torch, "ours", quick if opts.quick else None)
 

@@ -1,5 +1,5 @@
-"""What the ``mlp`` and ``cnn`` sections of ``bench.py`` share: the budget of a run, the data,
-timing rounds, contenders, the PyTorch loop, and the helpers of their tables."""
+"""What the sections of ``bench.py`` share: the budget of a run, the data, timing rounds,
+contenders, the PyTorch loop, the machine, and the helpers of their tables."""
 
 from __future__ import annotations
 
@@ -63,6 +63,12 @@ def rounds(max_rounds: int, budget_s: float) -> Iterator[int]:
 
 
 # --- The data and the runs of ours ----------------------------------------------------------------
+@contextmanager
+def course_data() -> Iterator[None]:
+    """$SCRATCHNN_DATA as given, else ``../shared/data`` beside the project when it exists."""
+    beside = not os.environ.get("SCRATCHNN_DATA") and BESIDE_PROJECT.is_dir()
+    with mock.patch.dict(os.environ, {"SCRATCHNN_DATA": str(BESIDE_PROJECT)} if beside else {}):
+        yield
 
 
 @dataclass
@@ -76,12 +82,10 @@ class Data:
 
 
 def load_data(n_samples: int) -> Data:
-    """Fashion-MNIST's training images / 255 when the files are found (``$SCRATCHNN_DATA``, else
-    ``../shared/data`` beside the project, else the cache): all 60,000 of them; else
-    ``n_samples`` images of uniform random pixels with random labels."""
-    beside = not os.environ.get("SCRATCHNN_DATA") and BESIDE_PROJECT.is_dir()
+    """All 60,000 Fashion-MNIST training images / 255 when the files are found (see
+    ``course_data``, else the cache); else ``n_samples`` images of random pixels and labels."""
     try:
-        with mock.patch.dict(os.environ, {"SCRATCHNN_DATA": str(BESIDE_PROJECT)} if beside else {}):
+        with course_data():
             images, labels, _, _ = load_fashion_mnist(download=False)
     except DataError as exc:
         gen = np.random.default_rng(SEED)
@@ -96,8 +100,7 @@ def load_data(n_samples: int) -> Data:
 
 
 def train_config(optimizer: str, lr: float, epochs: int = 1, updates: int = 10**9) -> TrainConfig:
-    """Shuffled mini-batches of BATCH, ``epochs`` epochs or ``updates`` updates (eps 0: no early
-    stop)."""
+    """Shuffled batches of BATCH, ``epochs`` epochs or ``updates`` updates; eps 0: no early stop."""
     return TrainConfig(
         lr=lr,
         eps=0.0,
@@ -150,8 +153,6 @@ def capture_optimizer(on_build: Callable[[Optimizer], None]) -> Iterator[list[Op
 
 
 # --- Contenders: the rows of the results tables, timed round-robin --------------------------------
-
-
 @dataclass
 class Epoch:
     """One timed epoch: its seconds, the dtype the weights were trained in, and (ours, in the mlp
@@ -195,6 +196,18 @@ def time_contenders(
     return len(contenders[0].runs)
 
 
+def rounds_note(budget: Budget, repeats: int, budget_s: float, noun: str, aside: str = "") -> str:
+    """How the contenders of a section are timed, and the machine."""
+    limit = ""
+    if math.isfinite(budget_s):
+        limit = f" (fewer when they would take more than {budget_s:g} s per thread count{aside})"
+    return (
+        f"Each contender trains a warm-up epoch of {budget.warmup_samples:,} {noun}, then one "
+        f"epoch per round, round-robin; best of up to {repeats} rounds{limit}. "
+        f"{os.cpu_count()} CPUs, {load_average()}."
+    )
+
+
 def best_call_seconds(
     fns: Sequence[Callable[[], Any]], max_rounds: int, budget_s: float, timing_s: float = 0.0005
 ) -> tuple[list[float], int]:
@@ -216,8 +229,6 @@ def best_call_seconds(
 
 
 # --- PyTorch, threads and the machine -------------------------------------------------------------
-
-
 def import_torch() -> Any | None:
     try:
         import torch
@@ -303,8 +314,6 @@ def print_setup(console: Console, torch: Any | None, blas_users: str, quick: str
 
 
 # --- Tables ---------------------------------------------------------------------------------------
-
-
 def new_table(title: str, columns: Sequence[str], left: Sequence[str] = (), **kwargs: Any) -> Table:
     """A table of ``columns``: those named in ``left`` left-aligned, the others (numbers) right."""
     table = Table(title=title, **kwargs)

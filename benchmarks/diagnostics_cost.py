@@ -1,20 +1,6 @@
-"""Section ``diagnostics`` of ``make bench``: what ``train.diagnostics: true`` costs.
-
-The same spec is trained through the package's API (``run_experiment``, no PNGs, a quiet
-console) with ``train.diagnostics`` off and on, the two back to back in each round (which goes
-first alternates), for a few rounds. Each round gives the extra seconds of the run with
-diagnostics (its whole ``run_experiment``: the probe of the initial weights, those after epochs,
-the final one and diagnostics.csv) over the training seconds of the run without (its epochs,
-``TrainResult.seconds``); the table shows the median of the rounds as the ratio
-1 + extra / training and checks it against the cost goals: at most +5% on an epoch of the
-Fashion-MNIST MLP and of the digits CNN, +10% on a tiny single-sample run.
-
-Cases: ``configs/fashion_mlp.yaml`` for 1 epoch (random pixels and labels in IDX files of the
-same size when Fashion-MNIST is not found; ``--quick``: 6,000 + 6,000 of its samples),
-``configs/digits_cnn.yaml`` for 2 epochs, and ``configs/circles_shallow.yaml`` for 300,000
-single-sample updates (800 epochs of 375 samples), each engine as ``train.engine: auto`` picks;
-NumPy's BLAS on one thread, so that other processes on the machine disturb less.
-"""
+"""Section ``diagnostics`` of ``bench.py``: what ``train.diagnostics: true`` costs. Three specs
+(``configs/``), each trained by ``run_experiment`` with diagnostics off and on, back to back in
+each round (which goes first alternates), on one BLAS thread; the goals are on the median round."""
 
 from __future__ import annotations
 
@@ -34,7 +20,7 @@ from pathlib import Path
 from unittest import mock
 
 import numpy as np
-from common import BESIDE_PROJECT, SEED, busy_warning, load_average, new_table, rounds
+from common import SEED, busy_warning, course_data, load_average, new_table, rounds
 from rich.console import Console
 from threadpoolctl import threadpool_limits
 
@@ -49,15 +35,14 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 @dataclass
 class Case:
-    """A spec trained with diagnostics off and on: its --set options, the goal (the largest
-    ratio allowed), the rounds at most and the seconds they may take (full run, --quick)."""
+    """A spec trained with diagnostics off and on, and what its rounds measured."""
 
     label: str
-    config: str
-    sets: list[str]
-    goal: float
-    max_rounds: tuple[int, int]
-    budget_s: tuple[float, float]
+    config: str  # in configs/
+    sets: list[str]  # --set options
+    goal: float  # the largest ratio allowed
+    max_rounds: tuple[int, int]  # full run, --quick
+    budget_s: tuple[float, float]  # the seconds the rounds may take: full run, --quick
     quick_sets: list[str] = field(default_factory=list)
     extra: list[float] = field(default_factory=list)  # per round: on - off, whole runs
     train_off: list[float] = field(default_factory=list)  # per round: the off run's epochs
@@ -135,11 +120,9 @@ def time_case(case: Case, runs_dir: Path, quick: bool) -> None:
 
 @contextmanager
 def fashion_mnist_or_random(console: Console) -> Iterator[None]:
-    """$SCRATCHNN_DATA where Fashion-MNIST is found (as given, else ../shared/data beside the
-    project, else the cache); else a temporary folder of IDX files of random pixels and
-    labels, as many as Fashion-MNIST's."""
-    env = {} if os.environ.get("SCRATCHNN_DATA") else {"SCRATCHNN_DATA": str(BESIDE_PROJECT)}
-    with mock.patch.dict(os.environ, env if BESIDE_PROJECT.is_dir() else {}):
+    """Fashion-MNIST where it is found (``common.course_data``, else the cache); else a temporary
+    folder of IDX files of random pixels and labels, as many as Fashion-MNIST's."""
+    with course_data():
         try:
             folder = fashion_mnist_dir(download=False)
         except DataError as exc:
@@ -194,37 +177,18 @@ def diagnostics(opts: argparse.Namespace, console: Console) -> None:
     table = new_table(
         "Diagnostics on / off: 1 + (extra seconds of the whole run) / (epochs' seconds off), "
         "median of interleaved rounds",
-        (
-            "case",
-            "engine",
-            "epochs",
-            "probes",
-            "rounds",
-            "epochs s off",
-            "extra s",
-            "ratio",
-            "in epochs",
-            "goal",
-            "met",
-        ),
+        ("case", "engine", "epochs", "probes", "rounds", "epochs s off", "extra s", "ratio")
+        + ("in epochs", "goal", "met"),
         left=("case", "engine", "met"),
     )
     for case in chosen:
         ratio = 1 + statistics.median(case.overheads)
         met = "[green]yes[/]" if ratio <= case.goal else "[red]no[/]"
-        table.add_row(
-            case.label,
-            case.engine,
-            f"{case.epochs:,}",
-            str(case.probes),
-            str(len(case.overheads)),
-            f"{statistics.median(case.train_off):.3f}",
-            f"{statistics.median(case.extra):+.3f}",
-            f"{ratio:.3f}x",
-            f"{statistics.median(case.in_epochs):.3f}x",
-            f"<= {case.goal:.2f}x",
-            met,
-        )
+        counts = f"{case.epochs:,}", str(case.probes), str(len(case.overheads))
+        off, extra = statistics.median(case.train_off), statistics.median(case.extra)
+        in_epochs, goal = statistics.median(case.in_epochs), f"<= {case.goal:.2f}x"
+        cells = f"{off:.3f}", f"{extra:+.3f}", f"{ratio:.3f}x", f"{in_epochs:.3f}x", goal, met
+        table.add_row(case.label, case.engine, *counts, *cells)
     console.print(table)
     warning = busy_warning(1)
     if warning:

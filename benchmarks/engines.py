@@ -1,16 +1,9 @@
-"""Section ``engines`` of ``make bench``: where the compiled engine stops paying, and a sweep.
+"""Section ``engines`` of ``bench.py``: the compiled engine against the NumPy one (train.engine).
 
-1. One epoch of 2,048 random samples, the same network, optimizer and sample order, trained by the
-compiled engine and by the NumPy engine (``train.engine``), one BLAS thread, best of
-``--repeats`` (default 5, interleaved). Networks from the assignment's (2-5-1, 784-10-5-1) to a
-Fashion-MNIST MLP (784-256-128-10), batches of 1 to 256, plain SGD and Adam. The ratio numpy /
-compiled against parameters x rows per update is what ``nn/engines.COMPILED_PAYS_BELOW`` is
-read from: ``auto`` takes the compiled engine below it.
-2. A 125-run sweep of the assignment's circles net (2-5-1 sigmoid, single-sample SGD, 5 learning
-rates x 5 seeds x 5 CV folds, ``--jobs 2``, no refit), its sub-runs trained by the NumPy engine
-and then by the compiled one, each sweep with fresh joblib workers (a user's sweep starts its
-own): the whole wall time, run folders and sweep.png included, and equal results where the
-engines agree.
+1. One epoch of the same network, optimizer and sample order by each engine, from the assignment's
+nets to a Fashion-MNIST MLP, batches of 1 to 256: where ``nn/engines.COMPILED_PAYS_BELOW`` is read.
+2. The assignment's 125-run circles sweep (``--jobs 2``, fresh joblib workers each) by each engine:
+the whole wall time, and equal results.
 """
 
 from __future__ import annotations

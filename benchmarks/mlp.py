@@ -1,31 +1,14 @@
 """Section ``mlp`` of ``bench.py``: one training epoch of a 784-256-128-10 ReLU/softmax MLP, batch
-128, against scikit-learn, PyTorch and the matrix-multiply floor, with 1 and 2 BLAS threads.
-
-- ours: ``train()``, shuffled batches, plain SGD (lr 0.01) or Adam (lr 0.001), in float32 and
-  float64; the epoch time is ``result.seconds``. With 2 threads, twice: with BLAS's own threads
-  (the Python API outside ``threads()``) and as ``scratchnn train --threads 2`` runs it (inside
-  ``threads(2)``: BLAS on one thread, the dense products' rows split over ours, the same bits
-  as one thread). Its stages (forward, loss gradient, backward,
-  optimizer step, the rest of train()) are timed on the way, by wrapping those methods;
-- ``MLPClassifier``, same architecture, solver sgd (no momentum) or adam, ``max_iter=1``: the time
-  of ``fit`` (one epoch plus its input checks); its weights' dtype is checked and shown;
-- PyTorch on the CPU, when importable: ``nn.Linear``/``nn.ReLU``, ``CrossEntropyLoss``,
-  ``torch.optim.SGD``/``Adam`` with their defaults, a loop over ``torch.randperm`` batches;
-- the floor: the epoch's GEMM shapes (forward 3, backward dW 3, dA 2), each timed alone with NumPy
-  on operands laid out as the network's code lays them, times the number of batches using it.
-  Nothing that computes this network's epoch with NumPy's BLAS can be faster.
-
-Last, the float32 Adam subnormal trap: five epochs of float32 Adam on the real images, with the
-optimizer's subnormal flushing on (as users run it) and, as a control, off, timing each epoch and
-counting the subnormal entries left in Adam's moments.
-"""
+128, with 1 and 2 BLAS threads: ours (``train()`` with BLAS's threads, and with 2 threads also as
+``scratchnn train --threads 2`` runs it: BLAS on one thread, the rows split over ours) against
+``MLPClassifier`` (the time of ``fit``), PyTorch and the GEMM floor (the epoch's matrix products
+timed alone); then the float32 Adam subnormal trap, with Adam's flushing on and off."""
 
 from __future__ import annotations
 
 import argparse
 import functools
 import math
-import os
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -58,26 +41,23 @@ FULL_BUDGET = Budget(60_000, 3, 70.0, 4096, gemm_rounds=30, gemm_budget_s=5.0, t
 QUICK_BUDGET = Budget(2_000, 1, 5.0, 256, gemm_rounds=5, gemm_budget_s=0.5, trap_repeats=1)
 
 Inputs = dict[np.dtype, np.ndarray]  # the (n, 784) training samples in each dtype
+Best = dict[tuple[str, tuple[np.dtype, str]], float]  # (impl, (dtype, optimizer)) -> best seconds
 
 
 # --- One epoch of each implementation -------------------------------------------------------------
-
-
 def our_network(dtype: np.dtype) -> Network:
-    sizes = SIZES[0], list(SIZES[1:-1]), SIZES[-1]
     rng = np.random.default_rng(SEED)
     return Network.from_struct(
-        *sizes, activation="relu", output="softmax", rng=rng, init="he", dtype=dtype
+        SIZES[0], list(SIZES[1:-1]), SIZES[-1], "relu", "softmax", rng=rng, init="he", dtype=dtype
     )
 
 
 def ours_epoch(
     X: Inputs, y: np.ndarray, dtype: np.dtype, optimizer: str, n: int, split: int = 0
 ) -> Epoch:
-    """One epoch of train() on the first n samples, its stages timed on the way (a pair of
-    perf_counter calls around each, counted against ours); "rest" is what train() does around
-    them (gathering the batches, storing Z, the end-of-epoch cost). ``split`` > 0: inside
-    ``threads(split)``, as ``scratchnn train --threads`` runs it."""
+    """One epoch of train() on the first n samples, its stages timed by wrapping those methods;
+    "rest" is what train() does around them (batches, Z, the epoch's cost). ``split`` > 0:
+    inside ``threads(split)``, as ``scratchnn train --threads`` runs it."""
     if split:
         with layer_threads(split):
             return ours_epoch(X, y, dtype, optimizer, n)
@@ -99,7 +79,7 @@ def ours_epoch(
 
 
 def sklearn_epoch(X: Inputs, y: np.ndarray, dtype: np.dtype, optimizer: str, n: int) -> Epoch:
-    """One epoch of ``MLPClassifier.fit``, timed around the call."""
+    """One epoch of ``MLPClassifier.fit`` (no momentum, no penalty), timed around the call."""
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.neural_network import MLPClassifier
 
@@ -159,9 +139,7 @@ def make_contenders(X: Inputs, y: np.ndarray, torch: Any | None, threads: int) -
     ]
 
 
-# --- The GEMM floor -------------------------------------------------------------------------------
-
-
+# --- The GEMM floor: nothing that computes this epoch with NumPy's BLAS can be faster -------------
 @dataclass(frozen=True)
 class Gemm:
     """One matrix product of an update, (m x k) @ (k x n), as the network's code lays it out."""
@@ -176,10 +154,6 @@ class Gemm:
     @property
     def flops(self) -> int:
         return 2 * self.m * self.k * self.n
-
-    @property
-    def label(self) -> str:
-        return f"{self.stage} {self.layer + 1}: ({self.m}x{self.k}) @ ({self.k}x{self.n})"
 
     def call(self, dtype: np.dtype, rng: np.random.Generator) -> Callable[[], Any]:
         """``np.matmul(a, b, out=c)`` on random operands laid out as in Dense.forward/backward:
@@ -241,8 +215,6 @@ def measure_floors(budget: Budget, n_samples: int) -> tuple[dict[np.dtype, Floor
 
 
 # --- The float32 Adam subnormal trap --------------------------------------------------------------
-
-
 @dataclass
 class TrapRun:
     """TRAP_EPOCHS epochs of float32 Adam: each epoch's seconds, those of its optimizer steps, and
@@ -286,12 +258,7 @@ def best_trap_run(runs: Sequence[TrapRun]) -> TrapRun:
 
 
 # --- Tables ---------------------------------------------------------------------------------------
-
-
-def results_table(
-    threads: int, n_rounds: int, contenders: Sequence[Contender], floors: dict[np.dtype, Floor]
-) -> Table:
-    best = {(c.impl, c.case): c.seconds for c in contenders}
+def results_table(threads: int, n_rounds: int, best: Best, floors: dict[np.dtype, Floor]) -> Table:
     table = new_table(
         f"{count(threads, 'BLAS thread')}: one epoch, seconds (best of {count(n_rounds, 'round')})"
         "; a ratio > 1 is slower than the reference",
@@ -319,11 +286,8 @@ def results_table(
     return table
 
 
-def goals_table(
-    threads: int, contenders: Sequence[Contender], floors: dict[np.dtype, Floor]
-) -> Table:
+def goals_table(threads: int, best: Best, floors: dict[np.dtype, Floor]) -> Table:
     """Each goal's cases: the ratio measured, the target, and by how much it is met or missed."""
-    best = {(c.impl, c.case): c.seconds for c in contenders}
     ours = {case: s for (impl, case), s in best.items() if impl == OURS}
     pytorch = {case: best.get((TORCH, case), math.nan) for case in ours}
     names = {(dt, opt): f"{OPTIMIZER_NAMES[opt]} {dt.name}" for dt, opt in ours}
@@ -382,19 +346,14 @@ def stages_table(
         left=("", "dtype", "optimizer"),
     )
     for c in (c for c in contenders if c.impl in (OURS, COMMAND)):
-        (dtype, opt), s, floor = c.case, c.best.stages or {}, floors[c.case[0]]
-        table.add_row(
-            "--threads" if c.impl == COMMAND else "",
-            dtype.name,
-            OPTIMIZER_NAMES[opt],
-            f"{s['forward']:.3f} ({floor.stage_seconds('forward'):.3f})",
-            f"{s['loss gradient']:.3f}",
-            f"{s['backward']:.3f} ({floor.stage_seconds('backward'):.3f})",
-            f"{s['optimizer step']:.3f}",
-            f"{s['rest']:.3f}",
-            f"{c.seconds:.3f}",
-            f"{c.seconds - floor.seconds:.3f}",
-        )
+        (dtype, opt), stages, floor = c.case, c.best.stages or {}, floors[c.case[0]]
+        cells = []
+        for stage in (*STAGES, "rest"):
+            gemm = floor.stage_seconds(stage) if stage in ("forward", "backward") else None
+            cells.append(f"{stages[stage]:.3f}" + (f" ({gemm:.3f})" if gemm is not None else ""))
+        label = "--threads" if c.impl == COMMAND else ""
+        epoch = f"{c.seconds:.3f}", f"{c.seconds - floor.seconds:.3f}"
+        table.add_row(label, dtype.name, OPTIMIZER_NAMES[opt], *cells, *epoch)
     return table
 
 
@@ -406,8 +365,9 @@ def gemm_table(floors: dict[np.dtype, Floor]) -> Table:
     )
     for dtype, floor in floors.items():
         for g, t in zip(floor.gemms, floor.seconds_each, strict=True):
+            label = f"{g.stage} {g.layer + 1}: ({g.m}x{g.k}) @ ({g.k}x{g.n})"
             gflops, per_epoch = f"{g.flops / t / 1e9:.1f}", f"{g.count * t:.3f}"
-            table.add_row(g.label, str(g.count), dtype.name, f"{t * 1e6:.1f}", gflops, per_epoch)
+            table.add_row(label, str(g.count), dtype.name, f"{t * 1e6:.1f}", gflops, per_epoch)
     return table
 
 
@@ -421,25 +381,17 @@ def trap_table(runs: dict[str, TrapRun], n: int, repeats: int) -> Table:
     )
     for flushing, run in runs.items():
         e, st = run.epoch_seconds, run.step_seconds
-        table.add_row(
-            flushing,
-            *(f"{x:.3f}" for x in e),
-            ratio(e[-1] / e[0]),
-            f"{st[0]:.3f} -> {st[-1]:.3f}",
-            f"{run.subnormals:,} / {run.moments:,}",
-        )
+        cells = [f"{x:.3f}" for x in e] + [ratio(e[-1] / e[0]), f"{st[0]:.3f} -> {st[-1]:.3f}"]
+        table.add_row(flushing, *cells, f"{run.subnormals:,} / {run.moments:,}")
     return table
 
 
 # --- The section ----------------------------------------------------------------------------------
-
-
 def mlp(opts: argparse.Namespace, console: Console) -> None:
     """One epoch of a 784-256-128-10 MLP: ours against MLPClassifier, PyTorch and the GEMM floor."""
     budget = QUICK_BUDGET if opts.quick else FULL_BUDGET
-    repeats = opts.repeats or budget.repeats
+    repeats, n = opts.repeats or budget.repeats, budget.n_samples
     start = time.perf_counter()
-    n = budget.n_samples
     data = common.load_data(n)
     X = {dt: np.ascontiguousarray(data.X[:n].reshape(n, -1), dtype=dt) for dt in DTYPES}
     y = data.y[:n]
@@ -448,10 +400,7 @@ def mlp(opts: argparse.Namespace, console: Console) -> None:
         f"\n[bold]mlp[/]: one training epoch of a {'-'.join(map(str, SIZES))} ReLU/softmax MLP, "
         f"batch {BATCH} ({math.ceil(n / BATCH)} updates, the last of {n % BATCH or BATCH} "
         f"samples), on {n:,} x {SIZES[0]} samples: {data.source}. SGD lr {LR['sgd']}, Adam lr "
-        f"{LR['adam']}. Each implementation trains a warm-up epoch of {budget.warmup_samples:,} "
-        f"samples, then one epoch per round, round-robin; best of up to {repeats} rounds (fewer "
-        f"when they would take more than {budget.epochs_budget_s:g} s per thread count). "
-        f"{os.cpu_count()} CPUs, {common.load_average()}."
+        f"{LR['adam']}. " + common.rounds_note(budget, repeats, budget.epochs_budget_s, "samples")
     )
     quick = f"{n:,} samples, not 60,000: the times are not those of a full epoch (the ratios are "
     quick += "comparable)"
@@ -467,7 +416,8 @@ def mlp(opts: argparse.Namespace, console: Console) -> None:
                 contenders, budget, repeats, budget.epochs_budget_s
             )
         warning = common.busy_warning(threads)
-        console.print(results_table(threads, epoch_rounds, contenders, floors))
+        best = {(c.impl, c.case): c.seconds for c in contenders}
+        console.print(results_table(threads, epoch_rounds, best, floors))
         console.print(
             f"  GEMM floor, {count(threads, 'thread')}: {floors[DTYPES[0]].flops / 1e9:.2f} GFLOP "
             f"per epoch (best of {gemm_rounds} rounds of each shape); "
@@ -488,31 +438,39 @@ def mlp(opts: argparse.Namespace, console: Console) -> None:
                 console.print(f"  [red]{c.impl} {c.case[0]}: {c.best.weights_dtype} weights[/]")
         if warning:
             console.print(warning)
-        console.print(goals_table(threads, contenders, floors))
+        console.print(goals_table(threads, best, floors))
         console.print(stages_table(threads, contenders, floors))
         if opts.verbose:
             console.print(gemm_table(floors))
 
-    if not data.real:
-        console.print("  Subnormal trap: skipped, the real Fashion-MNIST images were not found")
+    if data.real:
+        subnormal_trap(X, y, torch, budget, console)
     else:
-        runs: dict[bool, list[TrapRun]] = {True: [], False: []}
-        with common.n_threads(1, torch):
-            for _ in range(budget.trap_repeats):  # interleaved: a busy spell hits both alike
-                for flush, done in runs.items():
-                    done.append(subnormal_run(X, y, flush))
-        on, off = best_trap_run(runs[True]), best_trap_run(runs[False])
-        console.print(trap_table({"on (as run)": on, "off (control)": off}, n, budget.trap_repeats))
-        grew = on.epoch_seconds[-1] / on.epoch_seconds[0]
-        console.print(
-            f"  With flushing (as users run it), epoch {TRAP_EPOCHS} took "
-            f"{on.epoch_seconds[-1]:.3f} s and epoch 1 {on.epoch_seconds[0]:.3f} s: the epoch time "
-            f"{'grew' if grew > 1.1 else 'did not grow'} ({grew:.2f}x; under ~10% is noise on a "
-            f"shared machine; the GEMM-bound stages, which subnormals do not touch, move as much), "
-            f"and its Adam steps took {ratio(on.step_seconds[-1] / on.step_seconds[0])} as long in "
-            f"epoch {TRAP_EPOCHS} as in epoch 1. Without flushing, {off.subnormals:,} moment "
-            f"entries were subnormal after epoch {TRAP_EPOCHS}, and the Adam steps of epoch "
-            f"{TRAP_EPOCHS} took {ratio(off.step_seconds[-1] / off.step_seconds[0])} those of "
-            "epoch 1."
-        )
+        console.print("  Subnormal trap: skipped, the real Fashion-MNIST images were not found")
     console.print(f"  [dim]section mlp took {time.perf_counter() - start:.0f} s[/]")
+
+
+def subnormal_trap(
+    X: Inputs, y: np.ndarray, torch: Any | None, budget: Budget, console: Console
+) -> None:
+    """TRAP_EPOCHS epochs of float32 Adam, flushing on (as users run it) and off (the control)."""
+    runs: dict[bool, list[TrapRun]] = {True: [], False: []}
+    with common.n_threads(1, torch):
+        for _ in range(budget.trap_repeats):  # interleaved: a busy spell hits both alike
+            for flush, done in runs.items():
+                done.append(subnormal_run(X, y, flush))
+    on, off = best_trap_run(runs[True]), best_trap_run(runs[False])
+    n = len(y)
+    console.print(trap_table({"on (as run)": on, "off (control)": off}, n, budget.trap_repeats))
+    grew = on.epoch_seconds[-1] / on.epoch_seconds[0]
+    console.print(
+        f"  With flushing (as users run it), epoch {TRAP_EPOCHS} took "
+        f"{on.epoch_seconds[-1]:.3f} s and epoch 1 {on.epoch_seconds[0]:.3f} s: the epoch time "
+        f"{'grew' if grew > 1.1 else 'did not grow'} ({grew:.2f}x; under ~10% is noise on a "
+        f"shared machine; the GEMM-bound stages, which subnormals do not touch, move as much), "
+        f"and its Adam steps took {ratio(on.step_seconds[-1] / on.step_seconds[0])} as long in "
+        f"epoch {TRAP_EPOCHS} as in epoch 1. Without flushing, {off.subnormals:,} moment "
+        f"entries were subnormal after epoch {TRAP_EPOCHS}, and the Adam steps of epoch "
+        f"{TRAP_EPOCHS} took {ratio(off.step_seconds[-1] / off.step_seconds[0])} those of "
+        "epoch 1."
+    )

@@ -1,24 +1,13 @@
 """A faithful port of the course notebook's training loop: single-sample SGD, one element at a time.
 
-The baseline the ``single-sample`` benchmark (``single_sample.py``) measures our trainer against,
-and the oracle of a test; not used by scratchnn itself. For a sigmoid network with one sigmoid
-output unit and binary cross-entropy, any layer sizes ending in 1 (e.g. [2, 5, 1]).
-
-"Faithful": it keeps the notebook's style and changes nothing that would make it faster or slower.
-
-* Same storage: float64 NumPy arrays ``W[l]`` (n_in, n_out) and ``b[l]`` (n_out,), the layout of
-  ``scratchnn_cli.nn``, read and written element by element as ``W[i][j]``, the way the notebook
-  indexed them; activations and deltas are NumPy arrays filled one element at a time.
-* Same loops and arithmetic: every multiply-add of the forward pass, every delta and every weight
-  update is its own iteration of nested Python loops; ``sigmoid`` with ``np.exp`` on one number;
-  the per-sample cost is computed at every step (the notebook's stopping rule used it).
-* Same sampling: one sample drawn uniformly with replacement per step, the indices drawn an epoch
-  at a time with the call our trainer makes (``rng.integers(0, N, size=N)``), so that the same
-  seed gives the same sample order (blocks make the loops a little faster, if anything).
-
-Not copied: the notebook's logistic regression updated the bias once per weight (a bug); here
-each bias is updated once per step. The deltas of a layer are computed from its weights *before*
-they are updated, as backpropagation requires (and as our trainer does).
+The baseline of the ``single-sample`` benchmark and the oracle of a test; not used by scratchnn.
+For a sigmoid network with one sigmoid output unit and binary cross-entropy (sizes ending in 1).
+"Faithful": the notebook's style, nothing made faster or slower. Float64 arrays ``W[l]`` (n_in,
+n_out) and ``b[l]`` read and written element by element (``W[i][j]``); every multiply-add, delta
+and update its own iteration of nested Python loops; ``np.exp`` on one number; the cost computed
+at every step; samples drawn with replacement an epoch at a time by ``rng.integers(0, N, size=N)``
+as our trainer draws them (same seed, same order). Not copied: the notebook's bias update once per
+weight (a bug); the deltas of a layer come from its weights before they are updated.
 """
 
 from __future__ import annotations
@@ -101,11 +90,8 @@ class LoopNet:
     def train(
         self, X: np.ndarray, y: np.ndarray, lr: float, n_steps: int, rng: np.random.Generator
     ) -> tuple[list[float], float]:
-        """``n_steps`` SGD steps on random samples; returns (mean cost of each epoch, seconds).
-
-        An epoch is N = len(X) steps; its sample indices come from ``rng.integers(0, N, size=N)``,
-        the same draws as ``training.loop.train`` makes: the same seed, the same order.
-        """
+        """``n_steps`` SGD steps on random samples, an epoch (N = len(X) steps) of indices drawn
+        at a time as ``train()`` draws them; returns (mean cost of each epoch, seconds)."""
         N = X.shape[0]
         epoch_costs: list[float] = []
         done = 0

@@ -1,15 +1,7 @@
 """Section ``single-sample`` of ``bench.py``: single-sample SGD steps per second of ``train()``
-(the trainer users run) against ``notebook_port.LoopNet``, a faithful port of the course notebook's
-per-element loops, for a 2-5-1 and a 784-10-5-1 sigmoid net.
-
-Our trainer runs with the compiled engine (what ``auto`` picks for these nets) and with the NumPy
-one; all sides are timed in this run, interleaved, best of ``--repeats``. Before timing, it checks
-that both engines compute the weights of the loops from the same start and the same sample order.
-Then, for the NumPy engine, it counts the NumPy calls one step of our trainer makes, inside
-``train()`` itself, with a counting ndarray subclass that logs every ufunc call (operators and
-``@`` included) and every indexing operation, and replays each logged call alone to show what
-bounds a step on a tiny net: number of calls x per-call overhead (``-v`` lists every call site).
-"""
+(compiled and NumPy engines) against ``notebook_port.LoopNet``, the course notebook's per-element
+loops, after checking that all compute the same weights; then the NumPy calls of one step of the
+NumPy engine, counted inside ``train()`` and each replayed alone (``-v``: every call site)."""
 
 from __future__ import annotations
 
@@ -93,8 +85,7 @@ def dense_network(sizes: Sequence[int]) -> Network:
 def run_ours(
     sizes: Sequence[int], X: np.ndarray, y: np.ndarray, steps: int, lr: float, engine: str
 ) -> tuple[Network, float]:
-    """Train a fresh net with ``train()`` and ``engine``; returns (net, steps per second as
-    train() timed it)."""
+    """A fresh net trained by ``train()`` with ``engine``, and train()'s steps per second."""
     net = dense_network(sizes)
     cfg = TrainConfig(lr=lr, eps=0.0, max_iterations=steps, engine=engine)  # eps 0: no early stop
     result = train(net, X, y, 2, cfg, np.random.default_rng(SAMPLE_SEED))
@@ -136,7 +127,6 @@ def check_same_weights(
 
 
 # --- Counting the NumPy calls of one step ---------------------------------------------------------
-
 PACKAGE_DIR = str(Path(scratchnn_cli.__file__).resolve().parent)
 
 
@@ -174,11 +164,8 @@ _RECORDER: _Recorder | None = None
 
 
 def _call_site() -> tuple[str, str]:
-    """(stage, file:line) of the innermost scratchnn_cli frame that made the call.
-
-    The stage is the scratchnn_cli function that train() (or a helper nested in it) called, e.g.
-    Network.forward, Loss.dZ, Network.backward, SGD.step; "train" for train()'s own operations.
-    """
+    """(stage, file:line) of the innermost scratchnn_cli frame that made the call; the stage is
+    the function train() called (Network.forward, SGD.step, ...), "train" for its own calls."""
     frame = sys._getframe(3)  # _call_site <- _Recorder.log <- CountedArray method <- the caller
     chain = []  # scratchnn_cli frames, innermost first, up to train()
     while frame is not None:
@@ -304,11 +291,8 @@ def _recording() -> Iterator[_Recorder]:
 
 
 def count_numpy_calls(sizes: Sequence[int], n_steps: int = 200) -> list[LoggedCall]:
-    """Run ``train()`` for one epoch of ``n_steps`` steps on a network whose arrays count calls.
-
-    Returns every call site; ``count`` is per epoch, so ``count / n_steps`` is per step for the
-    sites run at every step (count >= n_steps) and the rest run once per epoch.
-    """
+    """Every call site of ``train()``'s epoch of ``n_steps`` steps, on a network whose arrays
+    count calls; ``count / n_steps`` is per step where count >= n_steps (the rest: per epoch)."""
     X, y = make_data(sizes[0], n_steps, np.random.default_rng(DATA_SEED))
     net = dense_network(sizes)
     for layer in net.layers:
@@ -375,8 +359,6 @@ def profile_steps(
 
 
 # --- The section ----------------------------------------------------------------------------------
-
-
 def single_sample(opts: argparse.Namespace, console: Console) -> None:
     """Single-sample SGD steps/s: train() against the notebook's per-element loops."""
     cases = QUICK_CASES if opts.quick else CASES

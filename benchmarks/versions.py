@@ -3,25 +3,15 @@ interpreters: this one (``sys.executable``, the current code) and ``--baseline-p
 virtual environment with the earlier version installed, e.g. the one ``make bench-versions``
 builds under ``.bench-baseline/``).
 
-The cases (``CASES``) are seeded, so both versions get identical data and initial weights: a) and
-b) single-sample SGD of sigmoid nets on random data (steps per second); c) and d) the
-784-256-128-10 MLP of the bench's ``mlp`` section on 20,000 Fashion-MNIST images (random data
-when the files are not found); e) the conv16-conv32 CNN of its ``cnn`` section on 5,120 images
-(versions with layer lists only; the layers run on one thread); c) to e) in seconds per
-60,000-sample epoch (scaled).
-
-Two clocks, from the same runs, each with its table: the wall time ``result.seconds`` as
-``train()`` measures it (the exit status follows it unless ``--clock cpu_seconds``), and the
-child's CPU time around ``train()``, which a busy machine's preemption hurts less. Each
-measurement is a fresh subprocess (``python -I``, run outside the repository so that the baseline
-cannot import this checkout's package) with OMP/OPENBLAS/MKL_NUM_THREADS=1, a warm-up run and then
-the timed one. Runs are interleaved (old, new, old, new, ...) and the best of ``--repeats`` is
-kept for each version. The verdict is ``ok`` when new/old (the ratio of the times, so above 1 is
-slower) is at most 1 + ``--tolerance``.
+The cases (``CASES``, seeded: both versions get the same data and weights) and the two clocks
+(``result.seconds``, and the child's CPU time around ``train()``, which preemption hurts less) are
+printed. Each measurement is a fresh ``python -I`` run outside the repository (so the baseline
+cannot import this checkout) with one BLAS thread: a warm-up run, then the timed one; the versions
+alternate and the best of ``--repeats`` is kept. ``ok`` when new/old <= 1 + ``--tolerance``.
 
 Usage: ``python benchmarks/versions.py --baseline-python PATH [--repeats 5] [--cases a,c]``
-(default cases a-d, which every version has; add ``e`` against a baseline with the layer list:
-``make bench-versions BASELINE=<rev> CASES=abcde``)
+(default a-d; ``e``, the CNN, needs a baseline with layer lists: ``make bench-versions
+CASES=abcde``)
 """
 
 from __future__ import annotations
@@ -33,10 +23,8 @@ import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 
-# The course data sits beside the project (as the Makefile assumes) unless $SCRATCHNN_DATA says.
-BESIDE_PROJECT = Path(__file__).resolve().parents[2] / "shared" / "data"
+from common import BESIDE_PROJECT
 
 # Runs in both interpreters: only the API the two versions share (see the module docstring).
 SNIPPET = r"""
@@ -234,15 +222,9 @@ def table(cases: list[Case], runs: dict, clock: str, tolerance: float) -> bool:
         ratio = case.time(best["new"], clock) / case.time(best["old"], clock)
         ok = ratio <= 1 + tolerance
         all_ok &= ok
-        rows.append(
-            (
-                f"{case.key}) {case.name}",
-                fmt(case, case.value(best["old"], clock)),
-                fmt(case, case.value(best["new"], clock)),
-                f"{ratio:.3f}",
-                "ok" if ok else "SLOWER",
-            )
-        )
+        old, new = (fmt(case, case.value(best[version], clock)) for version in VERSIONS)
+        verdict = "ok" if ok else "SLOWER"
+        rows.append((f"{case.key}) {case.name}", old, new, f"{ratio:.3f}", verdict))
     widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
     for row in (header, tuple("-" * w for w in widths), *rows):
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
