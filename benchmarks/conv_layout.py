@@ -17,7 +17,7 @@ dt = np.float32
 Wt = rng.normal(size=(k, k, C, F)).astype(dt)
 
 
-def nhwc(X):  # X (m, H, W, C)
+def nhwc(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # X (m, H, W, C)
     Xp = np.pad(X, ((0, 0), (1, 1), (1, 1), (0, 0)))
     cols = np.empty((m, H, W, k, k, C), dt)
     for i in range(k):
@@ -38,7 +38,7 @@ def nhwc(X):  # X (m, H, W, C)
 Wc = np.ascontiguousarray(Wt.transpose(3, 2, 0, 1)).reshape(F, C * k * k)  # (F, C k k)
 
 
-def nchw(X):  # X (m, C, H, W)
+def nchw(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # X (m, C, H, W)
     Xp = np.pad(X, ((0, 0), (0, 0), (1, 1), (1, 1)))
     cols = np.empty((m, C, k, k, H, W), dt)
     for i in range(k):
