@@ -195,22 +195,7 @@ def lr_range_test(
     ``scratchnn train`` would refuse the spec."""
     check_range(start, end, updates)
     began = time.perf_counter()
-    dataset = load_dataset(config.data, config.seed, config.model.dtype)
-    streams, net = checked_network(config, dataset)
-    engine = choose_run_engine(config, dataset, net).engine
-    X, y = training_set(config, dataset)
-    # the test runs its own number of updates, whatever the spec's budget
-    cfg = config.train.model_copy(update={"max_iterations": 2**62})
-    trainer = trainer_for(
-        net,
-        X,
-        y,
-        dataset.n_classes,
-        cfg,
-        streams.sampling,
-        augment=augmenter(config, dataset, streams.augment),
-        engine=engine,
-    )
+    trainer, engine = _trainer(config)
     n = updates if updates is not None else default_updates(trainer.B)
     lrs = rate_schedule(start, end, n)
     beta = smoothing_beta(start, end, n)
@@ -254,6 +239,21 @@ def lr_range_test(
         configured_lr=config.train.lr,
         seconds=time.perf_counter() - began,
     )
+
+
+def _trainer(config: ExperimentConfig) -> tuple[Trainer, str]:
+    """The trainer ``scratchnn train`` would make of the spec (its data, initial network,
+    streams, augmentation and engine), with no budget of its own, and the engine's name."""
+    dataset = load_dataset(config.data, config.seed, config.model.dtype)
+    streams, net = checked_network(config, dataset)
+    engine = choose_run_engine(config, dataset, net).engine
+    X, y = training_set(config, dataset)
+    cfg = config.train.model_copy(update={"max_iterations": 2**62})  # the test counts updates
+    augment = augmenter(config, dataset, streams.augment)
+    trainer = trainer_for(
+        net, X, y, dataset.n_classes, cfg, streams.sampling, augment=augment, engine=engine
+    )
+    return trainer, engine
 
 
 def whole_batches(order: np.ndarray, B: int) -> list[np.ndarray]:
