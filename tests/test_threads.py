@@ -275,9 +275,9 @@ def test_a_cnn_computes_the_same_bits_on_one_thread_and_on_three(
     assert np.any(one["dtheta"] != 0)
 
 
-def test_the_issue_network_at_batch_128_computes_the_same_bits_on_one_thread_and_two() -> None:
-    """The CNN issue's network at its real size, float32, the real split limits: here the
-    matrix products are split too."""
+def test_the_two_block_fashion_cnn_at_batch_128_computes_the_same_bits_on_one_and_two() -> None:
+    """The two-block Fashion-MNIST CNN (conv 32 and 64, batch norm, max-pooling, dense 128) at
+    its real size, float32, the real split limits: here the matrix products are split too."""
 
     def layers() -> list[Layer]:
         return [
