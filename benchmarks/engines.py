@@ -92,10 +92,10 @@ def circles_sweep(opts: argparse.Namespace, console: Console) -> None:
             spec.write_text(CIRCLES_SPEC.format(steps=steps, engine=engine), "utf-8")
             fresh_workers()
             start = time.perf_counter()
-            budget = plan_sweep(spec, [], ["train.lr=0.03,0.1,0.3,1,3"], None, 5, [0, 1, 2, 3, 4])
+            plan = plan_sweep(spec, [], ["train.lr=0.03,0.1,0.3,1,3"], None, 5, [0, 1, 2, 3, 4])
             runs = Path(tmp) / engine
             outcome = run_sweep(
-                budget, runs, jobs=2, refit=False, console=Console(file=io.StringIO())
+                plan, runs, jobs=2, refit=False, console=Console(file=io.StringIO())
             )
             rows.append((engine, time.perf_counter() - start))
             frames.append(pd.read_csv(outcome.sweep_dir / "results.csv"))

@@ -95,7 +95,7 @@ class LRFindResult:
             "configured_lr": self.configured_lr,
             "start": self.start,
             "end": self.end,
-            "total_updates": self.total_updates,
+            "planned_updates": self.total_updates,  # the file's key since lr-find began
             "smoothing_beta": self.beta,
             "updates": len(self.lrs),
             "stopped_early": self.stopped_early,

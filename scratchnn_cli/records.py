@@ -1,8 +1,9 @@
 """The records training produces and the run folder stores: one row of the history
 (``EpochRecord``), what a training did (``TrainResult``) and what it can be resumed from
-(``Snapshot``), a model's scores on a split (``Scores``, with its ``ConfusedPair``s) and what a
-run produced (``RunOutcome``). They sit below both ``training/``,
-which fills them, and ``runs/``, which writes and reads them, so storage needs no training."""
+(``Snapshot``), a model's scores on a split (``Scores``, with its ``ConfusedPair``s, made by
+``metrics.score``) and what a run produced (``RunOutcome``). They sit below ``training/`` and
+``metrics.py``, which fill them, and ``runs/``, which writes them (and reads the history and
+snapshots back), so storage needs neither."""
 
 from __future__ import annotations
 

@@ -337,6 +337,15 @@ def test_targets_of_another_shape_are_refused() -> None:
         probe_statistics(net, np.ones((4, 2)), np.ones(4), 0.1)  # labels (4,), not (4, 1)
 
 
+def test_targets_for_more_samples_than_x_are_refused(monkeypatch) -> None:
+    net = Network.from_struct(2, [3], 1, rng=np.random.default_rng(0))
+    with pytest.raises(ValueError, match=r"Y has shape \(5, 1\), for 4 samples of X"):
+        probe_statistics(net, np.ones((4, 2)), np.ones((5, 1)), 0.1)
+    monkeypatch.setattr(diag, "CHUNK_CACHE", 1)  # a chunk per sample: the whole shapes are named
+    with pytest.raises(ValueError, match=r"Y has shape \(4, 2\), the network's outputs \(4, 1\)"):
+        probe_statistics(net, np.ones((4, 2)), np.ones((4, 2)), 0.1)
+
+
 @pytest.mark.parametrize("value", [1e200, np.inf, np.nan])
 def test_diverged_weights_give_inf_or_nan_and_no_warning(value: float) -> None:
     net = Network.from_struct(3, [4], 3, "tanh", "softmax", rng=np.random.default_rng(0))

@@ -27,7 +27,8 @@ in training: after one full-batch update they are still 90% their initial 0 and 
 The passes run a chunk of samples at a time, so that the caches forward keeps for backward
 (a convolution's im2col columns above all) stay within ``CHUNK_CACHE`` numbers whatever the
 probe's size: the cost and the gradient are the chunks' means weighted by their sizes, the
-shares are counted over every chunk. A dense network's probe is one chunk.
+shares are counted over every chunk. A network that keeps under CHUNK_CACHE / 512 numbers
+per sample (dense networks up to a few thousand units per layer) probes in one chunk.
 
 The passes compute in the network's dtype (the numbers training computes, float32 or float64);
 the statistics reduce in float64 (norms, shares, pairwise distances) and come out as Python
@@ -65,8 +66,9 @@ TWIN_MAX_WORK = 2**31
 #: Distances are computed a block of rows at a time: at most this many per block (8 MiB).
 TWIN_BLOCK_ENTRIES = 2**20
 #: The most numbers the probe's caches may hold at once (64 MiB in float32): a chunk of the
-#: probe is as many samples as fit. A 784-256-128-10 MLP keeps ~2,300 per sample (its 512
-#: samples in one chunk), a CNN on 28 x 28 images with 16 and 32 channels ~240,000 (70).
+#: probe is as many samples as fit (``Layer.cache_per_sample`` summed over the layers). A
+#: 784-256-128-10 MLP keeps 778 per sample (its 512 samples in one chunk), the Fashion-MNIST
+#: CNN of configs/fashion_cnn.yaml 239,514 (chunks of 70).
 CHUNK_CACHE = 2**24
 
 
@@ -109,6 +111,8 @@ def probe_statistics(
     X = np.asarray(X, dtype=net.dtype).reshape(len(X), *net.input_shape)
     Y = np.asarray(Y, dtype=net.dtype)
     n = len(X)
+    if len(Y) != n:
+        raise ValueError(f"Y has shape {Y.shape}, for {n} samples of X")
     cache = sum(layer.cache_per_sample() for layer in net.layers)
     size = max(1, min(n, CHUNK_CACHE // max(cache, 1)))
     activity = [_Activity(layer.kind) for layer in net.layers]
@@ -119,8 +123,9 @@ def probe_statistics(
             for layer, seen in zip(net.layers, activity, strict=True):  # as Network.forward
                 A = layer.forward(A, False)
                 seen.add(A)
-            if Y_chunk.shape != A.shape:
-                raise ValueError(f"Y has shape {Y.shape}, the network's outputs {A.shape}")
+            if Y_chunk.shape[1:] != A.shape[1:]:
+                outputs = (n, *A.shape[1:])
+                raise ValueError(f"Y has shape {Y.shape}, the network's outputs {outputs}")
             share = len(A) / n  # the chunk's part of the probe's means
             cost += share * float(net.loss.cost(A, Y_chunk))
             net.backward(net.loss.dZ(A, Y_chunk))  # dtheta: the chunk's mean gradient
