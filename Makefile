@@ -43,8 +43,10 @@ lint: $(STAMP)  ## ruff check + ruff format --check
 test: lint  ## lint, then the test suite
 	$(BIN)/python -m pytest -q
 
+# One worker per core, each with BLAS on one thread (several trainings at once: unpinned BLAS
+# threads fight for the cores).
 test-quick: $(STAMP)  ## the tests not marked slow, one worker per core (about 45 s on 2 cores)
-	$(BIN)/python -m pytest -q -m "not slow" -n auto
+	OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest -q -m "not slow" -n auto
 
 format: $(STAMP)  ## apply ruff's formatting and safe fixes
 	$(BIN)/ruff format .
