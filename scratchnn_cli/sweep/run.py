@@ -360,14 +360,21 @@ def _sweep(
             raise Interrupted(
                 f"interrupted: finish it with: scratchnn sweep --resume {sweep_dir}"
             ) from None
-    ordered = [rows[point] for point in range(total)]
-    best = best_row(ordered)
+    return _finish(plan, sweep_dir, [rows[point] for point in range(total)], refit, console)
+
+
+def _finish(
+    plan: SweepPlan, sweep_dir: Path, rows: list[PointRow], refit: bool, console: Console
+) -> SweepResult:
+    """The sweep's files from its rows (one per point, in order), then the refit of the best
+    point on train + val (when asked) and the files again with it."""
+    best = best_row(rows)
     failed = [
         f"point {row.point} ({point_label(plan, row.point)}): {row.status}"
-        for row in ordered
+        for row in rows
         if row.status != "completed"
     ]
-    outcome = SweepResult(sweep_dir, plan, ordered, best, failed=failed)
+    outcome = SweepResult(sweep_dir, plan, rows, best, failed=failed)
     write_sweep_files(plan, outcome)
     if best is not None and refit:
         outcome.refit = _refit(plan, sweep_dir, best, console)
