@@ -44,6 +44,8 @@ ROOT = Path(__file__).resolve().parents[1]  # the project
 CONFIGS = ROOT / "configs"
 
 LEGACY_RUNS = Path(__file__).resolve().parent / "fixtures" / "legacy_runs"  # written by 0.1.0
+#: The course data beside the project (never committed): tests that need it skip without it.
+SHARED_DATA = ROOT.parent / "shared" / "data"
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -638,3 +640,11 @@ def loopback_cluster() -> Iterator[str]:
         dashboard_address=None,
     ) as cluster:
         yield cluster.scheduler_address
+
+
+def require_shared_fashion(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Point $SCRATCHNN_DATA at the shared Fashion-MNIST; skip when it is missing (the course
+    data is never committed, so a clone without ../shared/data runs without these tests)."""
+    if not (SHARED_DATA / "fashion-mnist").is_dir():
+        pytest.skip(f"shared Fashion-MNIST not available at {SHARED_DATA / 'fashion-mnist'}")
+    monkeypatch.setenv("SCRATCHNN_DATA", str(SHARED_DATA))

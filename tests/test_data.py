@@ -17,12 +17,14 @@ import pytest
 import sklearn.datasets
 import yaml
 from helpers import (
+    SHARED_DATA,
     assert_folder_whole,
     assert_nothing_ran,
     assert_one_line_error,
     invoke,
     only_run,
     read_json,
+    require_shared_fashion,
     train_here,
     write_config,
 )
@@ -45,8 +47,6 @@ from scratchnn_cli.data import (
     stratified_take,
 )
 from scratchnn_cli.errors import DataError
-
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 @pytest.fixture(autouse=True)
@@ -688,9 +688,7 @@ def test_fashion_truncated_local_file_names_it() -> None:
 
 
 def test_real_fashion_mnist(monkeypatch: pytest.MonkeyPatch) -> None:
-    if not (SHARED_DATA / "fashion-mnist").is_dir():
-        pytest.skip(f"shared Fashion-MNIST not available at {SHARED_DATA / 'fashion-mnist'}")
-    monkeypatch.setenv("SCRATCHNN_DATA", str(SHARED_DATA))
+    require_shared_fashion(monkeypatch)
     X_train, y_train, X_test, y_test = load_fashion_mnist(download=False)
     assert X_train.shape == (60000, 28, 28) and X_test.shape == (10000, 28, 28)
     assert y_train.shape == (60000,) and y_test.shape == (10000,)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import SMALL_CONFIG, invoke
+from helpers import SMALL_CONFIG, invoke, require_shared_fashion
 
 from scratchnn_cli.runs import read_json
 
@@ -76,10 +76,7 @@ def test_the_assignments_deep_sigmoid_net_saturates(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The assignment's [10, 5, 10] sigmoid net on the 10 Fashion-MNIST classes."""
-    shared = Path(__file__).resolve().parents[2] / "shared" / "data"
-    if not (shared / "fashion-mnist").is_dir():
-        pytest.skip(f"shared Fashion-MNIST not available at {shared / 'fashion-mnist'}")
-    monkeypatch.setenv("SCRATCHNN_DATA", str(shared))
+    require_shared_fashion(monkeypatch)
     _, run_dir = train(tmp_path, CONFIGS / "fashion10_softmax.yaml", "model.struct=[10,5,10]")
     line = first_finding(run_dir)
     assert line.startswith("saturated units: "), line

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from helpers import assert_one_line_error, invoke
+from helpers import assert_one_line_error, invoke, require_shared_fashion
 
 from scratchnn_cli.assembly import network_for_dataset, training_set
 from scratchnn_cli.config import ExperimentConfig, load_config, validate_config
@@ -36,7 +36,6 @@ from scratchnn_cli.lr_find import (
 from scratchnn_cli.streams import Stream, stream
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = ROOT.parent / "shared" / "data"
 
 # blobs400 and a hidden layer of 3, plain SGD on batches of 8: rates past ~1 diverge
 TINY = """\
@@ -195,17 +194,9 @@ def test_circles_modern_suggestion_is_within_10x_of_its_rate() -> None:
     assert 0.1 <= ratio <= 10, f"suggested {result.suggested:g} for train.lr {config.train.lr:g}"
 
 
-def require_fashion(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Point $SCRATCHNN_DATA at the shared Fashion-MNIST; skip when it is missing (the course
-    data is never committed; the tests that need it skip everywhere, as test_data's do)."""
-    if not (SHARED_DATA / "fashion-mnist").is_dir():
-        pytest.skip(f"shared Fashion-MNIST not available at {SHARED_DATA / 'fashion-mnist'}")
-    monkeypatch.setenv("SCRATCHNN_DATA", str(SHARED_DATA))
-
-
 @pytest.mark.slow
 def test_fashion_mlp_suggestion_is_within_10x_of_its_rate(monkeypatch: pytest.MonkeyPatch) -> None:
-    require_fashion(monkeypatch)
+    require_shared_fashion(monkeypatch)
     config = load_config(ROOT / "configs" / "fashion_mlp.yaml")
     result = lr_range_test(config)
     assert result.suggested is not None, result.why
