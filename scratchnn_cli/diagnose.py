@@ -12,12 +12,14 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 
 from scratchnn_cli.config import ExperimentConfig
 from scratchnn_cli.errors import RunFolderError
+from scratchnn_cli.nn.diagnostics import initial_cost_reference
 from scratchnn_cli.records import DiagnosticsRow, EpochRecord
 from scratchnn_cli.runs import RunRecord
 
@@ -76,7 +78,21 @@ class Evidence:
     record: RunRecord
     config: ExperimentConfig
     history: list[EpochRecord]
-    diagnostics: list[DiagnosticsRow] | None  # None: the run has no diagnostics.csv
+    diagnostics: list[DiagnosticsRow] | None  # None: the run has no readable diagnostics.csv
+    diagnostics_error: str = ""  # why diagnostics.csv could not be read, if it could not
+
+    @cached_property
+    def probes(self) -> dict[int, list[DiagnosticsRow]]:
+        """The diagnostics rows by probe epoch, in order."""
+        by_epoch: dict[int, list[DiagnosticsRow]] = {}
+        for row in self.diagnostics or []:
+            by_epoch.setdefault(row.epoch, []).append(row)
+        return by_epoch
+
+    @property
+    def fitted(self) -> bool:
+        """Whether the run ended fitting its training data (accuracy at least FITTED)."""
+        return bool(self.history) and self.history[-1].train_accuracy >= FITTED
 
 
 NOTHING_WRONG = Finding("nothing wrong found", "no rule fired", "the run looks healthy", "")
@@ -93,30 +109,29 @@ def diagnose(evidence: Evidence) -> list[Finding]:
 
 
 def missing_evidence(evidence: Evidence) -> str | None:
-    """What cannot be judged for lack of diagnostics.csv (a run written before it existed, or
-    with ``train.diagnostics: false``), else None."""
+    """What cannot be judged for lack of diagnostics.csv's probes (a run written before it
+    existed, one with ``train.diagnostics: false``, a file that cannot be read or holds no
+    probe), else None."""
     if evidence.diagnostics:
         return None
-    why = (
-        "a run from before diagnostics, or one that stopped before its first probe"
-        if evidence.config.train.diagnostics
-        else "train.diagnostics: false"
-    )
+    if evidence.diagnostics_error:
+        what = f"diagnostics.csv could not be read ({evidence.diagnostics_error})"
+    elif evidence.diagnostics is not None:
+        what = "diagnostics.csv holds no probe"
+    elif evidence.config.train.diagnostics:
+        what = (
+            "no diagnostics.csv (a run from before diagnostics, or one that stopped before its "
+            "first probe)"
+        )
+    else:
+        what = "no diagnostics.csv (train.diagnostics: false)"
     return (
-        f"no diagnostics.csv ({why}): judged from history.csv alone; initial cost, gradients, "
-        "saturated, dead and identical units not checked"
+        f"{what}: judged from history.csv alone; initial cost, gradients, saturated, dead and "
+        "identical units not checked"
     )
 
 
 # --------------------------------------------------------------------------- the rules
-
-
-def _probes(evidence: Evidence) -> dict[int, list[DiagnosticsRow]]:
-    """The diagnostics rows by epoch."""
-    by_epoch: dict[int, list[DiagnosticsRow]] = {}
-    for row in evidence.diagnostics or []:
-        by_epoch.setdefault(row.epoch, []).append(row)
-    return by_epoch
 
 
 def _lr(evidence: Evidence) -> float:
@@ -166,7 +181,7 @@ def rising_cost(evidence: Evidence) -> Finding | None:
     if len(costs) >= 10:
         trend = smoothed(costs)
         best, last = min(trend), trend[-1]
-        if last > RISING_COST * best and not evidence.history[-1].train_accuracy >= FITTED:
+        if last > RISING_COST * best and not evidence.fitted:
             seen = f"the cost rose again to {last:.4g} from {best:.4g} (smoothed over epochs)"
             return Finding("learning rate too high", seen, "the steps overshoot", to_try)
     ratios = [r.update_ratio for r in _last_probe(evidence) if r.update_ratio is not None]
@@ -178,11 +193,11 @@ def rising_cost(evidence: Evidence) -> Finding | None:
 
 def initial_cost_far(evidence: Evidence) -> Finding | None:
     """The cost at the initial weights far above ln K: the initial weights are too large."""
-    first = _probes(evidence).get(0)
+    first = evidence.probes.get(0)
     if not first:
         return None
-    classes = len(evidence.record.data.get("classes") or []) or 2
-    reference = math.log(classes)
+    classes = max(2, len(evidence.record.data.get("classes") or []))
+    reference = initial_cost_reference(classes)
     cost = first[0].probe_cost
     if not (math.isfinite(cost) and cost > INITIAL_COST_FACTOR * reference):
         return None
@@ -193,13 +208,11 @@ def initial_cost_far(evidence: Evidence) -> Finding | None:
 
 def vanishing_gradients(evidence: Evidence) -> Finding | None:
     """The first weight layer's gradient a tiny fraction of the last's, early in training."""
-    probes = _probes(evidence)
-    if not probes:
-        return None
-    epoch = min(e for e in probes if e >= 0)
-    weighted = [r for r in probes[epoch] if r.grad_norm is not None]
+    rows = _first_probe(evidence)
+    weighted = [r for r in rows if r.grad_norm is not None]
     if len(weighted) < 2:
         return None
+    epoch = rows[0].epoch
     first, last = weighted[0].grad_norm or 0.0, weighted[-1].grad_norm or 0.0
     if last <= 0 or first / last >= VANISHING_RATIO:
         return None
@@ -209,12 +222,12 @@ def vanishing_gradients(evidence: Evidence) -> Finding | None:
 
 
 def _last_probe(evidence: Evidence) -> list[DiagnosticsRow]:
-    probes = _probes(evidence)
+    probes = evidence.probes
     return probes[max(probes)] if probes else []
 
 
 def _first_probe(evidence: Evidence) -> list[DiagnosticsRow]:
-    probes = _probes(evidence)
+    probes = evidence.probes
     return probes[min(probes)] if probes else []
 
 
@@ -229,8 +242,7 @@ def saturated_units(evidence: Evidence) -> Finding | None:
     its training data (a net that learned may well saturate its confident units)."""
     worst = _worst(_first_probe(evidence), "saturated")
     if worst is None or (worst.saturated or 0.0) <= SATURATED_SHARE:
-        fitted = bool(evidence.history) and evidence.history[-1].train_accuracy >= FITTED
-        worst = None if fitted else _worst(_last_probe(evidence), "saturated")
+        worst = None if evidence.fitted else _worst(_last_probe(evidence), "saturated")
     if worst is None or (worst.saturated or 0.0) <= SATURATED_SHARE:
         return None
     where = f"layer {worst.layer} ({worst.kind})"
@@ -293,7 +305,7 @@ def learning_rate_too_low(evidence: Evidence) -> Finding | None:
     """Updates tiny against the weights at the start, or a cost that barely moved, in a run
     that did not fit its training data (a converged run's gradients are tiny by rights)."""
     history, lr = evidence.history, _lr(evidence)
-    if history and history[-1].train_accuracy >= FITTED:
+    if evidence.fitted:
         return None
     to_try = f"--set train.lr={lr * 10:g}"
     ratios = [r.update_ratio for r in _first_probe(evidence) if r.update_ratio is not None]
@@ -312,9 +324,9 @@ def overfitting(evidence: Evidence) -> Finding | None:
     rows = [r for r in evidence.history if r.val_cost is not None and math.isfinite(r.val_cost)]
     if len(rows) < 3:
         return None
-    best = min(rows, key=lambda r: r.val_cost or math.inf)
+    best = min(rows, key=lambda r: r.val_cost)  # every val_cost here is a finite number
     last = rows[-1]
-    if best is last or (last.val_cost or 0.0) <= OVERFIT_FACTOR * (best.val_cost or 0.0):
+    if best is last or last.val_cost <= OVERFIT_FACTOR * best.val_cost:
         return None
     if not last.cost < best.cost:
         return None
@@ -332,7 +344,7 @@ def underfitting(evidence: Evidence) -> Finding | None:
     if len(history) < 4:
         return None
     half, last = history[len(history) // 2], history[-1]
-    if last.train_accuracy >= FITTED:
+    if evidence.fitted:
         return None
     if last.train_accuracy - half.train_accuracy >= UNDERFIT_GAIN:
         return None
@@ -372,5 +384,10 @@ def load_evidence(run_dir: Path) -> Evidence:
         raise RunFolderError(f"{run_dir}: no history.csv (the run never finished an epoch)")
     history = read_history(history_path)
     path = Path(run_dir) / "diagnostics.csv"
-    diagnostics = read_diagnostics(path) if path.is_file() else None
-    return Evidence(record, config, history, diagnostics)
+    diagnostics, error = None, ""
+    if path.is_file():
+        try:
+            diagnostics = read_diagnostics(path)
+        except RunFolderError as exc:  # the probes are lost, not what the history shows
+            error = str(exc).removeprefix(f"{path}: ")
+    return Evidence(record, config, history, diagnostics, error)

@@ -158,6 +158,26 @@ def test_a_run_without_diagnostics_gets_what_its_history_allows(tmp_path: Path) 
     assert read_json(run_dir / "run.json")["status"] == "completed"
 
 
+@pytest.mark.parametrize(
+    ("text", "note"),
+    [
+        ("epoch,layer\nnot a number,0\n", "note: diagnostics.csv could not be read ("),
+        ("HEADER", "note: diagnostics.csv holds no probe: judged from history.csv alone"),
+    ],
+)
+def test_a_broken_diagnostics_csv_loses_the_probes_not_the_history(
+    tmp_path: Path, text: str, note: str
+) -> None:
+    _, run_dir = train(tmp_path, blobs(tmp_path), "train.lr=1e-7")
+    path = run_dir / "diagnostics.csv"
+    header = path.read_text(encoding="utf-8").splitlines()[0] + "\n"
+    path.write_text(header if text == "HEADER" else text, encoding="utf-8")
+    result = invoke("diagnose", run_dir)
+    assert result.exit_code == 0, result.output
+    assert note in result.stderr, result.stderr
+    assert result.stdout.startswith("learning rate too low: the cost moved ")
+
+
 def test_a_legacy_run_is_diagnosed(tmp_path: Path) -> None:
     import shutil
 

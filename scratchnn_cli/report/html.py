@@ -631,18 +631,8 @@ def _diagnostics(run: _Run) -> dict[str, Any]:
     with diagnostics.csv read here: an unreadable diagnostics.csv loses the figure and the
     rules that need it, not the findings from the history."""
     rows = run.diagnostics
-    evidence = Evidence(run.info, run.config, run.history or [], rows)
-    missing: list[str] = []
-    if run.diagnostics_error:
-        missing.append(
-            f"diagnostics.csv could not be read ({run.diagnostics_error}): judged from "
-            "history.csv alone; initial cost, gradients, saturated, dead and identical units "
-            "not checked"
-        )
-    elif rows is not None and not rows:
-        missing.append("diagnostics.csv holds no probe: judged from history.csv alone")
-    else:
-        missing += [m for m in [missing_evidence(evidence)] if m]
+    evidence = Evidence(run.info, run.config, run.history or [], rows, run.diagnostics_error)
+    missing = [m for m in [missing_evidence(evidence)] if m]
     if not run.history:
         missing.append("history.csv is missing, empty or unreadable: the costs were not judged")
     png = gradient_flow_png(rows, f"{_run_name(run)}: gradient flow") if rows else None
