@@ -314,12 +314,13 @@ def _optional_png(console: Console, name: str, draw: Callable[[], None]) -> bool
     try:
         draw()
     except Exception as exc:
-        _not_drawn(console, name, exc)
+        note_not_drawn(console, name, exc)
         return False
     return True
 
 
-def _not_drawn(console: Console, name: str, exc: Exception) -> None:
+def note_not_drawn(console: Console, name: str, exc: Exception) -> None:
+    """``note: NAME not drawn (why)`` on ``console``: a picture lost, the rest kept."""
     _noter(console)(f"{name} not drawn ({type(exc).__name__}: {one_line(exc)})")
 
 
@@ -334,7 +335,7 @@ def _confusion_picture(
     try:
         return "confusion_matrix.png", confusion_matrix_png(matrix, dataset.class_names, title)
     except Exception as exc:
-        _not_drawn(console, "confusion_matrix.png", exc)
+        note_not_drawn(console, "confusion_matrix.png", exc)
         return None
 
 
@@ -365,7 +366,7 @@ def _gradient_flow_picture(run: Training, console: Console) -> tuple[str, bytes]
     try:
         return "gradient_flow.png", gradient_flow_png(run.diagnostics.rows, title)
     except Exception as exc:
-        _not_drawn(console, "gradient_flow.png", exc)
+        note_not_drawn(console, "gradient_flow.png", exc)
         return None
 
 

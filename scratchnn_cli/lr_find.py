@@ -32,6 +32,7 @@ import csv
 import io
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -203,12 +204,10 @@ def lr_range_test(
     smoothed: list[float] = []
     avg, best = 0.0, math.inf
     stop_reason, blown = f"ran all {n} updates", False
-    batches: list[np.ndarray] = []
+    batches = _batches(trainer)
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # divergence is expected
         for i, lr in enumerate(lrs):
-            if not batches:  # the next epoch's order, as training draws it, in whole batches
-                batches = whole_batches(trainer.epoch_order(), trainer.B)
-            cost = _update(trainer, batches.pop(0), float(lr))
+            cost = _update(trainer, next(batches), float(lr))
             avg = beta * avg + (1.0 - beta) * cost
             costs.append(cost)
             smoothed.append(avg / (1.0 - beta ** (i + 1)))
@@ -262,10 +261,16 @@ def whole_batches(order: np.ndarray, B: int) -> list[np.ndarray]:
     return [order[s : s + B] for s in range(0, len(order) - B + 1, B)]
 
 
+def _batches(trainer: Trainer) -> Iterator[np.ndarray]:
+    """The rows of each update, epoch after epoch: an epoch's order drawn as training draws it
+    when the previous epoch's whole batches are used up."""
+    while True:
+        yield from whole_batches(trainer.epoch_order(), trainer.B)
+
+
 def _update(trainer: Trainer, batch: np.ndarray, lr: float) -> float:
     """One update of ``trainer`` on the rows ``batch`` at rate ``lr``; the batch's cost J (in
     training mode, before the step, plus the L1/L2 penalty), as training records it."""
     trainer.optimizer.lr = lr
     trainer.run_epoch(batch)  # an "epoch" of one batch: one update, on either engine
-    cost, _ = trainer.epoch_cost(batch)
-    return cost
+    return trainer.epoch_cost(batch)

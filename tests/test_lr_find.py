@@ -243,6 +243,22 @@ def test_cli_writes_its_folder_and_prints_the_suggestion(tmp_path: Path) -> None
     assert yaml.safe_load((folder / "config.yaml").read_text())["train"]["engine"] == "numpy"
 
 
+def test_a_curve_that_cannot_be_drawn_is_a_note(tmp_path: Path, monkeypatch) -> None:
+    import scratchnn_cli.report.plots as plots
+
+    def broken(*args: object) -> bytes:
+        raise RuntimeError("no font")
+
+    monkeypatch.setattr(plots, "lr_find_png", broken)
+    runs = tmp_path / "runs"
+    args = ["--updates", "100", "--set", "train.engine=numpy"]
+    result = invoke("lr-find", write_tiny(tmp_path), "--runs-dir", runs, *args)
+    assert result.exit_code == 0, result.output
+    assert "note: lr_find.png not drawn (RuntimeError: no font)" in result.stderr
+    (folder,) = runs.iterdir()
+    assert {p.name for p in folder.iterdir()} == {"config.yaml", "lr_find.csv", "lr_find.json"}
+
+
 def table_cells(text: str) -> list[list[str]]:
     """The cells of each row of the Rich tables in ``text``."""
     return [[c.strip() for c in line.split("│")] for line in text.splitlines() if "│" in line]

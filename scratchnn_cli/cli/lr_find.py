@@ -80,6 +80,7 @@ def _write_folder(runs_dir: Path, spec: ExperimentConfig, result: LRFindResult) 
     """A new ``lr-find-<name>-<timestamp>`` folder holding the curve (PNG, CSV), the result
     (JSON) and the spec. A curve that cannot be drawn is a note, not the end of the rest."""
     from scratchnn_cli.errors import RunWriteError, one_line
+    from scratchnn_cli.experiment import note_not_drawn
     from scratchnn_cli.report.plots import lr_find_png
     from scratchnn_cli.runs import create_run_dir, json_bytes, write_files, yaml_bytes
 
@@ -95,8 +96,7 @@ def _write_folder(runs_dir: Path, spec: ExperimentConfig, result: LRFindResult) 
         )
         files.append(("lr_find.png", png))
     except Exception as exc:  # a broken matplotlib or font: the numbers still count
-        note = f"note: lr_find.png not drawn ({type(exc).__name__}: {one_line(exc)})"
-        err.print(printable(note), markup=False, highlight=False)
+        note_not_drawn(err, "lr_find.png", exc)
     folder = create_run_dir(runs_dir, f"lr-find-{spec.name}", name_first=True)
     try:
         write_files(folder, files)

@@ -113,6 +113,9 @@ def probe_statistics(
     n = len(X)
     if len(Y) != n:
         raise ValueError(f"Y has shape {Y.shape}, for {n} samples of X")
+    outputs = (n, *net.layers[-1].output_shape)
+    if Y.shape != outputs:
+        raise ValueError(f"Y has shape {Y.shape}, the network's outputs {outputs}")
     cache = sum(layer.cache_per_sample() for layer in net.layers)
     size = max(1, min(n, CHUNK_CACHE // max(cache, 1)))
     activity = [_Activity(layer.kind) for layer in net.layers]
@@ -123,9 +126,6 @@ def probe_statistics(
             for layer, seen in zip(net.layers, activity, strict=True):  # as Network.forward
                 A = layer.forward(A, False)
                 seen.add(A)
-            if Y_chunk.shape[1:] != A.shape[1:]:
-                outputs = (n, *A.shape[1:])
-                raise ValueError(f"Y has shape {Y.shape}, the network's outputs {outputs}")
             share = len(A) / n  # the chunk's part of the probe's means
             cost += share * float(net.loss.cost(A, Y_chunk))
             net.backward(net.loss.dZ(A, Y_chunk))  # dtheta: the chunk's mean gradient

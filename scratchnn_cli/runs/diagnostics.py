@@ -12,6 +12,7 @@ from pathlib import Path
 
 from scratchnn_cli.errors import RunFolderError
 from scratchnn_cli.records import DiagnosticsRow
+from scratchnn_cli.runs.history import csv_cell
 
 DIAGNOSTICS_COLUMNS = [f.name for f in fields(DiagnosticsRow)]
 _TEXT, _COUNTS = ("kind",), ("epoch", "layer")
@@ -23,7 +24,7 @@ def diagnostics_csv(rows: Sequence[DiagnosticsRow]) -> str:
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(DIAGNOSTICS_COLUMNS)
     for row in rows:
-        writer.writerow([_cell(getattr(row, c)) for c in DIAGNOSTICS_COLUMNS])
+        writer.writerow([csv_cell(getattr(row, c)) for c in DIAGNOSTICS_COLUMNS])
     return buffer.getvalue()
 
 
@@ -38,12 +39,6 @@ def read_diagnostics(path: Path) -> list[DiagnosticsRow]:
             return [_row(record) for record in reader]
     except (OSError, UnicodeDecodeError, ValueError, TypeError) as exc:
         raise RunFolderError(f"{path}: unreadable ({exc})") from None
-
-
-def _cell(value: object) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return ""
-    return repr(float(value)) if isinstance(value, float) else str(value)
 
 
 def _row(record: dict[str, str]) -> DiagnosticsRow:

@@ -34,7 +34,7 @@ _OPTIONAL = ("val_cost", "val_accuracy")  # empty: not evaluated (None); elsewhe
 
 def history_rows(records: Sequence[EpochRecord]) -> str:
     """The CSV rows of ``records``, each ending in a newline (no header)."""
-    return "".join(",".join(_cell(getattr(r, c)) for c in HISTORY_COLUMNS) + "\n" for r in records)
+    return "".join(",".join(csv_cell(getattr(r, c)) for c in HISTORY_COLUMNS) + "\n" for r in records)
 
 
 def history_csv(records: Sequence[EpochRecord]) -> str:
@@ -73,10 +73,14 @@ def read_history(path: Path, rows: int | None = None) -> list[EpochRecord]:
     return [_record(path, i, line) for i, line in enumerate(whole[:rows], start=2)]
 
 
-def _cell(value: float | int | None) -> str:
+def csv_cell(value: float | int | str | None) -> str:
+    """A cell of the run folder's CSV files: "" for None or NaN, text and whole numbers as
+    they are, any other number to its last bit (the shortest repr that reads back the same)."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
-    return str(value) if isinstance(value, int) else repr(float(value))
+    if isinstance(value, str | int):
+        return str(value)
+    return repr(float(value))
 
 
 def _record(path: Path, line_number: int, line: str) -> EpochRecord:

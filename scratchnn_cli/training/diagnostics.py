@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import asdict
 
 import numpy as np
 
@@ -51,21 +52,8 @@ class Diagnostics:
         start = time.perf_counter()
         cost, layers = probe_statistics(net, self.X, self.Y, lr)
         probe_cost = float(cost) if math.isfinite(cost) else math.nan
-        for s in layers:
-            self.rows.append(
-                DiagnosticsRow(
-                    epoch=epoch,
-                    layer=s.layer,
-                    kind=s.kind,
-                    probe_cost=probe_cost,
-                    weight_norm=s.weight_norm,
-                    grad_norm=s.grad_norm,
-                    update_ratio=s.update_ratio,
-                    saturated=s.saturated,
-                    dead=s.dead,
-                    twins=s.twins,
-                )
-            )
+        for s in layers:  # a layer's statistics, with when and the probe's cost
+            self.rows.append(DiagnosticsRow(epoch=epoch, probe_cost=probe_cost, **asdict(s)))
         self.spent += time.perf_counter() - start
         self.last_epoch = epoch
 

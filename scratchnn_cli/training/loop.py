@@ -249,6 +249,7 @@ class Trainer:
 
     def run_epoch(self, order: np.ndarray) -> None:
         """One update per batch of ``order``: forward, dZ = (A - Y) / m, backprop, step."""
+        self.epoch_scores = None  # (J, accuracy): the compiled kernel computes them on the way
         if self.compiled is not None:  # the same formulas as loops, compiled (nn/compiled.py)
             self.epoch_scores = self.compiled.run(self.X, self.Y, order, self.B, self.Z_epoch)
         else:
@@ -296,21 +297,28 @@ class Trainer:
         """Whether the epoch just finished is scored on the validation split."""
         return self.val is not None and self.result.epochs % self.cfg.eval_every == 0
 
-    def epoch_cost(self, order: np.ndarray) -> tuple[float, float]:
-        """J_epoch of the epoch just run on ``order`` (the mean cost of its batches' logits, in
-        training mode, before each step; plus the L1/L2 penalty of the weights now) and its
-        training accuracy."""
-        Z = self.Z_epoch[: len(order)]
-        J, train_acc = self.epoch_scores or self.scores(Z, self.Y[order], self.y[order])
-        self.epoch_scores = None  # the compiled engine's, computed with the updates: used once
+    def epoch_cost(self, order: np.ndarray) -> float:
+        """J_epoch of the epoch just run on ``order``: the mean cost of its batches' logits (in
+        training mode, before each step), plus the L1/L2 penalty of the weights now."""
+        if self.epoch_scores is not None:
+            J = self.epoch_scores[0]
+        else:
+            J = self.net.loss.cost(self.Z_epoch[: len(order)], self.Y[order])
         if self.cfg.l1 > 0 or self.cfg.l2 > 0:
             J += penalty(self.weights, self.cfg.l1, self.cfg.l2)
-        return float(J), train_acc
+        return float(J)
+
+    def epoch_accuracy(self, order: np.ndarray) -> float:
+        """The share of the epoch's samples its batches' logits predicted right."""
+        if self.epoch_scores is not None:
+            return self.epoch_scores[1]
+        predicted = self.net.loss.predict(self.Z_epoch[: len(order)])
+        return float(np.mean(predicted == self.y[order]))
 
     def record(self, order: np.ndarray, lr: float) -> EpochRecord:
         """The epoch's row: J_epoch (+ penalty), train accuracy, and validation when due."""
         net = self.net
-        J, train_acc = self.epoch_cost(order)
+        J, train_acc = self.epoch_cost(order), self.epoch_accuracy(order)
         val_cost = val_acc = None
         if self.evaluates():
             X_val, y_val, Y_val = self.val
