@@ -102,7 +102,7 @@ def run_experiment(
     streams, net = checked_network(config, dataset)
     choice = choose_run_engine(config, dataset, net)
     if choice.note:  # numba missing: auto trains with numpy, and says so
-        (console or Console(stderr=True)).print(f"note: {choice.note}", markup=False)
+        _noter(console or Console(stderr=True))(choice.note)
     run_dir = create_run_dir(runs_dir, config.name or "experiment")
     lock = RunLock(run_dir)
     try:
@@ -162,7 +162,7 @@ def _resume_locked(
     snapshot, restarted = _checkpoint_to_resume(run_dir, net)
     if restarted:
         console = console or Console(stderr=True)
-        console.print(f"note: {run_dir}/checkpoint.npz: {restarted}")
+        _noter(console)(f"{run_dir}/checkpoint.npz: {restarted}")
     _mark_resumed(run_dir, record, config, overrides, snapshot, restarted)
     run = Training(run_dir, record, config, dataset, net, streams, engine, plots)
     return _train_in(run, snapshot, console)
