@@ -22,7 +22,7 @@ def apply_overrides(
     judge. ``option`` names where they come from in error messages (``--set``, a sweep's grid)."""
     for item in overrides:
         key, sep, text = item.partition("=")
-        where = f"{option} {_shown(item)}"
+        where = f"{option} {shown(item)}"
         if not sep or not key.strip():
             raise ConfigError(f"{where}: expected key.path=value, e.g. train.lr=0.01")
         value = _parse_value(text, where)
@@ -43,7 +43,7 @@ def apply_overrides(
     return raw
 
 
-def _shown(item: str) -> str:
+def shown(item: str) -> str:
     """``item`` quoted for a message, cut to :data:`SHOWN_CHARS` characters."""
     if len(item) <= SHOWN_CHARS:
         return repr(item)

@@ -17,6 +17,7 @@ from scratchnn_cli.errors import RunFolderError, one_line
 from scratchnn_cli.records import EpochRecord, Snapshot
 from scratchnn_cli.runs.folder import atomic_write, npz_bytes, read_npz
 from scratchnn_cli.runs.history import history_csv, read_history
+from scratchnn_cli.runs.record import first_problem
 
 
 def write_checkpoint(path: Path, snapshot: Snapshot) -> None:
@@ -75,9 +76,7 @@ def read_checkpoint(path: Path) -> Snapshot:
             _check_generator_state(name, getattr(meta, name))
         snapshot = _snapshot(arrays, meta)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"])
-        raise RunFolderError(f"{path}: unreadable checkpoint ({where}: {first['msg']})") from None
+        raise RunFolderError(f"{path}: unreadable checkpoint ({first_problem(exc)})") from None
     except (ValueError, KeyError, TypeError) as exc:
         raise RunFolderError(f"{path}: unreadable checkpoint ({one_line(exc)})") from None
     if meta.history is None:

@@ -78,10 +78,10 @@ def parse_run_record(data: object, where: str) -> RunRecord:
     try:
         return RunRecord.model_validate(data)
     except ValidationError as exc:
-        raise RunFolderError(f"{where}: not a valid run record: {_first_problem(exc)}") from None
+        raise RunFolderError(f"{where}: not a valid run record: {first_problem(exc)}") from None
 
 
-def _first_problem(exc: ValidationError) -> str:
+def first_problem(exc: ValidationError) -> str:
     """'key.path: what is wrong (got value)', plus how many other problems there are."""
     errors = exc.errors()
     first = errors[0]

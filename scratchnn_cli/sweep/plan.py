@@ -16,7 +16,7 @@ import yaml
 from pydantic import TypeAdapter, ValidationError
 
 from scratchnn_cli.config import apply_overrides, read_yaml, validate_config
-from scratchnn_cli.config.overrides import SHOWN_CHARS
+from scratchnn_cli.config.overrides import shown
 from scratchnn_cli.config.schema import WholeNumber
 from scratchnn_cli.errors import ConfigError, RunFolderError, UserInputError, one_line
 from scratchnn_cli.streams import Stream, stream
@@ -75,14 +75,6 @@ class SweepPlan:
         (seed None without ``seeds``: the spec's own)."""
         repeat, fold = divmod(k, self.folds)
         return (None if self.seeds is None else self.seeds[repeat]), fold
-
-
-def shown(text: str) -> str:
-    """``text`` quoted for a one-line message, cut to ``SHOWN_CHARS`` characters (a command-line
-    value may be thousands of characters long)."""
-    if len(text) <= SHOWN_CHARS:
-        return repr(text)
-    return f"{text[:SHOWN_CHARS]!r}... ({len(text):,} characters)"
 
 
 def parse_grid_option(items: Iterable[str]) -> dict[str, list[Any]]:

@@ -17,6 +17,7 @@ from rich.console import Console
 
 from scratchnn_cli.assembly import check_compatible, check_memory, data_key
 from scratchnn_cli.config import ExperimentConfig, validate_config
+from scratchnn_cli.config.overrides import shown
 from scratchnn_cli.data import Dataset, load_dataset
 from scratchnn_cli.errors import ConfigError, Interrupted, UserInputError, one_line
 from scratchnn_cli.report.progress import SweepProgress
@@ -29,7 +30,6 @@ from scratchnn_cli.sweep.plan import (
     param_cell,
     point_label,
     read_plan,
-    shown,
     sub_run_name,
     sub_run_spec,
 )
