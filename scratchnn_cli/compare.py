@@ -34,9 +34,10 @@ from pydantic import ValidationError
 from scratchnn_cli.config import ExperimentConfig
 from scratchnn_cli.errors import RunFolderError, UserInputError
 from scratchnn_cli.metrics import SPLITS
-from scratchnn_cli.runs import KILLED, is_locked, load_run_record, read_json
+from scratchnn_cli.runs import load_run_record, read_json
 from scratchnn_cli.runs.folder import read_config_yaml
 from scratchnn_cli.runs.history import read_history
+from scratchnn_cli.runs.listing import shown_status
 
 #: Shown for a key a run's config does not have, and for a missing number.
 MISSING = "-"
@@ -163,20 +164,15 @@ def load_run(run_dir: Path) -> ComparedRun:
     """One run folder as a ComparedRun; RunFolderError (one line) when run.json is missing or
     unreadable. config.yaml, metrics.json and history.csv may be missing (shown as ``-``)."""
     run_dir = Path(run_dir)
-    record, info = load_run_record(run_dir)
-    status = record.status
-    if status == "running" and not is_locked(run_dir):
-        status = KILLED
-    stop = info.get("stop") if isinstance(info.get("stop"), dict) else {}
-    seconds = info.get("seconds")
+    record, _ = load_run_record(run_dir)  # validated: the types below are run.json's
     return ComparedRun(
         path=run_dir,
-        name=str(info.get("name") or run_dir.name),
-        status=str(status),
+        name=record.name or run_dir.name,
+        status=shown_status(run_dir, record),
         params=flatten(_resolved_config(run_dir / "config.yaml")),
         accuracy=_accuracies(run_dir / "metrics.json"),
-        epochs=stop.get("epochs") if isinstance(stop.get("epochs"), int) else None,
-        seconds=float(seconds) if _is_number(seconds) else None,
+        epochs=record.stop.epochs if record.stop else None,
+        seconds=record.seconds,
         history=read_curve(run_dir / "history.csv"),
     )
 

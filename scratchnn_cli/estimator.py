@@ -48,7 +48,7 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_dat
 from scratchnn_cli.assembly import network_for
 from scratchnn_cli.config.schema import ModelConfig, TrainConfig, format_validation_error
 from scratchnn_cli.errors import ConfigError
-from scratchnn_cli.streams import Stream, stream
+from scratchnn_cli.streams import training_streams
 from scratchnn_cli.training import TrainResult, train
 
 
@@ -197,15 +197,11 @@ class ScratchnnClassifier(ClassifierMixin, BaseEstimator):
         model, self.train_ = self._sections(n_samples)
         seed = self._seed()
         self.seed_ = seed
-        self._sampling = stream(seed, Stream.SAMPLING)
+        streams = training_streams(seed)
+        self._sampling = streams.sampling
         try:
             self.net_ = network_for(
-                model,
-                self.n_features_in_,
-                len(self.classes_),
-                dtype,
-                stream(seed, Stream.INIT),
-                stream(seed, Stream.DROPOUT),
+                model, self.n_features_in_, len(self.classes_), dtype, streams.init, streams.dropout
             )
         except ConfigError as exc:  # a layer that does not fit the input (conv on rows...)
             raise ValueError(f"{type(self).__name__}: {exc}") from None

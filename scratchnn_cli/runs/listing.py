@@ -124,9 +124,15 @@ def _status(folder: Path) -> tuple[RunRecord | None, str]:
         record, _ = load_run_record(folder)
     except RunFolderError:
         return None, "unreadable"
+    return record, shown_status(folder, record)
+
+
+def shown_status(folder: Path, record: RunRecord) -> str:
+    """run.json's status, or "killed" for a run it says is running whose process is gone (no
+    lock held on the folder)."""
     if record.status == "running" and not is_locked(folder):
-        return record, KILLED
-    return record, record.status
+        return KILLED
+    return record.status
 
 
 def _listing_row(folder: Path, now: float) -> RunRow:

@@ -320,13 +320,15 @@ def _sweep(
         write_yaml(sweep_dir / SWEEP_FILE, asdict(plan))
     tasks, results, refused = _sub_runs(plan, sweep_dir, checked)
     rows: dict[int, PointRow] = {}
+    best: PointRow | None = None  # of the points done so far (the earlier one on a tie)
 
     total = len(plan.points)
     with SweepProgress(console, plan.name, total) as progress:
 
         def advance(point: int) -> None:
+            nonlocal best
             rows[point] = point_row(plan, point, results[point], invalid.get(point))
-            best = best_row(list(rows.values()))
+            best = best_row([row for row in (best, rows[point]) if row is not None])
             progress.point_done(
                 ""
                 if best is None
