@@ -153,8 +153,7 @@ def _resume_locked(
     _check_resumable(run_dir, record.status, overrides)
     config = validate_config(apply_overrides(raw, overrides), f"{run_dir}/config.yaml")
     dataset = load_dataset(config.data, config.seed, config.model.dtype)
-    if dataset.fingerprint != record.data.get("fingerprint"):
-        raise RunFolderError(f"{run_dir}: the data differs from what the run was trained on")
+    _check_same_data(run_dir, record, dataset)
     check_compatible(config, dataset)
     streams = training_streams(config.seed)
     net = network_for_dataset(config, dataset, streams.init, streams.dropout)
@@ -166,6 +165,16 @@ def _resume_locked(
     _mark_resumed(run_dir, record, config, overrides, snapshot, restarted)
     run = Training(run_dir, record, config, dataset, net, streams, engine, plots)
     return _train_in(run, snapshot, console)
+
+
+def _check_same_data(run_dir: Path, record: RunRecord, dataset: Dataset) -> None:
+    """RunFolderError unless ``dataset``, rebuilt from the run's spec, is the data the run was
+    trained on (the fingerprint run.json holds)."""
+    if dataset.fingerprint != record.data.get("fingerprint"):
+        raise RunFolderError(
+            f"{run_dir}: the data differs from what the run was trained on (its fingerprint "
+            "changed), so its splits are not the ones it was trained and tested on"
+        )
 
 
 def resumed_engine(run_dir: Path, record: RunRecord) -> str:
@@ -491,11 +500,7 @@ def evaluate_run(run_dir: Path, split: str = "test") -> Evaluation:
     says whether the model never trained on the split (train+val runs trained on val)."""
     run = load_run_model(run_dir)
     config, dataset, net = run.config, run.dataset, run.net
-    if dataset.fingerprint != run.record.data.get("fingerprint"):
-        raise RunFolderError(
-            f"{run_dir}: the data differs from what the run was trained on (its fingerprint "
-            "changed), so its splits are not the ones it was trained and tested on"
-        )
+    _check_same_data(run_dir, run.record, dataset)
     X, y = dataset.split(split)
     if len(y) == 0:
         raise RunFolderError(f"{run_dir}: the {split} split of this run's data is empty")
