@@ -19,6 +19,7 @@ from scratchnn_cli.config import apply_overrides, read_yaml, validate_config
 from scratchnn_cli.config.overrides import shown
 from scratchnn_cli.config.schema import WholeNumber
 from scratchnn_cli.errors import ConfigError, RunFolderError, UserInputError, one_line
+from scratchnn_cli.runs.folder import read_config_yaml
 from scratchnn_cli.streams import Stream, stream
 from scratchnn_cli.yaml_limits import (
     MAX_CONFIG_BYTES,
@@ -26,7 +27,6 @@ from scratchnn_cli.yaml_limits import (
     MAX_YAML_VALUES,
     YAMLLimitError,
     bounded_safe_load,
-    read_spec_text,
 )
 
 SWEEP_FILE = "sweep.yaml"
@@ -364,21 +364,15 @@ def point_label(plan: SweepPlan, point: int) -> str:
 def read_plan(sweep_dir: Path) -> SweepPlan:
     """The plan in a sweep folder's sweep.yaml (RunFolderError when it is not a sweep folder).
 
-    The file is read as a spec is (``read_spec_text``: a regular file of at most
-    ``MAX_CONFIG_BYTES``; YAML within the limits of yaml_limits.py), since a sweep
-    folder may come from anyone: a tampered one is refused in one line, not expanded."""
+    The file is read as a run's config.yaml is (``runs.folder.read_config_yaml``: a regular
+    file of at most ``MAX_CONFIG_BYTES``, YAML within the limits of yaml_limits.py), since a
+    sweep folder may come from anyone: a tampered one is refused in one line, not expanded."""
     path = Path(sweep_dir) / SWEEP_FILE
     if not path.is_file():
         raise RunFolderError(f"{sweep_dir}: not a sweep folder (no {SWEEP_FILE})")
     try:
-        text = read_spec_text(path)
-    except ConfigError as exc:  # names the file and what is wrong with it
-        raise RunFolderError(str(exc)) from None
-    try:
-        plan = SweepPlan(**bounded_safe_load(text))
-    except YAMLLimitError as exc:
-        raise RunFolderError(f"{path}: unreadable (the YAML document {exc.problem})") from None
-    except (ValueError, yaml.YAMLError, TypeError) as exc:
+        plan = SweepPlan(**read_config_yaml(path))
+    except TypeError as exc:  # a key SweepPlan does not have, or one it needs missing
         raise RunFolderError(f"{path}: unreadable ({one_line(exc)})") from None
     try:  # written by plan_sweep: checked as its options were
         _check_grid(plan.grid)
