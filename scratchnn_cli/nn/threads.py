@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import functools
 import math
-import os
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -145,10 +144,11 @@ def threads(n: int | None) -> Iterator[int]:
 
 
 def usable_cores() -> int:
-    """The CPU cores this process may run on (its affinity mask where the OS has one)."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
+    """The CPU cores this process may use: joblib's count, which reads the CPU affinity and a
+    container's CPU quota (the sweep's workers are counted the same way)."""
+    import joblib  # scikit-learn's dependency; imported when a count is needed
+
+    return joblib.cpu_count()
 
 
 def thread_count() -> int:

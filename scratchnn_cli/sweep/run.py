@@ -20,6 +20,7 @@ from scratchnn_cli.config import ExperimentConfig, validate_config
 from scratchnn_cli.config.overrides import shown
 from scratchnn_cli.data import Dataset, load_dataset
 from scratchnn_cli.errors import ConfigError, Interrupted, UserInputError, one_line
+from scratchnn_cli.nn.threads import usable_cores
 from scratchnn_cli.report.progress import SweepProgress
 from scratchnn_cli.runs import create_run_dir, write_yaml
 from scratchnn_cli.sweep.files import write_sweep_files
@@ -50,14 +51,6 @@ SCHEDULER_SCHEMES = ("tcp", "tls", "ws", "wss")
 Execute = Callable[[list[Task], Path, Callable[[SubRunResult], None]], None]
 
 
-def _cores() -> int:
-    """The CPU cores this process may use (joblib's count: CPU affinity and cgroup quotas
-    included)."""
-    import joblib
-
-    return joblib.cpu_count()
-
-
 def _asked(jobs: int, cores: int) -> int:
     """The workers ``--jobs jobs`` asks for: N, or (as joblib reads it) -1 every core, -2 all
     but one, and so on."""
@@ -68,7 +61,7 @@ def worker_count(jobs: int, sub_runs: int | None = None) -> int:
     """The worker processes to start for ``--jobs jobs`` and ``sub_runs`` sub-runs to train (None:
     not known yet): no more than the sub-runs (an idle worker still costs a process start and
     the tool's imports), no more than :data:`WORKERS_PER_CORE` per core, at least one."""
-    cores = _cores()
+    cores = usable_cores()
     most = WORKERS_PER_CORE * cores
     return max(1, min(_asked(jobs, cores), most, most if sub_runs is None else sub_runs))
 
@@ -76,7 +69,7 @@ def worker_count(jobs: int, sub_runs: int | None = None) -> int:
 def _workers_note(jobs: int, workers: int, sub_runs: int | None) -> str | None:
     """A line saying how many workers ``--jobs jobs`` got, where that is not what it asked for
     (None where it is)."""
-    cores = _cores()
+    cores = usable_cores()
     if workers == _asked(jobs, cores):
         return None
     if workers == sub_runs:
