@@ -43,7 +43,7 @@ from scratchnn_cli.assembly import training_set
 from scratchnn_cli.config import ExperimentConfig
 from scratchnn_cli.data import Dataset
 from scratchnn_cli.diagnose import Evidence, Finding, diagnose, missing_evidence
-from scratchnn_cli.errors import RunFolderError, RunWriteError, one_line
+from scratchnn_cli.errors import ConfigError, RunFolderError, RunWriteError, one_line
 from scratchnn_cli.metrics import (
     SPLITS,
     TOP_PAIRS,
@@ -66,6 +66,7 @@ from scratchnn_cli.report.plots import (
 from scratchnn_cli.runs import RunRecord, read_json, write_text
 from scratchnn_cli.runs.diagnostics import read_diagnostics
 from scratchnn_cli.runs.history import read_history
+from scratchnn_cli.yaml_limits import read_spec_text
 
 if TYPE_CHECKING:
     import matplotlib.pyplot as plt
@@ -131,9 +132,11 @@ def _load_run(finished: FinishedRun) -> _Run:
         finished.dataset,
         finished.net,
     )
-    config_path = run_dir / "config.yaml"
     try:
-        config_text = config_path.read_text(encoding="utf-8")
+        config_text = read_spec_text(run_dir / "config.yaml")  # bounded, as the spec was read
+    except ConfigError as exc:
+        raise RunFolderError(str(exc)) from None
+    try:
         metrics = read_json(run_dir / "metrics.json")
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise RunFolderError(f"{run_dir}: unreadable run files ({one_line(exc)})") from None
