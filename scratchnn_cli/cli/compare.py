@@ -78,7 +78,8 @@ def compare(
     if plot_path is not None or html_path is not None:
         from scratchnn_cli.report.plots import overlaid_curves_png
 
-        png = overlaid_curves_png(curves(comparison)) if curves(comparison) else None
+        drawn = curves(comparison)
+        png = overlaid_curves_png(drawn) if drawn else None
         if plot_path is not None:
             if png is None:
                 raise UserInputError("--plot: none of these runs has a history.csv")
