@@ -323,12 +323,22 @@ def _optional_png(console: Console, name: str, draw: Callable[[], None]) -> bool
     try:
         draw()
     except Exception as exc:
-        note_not_drawn(console, name, exc)
+        _note_not_drawn(console, name, exc)
         return False
     return True
 
 
-def note_not_drawn(console: Console, name: str, exc: Exception) -> None:
+def png_or_note(console: Console, name: str, draw: Callable[[], bytes]) -> bytes | None:
+    """The PNG bytes ``draw`` makes; None, and ``note: NAME not drawn (why)`` on ``console``,
+    when it cannot draw them: a picture lost, the rest kept."""
+    try:
+        return draw()
+    except Exception as exc:
+        _note_not_drawn(console, name, exc)
+        return None
+
+
+def _note_not_drawn(console: Console, name: str, exc: Exception) -> None:
     """``note: NAME not drawn (why)`` on ``console``: a picture lost, the rest kept."""
     _noter(console)(f"{name} not drawn ({type(exc).__name__}: {one_line(exc)})")
 
@@ -341,11 +351,11 @@ def _confusion_picture(
     shown = "test" if "test" in metrics else next(iter(metrics))
     title = f"{config.name}: {shown} accuracy {metrics[shown].accuracy:.3f}"
     matrix = np.array(metrics[shown].confusion_matrix)
-    try:
-        return "confusion_matrix.png", confusion_matrix_png(matrix, dataset.class_names, title)
-    except Exception as exc:
-        note_not_drawn(console, "confusion_matrix.png", exc)
-        return None
+    name = "confusion_matrix.png"
+    png = png_or_note(
+        console, name, lambda: confusion_matrix_png(matrix, dataset.class_names, title)
+    )
+    return None if png is None else (name, png)
 
 
 def _start_diagnostics(
@@ -371,12 +381,9 @@ def _gradient_flow_picture(run: Training, console: Console) -> tuple[str, bytes]
     drawn."""
     if run.diagnostics is None or not run.diagnostics.rows:
         return None
-    title = f"{run.config.name}: gradient flow"
-    try:
-        return "gradient_flow.png", gradient_flow_png(run.diagnostics.rows, title)
-    except Exception as exc:
-        note_not_drawn(console, "gradient_flow.png", exc)
-        return None
+    title, rows = f"{run.config.name}: gradient flow", run.diagnostics.rows
+    png = png_or_note(console, "gradient_flow.png", lambda: gradient_flow_png(rows, title))
+    return None if png is None else ("gradient_flow.png", png)
 
 
 def write_augmentation_examples(run_dir: Path, config: ExperimentConfig, dataset: Dataset) -> None:

@@ -80,7 +80,7 @@ def _write_folder(runs_dir: Path, spec: ExperimentConfig, result: LRFindResult) 
     """A new ``lr-find-<name>-<timestamp>`` folder holding the curve (PNG, CSV), the result
     (JSON) and the spec. A curve that cannot be drawn is a note, not the end of the rest."""
     from scratchnn_cli.errors import RunWriteError, one_line
-    from scratchnn_cli.experiment import note_not_drawn
+    from scratchnn_cli.experiment import png_or_note
     from scratchnn_cli.report.plots import lr_find_png
     from scratchnn_cli.runs import create_run_dir, json_bytes, write_files, yaml_bytes
 
@@ -89,14 +89,16 @@ def _write_folder(runs_dir: Path, spec: ExperimentConfig, result: LRFindResult) 
         ("lr_find.csv", result.curve_csv().encode()),
         ("lr_find.json", json_bytes(result.to_json())),
     ]
-    try:
-        title = f"{spec.name}: learning-rate range test"
-        png = lr_find_png(
+    title = f"{spec.name}: learning-rate range test"
+    png = png_or_note(  # a broken matplotlib or font: the numbers still count
+        err,
+        "lr_find.png",
+        lambda: lr_find_png(
             result.lrs, result.costs, result.smoothed, result.suggested, result.configured_lr, title
-        )
+        ),
+    )
+    if png is not None:
         files.append(("lr_find.png", png))
-    except Exception as exc:  # a broken matplotlib or font: the numbers still count
-        note_not_drawn(err, "lr_find.png", exc)
     folder = create_run_dir(runs_dir, f"lr-find-{spec.name}", name_first=True)
     try:
         write_files(folder, files)
