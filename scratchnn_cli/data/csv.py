@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from scratchnn_cli.data.raw import RawData
+from scratchnn_cli.data.scaling import nonfinite_columns
 from scratchnn_cli.errors import DataError, one_line
 
 if TYPE_CHECKING:  # pandas is imported where used: it is slow to import
@@ -45,11 +46,12 @@ def read_csv(path: Path, target: str | None) -> RawData:
     )
 
 
-def _parse(path: Path) -> pd.DataFrame:
+def _parse(path: Path, **options: object) -> pd.DataFrame:
+    """``pd.read_csv(path, **options)``; its errors one DataError line each."""
     import pandas as pd
 
     try:
-        return pd.read_csv(path)
+        return pd.read_csv(path, **options)
     except pd.errors.EmptyDataError:
         raise DataError(f"{path}: the CSV file is empty") from None
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
@@ -62,14 +64,7 @@ def _header(path: Path) -> list[str]:
     """The header's names as written: ``pd.read_csv`` renames a repeated name (the second
     ``Class`` becomes ``Class.1``, which would then train as a feature), so the first row is read
     again as plain text, by the same parser (same quoting, encoding and separator)."""
-    import pandas as pd
-
-    try:
-        first = pd.read_csv(path, header=None, nrows=1, dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
-        raise DataError(f"{path}: cannot parse the CSV file: {one_line(exc)}") from None
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read the CSV file: {one_line(exc)}") from None
+    first = _parse(path, header=None, nrows=1, dtype=str, keep_default_na=False)
     return [str(name) for name in first.iloc[0]] if len(first) else []
 
 
@@ -150,9 +145,8 @@ def _first_non_number(column: pd.Series) -> str:
 
 
 def _check_finite_features(X: np.ndarray, features: list[str], path: Path) -> None:
-    finite = np.isfinite(X).all(axis=0)
-    if not finite.all():
-        bad = [c for c, ok in zip(features, finite, strict=True) if not ok]
+    bad = [features[c] for c in nonfinite_columns(X)]
+    if bad:
         raise DataError(f"{path}: infinite values in column {', '.join(map(repr, bad))}")
 
 
